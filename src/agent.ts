@@ -1,0 +1,87 @@
+import type { JsonValue, TokenUsage } from './report/schema.js';
+
+/** One line of the budget an agent may read: how much is used, the limit, and what is left. */
+export interface BudgetLine {
+  readonly used: number;
+  readonly limit: number;
+  readonly remaining: number;
+}
+
+/** A read-only view of the run's remaining budget, current at the moment it is read. */
+export interface BudgetView {
+  readonly steps: BudgetLine;
+  readonly tokens: BudgetLine;
+  readonly toolCalls: BudgetLine;
+  /** Milliseconds of the run's time limit. */
+  readonly timeMs: BudgetLine;
+}
+
+/** Token spend reported by an agent: a number counts as output tokens. */
+export type UsageReport =
+  | number
+  | { readonly input?: number; readonly output?: number }
+  | { readonly input_tokens?: number; readonly output_tokens?: number; readonly total_tokens?: number };
+
+/** A governed tool as the agent sees it: every call goes through the policy first. */
+export type GovernedTool = (args?: unknown) => Promise<unknown>;
+
+/** What a tool body receives besides its arguments. */
+export interface ToolCallContext {
+  /** Aborted when the step that made the call ends, the run is cancelled, or it times out. */
+  readonly signal: AbortSignal;
+  readonly executionId: string;
+  readonly callId: string;
+  readonly tool: string;
+}
+
+/** A tool the run request supplies: plain code, sync or async. */
+export type ToolFunction = (args: any, context: ToolCallContext) => unknown;
+
+/** The tools of a run request, by name. */
+export type ToolSet = Readonly<Record<string, ToolFunction>>;
+
+/**
+ * What an agent's `plan`, `invoke` and `review` receive. It carries no handle on the run's actor or
+ * policy: an agent can read its budget but never change its own limits.
+ */
+export interface AgentContext {
+  readonly executionId: string;
+  /** The current step, from 1; 0 while planning. */
+  readonly step: number;
+  /** 1 for the first try of a step, more when the step is retried. */
+  readonly attempt: number;
+  /** Aborted when this call must stop: the run was cancelled, timed out or broke a limit. */
+  readonly signal: AbortSignal;
+  /** The run's tools, each wrapped so that calling it is governed by the policy. */
+  readonly tools: Readonly<Record<string, GovernedTool>>;
+  /** Calls a governed tool by name; the same as `tools[name](args)`. */
+  callTool(name: string, args?: unknown): Promise<unknown>;
+  /** Reports token spend as it happens; spend past the budget aborts the step at once. */
+  usage(tokens: UsageReport): void;
+  readonly budget: BudgetView;
+}
+
+/** What `review` receives: the outcome of the step that just ran. */
+export interface StepResult {
+  readonly step: number;
+  readonly input: unknown;
+  readonly output: JsonValue;
+  readonly usage: TokenUsage | null;
+}
+
+/** `review`'s answer: finish the run, or run another step (with the same input unless given). */
+export type ReviewDecision = { readonly done: true } | { readonly done: false; readonly input?: unknown };
+
+/**
+ * The agent contract. Only `invoke` is required; it may return `{ output }`, a string or any JSON
+ * value, sync or async, optionally with token usage (`usage` or LangChain-style `usage_metadata`).
+ */
+export interface Agent {
+  readonly name?: string;
+  invoke(input: any, ctx: AgentContext): unknown;
+  plan?(task: any, ctx: AgentContext): unknown;
+  review?(result: StepResult, ctx: AgentContext): ReviewDecision | Promise<ReviewDecision>;
+}
+
+/** An agent may also be a bare function, used as its `invoke`. */
+export type AgentLike = Agent | ((input: any, ctx: AgentContext) => unknown);

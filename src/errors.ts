@@ -1,0 +1,198 @@
+/**
+ * The one registry of OAO error codes. A code is never reused or renamed; each has a default
+ * message, the HTTP status the service answers with, and whether retrying the same call can help.
+ * docs/errors.md documents every entry, and a test keeps the two in step.
+ */
+export const errorRegistry = {
+  OAO_ERR_INVALID_ARGUMENT: {
+    status: 400,
+    retryable: false,
+    message: 'An argument is invalid',
+  },
+  OAO_ERR_INVALID_POLICY: {
+    status: 400,
+    retryable: false,
+    message: 'The policy options are invalid',
+  },
+  OAO_ERR_INVALID_AGENT: {
+    status: 400,
+    retryable: false,
+    message: 'The agent does not satisfy the agent contract',
+  },
+  OAO_ERR_POLICY_VIOLATION: {
+    status: 403,
+    retryable: false,
+    message: 'The run exceeded a policy limit',
+  },
+  OAO_ERR_TOOL_DENIED: {
+    status: 403,
+    retryable: false,
+    message: 'The policy does not allow this tool call',
+  },
+  OAO_ERR_UNKNOWN_TOOL: {
+    status: 404,
+    retryable: false,
+    message: 'The run has no tool of that name',
+  },
+  OAO_ERR_TIMEOUT: {
+    status: 504,
+    retryable: false,
+    message: 'The run exceeded its time limit',
+  },
+  OAO_ERR_CANCELLED: {
+    status: 409,
+    retryable: false,
+    message: 'The run was cancelled',
+  },
+  OAO_ERR_RUN_FINISHED: {
+    status: 409,
+    retryable: false,
+    message: 'The run has already finished',
+  },
+  OAO_ERR_AGENT_FAILED: {
+    status: 502,
+    retryable: true,
+    message: 'The agent raised an error',
+  },
+  OAO_ERR_INVALID_AGENT_OUTPUT: {
+    status: 502,
+    retryable: false,
+    message: 'The agent returned an invalid value',
+  },
+  OAO_ERR_OUTPUT_NOT_SERIALIZABLE: {
+    status: 502,
+    retryable: false,
+    message: 'The agent returned a value that cannot be serialized as JSON',
+  },
+  OAO_ERR_ASYNC_IN_SYNC_RUN: {
+    status: 400,
+    retryable: false,
+    message: 'runSync() needs a synchronous agent, but the agent returned a promise',
+  },
+} as const satisfies Record<string, { status: number; retryable: boolean; message: string }>;
+
+export type OaoErrorCode = keyof typeof errorRegistry;
+
+const OAO_ERROR_BRAND = Symbol.for('open-agent-orchestrator.error');
+
+export interface OaoErrorOptions {
+  /** Overrides the registry's default of whether the failed call may be retried. */
+  readonly retryable?: boolean;
+  readonly cause?: unknown;
+  /** Structured facts about the failure, JSON-safe (field names, limits, values). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The base class of every error OAO raises. Check with {@link OaoError.isInstance}, which also
+ * works across copies of the package loaded twice.
+ */
+export class OaoError extends Error {
+  readonly code: OaoErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+  readonly [OAO_ERROR_BRAND] = true;
+
+  constructor(code: OaoErrorCode, message?: string, options: OaoErrorOptions = {}) {
+    const entry = errorRegistry[code];
+    super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'OaoError';
+    this.code = code;
+    this.status = entry.status;
+    this.retryable = options.retryable ?? entry.retryable;
+    this.details = options.details;
+  }
+
+  static isInstance(value: unknown): value is OaoError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[OAO_ERROR_BRAND] === true;
+  }
+
+  /** A JSON-safe summary, as it appears in reports, events and HTTP error bodies. */
+  toJSON(): SerializedError {
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      ...(this.details === undefined ? {} : { details: this.details }),
+    };
+  }
+}
+
+/** The rules a policy enforces; `termination.rule` and violation events name one of these. */
+export type PolicyRule =
+  | 'max_steps'
+  | 'max_tokens'
+  | 'max_tool_calls'
+  | 'tool_max_calls'
+  | 'tool_not_allowed'
+  | 'tool_denied';
+
+export interface PolicyViolation {
+  readonly rule: PolicyRule;
+  readonly message: string;
+  readonly limit: number | null;
+  readonly attempted: number | null;
+  readonly tool?: string;
+}
+
+/** Raised into an agent (and recorded on the run) when it tries to go past a policy limit. */
+export class PolicyViolationError extends OaoError {
+  readonly rule: PolicyRule;
+  readonly violation: PolicyViolation;
+
+  constructor(violation: PolicyViolation, code: 'OAO_ERR_POLICY_VIOLATION' | 'OAO_ERR_TOOL_DENIED' = 'OAO_ERR_POLICY_VIOLATION') {
+    super(code, violation.message, {
+      details: {
+        rule: violation.rule,
+        limit: violation.limit,
+        attempted: violation.attempted,
+        ...(violation.tool === undefined ? {} : { tool: violation.tool }),
+      },
+    });
+    this.name = code === 'OAO_ERR_TOOL_DENIED' ? 'ToolDeniedError' : 'PolicyViolationError';
+    this.rule = violation.rule;
+    this.violation = violation;
+  }
+}
+
+/** Raised into an agent's pending calls when its run stops for a reason other than a violation. */
+export class RunAbortedError extends OaoError {
+  constructor(code: 'OAO_ERR_TIMEOUT' | 'OAO_ERR_CANCELLED' | 'OAO_ERR_RUN_FINISHED', message?: string) {
+    super(code, message);
+    this.name = 'RunAbortedError';
+  }
+}
+
+export interface SerializedError {
+  readonly name: string;
+  readonly code: string;
+  readonly message: string;
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/** Turns anything thrown by user code into a JSON-safe summary without losing its message. */
+export function serializeError(error: unknown): SerializedError {
+  if (OaoError.isInstance(error)) return error.toJSON();
+  if (error instanceof Error) {
+    return { name: error.name, code: 'OAO_ERR_AGENT_FAILED', message: error.message || error.name };
+  }
+  return { name: 'NonError', code: 'OAO_ERR_AGENT_FAILED', message: `Agent threw a non-Error value: ${describeThrown(error)}` };
+}
+
+function describeThrown(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null || typeof value !== 'object') return String(value);
+  try {
+    return JSON.stringify(value) ?? Object.prototype.toString.call(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** Whether a failed agent call may be retried: policy violations and aborts never are. */
+export function isRetryable(error: unknown): boolean {
+  if (OaoError.isInstance(error)) return error.retryable;
+  if (typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === false) return false;
+  return true;
+}

@@ -1,0 +1,136 @@
+import { z } from 'zod';
+import { policyLimitsSchema } from '../policy/schema.js';
+import {
+  executionReportSchema,
+  lifecycleStateSchema,
+  policyRuleSchema,
+  serializedErrorSchema,
+  tokenUsageSchema,
+} from '../report/schema.js';
+
+/** Spend so far, at the moment the event was emitted. */
+export const eventCountersSchema = z.object({
+  steps: z.number().int().nonnegative(),
+  tokens: z.number().int().nonnegative(),
+  toolCalls: z.number().int().nonnegative(),
+});
+export type EventCounters = z.infer<typeof eventCountersSchema>;
+
+const phaseSchema = z.enum(['plan', 'step', 'review']);
+
+function event<T extends string, P extends z.ZodType>(type: T, payload: P) {
+  return z.object({
+    /** `${executionId}:${seq}`: unique across runs. */
+    id: z.string(),
+    executionId: z.string(),
+    /** Position in the run's stream: from 0, no gaps. */
+    seq: z.number().int().nonnegative(),
+    /** Milliseconds since the epoch, from the run's clock. */
+    timestamp: z.number(),
+    type: z.literal(type),
+    /** The lifecycle state the run was in when the event was emitted. */
+    state: lifecycleStateSchema,
+    counters: eventCountersSchema,
+    payload,
+  });
+}
+
+/**
+ * Every event a run emits. Inputs the runtime cannot reproduce (plans, agent outputs, review
+ * decisions, token usage, tool results) are all carried in payloads, so a run's events are a
+ * complete record of it.
+ */
+export const oaoEventSchema = z.discriminatedUnion('type', [
+  event(
+    'EXECUTION_START',
+    z.object({
+      agentName: z.string(),
+      task: z.unknown(),
+      policy: policyLimitsSchema,
+      tools: z.array(z.string()),
+      executionHash: z.string(),
+    }),
+  ),
+  event('STATE_ENTER', z.object({ state: lifecycleStateSchema })),
+  event('STATE_EXIT', z.object({ state: lifecycleStateSchema, durationMs: z.number().nonnegative() })),
+  event('PLAN_COMPLETE', z.object({ input: z.unknown() })),
+  event('STEP_START', z.object({ step: z.number().int().positive(), attempt: z.number().int().positive(), input: z.unknown() })),
+  event(
+    'STEP_COMPLETE',
+    z.object({
+      step: z.number().int().positive(),
+      attempt: z.number().int().positive(),
+      output: z.unknown(),
+      usage: tokenUsageSchema.nullable(),
+    }),
+  ),
+  event(
+    'REVIEW_DECISION',
+    z.object({ step: z.number().int().positive(), done: z.boolean(), input: z.unknown().optional() }),
+  ),
+  event(
+    'TOKEN_USAGE',
+    z.object({
+      step: z.number().int().nonnegative(),
+      input: z.number().int().nonnegative(),
+      output: z.number().int().nonnegative(),
+      total: z.number().int().nonnegative(),
+      source: z.enum(['reported', 'output']),
+    }),
+  ),
+  event('TOOL_CALL', z.object({ step: z.number().int(), callId: z.string(), tool: z.string(), args: z.unknown() })),
+  event(
+    'TOOL_RESULT',
+    z.object({
+      step: z.number().int(),
+      callId: z.string(),
+      tool: z.string(),
+      ok: z.boolean(),
+      result: z.unknown().optional(),
+      error: serializedErrorSchema.optional(),
+      durationMs: z.number().nonnegative(),
+    }),
+  ),
+  event(
+    'TOOL_DENIED',
+    z.object({
+      step: z.number().int(),
+      callId: z.string(),
+      tool: z.string(),
+      args: z.unknown(),
+      rule: policyRuleSchema,
+      message: z.string(),
+    }),
+  ),
+  event(
+    'POLICY_VIOLATION',
+    z.object({
+      rule: policyRuleSchema,
+      message: z.string(),
+      limit: z.number().nullable(),
+      attempted: z.number().nullable(),
+      tool: z.string().optional(),
+    }),
+  ),
+  event(
+    'ERROR',
+    z.object({
+      phase: phaseSchema,
+      step: z.number().int().nonnegative(),
+      attempt: z.number().int().positive(),
+      error: serializedErrorSchema,
+      willRetry: z.boolean(),
+      retryInMs: z.number().nonnegative().nullable(),
+    }),
+  ),
+  event('EXECUTION_TIMEOUT', z.object({ timeoutMs: z.number().int().positive() })),
+  event('EXECUTION_CANCELLED', z.object({ reason: z.string() })),
+  event('EXECUTION_COMPLETE', z.object({ report: executionReportSchema })),
+]);
+
+export type OaoEvent = z.infer<typeof oaoEventSchema>;
+export type OaoEventType = OaoEvent['type'];
+export type OaoEventOf<T extends OaoEventType> = Extract<OaoEvent, { type: T }>;
+export type OaoEventPayload<T extends OaoEventType> = OaoEventOf<T>['payload'];
+
+export const oaoEventTypes = oaoEventSchema.options.map((option) => option.shape.type.value) as readonly OaoEventType[];

@@ -1,0 +1,48 @@
+export { Orchestrator } from './Orchestrator.js';
+export type { OaoInspector, OrchestratorOptions, RunHandle, RunRequest } from './Orchestrator.js';
+export { StrictPolicy } from './policy/StrictPolicy.js';
+export { checkStepStart, checkTokens, checkToolCall, retryDelay } from './policy/checks.js';
+export { DEFAULT_LIMITS, policyLimitsSchema, policyOptionsSchema } from './policy/schema.js';
+export type { PolicyLimits, PolicyOptions, RetryOptions, ToolRules } from './policy/schema.js';
+export { agentLifecycleMachine } from './machines/agentLifecycleMachine.js';
+export type { AgentLifecycleMachine, LifecycleContext, LifecycleEvent, LifecycleInput } from './machines/agentLifecycleMachine.js';
+export { agentCallLogic } from './actors/agentCall.js';
+export type { AgentCallEvent, AgentCallInput } from './actors/agentCall.js';
+export {
+  OaoError,
+  PolicyViolationError,
+  RunAbortedError,
+  errorRegistry,
+  isRetryable,
+  serializeError,
+} from './errors.js';
+export type { OaoErrorCode, OaoErrorOptions, PolicyRule, PolicyViolation, SerializedError } from './errors.js';
+export { oaoEventSchema, oaoEventTypes, eventCountersSchema } from './events/schema.js';
+export type { EventCounters, OaoEvent, OaoEventOf, OaoEventPayload, OaoEventType } from './events/schema.js';
+export {
+  executionReportSchema,
+  jsonValueSchema,
+  lifecycleStates,
+  terminationReasons,
+} from './report/schema.js';
+export type { ExecutionReport, JsonValue, LifecycleState, Termination, TerminationReason, TokenUsage } from './report/schema.js';
+export { canonicalJson } from './report/canonicalJson.js';
+export { executionHash } from './report/executionHash.js';
+export type { ExecutionIdentity } from './report/executionHash.js';
+export { systemClock } from './runtime/clock.js';
+export type { Clock } from './runtime/clock.js';
+export type {
+  Agent,
+  AgentContext,
+  AgentLike,
+  BudgetLine,
+  BudgetView,
+  GovernedTool,
+  ReviewDecision,
+  StepResult,
+  ToolCallContext,
+  ToolFunction,
+  ToolSet,
+  UsageReport,
+} from './agent.js';
+export { RUNTIME_VERSION } from './version.js';

@@ -1,0 +1,202 @@
+import { assign, setup } from 'xstate';
+import type { Agent, ReviewDecision } from '../agent.js';
+import { agentCallLogic, type AgentCallEvent } from '../actors/agentCall.js';
+import { isRetryable } from '../errors.js';
+import { checkTokens, retryDelay } from '../policy/checks.js';
+import type { ExecutionReport, LifecycleState } from '../report/schema.js';
+import type { NormalizedStep } from '../runtime/agentOutput.js';
+import type { RunSession, StopEvent } from '../runtime/RunSession.js';
+
+export interface LifecycleInput {
+  readonly session: RunSession;
+}
+
+/**
+ * Kept small on purpose: `assign` copies the context. Counters, events and history live in the
+ * run's ledger (`session`); the context holds only what flows from state to state.
+ */
+export interface LifecycleContext {
+  readonly session: RunSession;
+  /** The input of the next (or current) step. */
+  readonly input: unknown;
+}
+
+export type LifecycleEvent = AgentCallEvent | StopEvent;
+
+type Done = Extract<AgentCallEvent, { type: 'AGENT.DONE' }>;
+type Failed = Extract<AgentCallEvent, { type: 'AGENT.ERROR' }>;
+
+const FAILED = '#agentLifecycle.FAILED';
+const TERMINATE = '#agentLifecycle.TERMINATE';
+const EXECUTE = '#agentLifecycle.EXECUTE';
+
+/**
+ * The governed lifecycle of one agent run: INIT -> PLAN -> EXECUTE -> REVIEW -> TERMINATE, and
+ * FAILED from anywhere. Every edge that lets the agent do more is guarded by the policy, and every
+ * way out (done, violation, timeout, cancel, error) is an explicit transition to a final state.
+ * Effects are the `agentCall` actor and the named actions, so tests can `provide()` others.
+ *
+ * @example
+ * ```ts
+ * import { createActor } from 'xstate';
+ * import { agentLifecycleMachine } from 'open-agent-orchestrator';
+ * // Visualize it: paste into the Stately editor, or run it with `inspect` set (see README).
+ * console.log(agentLifecycleMachine.root.states.EXECUTE?.key); // 'EXECUTE'
+ * ```
+ */
+export const agentLifecycleMachine = setup({
+  types: {
+    context: {} as LifecycleContext,
+    input: {} as LifecycleInput,
+    events: {} as LifecycleEvent,
+    output: {} as ExecutionReport,
+  },
+  actors: {
+    agentCall: agentCallLogic,
+  },
+  guards: {
+    stopRequested: ({ context }) => context.session.stopping,
+    hasPlanner: ({ context }) => typeof (context.session.agent as Partial<Agent>).plan === 'function',
+    hasReviewer: ({ context }) => typeof (context.session.agent as Partial<Agent>).review === 'function',
+    canStartStep: ({ context }) => context.session.canStartStep(),
+    reviewSaysDone: ({ event }) => ((event as Done).value as ReviewDecision).done,
+    outputOverBudget: ({ context, event }) => {
+      const usage = ((event as Done).value as NormalizedStep).usage;
+      const session = context.session;
+      return usage !== null && checkTokens(session.limits, session.tokensTotal + usage.total) !== null;
+    },
+    canRetry: ({ context, event }) => {
+      const session = context.session;
+      return (
+        !session.stopping &&
+        !session.syncOnly &&
+        session.attempt <= session.limits.retry.maxRetries &&
+        isRetryable((event as Failed).error)
+      );
+    },
+  },
+  actions: {
+    enterState: ({ context }, params: { state: LifecycleState }) => context.session.enterState(params.state),
+    exitState: ({ context }, params: { state: LifecycleState }) => context.session.exitState(params.state),
+    recordPlan: ({ context, event }) => context.session.recordPlan((event as Done).value),
+    takePlan: assign({ input: ({ event }) => (event as Done).value }),
+    beginStep: ({ context }) => context.session.beginStep(),
+    announceAttempt: ({ context }) => context.session.announceAttempt(context.input),
+    completeStep: ({ context, event }) => context.session.completeStep(context.input, (event as Done).value as NormalizedStep),
+    recordReview: ({ context, event }) => context.session.recordReview((event as Done).value as ReviewDecision),
+    takeReviewInput: assign({
+      input: ({ context, event }) => {
+        const decision = (event as Done).value as ReviewDecision;
+        return !decision.done && decision.input !== undefined ? decision.input : context.input;
+      },
+    }),
+    refuseStep: ({ context }) => context.session.refuseStep(),
+    scheduleRetry: ({ context, event }) => context.session.agentError((event as Failed).phase, (event as Failed).error, true),
+    failWithAgentError: ({ context, event }) =>
+      context.session.agentError((event as Failed).phase, (event as Failed).error, false),
+    finish: ({ context }, params: { status: 'SUCCESS' | 'FAILED' }) => {
+      context.session.finish(params.status);
+    },
+  },
+  delays: {
+    retryBackoff: ({ context }) => retryDelay(context.session.limits, context.session.attempt - 1),
+  },
+}).createMachine({
+  id: 'agentLifecycle',
+  context: ({ input }) => ({ session: input.session, input: input.session.task }),
+  initial: 'INIT',
+  output: ({ context }) => context.session.report as ExecutionReport,
+  on: {
+    CANCEL: { target: '.FAILED' },
+    DEADLINE: { target: '.FAILED' },
+    VIOLATION: { target: '.FAILED' },
+  },
+  states: {
+    INIT: {
+      entry: { type: 'enterState', params: { state: 'INIT' } },
+      exit: { type: 'exitState', params: { state: 'INIT' } },
+      always: [{ guard: 'stopRequested', target: 'FAILED' }, { target: 'PLAN' }],
+    },
+    PLAN: {
+      entry: { type: 'enterState', params: { state: 'PLAN' } },
+      exit: { type: 'exitState', params: { state: 'PLAN' } },
+      initial: 'deciding',
+      states: {
+        deciding: {
+          always: [{ guard: 'hasPlanner', target: 'planning' }, { target: EXECUTE }],
+        },
+        planning: {
+          invoke: {
+            src: 'agentCall',
+            input: ({ context }) => ({ session: context.session, phase: 'plan' as const, value: context.session.task }),
+          },
+          on: {
+            'AGENT.DONE': { target: EXECUTE, actions: ['recordPlan', 'takePlan'] },
+            'AGENT.ERROR': { target: FAILED, actions: 'failWithAgentError' },
+          },
+        },
+      },
+    },
+    EXECUTE: {
+      entry: [{ type: 'enterState', params: { state: 'EXECUTE' } }, 'beginStep'],
+      exit: { type: 'exitState', params: { state: 'EXECUTE' } },
+      initial: 'running',
+      states: {
+        running: {
+          entry: 'announceAttempt',
+          invoke: {
+            src: 'agentCall',
+            input: ({ context }) => ({ session: context.session, phase: 'step' as const, value: context.input }),
+          },
+          on: {
+            'AGENT.DONE': [
+              { guard: 'outputOverBudget', target: FAILED, actions: 'completeStep' },
+              { target: '#agentLifecycle.REVIEW', actions: 'completeStep' },
+            ],
+            'AGENT.ERROR': [
+              { guard: 'canRetry', target: 'backingOff', actions: 'scheduleRetry' },
+              { target: FAILED, actions: 'failWithAgentError' },
+            ],
+          },
+        },
+        backingOff: {
+          after: { retryBackoff: { target: 'running' } },
+        },
+      },
+    },
+    REVIEW: {
+      entry: { type: 'enterState', params: { state: 'REVIEW' } },
+      exit: { type: 'exitState', params: { state: 'REVIEW' } },
+      initial: 'deciding',
+      states: {
+        deciding: {
+          always: [{ guard: 'hasReviewer', target: 'reviewing' }, { target: TERMINATE }],
+        },
+        reviewing: {
+          invoke: {
+            src: 'agentCall',
+            input: ({ context }) => ({ session: context.session, phase: 'review' as const, value: context.session.lastStep }),
+          },
+          on: {
+            'AGENT.DONE': [
+              { guard: 'reviewSaysDone', target: TERMINATE, actions: 'recordReview' },
+              { guard: 'canStartStep', target: EXECUTE, actions: ['recordReview', 'takeReviewInput'] },
+              { target: FAILED, actions: ['recordReview', 'refuseStep'] },
+            ],
+            'AGENT.ERROR': { target: FAILED, actions: 'failWithAgentError' },
+          },
+        },
+      },
+    },
+    TERMINATE: {
+      type: 'final',
+      entry: [{ type: 'enterState', params: { state: 'TERMINATE' } }, { type: 'finish', params: { status: 'SUCCESS' } }],
+    },
+    FAILED: {
+      type: 'final',
+      entry: [{ type: 'enterState', params: { state: 'FAILED' } }, { type: 'finish', params: { status: 'FAILED' } }],
+    },
+  },
+});
+
+export type AgentLifecycleMachine = typeof agentLifecycleMachine;

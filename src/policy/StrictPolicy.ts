@@ -1,0 +1,130 @@
+import { OaoError } from '../errors.js';
+import { canonicalJson } from '../report/canonicalJson.js';
+import { DEFAULT_LIMITS, deepFreeze, policyOptionsSchema, type PolicyLimits, type PolicyOptions } from './schema.js';
+
+/**
+ * The hard limits of a run: steps, tokens, tool calls, wall time, which tools may run and how often,
+ * and how transient agent errors are retried. Immutable once constructed; invalid options are an
+ * `OAO_ERR_INVALID_POLICY` error at construction.
+ *
+ * @example
+ * ```ts
+ * const policy = new StrictPolicy({ maxSteps: 5, tools: { deny: ['shell'] } });
+ * policy.maxSteps; // 5
+ * policy.maxTokens; // 4000 (default)
+ * ```
+ */
+export class StrictPolicy {
+  /** @default 10 */
+  readonly maxSteps: number;
+  /** @default 4000 */
+  readonly maxTokens: number;
+  /** @default 5 */
+  readonly maxToolCalls: number;
+  /** @default 30000 */
+  readonly timeoutMs: number;
+  /** The resolved limits, frozen and JSON-safe. */
+  readonly limits: PolicyLimits;
+  #canonical: string | undefined;
+
+  constructor(options: PolicyOptions = {}) {
+    this.limits = resolvedLimits.get(options) ?? resolveLimits(DEFAULT_LIMITS, parsePolicyOptions(options));
+    this.maxSteps = this.limits.maxSteps;
+    this.maxTokens = this.limits.maxTokens;
+    this.maxToolCalls = this.limits.maxToolCalls;
+    this.timeoutMs = this.limits.timeoutMs;
+    Object.freeze(this);
+  }
+
+  /** Builds a policy from already resolved limits (used when narrowing). */
+  static fromLimits(limits: PolicyLimits): StrictPolicy {
+    const token = {};
+    resolvedLimits.set(token, deepFreeze(structuredClone(limits)));
+    return new StrictPolicy(token);
+  }
+
+  /**
+   * The policy that applies when `override` is laid over this one. It can only narrow: every limit
+   * is the smaller of the two, allow lists intersect, deny lists and per-tool limits combine.
+   * Fields the override leaves out keep this policy's value.
+   */
+  narrow(override: StrictPolicy | PolicyOptions | undefined): StrictPolicy {
+    if (override === undefined || override === this) return this;
+    const other = override instanceof StrictPolicy ? override.limits : resolveLimits(this.limits, parsePolicyOptions(override));
+    return StrictPolicy.fromLimits(intersectLimits(this.limits, other));
+  }
+
+  /** Canonical JSON of the limits, computed once; part of every run's executionHash. */
+  get canonical(): string {
+    // The instance is frozen, so the cache lives in a private field set on first use.
+    return (this.#canonical ??= canonicalJson(this.limits));
+  }
+
+  toJSON(): PolicyLimits {
+    return this.limits;
+  }
+}
+
+/** Lets fromLimits hand resolved limits to the constructor without a public back door. */
+const resolvedLimits = new WeakMap<object, PolicyLimits>();
+
+function parsePolicyOptions(options: unknown): PolicyOptions {
+  const parsed = policyOptionsSchema.safeParse(options);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue && issue.path.length > 0 ? issue.path.join('.') : 'policy';
+  throw new OaoError('OAO_ERR_INVALID_POLICY', `Invalid policy option "${field}": ${issue?.message ?? 'invalid value'}`, {
+    details: { field, issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
+  });
+}
+
+function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits {
+  return deepFreeze({
+    maxSteps: options.maxSteps ?? base.maxSteps,
+    maxTokens: options.maxTokens ?? base.maxTokens,
+    maxToolCalls: options.maxToolCalls ?? base.maxToolCalls,
+    timeoutMs: options.timeoutMs ?? base.timeoutMs,
+    tools: {
+      allow: options.tools?.allow ? [...new Set(options.tools.allow)].sort() : base.tools.allow,
+      deny: options.tools?.deny ? [...new Set(options.tools.deny)].sort() : base.tools.deny,
+      maxCalls: options.tools?.maxCalls ? { ...options.tools.maxCalls } : base.tools.maxCalls,
+    },
+    retry: {
+      maxRetries: options.retry?.maxRetries ?? base.retry.maxRetries,
+      initialDelayMs: options.retry?.initialDelayMs ?? base.retry.initialDelayMs,
+      backoffFactor: options.retry?.backoffFactor ?? base.retry.backoffFactor,
+      maxDelayMs: options.retry?.maxDelayMs ?? base.retry.maxDelayMs,
+    },
+  });
+}
+
+function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
+  const maxCalls: Record<string, number> = { ...a.tools.maxCalls };
+  for (const [tool, limit] of Object.entries(b.tools.maxCalls)) {
+    maxCalls[tool] = Math.min(limit, maxCalls[tool] ?? limit);
+  }
+  let allow: string[] | null;
+  if (a.tools.allow === null) allow = b.tools.allow;
+  else if (b.tools.allow === null) allow = a.tools.allow;
+  else {
+    const parent = new Set(a.tools.allow);
+    allow = b.tools.allow.filter((tool) => parent.has(tool));
+  }
+  return {
+    maxSteps: Math.min(a.maxSteps, b.maxSteps),
+    maxTokens: Math.min(a.maxTokens, b.maxTokens),
+    maxToolCalls: Math.min(a.maxToolCalls, b.maxToolCalls),
+    timeoutMs: Math.min(a.timeoutMs, b.timeoutMs),
+    tools: {
+      allow,
+      deny: [...new Set([...a.tools.deny, ...b.tools.deny])].sort(),
+      maxCalls,
+    },
+    retry: {
+      maxRetries: Math.min(a.retry.maxRetries, b.retry.maxRetries),
+      initialDelayMs: b.retry.initialDelayMs,
+      backoffFactor: b.retry.backoffFactor,
+      maxDelayMs: b.retry.maxDelayMs,
+    },
+  };
+}

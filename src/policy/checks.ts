@@ -1,0 +1,78 @@
+import type { PolicyViolation } from '../errors.js';
+import type { PolicyLimits } from './schema.js';
+
+/**
+ * Pure policy decisions. Each is asked *before* the spend it governs and answers with the
+ * violation that the spend would cause, or null when it is allowed. Reaching a limit is allowed;
+ * only going past it is a violation.
+ */
+
+/** May step number `stepsStarted + 1` start? */
+export function checkStepStart(limits: PolicyLimits, stepsStarted: number): PolicyViolation | null {
+  if (stepsStarted + 1 <= limits.maxSteps) return null;
+  return {
+    rule: 'max_steps',
+    message: `Step ${stepsStarted + 1} would exceed maxSteps (${limits.maxSteps})`,
+    limit: limits.maxSteps,
+    attempted: stepsStarted + 1,
+  };
+}
+
+/** May one more call of `tool` run, given the calls already made? */
+export function checkToolCall(
+  limits: PolicyLimits,
+  tool: string,
+  totalCalls: number,
+  callsOfTool: number,
+): PolicyViolation | null {
+  const rules = limits.tools;
+  if (rules.deny.includes(tool)) {
+    return { rule: 'tool_denied', message: `Tool "${tool}" is on the policy's deny list`, limit: null, attempted: null, tool };
+  }
+  if (rules.allow !== null && !rules.allow.includes(tool)) {
+    return {
+      rule: 'tool_not_allowed',
+      message: `Tool "${tool}" is not on the policy's allow list`,
+      limit: null,
+      attempted: null,
+      tool,
+    };
+  }
+  if (totalCalls + 1 > limits.maxToolCalls) {
+    return {
+      rule: 'max_tool_calls',
+      message: `Tool call ${totalCalls + 1} would exceed maxToolCalls (${limits.maxToolCalls})`,
+      limit: limits.maxToolCalls,
+      attempted: totalCalls + 1,
+      tool,
+    };
+  }
+  const perTool = rules.maxCalls[tool];
+  if (perTool !== undefined && callsOfTool + 1 > perTool) {
+    return {
+      rule: 'tool_max_calls',
+      message: `Call ${callsOfTool + 1} of tool "${tool}" would exceed its limit (${perTool})`,
+      limit: perTool,
+      attempted: callsOfTool + 1,
+      tool,
+    };
+  }
+  return null;
+}
+
+/** Is a run that has used `totalTokens` over its token budget? */
+export function checkTokens(limits: PolicyLimits, totalTokens: number): PolicyViolation | null {
+  if (totalTokens <= limits.maxTokens) return null;
+  return {
+    rule: 'max_tokens',
+    message: `Token usage ${totalTokens} exceeds maxTokens (${limits.maxTokens})`,
+    limit: limits.maxTokens,
+    attempted: totalTokens,
+  };
+}
+
+/** The delay before retry number `retry` (1-based) of a failed step. */
+export function retryDelay(limits: PolicyLimits, retry: number): number {
+  const { initialDelayMs, backoffFactor, maxDelayMs } = limits.retry;
+  return Math.min(maxDelayMs, Math.round(initialDelayMs * backoffFactor ** (retry - 1)));
+}

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+
+export const lifecycleStates = ['INIT', 'PLAN', 'EXECUTE', 'REVIEW', 'TERMINATE', 'FAILED'] as const;
+export const lifecycleStateSchema = z.enum(lifecycleStates);
+export type LifecycleState = z.infer<typeof lifecycleStateSchema>;
+
+export const terminationReasons = ['completed', 'policy_violation', 'timeout', 'cancelled', 'error'] as const;
+export const terminationReasonSchema = z.enum(terminationReasons);
+export type TerminationReason = z.infer<typeof terminationReasonSchema>;
+
+export const policyRuleSchema = z.enum([
+  'max_steps',
+  'max_tokens',
+  'max_tool_calls',
+  'tool_max_calls',
+  'tool_not_allowed',
+  'tool_denied',
+]);
+
+export const serializedErrorSchema = z.object({
+  name: z.string(),
+  code: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const terminationSchema = z.object({
+  reason: terminationReasonSchema,
+  rule: policyRuleSchema.optional(),
+  message: z.string().optional(),
+});
+export type Termination = z.infer<typeof terminationSchema>;
+
+export const tokenUsageSchema = z.object({
+  input: z.number().int().nonnegative(),
+  output: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+});
+export type TokenUsage = z.infer<typeof tokenUsageSchema>;
+
+export const stateHistoryEntrySchema = z.object({
+  state: lifecycleStateSchema,
+  enteredAt: z.number(),
+  durationMs: z.number().nonnegative(),
+});
+
+/** Any JSON value: what reports may carry as task and output. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export const jsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
+  z.union([
+    z.string(),
+    z.number(),
+    z.boolean(),
+    z.null(),
+    z.array(jsonValueSchema),
+    z.record(z.string(), jsonValueSchema),
+  ]),
+);
+
+/** The structured, JSON-safe account of one run: what happened and why it stopped. */
+export const executionReportSchema = z.object({
+  executionId: z.string().min(1),
+  agentName: z.string(),
+  status: z.enum(['SUCCESS', 'FAILED']),
+  termination: terminationSchema,
+  totalSteps: z.number().int().nonnegative(),
+  tokenUsage: tokenUsageSchema,
+  toolUsage: z.object({
+    total: z.number().int().nonnegative(),
+    byTool: z.record(z.string(), z.number().int().nonnegative()),
+  }),
+  executionTimeMs: z.number().nonnegative(),
+  stateHistory: z.array(stateHistoryEntrySchema),
+  finalOutput: jsonValueSchema,
+  error: serializedErrorSchema.optional(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  executionHash: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+export type ExecutionReport = z.infer<typeof executionReportSchema>;

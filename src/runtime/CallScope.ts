@@ -1,0 +1,164 @@
+import type { AgentContext, BudgetLine, BudgetView, GovernedTool, UsageReport } from '../agent.js';
+import { RunAbortedError } from '../errors.js';
+import { parseUsageReport } from './agentOutput.js';
+import type { RunSession } from './RunSession.js';
+
+export type CallPhase = 'plan' | 'step' | 'review';
+
+/**
+ * One call into the agent (a plan, a step or a review). It owns the call's AbortSignal, created
+ * only if someone asks for it, and ends every pending governed tool call when the call is aborted.
+ */
+export class CallScope {
+  readonly session: RunSession;
+  readonly phase: CallPhase;
+  readonly step: number;
+  readonly attempt: number;
+  #controller: AbortController | undefined;
+  #abortReason: unknown;
+  #aborted = false;
+  #pending: Set<(reason: unknown) => void> | undefined;
+
+  constructor(session: RunSession, phase: CallPhase, step: number, attempt: number) {
+    this.session = session;
+    this.phase = phase;
+    this.step = step;
+    this.attempt = attempt;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  /** Aborts the call's signal and rejects its pending tool calls. Idempotent. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#abortReason = reason;
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending !== undefined) for (const reject of pending) reject(reason);
+    this.#controller?.abort(reason);
+  }
+
+  /** Why a new governed call must be refused now, or undefined when it may go ahead. */
+  refusal(): unknown {
+    if (this.#aborted) return this.#abortReason;
+    if (this.session.stopping || this.session.finished) {
+      return new RunAbortedError('OAO_ERR_RUN_FINISHED', 'The run is stopping; no more tool calls are accepted');
+    }
+    return undefined;
+  }
+
+  /** Settles with `promise`, or rejects as soon as the call is aborted. */
+  race<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#aborted) {
+        reject(this.#abortReason);
+        return;
+      }
+      const pending = (this.#pending ??= new Set());
+      pending.add(reject);
+      promise.then(
+        (value) => {
+          pending.delete(reject);
+          resolve(value);
+        },
+        (error: unknown) => {
+          pending.delete(reject);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** The context handed to the agent: everything it may use, nothing it could raise its limits with. */
+  context(): AgentContext {
+    return new GovernedContext(this);
+  }
+}
+
+class GovernedContext implements AgentContext {
+  readonly #scope: CallScope;
+  #tools: Readonly<Record<string, GovernedTool>> | undefined;
+
+  constructor(scope: CallScope) {
+    this.#scope = scope;
+  }
+
+  get executionId(): string {
+    return this.#scope.session.executionId;
+  }
+
+  get step(): number {
+    return this.#scope.step;
+  }
+
+  get attempt(): number {
+    return this.#scope.attempt;
+  }
+
+  get signal(): AbortSignal {
+    return this.#scope.signal;
+  }
+
+  get tools(): Readonly<Record<string, GovernedTool>> {
+    if (this.#tools === undefined) {
+      const tools: Record<string, GovernedTool> = {};
+      for (const name of this.#scope.session.toolNames) tools[name] = (args) => this.callTool(name, args);
+      this.#tools = Object.freeze(tools);
+    }
+    return this.#tools;
+  }
+
+  callTool(name: string, args?: unknown): Promise<unknown> {
+    return this.#scope.session.callTool(this.#scope, String(name), args);
+  }
+
+  usage(tokens: UsageReport): void {
+    const scope = this.#scope;
+    if (scope.aborted || scope.session.finished) return;
+    scope.session.addUsage(parseUsageReport(tokens), 'reported');
+  }
+
+  get budget(): BudgetView {
+    return new LiveBudget(this.#scope.session);
+  }
+}
+
+function line(used: number, limit: number): BudgetLine {
+  return Object.freeze({ used, limit, remaining: Math.max(0, limit - used) });
+}
+
+class LiveBudget implements BudgetView {
+  readonly #session: RunSession;
+
+  constructor(session: RunSession) {
+    this.#session = session;
+  }
+
+  get steps(): BudgetLine {
+    return line(this.#session.steps, this.#session.limits.maxSteps);
+  }
+
+  get tokens(): BudgetLine {
+    return line(this.#session.tokensTotal, this.#session.limits.maxTokens);
+  }
+
+  get toolCalls(): BudgetLine {
+    return line(this.#session.toolCalls, this.#session.limits.maxToolCalls);
+  }
+
+  get timeMs(): BudgetLine {
+    const s = this.#session;
+    return line(Math.max(0, s.clock.now() - s.startedAt), s.limits.timeoutMs);
+  }
+}

@@ -1,0 +1,491 @@
+import type { AgentLike, ReviewDecision, ToolSet } from '../agent.js';
+import {
+  OaoError,
+  PolicyViolationError,
+  RunAbortedError,
+  serializeError,
+  type PolicyViolation,
+  type SerializedError,
+} from '../errors.js';
+import type { EventCounters, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
+import { checkStepStart, checkTokens, checkToolCall, retryDelay } from '../policy/checks.js';
+import type { PolicyLimits } from '../policy/schema.js';
+import type {
+  ExecutionReport,
+  JsonValue,
+  LifecycleState,
+  Termination,
+  TokenUsage,
+} from '../report/schema.js';
+import type { Clock } from './clock.js';
+import { toRecordable, type NormalizedStep } from './agentOutput.js';
+import type { CallPhase, CallScope } from './CallScope.js';
+
+/** Where a session delivers its events besides its own record (the orchestrator's stream and hooks). */
+export type EventSink = (event: OaoEvent) => void;
+
+export interface RunSessionInit {
+  readonly executionId: string;
+  readonly agent: AgentLike;
+  readonly agentName: string;
+  readonly task: unknown;
+  readonly tools: ToolSet | undefined;
+  readonly toolNames: readonly string[];
+  readonly limits: PolicyLimits;
+  readonly executionHash: string;
+  readonly clock: Clock;
+  readonly sink: EventSink | undefined;
+  readonly syncOnly: boolean;
+}
+
+interface StateRecord {
+  state: LifecycleState;
+  enteredAt: number;
+  durationMs: number;
+}
+
+/** What the lifecycle machine is sent when something outside it ends the run. */
+export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' };
+
+type EventListener = (event: OaoEvent) => void;
+
+/**
+ * The ledger of one run, owned by its actor: counters, the event record, the state history and how
+ * the run ended. Policy decisions are the pure functions of src/policy; the ledger applies them
+ * synchronously at the moment of the spend, so nothing over a limit ever starts. It holds no
+ * timers of its own except the run's deadline, which the orchestrator arms.
+ */
+export class RunSession {
+  readonly executionId: string;
+  readonly agent: AgentLike;
+  readonly agentName: string;
+  readonly task: unknown;
+  readonly tools: ToolSet | undefined;
+  readonly toolNames: readonly string[];
+  readonly limits: PolicyLimits;
+  readonly executionHash: string;
+  readonly clock: Clock;
+  readonly syncOnly: boolean;
+
+  steps = 0;
+  attempt = 0;
+  tokensIn = 0;
+  tokensOut = 0;
+  tokensTotal = 0;
+  toolCalls = 0;
+  readonly toolCallsByName: Record<string, number> = {};
+  lastOutput: JsonValue = null;
+  lastStep: { step: number; input: unknown; output: JsonValue; usage: TokenUsage | null } | null = null;
+
+  /** Every event of the run, in order. */
+  readonly events: OaoEvent[] = [];
+  /** Set once the run is bound to end: later spend is refused. */
+  termination: Termination | undefined;
+  error: SerializedError | undefined;
+  /** The error that aborts pending calls once the run is stopping. */
+  stopError: unknown;
+  report: ExecutionReport | undefined;
+  startedAt = 0;
+
+  #sink: EventSink | undefined;
+  #listeners: Set<EventListener> | undefined;
+  #state: LifecycleState = 'INIT';
+  #history: StateRecord[] = [];
+  #exiting: StateRecord | undefined;
+  #send: ((event: StopEvent) => void) | undefined;
+  #deadline: unknown;
+  #toolSeq = 0;
+  #activeScope: CallScope | undefined;
+  #onFinish: ((report: ExecutionReport) => void) | undefined;
+
+  constructor(init: RunSessionInit) {
+    this.executionId = init.executionId;
+    this.agent = init.agent;
+    this.agentName = init.agentName;
+    this.task = init.task;
+    this.tools = init.tools;
+    this.toolNames = init.toolNames;
+    this.limits = init.limits;
+    this.executionHash = init.executionHash;
+    this.clock = init.clock;
+    this.#sink = init.sink;
+    this.syncOnly = init.syncOnly;
+  }
+
+  get finished(): boolean {
+    return this.report !== undefined;
+  }
+
+  get state(): LifecycleState {
+    return this.#state;
+  }
+
+  /** Connects the session to its actor and to whoever awaits the report. */
+  attach(send: (event: StopEvent) => void, onFinish: (report: ExecutionReport) => void): void {
+    this.#send = send;
+    this.#onFinish = onFinish;
+  }
+
+  /** Emits EXECUTION_START and arms the deadline. Called once, before the actor starts. */
+  begin(armDeadline: boolean): void {
+    this.startedAt = this.clock.now();
+    this.emit('EXECUTION_START', {
+      agentName: this.agentName,
+      task: this.task,
+      policy: this.limits,
+      tools: this.toolNames as string[],
+      executionHash: this.executionHash,
+    });
+    if (armDeadline) {
+      this.#deadline = this.clock.setTimeout(() => this.timeOut(), this.limits.timeoutMs);
+    }
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  emit<T extends OaoEventType>(type: T, payload: OaoEventPayload<T>): void {
+    const seq = this.events.length;
+    const event = {
+      id: `${this.executionId}:${seq}`,
+      executionId: this.executionId,
+      seq,
+      timestamp: this.clock.now(),
+      type,
+      state: this.#state,
+      counters: this.counters(),
+      payload,
+    } as OaoEvent;
+    this.events.push(event);
+    if (this.#listeners !== undefined) {
+      for (const listener of this.#listeners) listener(event);
+    }
+    if (this.#sink !== undefined) this.#sink(event);
+  }
+
+  counters(): EventCounters {
+    return { steps: this.steps, tokens: this.tokensTotal, toolCalls: this.toolCalls };
+  }
+
+  /** Live listener for this run's events; returns the function that removes it. */
+  listen(listener: EventListener): () => void {
+    (this.#listeners ??= new Set()).add(listener);
+    return () => this.#listeners?.delete(listener);
+  }
+
+  // ---- lifecycle states ---------------------------------------------------------------------
+
+  enterState(state: LifecycleState): void {
+    this.#flushExit();
+    this.#state = state;
+    this.#history.push({ state, enteredAt: this.clock.now(), durationMs: 0 });
+    this.emit('STATE_ENTER', { state });
+  }
+
+  /**
+   * Records when a state was left. The STATE_EXIT event itself is emitted just before the next
+   * STATE_ENTER, so what the transition did on its way (STEP_COMPLETE, REVIEW_DECISION, a
+   * violation) is reported while the run is still in the state it is leaving.
+   */
+  exitState(state: LifecycleState): void {
+    const record = this.#history[this.#history.length - 1];
+    if (record !== undefined && record.state === state) {
+      record.durationMs = Math.max(0, this.clock.now() - record.enteredAt);
+      this.#exiting = record;
+    }
+  }
+
+  #flushExit(): void {
+    const record = this.#exiting;
+    if (record === undefined) return;
+    this.#exiting = undefined;
+    this.emit('STATE_EXIT', { state: record.state, durationMs: record.durationMs });
+  }
+
+  // ---- steps and spend ----------------------------------------------------------------------
+
+  canStartStep(): boolean {
+    return checkStepStart(this.limits, this.steps) === null;
+  }
+
+  /** The REVIEW -> EXECUTE edge was refused: record the max_steps violation. */
+  refuseStep(): void {
+    const violation = checkStepStart(this.limits, this.steps);
+    if (violation !== null) this.recordViolation(violation);
+  }
+
+  beginStep(): void {
+    this.steps += 1;
+    this.attempt = 1;
+  }
+
+  recordPlan(input: unknown): void {
+    this.emit('PLAN_COMPLETE', { input: toRecordable(input) });
+  }
+
+  announceAttempt(input: unknown): void {
+    this.emit('STEP_START', { step: this.steps, attempt: this.attempt, input: toRecordable(input) });
+  }
+
+  completeStep(input: unknown, result: NormalizedStep): void {
+    this.lastOutput = result.output;
+    this.lastStep = { step: this.steps, input, output: result.output, usage: result.usage };
+    this.emit('STEP_COMPLETE', { step: this.steps, attempt: this.attempt, output: result.output, usage: result.usage });
+    if (result.usage !== null) this.addUsage(result.usage, 'output', false);
+  }
+
+  recordReview(decision: ReviewDecision): void {
+    this.emit(
+      'REVIEW_DECISION',
+      !decision.done && decision.input !== undefined
+        ? { step: this.steps, done: false, input: toRecordable(decision.input) }
+        : { step: this.steps, done: decision.done },
+    );
+  }
+
+  /** An agent call failed: record it, and either count a retry or end the run with reason error. */
+  agentError(phase: CallPhase, error: unknown, willRetry: boolean): void {
+    if (this.termination !== undefined) return;
+    const attempt = phase === 'step' ? this.attempt : 1;
+    let retryInMs: number | null = null;
+    if (willRetry) {
+      this.attempt += 1;
+      retryInMs = retryDelay(this.limits, this.attempt - 1);
+    }
+    this.emit('ERROR', {
+      phase,
+      step: phase === 'plan' ? 0 : this.steps,
+      attempt,
+      error: serializeError(error),
+      willRetry,
+      retryInMs,
+    });
+    if (!willRetry) this.failWith(error);
+  }
+
+  setActiveScope(scope: CallScope): void {
+    this.#activeScope = scope;
+  }
+
+  releaseScope(scope: CallScope): void {
+    if (this.#activeScope === scope) this.#activeScope = undefined;
+  }
+
+  /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
+  addUsage(usage: TokenUsage, source: 'reported' | 'output', notifyActor = true): void {
+    if (usage.total === 0 && usage.input === 0 && usage.output === 0) return;
+    this.tokensIn += usage.input;
+    this.tokensOut += usage.output;
+    this.tokensTotal += usage.total;
+    this.emit('TOKEN_USAGE', { step: this.steps, input: usage.input, output: usage.output, total: usage.total, source });
+    const violation = checkTokens(this.limits, this.tokensTotal);
+    if (violation === null) return;
+    // Usage inside a step stops the actor; usage carried by a step's output is decided by the machine itself.
+    if (notifyActor) this.violate(violation);
+    else this.recordViolation(violation);
+  }
+
+  /**
+   * A governed tool call. The policy is asked first; a denied call never runs its body and ends the
+   * run even if the agent catches the error it receives.
+   */
+  callTool(scope: CallScope, name: string, args: unknown): Promise<unknown> {
+    const refusal = scope.refusal();
+    if (refusal !== undefined) return rejectHandled(refusal);
+    const callId = `t${++this.#toolSeq}`;
+    const step = scope.step;
+    const violation = checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName[name] ?? 0);
+    if (violation !== null) {
+      this.emit('TOOL_DENIED', {
+        step,
+        callId,
+        tool: name,
+        args: toRecordable(args),
+        rule: violation.rule,
+        message: violation.message,
+      });
+      const error = new PolicyViolationError(violation, 'OAO_ERR_TOOL_DENIED');
+      this.violate(violation);
+      return rejectHandled(error);
+    }
+    const body = this.tools?.[name];
+    if (typeof body !== 'function') {
+      return rejectHandled(
+        new OaoError('OAO_ERR_UNKNOWN_TOOL', `The run has no tool named "${name}"`, {
+          details: { tool: name, tools: [...this.toolNames] },
+        }),
+      );
+    }
+    this.toolCalls += 1;
+    this.toolCallsByName[name] = (this.toolCallsByName[name] ?? 0) + 1;
+    this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
+    const startedAt = this.clock.now();
+    const settle = (ok: boolean, value: unknown): void => {
+      if (this.finished) return;
+      const durationMs = Math.max(0, this.clock.now() - startedAt);
+      this.emit(
+        'TOOL_RESULT',
+        ok
+          ? { step, callId, tool: name, ok, result: toRecordable(value), durationMs }
+          : { step, callId, tool: name, ok, error: serializeError(value), durationMs },
+      );
+    };
+    let result: unknown;
+    try {
+      result = body(args, { signal: scope.signal, executionId: this.executionId, callId, tool: name });
+    } catch (error) {
+      settle(false, error);
+      return rejectHandled(error);
+    }
+    if (!isPromiseLike(result)) {
+      settle(true, result);
+      return Promise.resolve(result);
+    }
+    // The agent sees the call end when the body settles or when its step is aborted, whichever is first.
+    return scope.race(
+      Promise.resolve(result).then(
+        (value) => {
+          settle(true, value);
+          return value;
+        },
+        (error: unknown) => {
+          settle(false, error);
+          throw error;
+        },
+      ),
+    );
+  }
+
+  // ---- how the run ends ---------------------------------------------------------------------
+
+  /** A limit was crossed by something the agent did: record it and stop the run. */
+  violate(violation: PolicyViolation): void {
+    if (this.termination !== undefined) return;
+    this.recordViolation(violation);
+    this.#stop({ type: 'VIOLATION' });
+  }
+
+  private recordViolation(violation: PolicyViolation): void {
+    if (this.termination !== undefined) return;
+    this.termination = { reason: 'policy_violation', rule: violation.rule, message: violation.message };
+    const error = new PolicyViolationError(violation);
+    this.error = error.toJSON();
+    this.stopError = error;
+    this.emit('POLICY_VIOLATION', {
+      rule: violation.rule,
+      message: violation.message,
+      limit: violation.limit,
+      attempted: violation.attempted,
+      ...(violation.tool === undefined ? {} : { tool: violation.tool }),
+    });
+    this.#activeScope?.abort(error);
+  }
+
+  cancel(reason: string): void {
+    if (this.termination !== undefined || this.finished) return;
+    this.termination = { reason: 'cancelled', message: reason };
+    const error = new RunAbortedError('OAO_ERR_CANCELLED', `The run was cancelled: ${reason}`);
+    this.error = error.toJSON();
+    this.stopError = error;
+    this.emit('EXECUTION_CANCELLED', { reason });
+    this.#activeScope?.abort(error);
+    this.#stop({ type: 'CANCEL' });
+  }
+
+  timeOut(): void {
+    this.#deadline = undefined;
+    if (this.termination !== undefined || this.finished) return;
+    const message = `The run exceeded its time limit of ${this.limits.timeoutMs} ms`;
+    this.termination = { reason: 'timeout', message };
+    const error = new RunAbortedError('OAO_ERR_TIMEOUT', message);
+    this.error = error.toJSON();
+    this.stopError = error;
+    this.emit('EXECUTION_TIMEOUT', { timeoutMs: this.limits.timeoutMs });
+    this.#activeScope?.abort(error);
+    this.#stop({ type: 'DEADLINE' });
+  }
+
+  /** The agent failed in a way that ends the run (not retried, or out of retries). */
+  failWith(error: unknown): void {
+    if (this.termination !== undefined) return;
+    const serialized = serializeError(error);
+    this.termination = { reason: 'error', message: serialized.message };
+    this.error = serialized;
+    this.stopError = error;
+  }
+
+  /** Whether a stop is pending: the machine takes its FAILED edge at the next chance. */
+  get stopping(): boolean {
+    return this.termination !== undefined;
+  }
+
+  #stop(event: StopEvent): void {
+    this.#send?.(event);
+  }
+
+  /** Builds the report, emits EXECUTION_COMPLETE and releases everyone waiting. Idempotent. */
+  finish(status: 'SUCCESS' | 'FAILED'): ExecutionReport {
+    if (this.report !== undefined) return this.report;
+    if (this.#deadline !== undefined) {
+      this.clock.clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
+    const finishedAt = this.clock.now();
+    const termination: Termination =
+      status === 'SUCCESS' ? { reason: 'completed' } : (this.termination ?? { reason: 'error', message: 'The run failed' });
+    const byTool: Record<string, number> = { ...this.toolCallsByName };
+    const report: ExecutionReport = {
+      executionId: this.executionId,
+      agentName: this.agentName,
+      status,
+      termination,
+      totalSteps: this.steps,
+      tokenUsage: { input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal },
+      toolUsage: { total: this.toolCalls, byTool },
+      executionTimeMs: Math.max(0, finishedAt - this.startedAt),
+      stateHistory: this.#history.map((r) => ({ state: r.state, enteredAt: r.enteredAt, durationMs: r.durationMs })),
+      finalOutput: this.lastOutput,
+      ...(status === 'FAILED' && this.error !== undefined ? { error: this.error } : {}),
+      startedAt: new Date(this.startedAt).toISOString(),
+      finishedAt: new Date(finishedAt).toISOString(),
+      executionHash: this.executionHash,
+    };
+    this.report = report;
+    this.emit('EXECUTION_COMPLETE', { report });
+    this.#listeners = undefined;
+    this.#activeScope = undefined;
+    const onFinish = this.#onFinish;
+    this.#onFinish = undefined;
+    this.#send = undefined;
+    onFinish?.(report);
+    return report;
+  }
+
+  /** The actor itself failed (a defect, not an agent error): still produce a report. */
+  crash(error: unknown): ExecutionReport {
+    if (this.report !== undefined) return this.report;
+    if (this.termination === undefined) {
+      const serialized = serializeError(error);
+      this.termination = { reason: 'error', message: `Internal error: ${serialized.message}` };
+      this.error = serialized;
+    }
+    this.#activeScope?.abort(error);
+    return this.finish('FAILED');
+  }
+}
+
+export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+const noop = (): void => {};
+
+/** A rejected promise already marked handled: an agent that ignores it cannot crash the process. */
+export function rejectHandled(error: unknown): Promise<never> {
+  const promise = Promise.reject(error);
+  promise.catch(noop);
+  return promise;
+}

@@ -236,11 +236,12 @@ export class Orchestrator {
     // An error inside the actor is a defect, but it must still end in a report.
     actor.subscribe({ error: (error) => session.crash(error) });
     session.begin(!syncOnly);
+    actor.start();
     if (signal !== undefined && onAbort !== undefined) {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    actor.start();
+    actor.send({ type: 'START' });
     return { session, actor };
   }
 }

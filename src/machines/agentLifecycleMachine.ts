@@ -21,7 +21,7 @@ export interface LifecycleContext {
   readonly input: unknown;
 }
 
-export type LifecycleEvent = AgentCallEvent | StopEvent;
+export type LifecycleEvent = AgentCallEvent | StopEvent | { type: 'START' };
 
 type Done = Extract<AgentCallEvent, { type: 'AGENT.DONE' }>;
 type Failed = Extract<AgentCallEvent, { type: 'AGENT.ERROR' }>;
@@ -115,7 +115,10 @@ export const agentLifecycleMachine = setup({
     INIT: {
       entry: { type: 'enterState', params: { state: 'INIT' } },
       exit: { type: 'exitState', params: { state: 'INIT' } },
-      always: [{ guard: 'stopRequested', target: 'FAILED' }, { target: 'PLAN' }],
+      // An explicit START, not an eventless edge: XState resolves eventless transitions when the actor
+      // is created and starts the invoked children of that initial state before running entry
+      // actions, which would call the agent before the run has even recorded that it began.
+      on: { START: [{ guard: 'stopRequested', target: 'FAILED' }, { target: 'PLAN' }] },
     },
     PLAN: {
       entry: { type: 'enterState', params: { state: 'PLAN' } },

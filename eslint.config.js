@@ -28,6 +28,11 @@ export default tseslint.config(
     },
   },
   {
+    // Test fixtures and examples use async agents without awaits on purpose: the contract allows them.
+    files: ['test/**/*.ts', 'examples/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/require-await': 'off' },
+  },
+  {
     files: ['eslint.config.js'],
     ...tseslint.configs.disableTypeChecked,
   },

@@ -9,7 +9,7 @@ describe('XState integration', () => {
     const orch = new Orchestrator({ inspect: (e) => seen.push(e) });
     const handle = orch.start({ agent: new DummyAgent(), task: 't' });
     await handle.report;
-    const actors = seen.filter((e) => e.type === '@xstate.actor').map((e) => e.actorRef.id);
+    const actors = seen.filter((e) => e.type === '@xstate.actor').map((e) => (e.actorRef as { id?: string }).id);
     expect(actors).toContain(handle.executionId);
     const snapshots = seen.filter((e) => e.type === '@xstate.snapshot' && e.actorRef === handle.actor);
     expect(snapshots.at(-1)).toMatchObject({ snapshot: { value: 'TERMINATE', status: 'done' } });
@@ -30,6 +30,6 @@ describe('XState integration', () => {
     expect(agentLifecycleMachine.root.states.FAILED?.type).toBe('final');
     // The machine is plain XState: its implementations can be replaced with provide().
     const strict = agentLifecycleMachine.provide({ guards: { hasPlanner: () => false } });
-    expect(createActor(strict, { input: undefined as never })).toBeDefined();
+    expect(createActor(strict, { input: undefined })).toBeDefined();
   });
 });

@@ -28,9 +28,41 @@ export const policyOptionsSchema = z.strictObject({
   retry: retryOptionsSchema.optional(),
 });
 
-export type PolicyOptions = z.input<typeof policyOptionsSchema>;
-export type ToolRules = z.input<typeof toolRulesSchema>;
-export type RetryOptions = z.input<typeof retryOptionsSchema>;
+/** Which tools a run may call, and how often. */
+export interface ToolRules {
+  /** When set, only these tools may be called. @default every tool */
+  readonly allow?: readonly string[];
+  /** These tools may never be called. @default [] */
+  readonly deny?: readonly string[];
+  /** Per-tool call limits, e.g. `{ search: 2 }`. @default {} */
+  readonly maxCalls?: Readonly<Record<string, number>>;
+}
+
+/** How failed steps are retried (transient agent errors only; never policy violations). */
+export interface RetryOptions {
+  /** @default 0 */
+  readonly maxRetries?: number;
+  /** @default 100 */
+  readonly initialDelayMs?: number;
+  /** @default 2 */
+  readonly backoffFactor?: number;
+  /** @default 10000 */
+  readonly maxDelayMs?: number;
+}
+
+/** Options of `new StrictPolicy()`, and of every per-run `policy` override (fields left out keep the parent's). */
+export interface PolicyOptions {
+  /** Steps a run may start. @default 10 */
+  readonly maxSteps?: number;
+  /** Tokens a run may spend. @default 4000 */
+  readonly maxTokens?: number;
+  /** Tool bodies a run may run, all tools together. @default 5 */
+  readonly maxToolCalls?: number;
+  /** Wall time of a run in milliseconds. @default 30000 */
+  readonly timeoutMs?: number;
+  readonly tools?: ToolRules;
+  readonly retry?: RetryOptions;
+}
 
 /** The fully resolved, JSON-safe limits of a policy, as they appear in reports and events. */
 export const policyLimitsSchema = z.object({

@@ -59,6 +59,23 @@ export interface AgentContext {
   /** Reports token spend as it happens; spend past the budget aborts the step at once. */
   usage(tokens: UsageReport): void;
   readonly budget: BudgetView;
+  /**
+   * Opens a governed model call: refused with a `max_tokens` violation when the token budget is
+   * already spent, recorded as MODEL_CALL, and closed with `end()` (the response and its usage,
+   * recorded as MODEL_RESULT and metered; usage past the budget aborts the step) or `fail()`.
+   * Adapters use it around every LLM call; agents that call a model directly can too.
+   */
+  beginModelCall(call?: { readonly model?: string; readonly input?: unknown }): ModelCall;
+}
+
+/** An open governed model call. `signal` aborts when the step must stop. */
+export interface ModelCall {
+  readonly callId: string;
+  readonly signal: AbortSignal;
+  /** Records the response and meters its usage. Later calls of end/fail are ignored. */
+  end(output: unknown, usage?: UsageReport | null): void;
+  /** Records that the call failed (with any usage it still cost). */
+  fail(error: unknown, usage?: UsageReport | null): void;
 }
 
 /** What `review` receives: the outcome of the step that just ran. */

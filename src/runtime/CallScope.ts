@@ -1,6 +1,6 @@
-import type { AgentContext, BudgetLine, BudgetView, GovernedTool, UsageReport } from '../agent.js';
+import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, UsageReport } from '../agent.js';
 import { RunAbortedError } from '../errors.js';
-import { parseUsageReport } from './agentOutput.js';
+import { parseUsage, parseUsageReport } from './agentOutput.js';
 import type { RunSession } from './RunSession.js';
 
 export type CallPhase = 'plan' | 'step' | 'review';
@@ -131,6 +131,20 @@ class GovernedContext implements AgentContext {
 
   get budget(): BudgetView {
     return new LiveBudget(this.#scope.session);
+  }
+
+  beginModelCall(call: { readonly model?: string; readonly input?: unknown } = {}): ModelCall {
+    const scope = this.#scope;
+    const record = scope.session.beginModelCall(scope, typeof call.model === 'string' ? call.model : null, call.input);
+    const meter = (usage: UsageReport | null | undefined) => (usage == null ? null : parseUsage(usage, 'usage'));
+    return {
+      callId: record.callId,
+      get signal() {
+        return scope.signal;
+      },
+      end: (output, usage) => record.end(output, meter(usage)),
+      fail: (error, usage) => record.fail(error, meter(usage)),
+    };
   }
 }
 

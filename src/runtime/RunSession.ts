@@ -44,6 +44,13 @@ interface StateRecord {
   durationMs: number;
 }
 
+/** The open record of one governed model call. */
+export interface ModelCallRecord {
+  readonly callId: string;
+  end(output: unknown, usage: TokenUsage | null): void;
+  fail(error: unknown, usage: TokenUsage | null): void;
+}
+
 /** What the lifecycle machine is sent when something outside it ends the run. */
 export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' };
 
@@ -95,6 +102,7 @@ export class RunSession {
   #send: ((event: StopEvent) => void) | undefined;
   #deadline: unknown;
   #toolSeq = 0;
+  #modelSeq = 0;
   #activeScope: CallScope | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
 
@@ -271,7 +279,7 @@ export class RunSession {
   }
 
   /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
-  addUsage(usage: TokenUsage, source: 'reported' | 'output', notifyActor = true): void {
+  addUsage(usage: TokenUsage, source: 'reported' | 'output' | 'model', notifyActor = true): void {
     if (usage.total === 0 && usage.input === 0 && usage.output === 0) return;
     this.tokensIn += usage.input;
     this.tokensOut += usage.output;
@@ -353,6 +361,48 @@ export class RunSession {
         },
       ),
     );
+  }
+
+  /**
+   * A governed model call begins. Refused (a max_tokens violation that ends the run) when the
+   * token budget is already spent: any model call would go past it.
+   */
+  beginModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
+    const refusal = scope.refusal();
+    if (refusal !== undefined) throw refusal;
+    if (this.tokensTotal >= this.limits.maxTokens) {
+      const violation: PolicyViolation = {
+        rule: 'max_tokens',
+        message: `Model call refused: the token budget (${this.limits.maxTokens}) is spent`,
+        limit: this.limits.maxTokens,
+        attempted: this.tokensTotal + 1,
+      };
+      this.violate(violation);
+      throw new PolicyViolationError(violation);
+    }
+    const callId = `m${++this.#modelSeq}`;
+    const step = scope.step;
+    this.emit('MODEL_CALL', { step, callId, model, input: toRecordable(input) });
+    const startedAt = this.clock.now();
+    let open = true;
+    const settle = (ok: boolean, value: unknown, usage: TokenUsage | null): void => {
+      if (!open) return;
+      open = false;
+      if (this.finished) return;
+      const durationMs = Math.max(0, this.clock.now() - startedAt);
+      this.emit(
+        'MODEL_RESULT',
+        ok
+          ? { step, callId, model, ok, output: toRecordable(value), usage, durationMs }
+          : { step, callId, model, ok, error: serializeError(value), usage, durationMs },
+      );
+      if (usage !== null && !scope.aborted) this.addUsage(usage, 'model');
+    };
+    return {
+      callId,
+      end: (output, usage) => settle(true, output, usage),
+      fail: (error, usage) => settle(false, error, usage),
+    };
   }
 
   // ---- how the run ends ---------------------------------------------------------------------

@@ -134,6 +134,8 @@ export interface PolicyViolation {
   readonly limit: number | null;
   readonly attempted: number | null;
   readonly tool?: string;
+  /** 'shared' when the limit is a supervisor's total across sibling runs. @default 'run' */
+  readonly scope?: 'run' | 'shared';
 }
 
 /** Raised into an agent (and recorded on the run) when it tries to go past a policy limit. */
@@ -148,6 +150,7 @@ export class PolicyViolationError extends OaoError {
         limit: violation.limit,
         attempted: violation.attempted,
         ...(violation.tool === undefined ? {} : { tool: violation.tool }),
+        ...(violation.scope === 'shared' ? { scope: 'shared' } : {}),
       },
     });
     this.name = code === 'OAO_ERR_TOOL_DENIED' ? 'ToolDeniedError' : 'PolicyViolationError';

@@ -127,6 +127,7 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       limit: z.number().nullable(),
       attempted: z.number().nullable(),
       tool: z.string().optional(),
+      scope: z.enum(['run', 'shared']).optional(),
     }),
   ),
   event(

@@ -76,6 +76,7 @@ export const agentLifecycleMachine = setup({
     },
   },
   actions: {
+    bindSession: ({ context, self }) => context.session.bindActor(self),
     enterState: ({ context }, params: { state: LifecycleState }) => context.session.enterState(params.state),
     exitState: ({ context }, params: { state: LifecycleState }) => context.session.exitState(params.state),
     recordPlan: ({ context, event }) => context.session.recordPlan((event as Done).value),
@@ -113,7 +114,7 @@ export const agentLifecycleMachine = setup({
   },
   states: {
     INIT: {
-      entry: { type: 'enterState', params: { state: 'INIT' } },
+      entry: ['bindSession', { type: 'enterState', params: { state: 'INIT' } }],
       exit: { type: 'exitState', params: { state: 'INIT' } },
       // An explicit START, not an eventless edge: XState resolves eventless transitions when the actor
       // is created and starts the invoked children of that initial state before running entry

@@ -20,6 +20,7 @@ import type {
 import type { Clock } from './clock.js';
 import { toRecordable, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
+import type { SharedBudget } from './SharedBudget.js';
 
 /** Where a session delivers its events besides its own record (the orchestrator's stream and hooks). */
 export type EventSink = (event: OaoEvent) => void;
@@ -36,6 +37,7 @@ export interface RunSessionInit {
   readonly clock: Clock;
   readonly sink: EventSink | undefined;
   readonly syncOnly: boolean;
+  readonly shared?: SharedBudget | undefined;
 }
 
 interface StateRecord {
@@ -73,6 +75,7 @@ export class RunSession {
   readonly executionHash: string;
   readonly clock: Clock;
   readonly syncOnly: boolean;
+  readonly shared: SharedBudget | undefined;
 
   steps = 0;
   attempt = 0;
@@ -118,6 +121,7 @@ export class RunSession {
     this.clock = init.clock;
     this.#sink = init.sink;
     this.syncOnly = init.syncOnly;
+    this.shared = init.shared;
   }
 
   get finished(): boolean {
@@ -128,10 +132,14 @@ export class RunSession {
     return this.#state;
   }
 
-  /** Connects the session to its actor and to whoever awaits the report. */
-  attach(send: (event: StopEvent) => void, onFinish: (report: ExecutionReport) => void): void {
-    this.#send = send;
-    this.#onFinish = onFinish;
+  /** Connects the ledger to its run actor: stops decided outside the machine are sent to it. */
+  bindActor(actor: { send(event: StopEvent): void }): void {
+    this.#send = (event) => actor.send(event);
+  }
+
+  /** Registers who awaits the report (called once, with the report, when the run ends). */
+  onFinish(callback: (report: ExecutionReport) => void): void {
+    this.#onFinish = callback;
   }
 
   /** Emits EXECUTION_START and arms the deadline. Called once, before the actor starts. */
@@ -212,18 +220,21 @@ export class RunSession {
   // ---- steps and spend ----------------------------------------------------------------------
 
   canStartStep(): boolean {
-    return checkStepStart(this.limits, this.steps) === null;
+    return checkStepStart(this.limits, this.steps) === null && (this.shared === undefined || this.shared.checkStep() === null);
   }
 
-  /** The REVIEW -> EXECUTE edge was refused: record the max_steps violation. */
+  /** The REVIEW -> EXECUTE edge was refused: record the max_steps violation (the run's or the batch's). */
   refuseStep(): void {
-    const violation = checkStepStart(this.limits, this.steps);
-    if (violation !== null) this.recordViolation(violation);
+    const violation = checkStepStart(this.limits, this.steps) ?? this.shared?.checkStep() ?? null;
+    if (violation === null) return;
+    this.recordViolation(violation);
+    if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
   }
 
   beginStep(): void {
     this.steps += 1;
     this.attempt = 1;
+    this.shared?.chargeStep();
   }
 
   recordPlan(input: unknown): void {
@@ -285,8 +296,10 @@ export class RunSession {
     this.tokensOut += usage.output;
     this.tokensTotal += usage.total;
     this.emit('TOKEN_USAGE', { step: this.steps, input: usage.input, output: usage.output, total: usage.total, source });
-    const violation = checkTokens(this.limits, this.tokensTotal);
+    const sharedViolation = this.shared?.chargeTokens(usage.total) ?? null;
+    const violation = checkTokens(this.limits, this.tokensTotal) ?? sharedViolation;
     if (violation === null) return;
+    if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     // Usage inside a step stops the actor; usage carried by a step's output is decided by the machine itself.
     if (notifyActor) this.violate(violation);
     else this.recordViolation(violation);
@@ -301,7 +314,8 @@ export class RunSession {
     if (refusal !== undefined) return rejectHandled(refusal);
     const callId = `t${++this.#toolSeq}`;
     const step = scope.step;
-    const violation = checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName[name] ?? 0);
+    const violation =
+      checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName[name] ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
     if (violation !== null) {
       this.emit('TOOL_DENIED', {
         step,
@@ -313,6 +327,7 @@ export class RunSession {
       });
       const error = new PolicyViolationError(violation, 'OAO_ERR_TOOL_DENIED');
       this.violate(violation);
+      if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
       return rejectHandled(error);
     }
     const body = this.tools?.[name];
@@ -325,6 +340,7 @@ export class RunSession {
     }
     this.toolCalls += 1;
     this.toolCallsByName[name] = (this.toolCallsByName[name] ?? 0) + 1;
+    this.shared?.chargeToolCall();
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
     const startedAt = this.clock.now();
     const settle = (ok: boolean, value: unknown): void => {
@@ -370,14 +386,18 @@ export class RunSession {
   beginModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
     const refusal = scope.refusal();
     if (refusal !== undefined) throw refusal;
-    if (this.tokensTotal >= this.limits.maxTokens) {
-      const violation: PolicyViolation = {
-        rule: 'max_tokens',
-        message: `Model call refused: the token budget (${this.limits.maxTokens}) is spent`,
-        limit: this.limits.maxTokens,
-        attempted: this.tokensTotal + 1,
-      };
+    const violation: PolicyViolation | null =
+      this.tokensTotal >= this.limits.maxTokens
+        ? {
+            rule: 'max_tokens',
+            message: `Model call refused: the token budget (${this.limits.maxTokens}) is spent`,
+            limit: this.limits.maxTokens,
+            attempted: this.tokensTotal + 1,
+          }
+        : (this.shared?.checkModelCall() ?? null);
+    if (violation !== null) {
       this.violate(violation);
+      if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
       throw new PolicyViolationError(violation);
     }
     const callId = `m${++this.#modelSeq}`;
@@ -416,7 +436,10 @@ export class RunSession {
 
   private recordViolation(violation: PolicyViolation): void {
     if (this.termination !== undefined) return;
-    this.termination = { reason: 'policy_violation', rule: violation.rule, message: violation.message };
+    this.termination =
+      violation.scope === 'shared'
+        ? { reason: 'policy_violation', rule: violation.rule, scope: 'shared', message: violation.message }
+        : { reason: 'policy_violation', rule: violation.rule, message: violation.message };
     const error = new PolicyViolationError(violation);
     this.error = error.toJSON();
     this.stopError = error;
@@ -426,6 +449,7 @@ export class RunSession {
       limit: violation.limit,
       attempted: violation.attempted,
       ...(violation.tool === undefined ? {} : { tool: violation.tool }),
+      ...(violation.scope === 'shared' ? { scope: 'shared' as const } : {}),
     });
     this.#activeScope?.abort(error);
   }
@@ -441,10 +465,10 @@ export class RunSession {
     this.#stop({ type: 'CANCEL' });
   }
 
-  timeOut(): void {
+  /** The deadline passed: the run's own, or (with a message) its batch's. */
+  timeOut(message = `The run exceeded its time limit of ${this.limits.timeoutMs} ms`): void {
     this.#deadline = undefined;
     if (this.termination !== undefined || this.finished) return;
-    const message = `The run exceeded its time limit of ${this.limits.timeoutMs} ms`;
     this.termination = { reason: 'timeout', message };
     const error = new RunAbortedError('OAO_ERR_TIMEOUT', message);
     this.error = error.toJSON();

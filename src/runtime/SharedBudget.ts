@@ -1,0 +1,88 @@
+import { OaoError, type PolicyViolation } from '../errors.js';
+
+/** Totals across every run of a batch. A limit left out is not enforced. */
+export interface SharedBudgetLimits {
+  readonly maxSteps?: number;
+  readonly maxTokens?: number;
+  readonly maxToolCalls?: number;
+  /** Wall time of the whole batch, from its start. */
+  readonly timeoutMs?: number;
+}
+
+type Tripwire = (violation: PolicyViolation, runId: string) => void;
+
+/**
+ * Spend shared by sibling runs. Each run's ledger asks it before a step or tool call and charges it
+ * after; the first spend past a total trips it, and the supervisor then stops every other run.
+ */
+export class SharedBudget {
+  readonly limits: Readonly<SharedBudgetLimits>;
+  steps = 0;
+  tokens = 0;
+  toolCalls = 0;
+  #tripped: PolicyViolation | undefined;
+  #onTrip: Tripwire | undefined;
+
+  constructor(limits: SharedBudgetLimits, onTrip?: Tripwire) {
+    for (const key of ['maxSteps', 'maxTokens', 'maxToolCalls', 'timeoutMs'] as const) {
+      const value = limits[key];
+      if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < (key === 'maxSteps' || key === 'timeoutMs' ? 1 : 0))) {
+        throw new OaoError('OAO_ERR_INVALID_POLICY', `Invalid shared budget "${key}": expected a ${key === 'maxSteps' || key === 'timeoutMs' ? 'positive' : 'non-negative'} integer, got ${String(value)}`, {
+          details: { field: `budget.${key}` },
+        });
+      }
+    }
+    this.limits = Object.freeze({ ...limits });
+    this.#onTrip = onTrip;
+  }
+
+  get tripped(): PolicyViolation | undefined {
+    return this.#tripped;
+  }
+
+  checkStep(): PolicyViolation | null {
+    const max = this.limits.maxSteps;
+    if (max === undefined || this.steps + 1 <= max) return null;
+    return shared('max_steps', `Step would exceed the shared maxSteps (${max}) of the batch`, max, this.steps + 1);
+  }
+
+  checkToolCall(tool: string): PolicyViolation | null {
+    const max = this.limits.maxToolCalls;
+    if (max === undefined || this.toolCalls + 1 <= max) return null;
+    return { ...shared('max_tool_calls', `Tool call would exceed the shared maxToolCalls (${max}) of the batch`, max, this.toolCalls + 1), tool };
+  }
+
+  /** Is the shared token budget already spent (so no model call may start)? */
+  checkModelCall(): PolicyViolation | null {
+    const max = this.limits.maxTokens;
+    if (max === undefined || this.tokens < max) return null;
+    return shared('max_tokens', `Model call refused: the shared token budget (${max}) of the batch is spent`, max, this.tokens + 1);
+  }
+
+  chargeStep(): void {
+    this.steps += 1;
+  }
+
+  chargeToolCall(): void {
+    this.toolCalls += 1;
+  }
+
+  /** Adds spent tokens; returns the violation when the total is now past the shared budget. */
+  chargeTokens(tokens: number): PolicyViolation | null {
+    this.tokens += tokens;
+    const max = this.limits.maxTokens;
+    if (max === undefined || this.tokens <= max) return null;
+    return shared('max_tokens', `Token usage ${this.tokens} exceeds the shared maxTokens (${max}) of the batch`, max, this.tokens);
+  }
+
+  /** Called by the run that crossed a total; only the first call counts. */
+  trip(violation: PolicyViolation, runId: string): void {
+    if (this.#tripped !== undefined) return;
+    this.#tripped = violation;
+    this.#onTrip?.(violation, runId);
+  }
+}
+
+function shared(rule: PolicyViolation['rule'], message: string, limit: number, attempted: number): PolicyViolation {
+  return { rule, message, limit, attempted, scope: 'shared' };
+}

@@ -1,0 +1,165 @@
+import type { AgentLike, ToolSet } from '../agent.js';
+import { OaoError } from '../errors.js';
+import { StrictPolicy } from '../policy/StrictPolicy.js';
+import type { PolicyOptions } from '../policy/schema.js';
+import { canonicalJson } from '../report/canonicalJson.js';
+import { executionHash } from '../report/executionHash.js';
+import type { Clock } from './clock.js';
+import { RunSession, type EventSink } from './RunSession.js';
+import type { SharedBudget } from './SharedBudget.js';
+
+/** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
+export interface RunRequest {
+  readonly agent: AgentLike;
+  /** A string or any JSON value; it is what `plan` (or the first step) receives. */
+  readonly task: unknown;
+  /** Tools the agent may call through `ctx.tools`, each governed by the policy. */
+  readonly tools?: ToolSet;
+  /** Narrows the orchestrator's policy for this run; it can never widen it. */
+  readonly policy?: StrictPolicy | PolicyOptions;
+  /** Aborting it cancels the run. */
+  readonly signal?: AbortSignal;
+  /** Use this id instead of a generated one (it must be unique among live runs). */
+  readonly executionId?: string;
+}
+
+
+/** What a run needs from whoever starts it (an Orchestrator, a supervisor). */
+export interface RunEnvironment {
+  /** The ceiling: the request's policy can only narrow it. */
+  readonly policy: StrictPolicy;
+  readonly clock: Clock;
+  readonly sink: EventSink | undefined;
+  readonly generateId: () => string;
+  readonly syncOnly: boolean;
+  /** Totals shared with sibling runs (a supervisor's budget). */
+  readonly shared?: SharedBudget;
+}
+
+/**
+ * Validates a run request (typed errors naming the field), resolves its effective policy and
+ * identity, and builds the run's ledger. Nothing has started yet.
+ */
+export function prepareRun(request: RunRequest, env: RunEnvironment): { session: RunSession; signal: AbortSignal | undefined } {
+  const checked = checkRequest(request);
+  const policy = checked.policy === undefined ? env.policy : env.policy.narrow(checked.policy);
+  const session = new RunSession({
+    executionId: checked.executionId ?? env.generateId(),
+    agent: checked.agent,
+    agentName: checked.agentName,
+    task: checked.task,
+    tools: checked.tools,
+    toolNames: checked.toolNames,
+    limits: policy.limits,
+    executionHash: executionHash({
+      task: checked.taskJson,
+      policy: policy.canonical,
+      agent: checked.agentName,
+      tools: checked.toolNames,
+    }),
+    clock: env.clock,
+    sink: env.sink,
+    syncOnly: env.syncOnly,
+    shared: env.shared,
+  });
+  return { session, signal: checked.signal };
+}
+
+interface CheckedRequest {
+  agent: AgentLike;
+  agentName: string;
+  task: unknown;
+  taskJson: string;
+  tools: ToolSet | undefined;
+  toolNames: readonly string[];
+  policy: StrictPolicy | PolicyOptions | undefined;
+  signal: AbortSignal | undefined;
+  executionId: string | undefined;
+}
+
+const EMPTY: readonly string[] = Object.freeze([]);
+
+export function checkRequest(request: RunRequest): CheckedRequest {
+  if (typeof request !== 'object' || request === null) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the run request to be an object, got ${typeOf(request)}`);
+  }
+  const { agent, task, tools, policy, signal, executionId } = request;
+  const agentName = checkAgent(agent);
+  if (task === undefined) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'The run request needs a "task"', { details: { field: 'task' } });
+  }
+  let taskJson: string;
+  try {
+    taskJson = canonicalJson(task);
+  } catch (error) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"task" must be JSON-serializable: ${(error as Error).message}`, {
+      details: { field: 'task' },
+    });
+  }
+  let toolNames = EMPTY;
+  if (tools !== undefined) {
+    if (typeof tools !== 'object' || tools === null || Array.isArray(tools)) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"tools" must be an object of functions, got ${typeOf(tools)}`, {
+        details: { field: 'tools' },
+      });
+    }
+    const names = Object.keys(tools);
+    for (const name of names) {
+      if (typeof tools[name] !== 'function') {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Tool "${name}" must be a function, got ${typeOf(tools[name])}`, {
+          details: { field: `tools.${name}` },
+        });
+      }
+    }
+    toolNames = names.sort();
+  }
+  if (policy !== undefined && !(policy instanceof StrictPolicy) && (typeof policy !== 'object' || policy === null)) {
+    throw new OaoError('OAO_ERR_INVALID_POLICY', `"policy" must be a StrictPolicy or policy options, got ${typeOf(policy)}`, {
+      details: { field: 'policy' },
+    });
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"signal" must be an AbortSignal, got ${typeOf(signal)}`, {
+      details: { field: 'signal' },
+    });
+  }
+  if (executionId !== undefined && (typeof executionId !== 'string' || executionId.length === 0)) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', '"executionId" must be a non-empty string', { details: { field: 'executionId' } });
+  }
+  return { agent, agentName, task, taskJson, tools, toolNames, policy, signal, executionId };
+}
+
+/** Validates the agent contract and returns the agent's name. */
+export function checkAgent(agent: unknown): string {
+  if (typeof agent === 'function') {
+    return (agent as { name?: string }).name || 'agent';
+  }
+  if (typeof agent !== 'object' || agent === null) {
+    throw new OaoError('OAO_ERR_INVALID_AGENT', `Expected "agent" to be an object with invoke() or a function, got ${typeOf(agent)}`, {
+      details: { field: 'agent' },
+    });
+  }
+  const candidate = agent as Record<string, unknown>;
+  if (typeof candidate.invoke !== 'function') {
+    throw new OaoError('OAO_ERR_INVALID_AGENT', 'The agent has no invoke(input, ctx) method', { details: { field: 'agent.invoke' } });
+  }
+  for (const method of ['plan', 'review'] as const) {
+    if (candidate[method] !== undefined && typeof candidate[method] !== 'function') {
+      throw new OaoError('OAO_ERR_INVALID_AGENT', `The agent's "${method}" must be a function when present`, {
+        details: { field: `agent.${method}` },
+      });
+    }
+  }
+  const ctorName = (agent as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof candidate.name === 'string' && candidate.name.length > 0
+      ? candidate.name
+      : typeof ctorName === 'string' && ctorName !== 'Object' && ctorName.length > 0
+        ? ctorName
+        : 'agent';
+}
+
+export function typeOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}

@@ -9,7 +9,7 @@ import { StrictPolicy } from './policy/StrictPolicy.js';
 import type { PolicyOptions } from './policy/schema.js';
 import type { ExecutionReport } from './report/schema.js';
 import { systemClock, type Clock } from './runtime/clock.js';
-import { prepareRun, typeOf, type RunRequest } from './runtime/prepareRun.js';
+import { abortReason, prepareRun, typeOf, type RunRequest } from './runtime/prepareRun.js';
 import type { RunSession } from './runtime/RunSession.js';
 
 export type { RunRequest };
@@ -217,11 +217,3 @@ function replayThenLive(session: RunSession): Observable<OaoEvent> {
     });
   });
 }
-
-function abortReason(signal: AbortSignal): string {
-  const reason: unknown = signal.reason;
-  if (reason instanceof Error) return reason.message || reason.name;
-  if (typeof reason === 'string' && reason.length > 0) return reason;
-  return 'aborted by signal';
-}
-

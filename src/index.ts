@@ -46,3 +46,10 @@ export type {
   UsageReport,
 } from './agent.js';
 export { RUNTIME_VERSION } from './version.js';
+export { MultiAgentOrchestrator } from './MultiAgentOrchestrator.js';
+export type { BatchHandle, BatchJobRequest, BatchOptions, MultiAgentOrchestratorOptions } from './MultiAgentOrchestrator.js';
+export { supervisorMachine } from './machines/supervisorMachine.js';
+export type { SupervisorContext, SupervisorEvent, SupervisorInput, SupervisorMachine } from './machines/supervisorMachine.js';
+export { batchEventSchema, batchEventTypes, batchProgressSchema } from './events/batchSchema.js';
+export type { BatchEvent, BatchEventOf, BatchEventType, BatchProgress, HaltKind, JobRef } from './events/batchSchema.js';
+export type { SharedBudgetLimits } from './runtime/SharedBudget.js';

@@ -84,7 +84,8 @@ export const agentCallLogic = fromCallback<EventObject, AgentCallInput>(({ input
 });
 
 function release(session: RunSession, scope: CallScope): void {
-  scope.abort(session.stopError ?? new RunAbortedError('OAO_ERR_RUN_FINISHED', `The ${scope.phase} call has ended`));
+  const stopError = session.stopError;
+  scope.close(() => stopError ?? new RunAbortedError('OAO_ERR_RUN_FINISHED', `The ${scope.phase} call has ended`));
   session.releaseScope(scope);
 }
 

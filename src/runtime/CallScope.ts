@@ -16,6 +16,7 @@ export class CallScope {
   readonly attempt: number;
   #controller: AbortController | undefined;
   #abortReason: unknown;
+  #lazyReason: (() => unknown) | undefined;
   #aborted = false;
   #pending: Set<(reason: unknown) => void> | undefined;
 
@@ -29,9 +30,17 @@ export class CallScope {
   get signal(): AbortSignal {
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
-      if (this.#aborted) this.#controller.abort(this.#abortReason);
+      if (this.#aborted) this.#controller.abort(this.#reason());
     }
     return this.#controller.signal;
+  }
+
+  #reason(): unknown {
+    if (this.#lazyReason !== undefined) {
+      this.#abortReason = this.#lazyReason();
+      this.#lazyReason = undefined;
+    }
+    return this.#abortReason;
   }
 
   get aborted(): boolean {
@@ -49,9 +58,23 @@ export class CallScope {
     this.#controller?.abort(reason);
   }
 
+  /**
+   * Ends the call when its actor stops. The reason is built only if someone can observe it (a
+   * signal was handed out or tool calls are pending): creating an Error on every step is costly.
+   */
+  close(makeReason: () => unknown): void {
+    if (this.#aborted) return;
+    if (this.#controller === undefined && this.#pending === undefined) {
+      this.#aborted = true;
+      this.#lazyReason = makeReason;
+      return;
+    }
+    this.abort(makeReason());
+  }
+
   /** Why a new governed call must be refused now, or undefined when it may go ahead. */
   refusal(): unknown {
-    if (this.#aborted) return this.#abortReason;
+    if (this.#aborted) return this.#reason();
     if (this.session.stopping || this.session.finished) {
       return new RunAbortedError('OAO_ERR_RUN_FINISHED', 'The run is stopping; no more tool calls are accepted');
     }
@@ -62,7 +85,7 @@ export class CallScope {
   race<T>(promise: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.#aborted) {
-        reject(this.#abortReason);
+        reject(this.#reason());
         return;
       }
       const pending = (this.#pending ??= new Set());

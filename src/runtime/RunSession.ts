@@ -227,8 +227,8 @@ export class RunSession {
   refuseStep(): void {
     const violation = checkStepStart(this.limits, this.steps) ?? this.shared?.checkStep() ?? null;
     if (violation === null) return;
-    this.recordViolation(violation);
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
+    this.recordViolation(violation);
   }
 
   beginStep(): void {
@@ -326,8 +326,9 @@ export class RunSession {
         message: violation.message,
       });
       const error = new PolicyViolationError(violation, 'OAO_ERR_TOOL_DENIED');
-      this.violate(violation);
+      // The batch halts first, so stopping this run cannot let a queued sibling start.
       if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
+      this.violate(violation);
       return rejectHandled(error);
     }
     const body = this.tools?.[name];
@@ -396,8 +397,8 @@ export class RunSession {
           }
         : (this.shared?.checkModelCall() ?? null);
     if (violation !== null) {
-      this.violate(violation);
       if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
+      this.violate(violation);
       throw new PolicyViolationError(violation);
     }
     const callId = `m${++this.#modelSeq}`;

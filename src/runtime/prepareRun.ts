@@ -163,3 +163,11 @@ export function typeOf(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   return typeof value;
 }
+
+/** A readable reason from an aborted signal. */
+export function abortReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason.message || reason.name;
+  if (typeof reason === 'string' && reason.length > 0) return reason;
+  return 'aborted by signal';
+}

@@ -69,6 +69,51 @@ export const errorRegistry = {
     retryable: false,
     message: 'runSync() needs a synchronous agent, but the agent returned a promise',
   },
+  OAO_ERR_INVALID_JSON: {
+    status: 400,
+    retryable: false,
+    message: 'The request body is not valid JSON',
+  },
+  OAO_ERR_UNKNOWN_AGENT: {
+    status: 404,
+    retryable: false,
+    message: 'No agent is registered under that name',
+  },
+  OAO_ERR_RUN_NOT_FOUND: {
+    status: 404,
+    retryable: false,
+    message: 'No run with that id is known',
+  },
+  OAO_ERR_UNAUTHORIZED: {
+    status: 401,
+    retryable: false,
+    message: 'A valid API key is required',
+  },
+  OAO_ERR_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    retryable: false,
+    message: 'The request body is too large',
+  },
+  OAO_ERR_TOO_MANY_RUNS: {
+    status: 429,
+    retryable: true,
+    message: 'The server is running as many runs as it allows; try again later',
+  },
+  OAO_ERR_INSECURE_BIND: {
+    status: 500,
+    retryable: false,
+    message: 'Refusing to listen beyond loopback without API keys',
+  },
+  OAO_ERR_INVALID_MODULE: {
+    status: 400,
+    retryable: false,
+    message: 'The module does not export usable agents',
+  },
+  OAO_ERR_SERVER_UNREACHABLE: {
+    status: 503,
+    retryable: true,
+    message: 'The OAO server could not be reached',
+  },
 } as const satisfies Record<string, { status: number; retryable: boolean; message: string }>;
 
 export type OaoErrorCode = keyof typeof errorRegistry;

@@ -205,6 +205,7 @@ export class MultiAgentOrchestrator {
           sink: batch.sinkFor(ref),
           generateId: this.#generateId,
           syncOnly: false,
+          record: false,
           shared,
         });
         batch.add(session, ref, priority);

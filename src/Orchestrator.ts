@@ -76,7 +76,6 @@ export class Orchestrator {
   readonly #clock: Clock;
   readonly #customClock: boolean;
   readonly #generateId: () => string;
-  readonly #sink: (event: OaoEvent) => void;
 
   constructor(options: OrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -90,16 +89,11 @@ export class Orchestrator {
     const hub = new EventHub<OaoEvent>(options.onHookError ?? defaultHookError);
     this.#hub = hub;
     this.events$ = hub.events$;
-    this.#sink = (event) => hub.emit(event);
   }
 
   /** Runs an agent to its end. Rejects only for invalid arguments; every run outcome is in the report. */
   run(request: RunRequest): Promise<ExecutionReport> {
-    try {
-      return this.start(request).report;
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return new Promise<ExecutionReport>((resolve) => this.#launch(request, false, resolve));
   }
 
   /**
@@ -125,7 +119,7 @@ export class Orchestrator {
   start(request: RunRequest): RunHandle {
     let settle!: (report: ExecutionReport) => void;
     const report = new Promise<ExecutionReport>((resolve) => (settle = resolve));
-    const { session, actor } = this.#launch(request, false, (r) => settle(r));
+    const { session, actor } = this.#launch(request, false, (r) => settle(r), true);
     return new Handle(session, actor, report);
   }
 
@@ -141,13 +135,16 @@ export class Orchestrator {
     request: RunRequest,
     syncOnly: boolean,
     onFinish?: (report: ExecutionReport) => void,
+    keepEvents = false,
   ): { session: RunSession; actor: Actor<AgentLifecycleMachine> } {
     const { session, signal } = prepareRun(request, {
       policy: this.policy,
       clock: this.#clock,
-      sink: this.#sink,
+      sink: this.#hub,
       generateId: this.#generateId,
       syncOnly,
+      // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
+      record: keepEvents,
     });
     const actor = createActor(agentLifecycleMachine, {
       id: session.executionId,
@@ -155,6 +152,7 @@ export class Orchestrator {
       ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
       ...(this.#customClock ? { clock: this.#clock } : {}),
     });
+    session.bindActor(actor);
     const onAbort = signal === undefined ? undefined : () => session.cancel(abortReason(signal));
     session.onFinish((report) => {
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
@@ -162,13 +160,15 @@ export class Orchestrator {
     });
     // An error inside the actor is a defect, but it must still end in a report.
     actor.subscribe({ error: (error) => session.crash(error) });
-    session.begin(!syncOnly);
+    session.begin(false);
     actor.start();
     if (signal !== undefined && onAbort !== undefined) {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
     actor.send({ type: 'START' });
+    // A run whose agent answered synchronously is already over: it never needs a timer.
+    if (!syncOnly) session.armDeadline();
     return { session, actor };
   }
 }

@@ -24,9 +24,11 @@ function fill(batch: Batch, self: AnyActorRef, live: Map<string, AnyActorRef>): 
     // `parent` makes each run a child of the pool in XState's actor system: its done and error
     // events come back here, and inspectors show it under the supervisor.
     const run = createActor(agentLifecycleMachine, { id, parent: self, input: { session: job.session } });
+    job.session.bindActor(run);
     live.set(id, run);
     run.start();
     run.send({ type: 'START' });
+    job.session.armDeadline();
   }
 }
 

@@ -76,12 +76,15 @@ export const agentLifecycleMachine = setup({
     },
   },
   actions: {
-    bindSession: ({ context, self }) => context.session.bindActor(self),
     enterState: ({ context }, params: { state: LifecycleState }) => context.session.enterState(params.state),
-    exitState: ({ context }, params: { state: LifecycleState }) => context.session.exitState(params.state),
     recordPlan: ({ context, event }) => context.session.recordPlan((event as Done).value),
     takePlan: assign({ input: ({ event }) => (event as Done).value }),
-    beginStep: ({ context }) => context.session.beginStep(),
+    beginStep: ({ context }) => {
+      const session = context.session;
+      session.enterState('EXECUTE');
+      session.beginStep();
+      session.announceAttempt(context.input);
+    },
     announceAttempt: ({ context }) => context.session.announceAttempt(context.input),
     completeStep: ({ context, event }) => context.session.completeStep(context.input, (event as Done).value as NormalizedStep),
     recordReview: ({ context, event }) => context.session.recordReview((event as Done).value as ReviewDecision),
@@ -96,6 +99,7 @@ export const agentLifecycleMachine = setup({
     failWithAgentError: ({ context, event }) =>
       context.session.agentError((event as Failed).phase, (event as Failed).error, false),
     finish: ({ context }, params: { status: 'SUCCESS' | 'FAILED' }) => {
+      context.session.enterState(params.status === 'SUCCESS' ? 'TERMINATE' : 'FAILED');
       context.session.finish(params.status);
     },
   },
@@ -114,8 +118,7 @@ export const agentLifecycleMachine = setup({
   },
   states: {
     INIT: {
-      entry: ['bindSession', { type: 'enterState', params: { state: 'INIT' } }],
-      exit: { type: 'exitState', params: { state: 'INIT' } },
+      entry: { type: 'enterState', params: { state: 'INIT' } },
       // An explicit START, not an eventless edge: XState resolves eventless transitions when the actor
       // is created and starts the invoked children of that initial state before running entry
       // actions, which would call the agent before the run has even recorded that it began.
@@ -123,7 +126,6 @@ export const agentLifecycleMachine = setup({
     },
     PLAN: {
       entry: { type: 'enterState', params: { state: 'PLAN' } },
-      exit: { type: 'exitState', params: { state: 'PLAN' } },
       initial: 'deciding',
       states: {
         deciding: {
@@ -142,12 +144,11 @@ export const agentLifecycleMachine = setup({
       },
     },
     EXECUTE: {
-      entry: [{ type: 'enterState', params: { state: 'EXECUTE' } }, 'beginStep'],
-      exit: { type: 'exitState', params: { state: 'EXECUTE' } },
+      // Records EXECUTE, counts the step and announces its first attempt, in one action.
+      entry: 'beginStep',
       initial: 'running',
       states: {
         running: {
-          entry: 'announceAttempt',
           invoke: {
             src: 'agentCall',
             input: ({ context }) => ({ session: context.session, phase: 'step' as const, value: context.input }),
@@ -164,13 +165,12 @@ export const agentLifecycleMachine = setup({
           },
         },
         backingOff: {
-          after: { retryBackoff: { target: 'running' } },
+          after: { retryBackoff: { target: 'running', actions: 'announceAttempt' } },
         },
       },
     },
     REVIEW: {
       entry: { type: 'enterState', params: { state: 'REVIEW' } },
-      exit: { type: 'exitState', params: { state: 'REVIEW' } },
       initial: 'deciding',
       states: {
         deciding: {
@@ -194,11 +194,11 @@ export const agentLifecycleMachine = setup({
     },
     TERMINATE: {
       type: 'final',
-      entry: [{ type: 'enterState', params: { state: 'TERMINATE' } }, { type: 'finish', params: { status: 'SUCCESS' } }],
+      entry: { type: 'finish', params: { status: 'SUCCESS' } },
     },
     FAILED: {
       type: 'final',
-      entry: [{ type: 'enterState', params: { state: 'FAILED' } }, { type: 'finish', params: { status: 'FAILED' } }],
+      entry: { type: 'finish', params: { status: 'FAILED' } },
     },
   },
 });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { RUNTIME_VERSION } from '../version.js';
 import { canonicalJson } from './canonicalJson.js';
 
@@ -17,10 +17,17 @@ export interface ExecutionIdentity {
  * inputs always give the same hash, and changing any one of them changes it.
  */
 export function executionHash(identity: ExecutionIdentity): string {
-  return createHash('sha256')
-    // JSON text never holds a raw newline, so the three parts cannot run into each other.
-    .update(`${JSON.stringify(['oao', RUNTIME_VERSION, identity.agent, identity.tools])}\n${identity.policy}\n${identity.task}`)
-    .digest('hex');
+  // JSON text never holds a raw newline, so the three parts cannot run into each other.
+  const text = `${JSON.stringify(['oao', RUNTIME_VERSION, identity.agent, identity.tools])}\n${identity.policy}\n${identity.task}`;
+  return sha256(text);
+}
+
+type OneShotHash = (algorithm: string, data: string, encoding: 'hex') => string;
+/** `crypto.hash` (Node 20.12+) hashes a string in one call, about twice as fast as createHash. */
+const oneShot = (crypto as unknown as { hash?: OneShotHash }).hash;
+
+function sha256(text: string): string {
+  return oneShot === undefined ? crypto.createHash('sha256').update(text).digest('hex') : oneShot('sha256', text, 'hex');
 }
 
 export { canonicalJson };

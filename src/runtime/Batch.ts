@@ -4,7 +4,7 @@ import type { OaoEvent } from '../events/schema.js';
 import type { ExecutionReport } from '../report/schema.js';
 import type { Clock } from './clock.js';
 import { JobQueue } from './JobQueue.js';
-import type { RunSession } from './RunSession.js';
+import type { EventSink, RunSession } from './RunSession.js';
 import { SharedBudget, type SharedBudgetLimits } from './SharedBudget.js';
 
 export interface BatchJob {
@@ -84,9 +84,13 @@ export class Batch {
   }
 
   /** The event sink for one job's run: its events reach the batch stream tagged with the job. */
-  sinkFor(ref: JobRef): (event: OaoEvent) => void {
-    return (event) => {
-      if (this.#hub.observed) this.#emit('RUN_EVENT', { job: ref, event });
+  sinkFor(ref: JobRef): EventSink {
+    const hub = this.#hub;
+    return {
+      get observed() {
+        return hub.observed;
+      },
+      emit: (event: OaoEvent) => this.#emit('RUN_EVENT', { job: ref, event }),
     };
   }
 
@@ -125,7 +129,8 @@ export class Batch {
     job.started = true;
     this.running += 1;
     if (this.#hub.observed) this.#emit('JOB_STARTED', { job: job.ref, executionId: job.session.executionId });
-    job.session.begin(true);
+    // The pool arms the run's deadline once its actor has started.
+    job.session.begin(false);
     return job;
   }
 

@@ -22,8 +22,14 @@ import { toRecordable, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
 import type { SharedBudget } from './SharedBudget.js';
 
-/** Where a session delivers its events besides its own record (the orchestrator's stream and hooks). */
-export type EventSink = (event: OaoEvent) => void;
+/**
+ * Where a session delivers its events besides its own record (the orchestrator's stream and
+ * hooks). `observed` says whether anyone listens: events nobody would see are never built.
+ */
+export interface EventSink {
+  readonly observed: boolean;
+  emit(event: OaoEvent): void;
+}
 
 export interface RunSessionInit {
   readonly executionId: string;
@@ -36,6 +42,8 @@ export interface RunSessionInit {
   readonly executionHash: string;
   readonly clock: Clock;
   readonly sink: EventSink | undefined;
+  /** Keep every event on the session (for handle.events() and replay to late subscribers). */
+  readonly record: boolean;
   readonly syncOnly: boolean;
   readonly shared?: SharedBudget | undefined;
 }
@@ -87,8 +95,9 @@ export class RunSession {
   lastOutput: JsonValue = null;
   lastStep: { step: number; input: unknown; output: JsonValue; usage: TokenUsage | null } | null = null;
 
-  /** Every event of the run, in order. */
+  /** Every event of the run, in order, when the session records them (see `record`). */
   readonly events: OaoEvent[] = [];
+  readonly record: boolean;
   /** Set once the run is bound to end: later spend is refused. */
   termination: Termination | undefined;
   error: SerializedError | undefined;
@@ -101,9 +110,11 @@ export class RunSession {
   #listeners: Set<EventListener> | undefined;
   #state: LifecycleState = 'INIT';
   #history: StateRecord[] = [];
-  #exiting: StateRecord | undefined;
+  /** Shared by consecutive events until a counter changes. */
+  #counters: EventCounters | undefined;
   #send: ((event: StopEvent) => void) | undefined;
   #deadline: unknown;
+  #seq = 0;
   #toolSeq = 0;
   #modelSeq = 0;
   #activeScope: CallScope | undefined;
@@ -120,6 +131,7 @@ export class RunSession {
     this.executionHash = init.executionHash;
     this.clock = init.clock;
     this.#sink = init.sink;
+    this.record = init.record;
     this.syncOnly = init.syncOnly;
     this.shared = init.shared;
   }
@@ -142,7 +154,7 @@ export class RunSession {
     this.#onFinish = callback;
   }
 
-  /** Emits EXECUTION_START and arms the deadline. Called once, before the actor starts. */
+  /** Emits EXECUTION_START (and arms the deadline, unless told not to). Called once, before the actor starts. */
   begin(armDeadline: boolean): void {
     this.startedAt = this.clock.now();
     this.emit('EXECUTION_START', {
@@ -152,15 +164,29 @@ export class RunSession {
       tools: this.toolNames as string[],
       executionHash: this.executionHash,
     });
-    if (armDeadline) {
-      this.#deadline = this.clock.setTimeout(() => this.timeOut(), this.limits.timeoutMs);
-    }
+    if (armDeadline) this.armDeadline();
+  }
+
+  /**
+   * Arms the run's deadline, measured from `begin()`. The orchestrator arms it only once the
+   * synchronous part of a run is over, so a run that finished at once never creates a timer.
+   */
+  armDeadline(): void {
+    if (this.finished || this.#deadline !== undefined) return;
+    const remaining = this.limits.timeoutMs - (this.clock.now() - this.startedAt);
+    this.#deadline = this.clock.setTimeout(() => this.timeOut(), Math.max(0, remaining));
   }
 
   // ---- events -------------------------------------------------------------------------------
 
+  /** Whether an event emitted now would reach anyone (callers skip building payloads otherwise). */
+  get wantsEvents(): boolean {
+    return this.record || this.#listeners !== undefined || (this.#sink !== undefined && this.#sink.observed);
+  }
+
   emit<T extends OaoEventType>(type: T, payload: OaoEventPayload<T>): void {
-    const seq = this.events.length;
+    const seq = this.#seq++;
+    if (!this.wantsEvents) return;
     const event = {
       id: `${this.executionId}:${seq}`,
       executionId: this.executionId,
@@ -171,15 +197,15 @@ export class RunSession {
       counters: this.counters(),
       payload,
     } as OaoEvent;
-    this.events.push(event);
+    if (this.record) this.events.push(event);
     if (this.#listeners !== undefined) {
       for (const listener of this.#listeners) listener(event);
     }
-    if (this.#sink !== undefined) this.#sink(event);
+    if (this.#sink !== undefined && this.#sink.observed) this.#sink.emit(event);
   }
 
   counters(): EventCounters {
-    return { steps: this.steps, tokens: this.tokensTotal, toolCalls: this.toolCalls };
+    return (this.#counters ??= Object.freeze({ steps: this.steps, tokens: this.tokensTotal, toolCalls: this.toolCalls }));
   }
 
   /** Live listener for this run's events; returns the function that removes it. */
@@ -190,31 +216,25 @@ export class RunSession {
 
   // ---- lifecycle states ---------------------------------------------------------------------
 
-  enterState(state: LifecycleState): void {
-    this.#flushExit();
-    this.#state = state;
-    this.#history.push({ state, enteredAt: this.clock.now(), durationMs: 0 });
-    this.emit('STATE_ENTER', { state });
-  }
-
   /**
-   * Records when a state was left. The STATE_EXIT event itself is emitted just before the next
-   * STATE_ENTER, so what the transition did on its way (STEP_COMPLETE, REVIEW_DECISION, a
-   * violation) is reported while the run is still in the state it is leaving.
+   * A lifecycle state is entered. The state it replaces is closed here, with a STATE_EXIT just
+   * before the STATE_ENTER: what the transition did on its way (STEP_COMPLETE, REVIEW_DECISION, a
+   * violation) is thus reported while the run is still in the state it is leaving, and the machine
+   * needs no exit actions.
    */
-  exitState(state: LifecycleState): void {
-    const record = this.#history[this.#history.length - 1];
-    if (record !== undefined && record.state === state) {
-      record.durationMs = Math.max(0, this.clock.now() - record.enteredAt);
-      this.#exiting = record;
+  enterState(state: LifecycleState): void {
+    const now = this.clock.now();
+    const previous = this.#history[this.#history.length - 1];
+    const wanted = this.wantsEvents;
+    if (previous !== undefined) {
+      previous.durationMs = Math.max(0, now - previous.enteredAt);
+      if (wanted) this.emit('STATE_EXIT', { state: previous.state, durationMs: previous.durationMs });
+      else this.#seq++;
     }
-  }
-
-  #flushExit(): void {
-    const record = this.#exiting;
-    if (record === undefined) return;
-    this.#exiting = undefined;
-    this.emit('STATE_EXIT', { state: record.state, durationMs: record.durationMs });
+    this.#state = state;
+    this.#history.push({ state, enteredAt: now, durationMs: 0 });
+    if (wanted) this.emit('STATE_ENTER', { state });
+    else this.#seq++;
   }
 
   // ---- steps and spend ----------------------------------------------------------------------
@@ -232,23 +252,27 @@ export class RunSession {
   }
 
   beginStep(): void {
+    this.#counters = undefined;
     this.steps += 1;
     this.attempt = 1;
     this.shared?.chargeStep();
   }
 
   recordPlan(input: unknown): void {
-    this.emit('PLAN_COMPLETE', { input: toRecordable(input) });
+    if (this.wantsEvents) this.emit('PLAN_COMPLETE', { input: toRecordable(input) });
+    else this.#seq++;
   }
 
   announceAttempt(input: unknown): void {
-    this.emit('STEP_START', { step: this.steps, attempt: this.attempt, input: toRecordable(input) });
+    if (this.wantsEvents) this.emit('STEP_START', { step: this.steps, attempt: this.attempt, input: toRecordable(input) });
+    else this.#seq++;
   }
 
   completeStep(input: unknown, result: NormalizedStep): void {
     this.lastOutput = result.output;
     this.lastStep = { step: this.steps, input, output: result.output, usage: result.usage };
-    this.emit('STEP_COMPLETE', { step: this.steps, attempt: this.attempt, output: result.output, usage: result.usage });
+    if (this.wantsEvents) this.emit('STEP_COMPLETE', { step: this.steps, attempt: this.attempt, output: result.output, usage: result.usage });
+    else this.#seq++;
     if (result.usage !== null) this.addUsage(result.usage, 'output', false);
   }
 
@@ -292,6 +316,7 @@ export class RunSession {
   /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
   addUsage(usage: TokenUsage, source: 'reported' | 'output' | 'model', notifyActor = true): void {
     if (usage.total === 0 && usage.input === 0 && usage.output === 0) return;
+    this.#counters = undefined;
     this.tokensIn += usage.input;
     this.tokensOut += usage.output;
     this.tokensTotal += usage.total;
@@ -339,6 +364,7 @@ export class RunSession {
         }),
       );
     }
+    this.#counters = undefined;
     this.toolCalls += 1;
     this.toolCallsByName[name] = (this.toolCallsByName[name] ?? 0) + 1;
     this.shared?.chargeToolCall();
@@ -507,7 +533,7 @@ export class RunSession {
     const finishedAt = this.clock.now();
     const termination: Termination =
       status === 'SUCCESS' ? { reason: 'completed' } : (this.termination ?? { reason: 'error', message: 'The run failed' });
-    const byTool: Record<string, number> = { ...this.toolCallsByName };
+    const byTool: Record<string, number> = this.toolCalls === 0 ? {} : { ...this.toolCallsByName };
     const report: ExecutionReport = {
       executionId: this.executionId,
       agentName: this.agentName,
@@ -517,7 +543,8 @@ export class RunSession {
       tokenUsage: { input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal },
       toolUsage: { total: this.toolCalls, byTool },
       executionTimeMs: Math.max(0, finishedAt - this.startedAt),
-      stateHistory: this.#history.map((r) => ({ state: r.state, enteredAt: r.enteredAt, durationMs: r.durationMs })),
+      // Handed over, not copied: the records are final once the run is (the last state never exits).
+      stateHistory: this.#history,
       finalOutput: this.lastOutput,
       ...(status === 'FAILED' && this.error !== undefined ? { error: this.error } : {}),
       startedAt: new Date(this.startedAt).toISOString(),

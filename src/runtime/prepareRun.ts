@@ -32,6 +32,8 @@ export interface RunEnvironment {
   readonly sink: EventSink | undefined;
   readonly generateId: () => string;
   readonly syncOnly: boolean;
+  /** Keep the run's events on its session (needed for a handle's events() and replay). */
+  readonly record: boolean;
   /** Totals shared with sibling runs (a supervisor's budget). */
   readonly shared?: SharedBudget;
 }
@@ -60,6 +62,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     clock: env.clock,
     sink: env.sink,
     syncOnly: env.syncOnly,
+    record: env.record,
     shared: env.shared,
   });
   return { session, signal: checked.signal };

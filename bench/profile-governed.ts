@@ -1,0 +1,52 @@
+import { parseArgs } from 'node:util';
+import { Orchestrator } from 'open-agent-orchestrator';
+import { createActor, toPromise } from 'xstate';
+import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
+
+/**
+ * A steady loop of one bench case, for a CPU profile of it alone:
+ *
+ *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
+ *     bench/profile-governed.ts [--case governed|sync|bare] [--seconds 10]
+ *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
+ *
+ * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
+ */
+
+const { values } = parseArgs({
+  options: {
+    case: { type: 'string', default: 'governed' },
+    seconds: { type: 'string', default: '10' },
+  },
+});
+
+const agent = new DummyAgent();
+const orch = new Orchestrator();
+orch.events$.subscribe(() => {});
+
+const ops: Record<string, () => unknown> = {
+  governed: () => orch.run({ agent, task: TASK }),
+  sync: () => orch.runSync({ agent, task: TASK }),
+  bare: () => toPromise(createActor(bareLifecycleMachine, { input: { agent, task: TASK } }).start()),
+};
+
+const op = ops[values.case ?? 'governed'];
+if (op === undefined) throw new Error(`Expected --case to be one of ${Object.keys(ops).join(', ')}, got ${values.case}`);
+const seconds = Number(values.seconds);
+if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`Expected --seconds to be a positive number, got ${values.seconds}`);
+
+async function loopFor(ms: number): Promise<number> {
+  const end = performance.now() + ms;
+  let runs = 0;
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) await op?.();
+    runs += 100;
+  }
+  return runs;
+}
+
+await loopFor(1_000);
+const started = performance.now();
+const runs = await loopFor(seconds * 1_000);
+const elapsed = performance.now() - started;
+process.stderr.write(`${values.case}: ${runs} runs in ${(elapsed / 1000).toFixed(1)} s, ${((elapsed * 1000) / runs).toFixed(1)} µs/run\n`);

@@ -50,7 +50,11 @@ export interface AgentContext {
   readonly step: number;
   /** 1 for the first try of a step, more when the step is retried. */
   readonly attempt: number;
-  /** Aborted when this call must stop: the run was cancelled, timed out or broke a limit. */
+  /**
+   * Aborted when this call must stop: the run was cancelled, timed out or broke a limit (reason:
+   * the typed OAO error). It is also aborted once the call has ended normally (reason
+   * `OAO_ERR_RUN_FINISHED`), so work the call left running does not outlive its step.
+   */
   readonly signal: AbortSignal;
   /** The run's tools, each wrapped so that calling it is governed by the policy. */
   readonly tools: Readonly<Record<string, GovernedTool>>;

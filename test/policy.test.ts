@@ -36,7 +36,8 @@ describe('StrictPolicy', () => {
     [{ tools: { allow: 'search' } }, 'tools.allow'],
     [{ tools: { maxCalls: { search: -2 } } }, 'tools.maxCalls.search'],
     [{ retry: { maxRetries: 1.2 } }, 'retry.maxRetries'],
-    [{ maxStep: 3 }, 'policy'],
+    [{ maxStep: 3 }, 'maxStep'],
+    [{ tools: { alow: ['x'] } }, 'tools.alow'],
   ])('rejects %j with a typed error naming %s', (options, field) => {
     let error: unknown;
     try {

@@ -72,7 +72,9 @@ function parsePolicyOptions(options: unknown): PolicyOptions {
   const parsed = policyOptionsSchema.safeParse(options);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
-  const field = issue && issue.path.length > 0 ? issue.path.join('.') : 'policy';
+  // An unknown key is reported on its parent: name the key itself, which is what was mistyped.
+  const path = issue === undefined ? [] : issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
+  const field = path.length > 0 ? path.join('.') : 'policy';
   throw new OaoError('OAO_ERR_INVALID_POLICY', `Invalid policy option "${field}": ${issue?.message ?? 'invalid value'}`, {
     details: { field, issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
   });

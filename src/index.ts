@@ -53,3 +53,12 @@ export type { SupervisorContext, SupervisorEvent, SupervisorInput, SupervisorMac
 export { batchEventSchema, batchEventTypes, batchProgressSchema } from './events/batchSchema.js';
 export type { BatchEvent, BatchEventOf, BatchEventType, BatchProgress, HaltKind, JobRef } from './events/batchSchema.js';
 export type { SharedBudgetLimits } from './runtime/SharedBudget.js';
+export { fromMachine, oaoTool, OAO_TOOL_ACTOR } from './adapters/machine/index.js';
+export type {
+  BudgetSnapshot,
+  MachineAgentInput,
+  MachineAgentOptions,
+  OaoMachineEmitted,
+  OaoToolReply,
+  OaoToolRequest,
+} from './adapters/machine/index.js';

@@ -1,0 +1,109 @@
+import { StringOutputParser } from '@langchain/core/output_parsers';
+import { ChatPromptTemplate } from '@langchain/core/prompts';
+import { FakeListChatModel } from '@langchain/core/utils/testing';
+import { createReactAgent } from '@langchain/langgraph/prebuilt';
+import { Orchestrator, type ExecutionReport } from 'open-agent-orchestrator';
+import { fromRunnable } from 'open-agent-orchestrator/langchain';
+import { fromGraph } from 'open-agent-orchestrator/langgraph';
+import type { BenchCase, BenchRatio } from '../harness.js';
+
+/**
+ * What governing a LangChain.js Runnable or a LangGraph.js graph costs: the same object invoked
+ * directly, then as an OAO agent (a config with OAO's awaited callback handler, a governed model
+ * call per LLM call, the lifecycle, events with one subscriber). The models are LangChain's own
+ * FakeListChatModel, so the rows measure the frameworks and OAO, not a provider.
+ */
+
+const ANSWER = 'Governed.';
+const TOPIC = { topic: 'agent governance' };
+
+function chain() {
+  return ChatPromptTemplate.fromTemplate('Explain {topic} in one line.')
+    .pipe(new FakeListChatModel({ responses: [ANSWER] }))
+    .pipe(new StringOutputParser());
+}
+
+function graph() {
+  return createReactAgent({ llm: new FakeListChatModel({ responses: [ANSWER] }), tools: [] });
+}
+
+function subscribedOrchestrator(): Orchestrator {
+  const orch = new Orchestrator();
+  orch.events$.subscribe(() => {});
+  return orch;
+}
+
+function expectAnswer(value: unknown, what: string): void {
+  if (value !== ANSWER) throw new Error(`bench: ${what} answered ${JSON.stringify(value)}`);
+}
+
+function expectSuccess(report: ExecutionReport, what: string): void {
+  if (report.status !== 'SUCCESS') throw new Error(`bench: ${what} ended ${JSON.stringify(report.termination)}`);
+  expectAnswer(report.finalOutput, what);
+}
+
+export const langchainCases: readonly BenchCase[] = [
+  {
+    kind: 'time',
+    id: 'langchain.raw',
+    group: 'langchain',
+    label: 'raw: chain.invoke()',
+    description: 'prompt | FakeListChatModel | StringOutputParser, invoked directly.',
+    mode: 'async',
+    setup: async () => {
+      const runnable = chain();
+      expectAnswer(await runnable.invoke(TOPIC), 'the raw chain');
+      return () => runnable.invoke(TOPIC);
+    },
+  },
+  {
+    kind: 'time',
+    id: 'langchain.governed',
+    group: 'langchain',
+    label: 'governed: run(fromRunnable(chain))',
+    description: 'The same chain as an OAO agent: one step, its model call metered and gated; one events$ subscriber.',
+    mode: 'async',
+    setup: async () => {
+      const orch = subscribedOrchestrator();
+      const agent = fromRunnable(chain());
+      expectSuccess(await orch.run({ agent, task: TOPIC }), 'the governed chain');
+      return () => orch.run({ agent, task: TOPIC });
+    },
+  },
+  {
+    kind: 'time',
+    id: 'langgraph.raw',
+    group: 'langchain',
+    label: 'raw: reactAgent.invoke()',
+    description: "LangGraph's prebuilt ReAct agent on FakeListChatModel (one model turn, no tools), invoked directly.",
+    mode: 'async',
+    setup: async () => {
+      const agent = graph();
+      const run = async () => {
+        const state = await agent.invoke({ messages: [{ role: 'user', content: 'Why govern agents?' }] });
+        return state.messages[state.messages.length - 1]?.text;
+      };
+      expectAnswer(await run(), 'the raw graph');
+      return run;
+    },
+  },
+  {
+    kind: 'time',
+    id: 'langgraph.governed',
+    group: 'langchain',
+    label: 'governed: run(fromGraph(reactAgent))',
+    description: 'The same graph as an OAO agent, one step per model turn; one events$ subscriber.',
+    mode: 'async',
+    setup: async () => {
+      const orch = subscribedOrchestrator();
+      const agent = fromGraph(graph());
+      expectSuccess(await orch.run({ agent, task: 'Why govern agents?' }), 'the governed graph');
+      return () => orch.run({ agent, task: 'Why govern agents?' });
+    },
+  },
+];
+
+export const langchainRatios: readonly BenchRatio[] = [
+  { id: 'langchainGoverned/raw', label: 'governed chain / raw chain', numerator: 'langchain.governed', denominator: 'langchain.raw' },
+  { id: 'langgraphGoverned/raw', label: 'governed graph / raw graph', numerator: 'langgraph.governed', denominator: 'langgraph.raw' },
+];

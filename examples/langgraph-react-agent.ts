@@ -1,0 +1,78 @@
+// LangGraph.js's prebuilt ReAct agent under OAO: each model turn of the graph is one governed step,
+// so maxSteps bounds its loop; tokens and tool calls are metered live.
+// Run: npx tsx --conditions=oao-source examples/langgraph-react-agent.ts
+//
+// No API key needed: ScriptedChatModel stands in for a provider's chat model. With a real one,
+// pass e.g. `new ChatOpenAI({ model: 'gpt-4o-mini' })` from @langchain/openai as `llm`.
+import { BaseChatModel } from '@langchain/core/language_models/chat_models';
+import { AIMessage } from '@langchain/core/messages';
+import type { ChatResult } from '@langchain/core/outputs';
+import { tool } from '@langchain/core/tools';
+import { createReactAgent } from '@langchain/langgraph/prebuilt';
+import { Orchestrator } from 'open-agent-orchestrator';
+import { fromGraph, governTools } from 'open-agent-orchestrator/langgraph';
+import { z } from 'zod';
+
+type Turn = { content?: string; toolCalls?: { name: string; args: Record<string, unknown> }[]; tokens: [input: number, output: number] };
+
+/** Answers with the scripted turns in order (the last one repeats), with tool calls and token usage. */
+class ScriptedChatModel extends BaseChatModel {
+  readonly #turns: Turn[];
+  #turn = 0;
+  constructor(turns: Turn[]) {
+    super({});
+    this.#turns = turns;
+  }
+  _llmType() {
+    return 'scripted';
+  }
+  override bindTools() {
+    return this;
+  }
+  async _generate(): Promise<ChatResult> {
+    const turn = this.#turns[Math.min(this.#turn++, this.#turns.length - 1)] as Turn;
+    const [input, output] = turn.tokens;
+    const message = new AIMessage({
+      content: turn.content ?? '',
+      tool_calls: (turn.toolCalls ?? []).map((call, i) => ({ ...call, id: `call_${this.#turn}_${i}`, type: 'tool_call' as const })),
+      usage_metadata: { input_tokens: input, output_tokens: output, total_tokens: input + output },
+    });
+    return { generations: [{ message, text: message.text }] };
+  }
+}
+
+const weather = tool(async ({ city }) => `${city}: 18°C, light rain`, {
+  name: 'weather',
+  description: 'Current weather for a city',
+  schema: z.object({ city: z.string() }),
+});
+
+// Governed stand-ins for the graph: each call asks the run's policy first. `weather` is unchanged.
+const tools = governTools([weather]);
+const orch = new Orchestrator({ policy: { maxSteps: 4, maxTokens: 5_000, maxToolCalls: 5 } });
+orch.on('MODEL_CALL', (event) => console.log(`  step ${event.payload.step}: model call`));
+orch.on('TOOL_CALL', (event) => console.log(`  step ${event.payload.step}: ${event.payload.tool}(${JSON.stringify(event.payload.args)})`));
+
+// 1. A graph that calls a tool, then answers: two model turns, two steps.
+const forecaster = createReactAgent({
+  llm: new ScriptedChatModel([
+    { toolCalls: [{ name: 'weather', args: { city: 'Lisbon' } }], tokens: [95, 14] },
+    { content: 'It is 18°C with light rain in Lisbon: take an umbrella.', tokens: [140, 16] },
+  ]),
+  tools,
+});
+const agent = fromGraph(forecaster, { name: 'forecaster', tools });
+const report = await orch.run({ agent, tools: agent.tools, task: 'Do I need an umbrella in Lisbon?' });
+console.log(
+  `forecaster: ${report.status}, ${report.totalSteps} steps, ${report.tokenUsage.total} tokens, tools ${JSON.stringify(report.toolUsage.byTool)}`,
+);
+console.log('answer:', report.finalOutput);
+
+// 2. A graph whose model never stops calling tools: maxSteps ends it before a fourth model turn.
+const restless = createReactAgent({
+  llm: new ScriptedChatModel([{ toolCalls: [{ name: 'weather', args: { city: 'Porto' } }], tokens: [60, 10] }]),
+  tools,
+});
+const looping = fromGraph(restless, { name: 'restless', tools });
+const stopped = await orch.run({ agent: looping, tools: looping.tools, task: 'Watch the weather', policy: { maxSteps: 3 } });
+console.log(`restless: ${stopped.status}, ${stopped.termination.reason} (${stopped.termination.rule}) after ${stopped.totalSteps} steps`);

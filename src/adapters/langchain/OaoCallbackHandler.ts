@@ -1,0 +1,103 @@
+import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
+import type { Serialized } from '@langchain/core/load/serializable';
+import type { BaseMessage } from '@langchain/core/messages';
+import type { LLMResult } from '@langchain/core/outputs';
+import type { ModelCall } from '../../agent.js';
+import { modelName, recordMessages, recordResult, resultText, usageOf } from './messages.js';
+import { GOVERNED_TAG, type RunBridge } from './runBridge.js';
+
+/**
+ * Meters and gates every model call LangChain makes inside a governed run, however deeply it is
+ * nested in chains, graphs or tool bodies: it travels in `RunnableConfig.callbacks`, which every
+ * Runnable passes down to its children.
+ *
+ * Callbacks normally only observe. This handler is awaited (`awaitHandlers`) and its errors are
+ * raised (`raiseError`), so LangChain waits for it before a model call starts and a refusal stops
+ * the call before the provider is contacted: a call that would start with the token budget spent
+ * never runs. (LangChain logs a raised handler error once with `console.error` before rethrowing.)
+ * Each call's usage (`usage_metadata`, or the older `llmOutput.tokenUsage`) is metered the moment
+ * the call ends; usage that crosses the budget aborts the step's signal, which the rest of the
+ * Runnable observes through its config.
+ *
+ * It also refuses LangChain tools that run without going through OAO (see `governTools`).
+ */
+export class OaoCallbackHandler extends BaseCallbackHandler {
+  name = 'OaoCallbackHandler';
+  override awaitHandlers = true;
+  override raiseError = true;
+  override ignoreChain = true;
+  override ignoreRetriever = true;
+  override ignoreCustomEvent = true;
+
+  readonly #bridge: RunBridge;
+  readonly #calls = new Map<string, ModelCall>();
+
+  constructor(bridge: RunBridge) {
+    super();
+    this.#bridge = bridge;
+  }
+
+  override async handleChatModelStart(
+    llm: Serialized,
+    messages: BaseMessage[][],
+    runId: string,
+    _parentRunId?: string,
+    extraParams?: Record<string, unknown>,
+    _tags?: string[],
+    metadata?: Record<string, unknown>,
+  ): Promise<void> {
+    await this.#open(runId, modelName(llm, metadata, extraParams), recordMessages(messages[0] ?? []));
+  }
+
+  override async handleLLMStart(
+    llm: Serialized,
+    prompts: string[],
+    runId: string,
+    _parentRunId?: string,
+    extraParams?: Record<string, unknown>,
+    _tags?: string[],
+    metadata?: Record<string, unknown>,
+  ): Promise<void> {
+    await this.#open(runId, modelName(llm, metadata, extraParams), prompts[0] ?? null);
+  }
+
+  override handleLLMEnd(output: LLMResult, runId: string, _parentRunId?: string, _tags?: string[], extraParams?: Record<string, unknown>): void {
+    const call = this.#take(runId);
+    if (call === undefined) return;
+    // A response from LangChain's cache cost no tokens, whatever usage it carries.
+    call.end(recordResult(output), extraParams?.cached === true ? null : usageOf(output));
+    this.#bridge.modelCallClosed(resultText(output));
+  }
+
+  override handleLLMError(error: unknown, runId: string): void {
+    const call = this.#take(runId);
+    if (call === undefined) return;
+    call.fail(error);
+    this.#bridge.modelCallClosed(undefined);
+  }
+
+  override handleToolStart(
+    tool: Serialized,
+    _input: string,
+    _runId: string,
+    _parentRunId?: string,
+    tags?: string[],
+    _metadata?: Record<string, unknown>,
+    runName?: string,
+  ): void {
+    if (tags?.includes(GOVERNED_TAG)) return;
+    const error = this.#bridge.ungoverned(runName ?? tool.id[tool.id.length - 1] ?? 'tool');
+    if (error !== undefined) throw error;
+  }
+
+  async #open(runId: string, model: string | undefined, input: unknown): Promise<void> {
+    const call = await this.#bridge.openModelCall({ model, input });
+    this.#calls.set(runId, call);
+  }
+
+  #take(runId: string): ModelCall | undefined {
+    const call = this.#calls.get(runId);
+    this.#calls.delete(runId);
+    return call;
+  }
+}

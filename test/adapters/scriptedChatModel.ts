@@ -1,0 +1,83 @@
+import { BaseChatModel } from '@langchain/core/language_models/chat_models';
+import { AIMessage, type BaseMessage } from '@langchain/core/messages';
+import type { ChatResult } from '@langchain/core/outputs';
+
+/** One scripted model response. */
+export interface ScriptedTurn {
+  readonly content?: string;
+  readonly toolCalls?: readonly { readonly name: string; readonly args: Record<string, unknown> }[];
+  /** Token usage of this response. */
+  readonly usage?: { readonly input: number; readonly output: number };
+  /** Where the usage is reported: the message's `usage_metadata` (current) or `llmOutput.tokenUsage` (older integrations). */
+  readonly usageIn?: 'usage_metadata' | 'llmOutput';
+  /** Milliseconds before answering; the call's signal cuts it short. */
+  readonly delayMs?: number;
+}
+
+/**
+ * LangChain's FakeListChatModel cannot return tool calls, and FakeStreamingChatModel repeats one
+ * response without usage: this BaseChatModel answers with queued messages that carry tool calls
+ * and token usage, and records what it was sent. The last turn repeats when the script runs out.
+ */
+export class ScriptedChatModel extends BaseChatModel {
+  readonly turns: readonly ScriptedTurn[];
+  /** Calls that reached `_generate` (refused calls never do). */
+  calls = 0;
+  /** Calls whose signal aborted while they were running. */
+  aborted = 0;
+  readonly received: BaseMessage[][] = [];
+  boundTools: string[] = [];
+
+  constructor(turns: readonly ScriptedTurn[]) {
+    super({});
+    this.turns = turns;
+  }
+
+  _llmType(): string {
+    return 'scripted';
+  }
+
+  override bindTools(tools: { name: string }[]): this {
+    this.boundTools = tools.map((t) => t.name);
+    return this;
+  }
+
+  async _generate(messages: BaseMessage[], options: this['ParsedCallOptions']): Promise<ChatResult> {
+    const turn = this.turns[Math.min(this.calls, this.turns.length - 1)] ?? {};
+    const index = this.calls;
+    this.calls += 1;
+    this.received.push(messages);
+    if (turn.delayMs !== undefined) {
+      const signal = options.signal;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, turn.delayMs);
+        signal?.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            this.aborted += 1;
+            reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+          },
+          { once: true },
+        );
+      });
+    }
+    const content = turn.content ?? '';
+    const usage = turn.usage;
+    const usageIn = turn.usageIn ?? 'usage_metadata';
+    const message = new AIMessage({
+      content,
+      tool_calls: (turn.toolCalls ?? []).map((call, i) => ({ name: call.name, args: call.args, id: `call_${index}_${i}`, type: 'tool_call' as const })),
+      ...(usage !== undefined && usageIn === 'usage_metadata'
+        ? { usage_metadata: { input_tokens: usage.input, output_tokens: usage.output, total_tokens: usage.input + usage.output } }
+        : {}),
+    });
+    return {
+      generations: [{ message, text: content }],
+      llmOutput:
+        usage !== undefined && usageIn === 'llmOutput'
+          ? { tokenUsage: { promptTokens: usage.input, completionTokens: usage.output, totalTokens: usage.input + usage.output } }
+          : {},
+    };
+  }
+}

@@ -108,7 +108,7 @@ function formatValue(row: BenchRow, value: number): string {
     case 'heap':
       return `${(value / 1024).toFixed(2)} KiB/run`;
     case 'throughput':
-      return `${formatCount(value)} ev/s`;
+      return `${formatCount(value)} ${row.unit === 'events/s' ? 'ev/s' : row.unit}`;
   }
 }
 
@@ -120,7 +120,7 @@ function formatDerived(row: BenchRow): string {
     case 'heap':
       return `${row.size ?? 0} live runs`;
     case 'throughput':
-      return `${formatNs(1e9 / row.median)}/event`;
+      return `${formatNs(1e9 / row.median)}/${row.unit === 'events/s' ? 'event' : 'run'}`;
   }
 }
 

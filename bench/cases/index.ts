@@ -2,6 +2,8 @@ import type { BenchCase, BenchRatio } from '../harness.js';
 import { coreCases, coreRatios } from './core.js';
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
+import { langchainCases, langchainRatios } from './langchain.js';
+import { supervisorCase, supervisorRatios } from './supervisor.js';
 
 /**
  * Every case `npm run bench` runs, in table order, and the ratios it reports. A new group (the
@@ -9,6 +11,6 @@ import { heapCase, heapRatios } from './heap.js';
  * ratios, and appends them here. Time cases are measured interleaved with each other; custom cases
  * run one after another after them.
  */
-export const benchCases: readonly BenchCase[] = [...coreCases, heapCase, eventsCase];
+export const benchCases: readonly BenchCase[] = [...coreCases, ...langchainCases, heapCase, eventsCase, supervisorCase];
 
-export const benchRatios: readonly BenchRatio[] = [...coreRatios, ...heapRatios, ...eventsRatios];
+export const benchRatios: readonly BenchRatio[] = [...coreRatios, ...langchainRatios, ...heapRatios, ...eventsRatios, ...supervisorRatios];

@@ -114,6 +114,16 @@ export const errorRegistry = {
     retryable: true,
     message: 'The OAO server could not be reached',
   },
+  OAO_ERR_ROUTE_NOT_FOUND: {
+    status: 404,
+    retryable: false,
+    message: 'No route serves that method and path',
+  },
+  OAO_ERR_INTERNAL: {
+    status: 500,
+    retryable: true,
+    message: 'The server failed unexpectedly',
+  },
 } as const satisfies Record<string, { status: number; retryable: boolean; message: string }>;
 
 export type OaoErrorCode = keyof typeof errorRegistry;

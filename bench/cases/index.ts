@@ -2,6 +2,7 @@ import type { BenchCase, BenchRatio } from '../harness.js';
 import { coreCases, coreRatios } from './core.js';
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
+import { httpCase, httpRatios } from './http.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
 
@@ -11,6 +12,6 @@ import { supervisorCase, supervisorRatios } from './supervisor.js';
  * ratios, and appends them here. Time cases are measured interleaved with each other; custom cases
  * run one after another after them.
  */
-export const benchCases: readonly BenchCase[] = [...coreCases, ...langchainCases, heapCase, eventsCase, supervisorCase];
+export const benchCases: readonly BenchCase[] = [...coreCases, ...langchainCases, heapCase, eventsCase, supervisorCase, httpCase];
 
-export const benchRatios: readonly BenchRatio[] = [...coreRatios, ...langchainRatios, ...heapRatios, ...eventsRatios, ...supervisorRatios];
+export const benchRatios: readonly BenchRatio[] = [...coreRatios, ...langchainRatios, ...heapRatios, ...eventsRatios, ...supervisorRatios, ...httpRatios];

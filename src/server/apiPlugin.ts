@@ -1,0 +1,25 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { bearerAuth } from './bearerAuth.js';
+import { agentRoutes } from './routes/agentRoutes.js';
+import { eventsRoutes } from './routes/eventsRoutes.js';
+import { runRoutes } from './routes/runRoutes.js';
+import { runsRoutes } from './routes/runsRoutes.js';
+import type { RunService } from './RunService.js';
+
+export interface ApiPluginOptions {
+  readonly service: RunService;
+  /** When not empty, every route of this plugin needs `Authorization: Bearer <key>`. */
+  readonly apiKeys: readonly string[];
+}
+
+/**
+ * Every route that reads or starts runs, in one encapsulated context: the API-key check is a hook
+ * of this context only, so GET /health and the docs (registered outside it) stay open.
+ */
+export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, apiKeys }) => {
+  if (apiKeys.length > 0) app.addHook('onRequest', bearerAuth(apiKeys));
+  await app.register(agentRoutes, { service });
+  await app.register(runRoutes, { service });
+  await app.register(runsRoutes, { service });
+  await app.register(eventsRoutes, { service });
+};

@@ -1,0 +1,138 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errorRegistry, OaoError, type OaoErrorCode } from '../errors.js';
+import type { ErrorBody } from './schemas.js';
+
+/** A URL no route serves, and a failure of the server itself (a defect, or a store that threw). */
+export const ROUTE_NOT_FOUND = { code: 'OAO_ERR_ROUTE_NOT_FOUND', status: errorRegistry.OAO_ERR_ROUTE_NOT_FOUND.status } as const;
+export const INTERNAL_ERROR = { code: 'OAO_ERR_INTERNAL', status: errorRegistry.OAO_ERR_INTERNAL.status } as const;
+
+/** An answer ready to send: status, the one error body shape, and headers that go with it. */
+export interface HttpError {
+  readonly status: number;
+  readonly body: ErrorBody;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export function errorBody(code: string, message: string, details?: Readonly<Record<string, unknown>>): ErrorBody {
+  return { error: { code, message, ...(details === undefined ? {} : { details: { ...details } }) } };
+}
+
+/** An HttpError from a registry code: the status always comes from the registry. */
+export function registryError(code: OaoErrorCode, message: string, details?: Readonly<Record<string, unknown>>): HttpError {
+  return fromOaoError(new OaoError(code, message, details === undefined ? {} : { details }));
+}
+
+function fromOaoError(error: OaoError): HttpError {
+  const headers: Record<string, string> = {};
+  if (error.code === 'OAO_ERR_UNAUTHORIZED') headers['www-authenticate'] = 'Bearer realm="oao"';
+  if (error.code === 'OAO_ERR_TOO_MANY_RUNS') headers['retry-after'] = '1';
+  return { status: error.status, body: errorBody(error.code, error.message, error.details), headers };
+}
+
+interface ValidationIssue {
+  readonly keyword?: string;
+  readonly instancePath?: string;
+  readonly message?: string;
+  readonly params?: Record<string, unknown>;
+}
+
+const CONTEXT_PREFIX: Readonly<Record<string, string>> = {
+  body: 'body',
+  querystring: 'query',
+  params: 'params',
+  headers: 'headers',
+};
+
+/**
+ * Maps anything a route, a hook or Fastify itself threw to the one error body shape. Bad input is
+ * always a 4xx with an OAO code naming the field; only a defect is a 500.
+ */
+export function toHttpError(error: unknown, bodyLimit: number): HttpError {
+  if (OaoError.isInstance(error)) return fromOaoError(error);
+  const fastifyError = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown;
+    statusCode?: unknown;
+    message?: unknown;
+    validation?: unknown;
+    validationContext?: unknown;
+  };
+  if (Array.isArray(fastifyError.validation) && fastifyError.validation.length > 0) {
+    return fromValidation(fastifyError.validation as ValidationIssue[], typeof fastifyError.validationContext === 'string' ? fastifyError.validationContext : 'body');
+  }
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return registryError('OAO_ERR_INVALID_JSON', 'The request body is not valid JSON');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return registryError('OAO_ERR_INVALID_JSON', 'The request body is empty, but its Content-Type says JSON');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      // A JSON-only API: this also keeps browsers' "simple" cross-site form posts out.
+      return registryError('OAO_ERR_INVALID_JSON', 'The request body must be JSON, sent with Content-Type: application/json');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return registryError('OAO_ERR_PAYLOAD_TOO_LARGE', `The request body is over this server's limit of ${bodyLimit} bytes`, {
+        limit: bodyLimit,
+      });
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return registryError('OAO_ERR_INVALID_ARGUMENT', 'The request body does not match its Content-Length', { field: 'headers.content-length' });
+    default:
+      break;
+  }
+  const status = typeof fastifyError.statusCode === 'number' ? fastifyError.statusCode : 500;
+  if (status === 413) return registryError('OAO_ERR_PAYLOAD_TOO_LARGE', `The request body is over this server's limit of ${bodyLimit} bytes`, { limit: bodyLimit });
+  if (status >= 400 && status < 500) {
+    const message = typeof fastifyError.message === 'string' && fastifyError.message.length > 0 ? fastifyError.message : 'The request is invalid';
+    return registryError('OAO_ERR_INVALID_ARGUMENT', message);
+  }
+  return {
+    status: INTERNAL_ERROR.status,
+    body: errorBody(INTERNAL_ERROR.code, 'The server failed to handle the request; it has been logged'),
+    headers: {},
+  };
+}
+
+function fromValidation(issues: readonly ValidationIssue[], context: string): HttpError {
+  const prefix = CONTEXT_PREFIX[context] ?? context;
+  const described = issues.slice(0, 10).map((issue) => ({ field: fieldOf(prefix, issue), message: issue.message ?? 'Invalid value' }));
+  const first = issues[0] as ValidationIssue;
+  const { field, message } = described[0] as { field: string; message: string };
+  const path = pathOf(first);
+  let code: OaoErrorCode = 'OAO_ERR_INVALID_ARGUMENT';
+  let text = `${field}: ${message}`;
+  if (prefix === 'body' && path.length === 0 && first.keyword === 'invalid_type') {
+    code = 'OAO_ERR_INVALID_JSON';
+    text = 'The request body must be a JSON object';
+  } else if (prefix === 'body' && path[0] === 'policy') {
+    code = 'OAO_ERR_INVALID_POLICY';
+  }
+  return registryError(code, text, { field, issues: described });
+}
+
+function pathOf(issue: ValidationIssue): string[] {
+  const path = issue.instancePath ?? '';
+  return path === '' || path === '/' ? [] : path.slice(1).split('/');
+}
+
+function fieldOf(prefix: string, issue: ValidationIssue): string {
+  const path = pathOf(issue);
+  // An unknown key is named itself, not the object it sits in.
+  const keys = issue.params?.keys;
+  if (issue.keyword === 'unrecognized_keys' && Array.isArray(keys) && typeof keys[0] === 'string') path.push(keys[0]);
+  return [prefix, ...path].join('.');
+}
+
+/**
+ * Installs the error and not-found handlers on the root instance; encapsulated plugins inherit
+ * them, so every route, hook and content-type parser answers with the same shape.
+ */
+export function installErrorHandling(app: FastifyInstance, bodyLimit: number): void {
+  app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const answer = toHttpError(error, bodyLimit);
+    if (answer.status >= 500) request.log.error({ err: error }, 'request failed');
+    return reply.code(answer.status).headers(answer.headers).send(answer.body);
+  });
+  app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
+    const url = (request.url.split('?', 1)[0] ?? request.url).slice(0, 200);
+    return reply
+      .code(ROUTE_NOT_FOUND.status)
+      .send(errorBody(ROUTE_NOT_FOUND.code, `No route serves ${request.method} ${url}; the API is described at /docs`, { method: request.method, url }));
+  });
+}

@@ -1,0 +1,30 @@
+import { errorBodySchema } from '../schemas.js';
+
+type ErrorStatus = 400 | 401 | 404 | 413 | 429;
+
+const DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
+  400: 'Invalid input (OAO_ERR_INVALID_JSON, OAO_ERR_INVALID_ARGUMENT or OAO_ERR_INVALID_POLICY); `details.field` names the field',
+  401: 'OAO_ERR_UNAUTHORIZED: the server needs an API key',
+  404: 'OAO_ERR_UNKNOWN_AGENT or OAO_ERR_RUN_NOT_FOUND',
+  413: "OAO_ERR_PAYLOAD_TOO_LARGE: the body is over the server's limit",
+  429: 'OAO_ERR_TOO_MANY_RUNS: the server runs as many runs as it allows; retry later',
+};
+
+interface ErrorResponse {
+  readonly description: string;
+  readonly content: { readonly 'application/json': { readonly schema: typeof errorBodySchema } };
+}
+
+/** The documented error answers of a route, each with the one error body shape. */
+export function errorResponses(...statuses: readonly ErrorStatus[]): Record<number, ErrorResponse> {
+  const responses: Record<number, ErrorResponse> = {};
+  for (const status of statuses) {
+    responses[status] = { description: DESCRIPTIONS[status], content: { 'application/json': { schema: errorBodySchema } } };
+  }
+  return responses;
+}
+
+/** A success answer with a description, in the same form. */
+export function jsonResponse<T>(description: string, schema: T): { description: string; content: { 'application/json': { schema: T } } } {
+  return { description, content: { 'application/json': { schema } } };
+}

@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
+import type { RunService } from '../RunService.js';
+import { eventsHeadersSchema, eventsQuerySchema, runIdParamsSchema } from '../schemas.js';
+import { streamRunEvents, type SseStream } from '../sse.js';
+import { errorResponses } from './errorResponses.js';
+
+/**
+ * GET /runs/:id/events as Server-Sent Events: the events recorded so far, then live ones; the
+ * stream ends after EXECUTION_COMPLETE. Streams still open when the server closes are ended.
+ */
+export const eventsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
+  const streams = new Set<SseStream>();
+  app.addHook('preClose', (closing) => {
+    for (const stream of streams) stream.end();
+    closing();
+  });
+
+  app.get(
+    '/runs/:id/events',
+    {
+      schema: {
+        operationId: 'streamRunEvents',
+        tags: ['runs'],
+        summary: 'Follow a run\'s events (Server-Sent Events)',
+        description:
+          'Each message is `id: <seq>`, `event: <type>`, `data: <the event as JSON>`. Replays the events already recorded, then streams ' +
+          'live ones, and closes after EXECUTION_COMPLETE. Send `Last-Event-ID: <seq>` (or `?lastEventId=`) to resume after that event.',
+        params: runIdParamsSchema,
+        querystring: eventsQuerySchema,
+        headers: eventsHeadersSchema,
+        response: {
+          200: { description: 'An event stream', content: { 'text/event-stream': { schema: z.string() } } },
+          ...errorResponses(400, 401, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const source = await service.eventSource(request.params.id);
+      const resumeFrom = request.headers['last-event-id'] ?? request.query.lastEventId;
+      reply.hijack();
+      const stream = streamRunEvents(reply.raw, source, resumeFrom === undefined ? -1 : Number(resumeFrom), (ended) => streams.delete(ended));
+      if (!stream.ended) streams.add(stream);
+    },
+  );
+  done();
+};

@@ -1,0 +1,46 @@
+import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
+import { executionReportSchema } from '../../report/schema.js';
+import type { RunService } from '../RunService.js';
+import { runMultiRequestSchema, runMultiResponseSchema, runRequestSchema } from '../schemas.js';
+import { errorResponses, jsonResponse } from './errorResponses.js';
+
+/** POST /run and POST /run-multi: run and wait for the report(s). */
+export const runRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
+  app.post(
+    '/run',
+    {
+      schema: {
+        operationId: 'runAgent',
+        tags: ['runs'],
+        summary: 'Run an agent and wait for its report',
+        description:
+          'Answers 200 with the ExecutionReport whatever the run did: its `status` and `termination` say how it ended. ' +
+          'Pass your own `executionId` to watch the run live on GET /runs/{id}/events while this request waits.',
+        body: runRequestSchema,
+        response: { 200: jsonResponse('The report of the finished run', executionReportSchema), ...errorResponses(400, 401, 404, 413, 429) },
+      },
+    },
+    async (request) => {
+      const { finished } = await service.start(request.body);
+      return finished;
+    },
+  );
+
+  app.post(
+    '/run-multi',
+    {
+      schema: {
+        operationId: 'runMulti',
+        tags: ['runs'],
+        summary: 'Run several agents on one task, in parallel, and wait for every report',
+        description:
+          'At most `maxConcurrency` runs at once (never more than the server\'s); one report per agent (or per job name in the map form), ' +
+          'whatever each run did.',
+        body: runMultiRequestSchema,
+        response: { 200: jsonResponse('One report per job', runMultiResponseSchema), ...errorResponses(400, 401, 404, 413, 429) },
+      },
+    },
+    (request) => service.runMulti(request.body),
+  );
+  done();
+};

@@ -1,0 +1,93 @@
+import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
+import type { RunService } from '../RunService.js';
+import {
+  cancelRequestSchema,
+  cancelResponseSchema,
+  runIdParamsSchema,
+  runListQuerySchema,
+  runListResponseSchema,
+  runRequestSchema,
+  runStateSchema,
+  startRunResponseSchema,
+} from '../schemas.js';
+import { errorResponses, jsonResponse } from './errorResponses.js';
+
+/** The run resource: start without waiting, list, look at one, cancel one. */
+export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
+  app.post(
+    '/runs',
+    {
+      schema: {
+        operationId: 'startRun',
+        tags: ['runs'],
+        summary: 'Start a run and return at once',
+        description: 'Answers 202 with the run\'s id and where to follow it; `Location` points at GET /runs/{id}.',
+        body: runRequestSchema,
+        response: { 202: jsonResponse('The run started', startRunResponseSchema), ...errorResponses(400, 401, 404, 413, 429) },
+      },
+    },
+    async (request, reply) => {
+      const { executionId } = await service.start(request.body);
+      const statusUrl = `/runs/${encodeURIComponent(executionId)}`;
+      return reply
+        .code(202)
+        .header('location', statusUrl)
+        .send({ executionId, status: 'running' as const, statusUrl, eventsUrl: `${statusUrl}/events`, cancelUrl: `${statusUrl}/cancel` });
+    },
+  );
+
+  app.get(
+    '/runs',
+    {
+      schema: {
+        operationId: 'listRuns',
+        tags: ['runs'],
+        summary: 'List runs, newest first',
+        description: 'Page with `limit` and either `offset` or `cursor` (the previous page\'s `nextCursor`); filter by `status` and `agent`.',
+        querystring: runListQuerySchema,
+        response: { 200: jsonResponse('One page of runs', runListResponseSchema), ...errorResponses(400, 401) },
+      },
+    },
+    (request) => service.list(request.query),
+  );
+
+  app.get(
+    '/runs/:id',
+    {
+      schema: {
+        operationId: 'getRun',
+        tags: ['runs'],
+        summary: 'A run: live state and spend while it runs, its report once finished',
+        params: runIdParamsSchema,
+        response: { 200: jsonResponse('The run', runStateSchema), ...errorResponses(400, 401, 404) },
+      },
+    },
+    (request) => service.state(request.params.id),
+  );
+
+  app.post(
+    '/runs/:id/cancel',
+    {
+      schema: {
+        operationId: 'cancelRun',
+        tags: ['runs'],
+        summary: 'Cancel a run',
+        description:
+          'Answers 202 when this request cancelled the run (the body has its final status once it has stopped, which takes ' +
+          'milliseconds), 200 when there was nothing to cancel (the run had already finished).',
+        params: runIdParamsSchema,
+        body: cancelRequestSchema,
+        response: {
+          200: jsonResponse('Nothing to cancel', cancelResponseSchema),
+          202: jsonResponse('The run was cancelled', cancelResponseSchema),
+          ...errorResponses(400, 401, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { settled: _settled, ...outcome } = await service.cancel(request.params.id, request.body?.reason ?? 'cancelled over HTTP');
+      return reply.code(outcome.cancelled ? 202 : 200).send(outcome);
+    },
+  );
+  done();
+};

@@ -1,0 +1,198 @@
+import { z } from 'zod';
+import { eventCountersSchema } from '../events/schema.js';
+import { policyOptionsSchema } from '../policy/schema.js';
+import {
+  executionReportSchema,
+  jsonValueSchema,
+  lifecycleStateSchema,
+  terminationSchema,
+} from '../report/schema.js';
+
+/**
+ * The zod schemas of every body, parameter, query and response of the HTTP service. Fastify
+ * validates requests with them (fastify-type-provider-zod) and @fastify/swagger turns them into the
+ * OpenAPI document, so the documentation cannot drift from what the server accepts.
+ *
+ * Metadata for the document (component ids, descriptions) lives in a registry private to the
+ * server, so importing this module never changes zod's global registry.
+ */
+export const apiSchemaRegistry = z.registry<{ id?: string; description?: string; [key: string]: unknown }>();
+
+function component<T extends z.ZodType>(schema: T, id: string, description?: string): T {
+  apiSchemaRegistry.add(schema, description === undefined ? { id } : { id, description });
+  return schema;
+}
+
+function described<T extends z.ZodType>(schema: T, description: string): T {
+  apiSchemaRegistry.add(schema, { description });
+  return schema;
+}
+
+/** Jobs one POST /run-multi may name. */
+export const MAX_AGENTS_PER_BATCH = 1_000;
+/** How deeply a JSON task may nest (arrays and objects). */
+export const MAX_TASK_DEPTH = 64;
+
+// Recursive: it must be a component, so that its self-references resolve inside the document.
+component(jsonValueSchema, 'JsonValue', 'Any JSON value.');
+component(executionReportSchema, 'ExecutionReport', 'The structured account of one finished run.');
+
+export const errorBodySchema = component(
+  z.object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  }),
+  'Error',
+  'Every error answer has this shape; `code` is an OAO_ERR_* code and fixes the HTTP status.',
+);
+export type ErrorBody = z.infer<typeof errorBodySchema>;
+
+export const agentNameSchema = described(z.string().min(1).max(200), 'The name an agent is registered under on this server.');
+
+export const executionIdSchema = described(
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'Expected 1 to 128 characters: letters, digits, ".", "_", ":" or "-"'),
+  'The id of a run.',
+);
+
+export const taskSchema = described(
+  z.union([z.string(), z.number(), z.boolean(), z.array(z.unknown()), z.record(z.string(), z.unknown())]),
+  `What the agent is asked to do: a string, or any JSON value nested at most ${MAX_TASK_DEPTH} deep. ` +
+    'Its length (a string\'s characters, or its JSON\'s) is capped by the server\'s maxTaskLength (default 100000).',
+);
+
+export const requestPolicySchema = component(
+  policyOptionsSchema,
+  'PolicyOptions',
+  'Limits for this run. They can only narrow the server\'s policy: every limit is the smaller of the two, allow lists intersect, deny lists combine.',
+);
+
+export const runRequestSchema = component(
+  z.strictObject({
+    agent: agentNameSchema,
+    task: taskSchema,
+    policy: requestPolicySchema.optional(),
+    executionId: executionIdSchema.optional(),
+  }),
+  'RunRequest',
+);
+export type RunRequestBody = z.infer<typeof runRequestSchema>;
+
+const agentListSchema = z
+  .array(agentNameSchema)
+  .min(1)
+  .max(MAX_AGENTS_PER_BATCH);
+const agentMapSchema = z
+  .record(z.string().min(1).max(200), agentNameSchema)
+  .refine((map) => Object.keys(map).length >= 1, 'Expected at least one agent')
+  .refine((map) => Object.keys(map).length <= MAX_AGENTS_PER_BATCH, `Expected at most ${MAX_AGENTS_PER_BATCH} agents`);
+
+export const runMultiRequestSchema = component(
+  z.strictObject({
+    agents: described(
+      z.union([agentListSchema, agentMapSchema]),
+      'The agents to run on the task: a list of registered names, or a map of job name to registered name (to run one agent more than once).',
+    ),
+    task: taskSchema,
+    policy: requestPolicySchema.optional(),
+    maxConcurrency: described(
+      z.number().int().min(1).optional(),
+      'Runs of this batch at once; the server\'s own maxConcurrency is the ceiling.',
+    ),
+  }),
+  'RunMultiRequest',
+);
+export type RunMultiRequestBody = z.infer<typeof runMultiRequestSchema>;
+
+export const runMultiResponseSchema = z.object({
+  batchId: z.string(),
+  maxConcurrency: z.number().int().positive(),
+  reports: z.record(z.string(), executionReportSchema),
+});
+
+export const runStatusSchema = described(
+  z.enum(['running', 'SUCCESS', 'FAILED']),
+  '`running` until the run has its report (queued runs of a batch included).',
+);
+
+export const startRunResponseSchema = z.object({
+  executionId: z.string(),
+  status: z.literal('running'),
+  statusUrl: z.string(),
+  eventsUrl: z.string(),
+  cancelUrl: z.string(),
+});
+
+const runSummaryShape = {
+  executionId: z.string(),
+  agent: z.string(),
+  status: runStatusSchema,
+  startedAt: z.string(),
+  finishedAt: z.string().nullable(),
+  batchId: z.string().nullable(),
+  termination: terminationSchema.nullable(),
+};
+
+export const runSummarySchema = component(z.object(runSummaryShape), 'RunSummary');
+export type RunSummary = z.infer<typeof runSummarySchema>;
+
+export const runListQuerySchema = z.object({
+  limit: described(z.coerce.number().int().min(1).max(1000).default(50), 'At most this many runs (1 to 1000).'),
+  offset: described(z.coerce.number().int().min(0).optional(), 'Skip this many runs (newest first); not with `cursor`.'),
+  cursor: described(z.string().min(1).max(256).optional(), 'Continue after the previous page: its `nextCursor`.'),
+  status: runStatusSchema.optional(),
+  agent: agentNameSchema.optional(),
+});
+
+export const runListResponseSchema = z.object({
+  runs: z.array(runSummarySchema),
+  /** Runs that match the filter, over all pages. */
+  total: z.number().int().nonnegative(),
+  nextCursor: z.string().nullable(),
+});
+
+export const runStateSchema = component(
+  z.object({
+    ...runSummaryShape,
+    state: lifecycleStateSchema.nullable(),
+    counters: eventCountersSchema,
+    events: z.number().int().nonnegative(),
+    report: executionReportSchema.nullable(),
+  }),
+  'Run',
+  'A run: its live state and spend while it runs, its report once finished.',
+);
+export type RunState = z.infer<typeof runStateSchema>;
+
+export const runIdParamsSchema = z.object({ id: executionIdSchema });
+
+export const cancelRequestSchema = z
+  .strictObject({ reason: z.string().min(1).max(1_000).optional() })
+  // No body at all is fine: Fastify hands the route null.
+  .nullish();
+
+export const cancelResponseSchema = z.object({
+  executionId: z.string(),
+  cancelled: z.boolean(),
+  status: runStatusSchema,
+  message: z.string(),
+  termination: terminationSchema.nullable(),
+});
+
+export const lastEventIdSchema = z.string().regex(/^\d{1,15}$/, 'Expected the seq of an event (a non-negative integer)');
+
+export const eventsQuerySchema = z.object({
+  lastEventId: described(lastEventIdSchema.optional(), 'Resume after this event seq (the Last-Event-ID header wins).'),
+});
+
+export const eventsHeadersSchema = z.looseObject({
+  'last-event-id': lastEventIdSchema.optional(),
+});
+
+export const agentsResponseSchema = z.object({
+  agents: z.array(z.object({ name: z.string(), description: z.string().optional() })),
+});
+
+export const healthResponseSchema = z.object({ status: z.literal('ok'), version: z.string() });

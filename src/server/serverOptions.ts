@@ -1,0 +1,190 @@
+import type { FastifyLoggerOptions } from 'fastify';
+import type { AgentLike, ToolSet } from '../agent.js';
+import { OaoError } from '../errors.js';
+import { StrictPolicy } from '../policy/StrictPolicy.js';
+import type { PolicyOptions } from '../policy/schema.js';
+import type { Clock } from '../runtime/clock.js';
+import { checkAgent, typeOf } from '../runtime/prepareRun.js';
+import { createMemoryRunStore } from './createMemoryRunStore.js';
+import type { RunStore } from './RunStore.js';
+
+export interface ServerLimits {
+  /**
+   * Largest request body in bytes; a larger one is answered 413 `OAO_ERR_PAYLOAD_TOO_LARGE`.
+   * @default 1048576 (1 MiB)
+   */
+  readonly bodyLimit?: number;
+  /**
+   * Longest task: the characters of a string task, or of the JSON of any other task.
+   * @default 100000
+   */
+  readonly maxTaskLength?: number;
+  /**
+   * Runs executing at once, over all endpoints; one more is answered 429 `OAO_ERR_TOO_MANY_RUNS`.
+   * @default 100
+   */
+  readonly maxConcurrentRuns?: number;
+}
+
+export interface ServerOptions {
+  /** The agents requests may name, by name. A request can only name one; it never supplies code. */
+  readonly agents: Readonly<Record<string, AgentLike>>;
+  /** The ceiling of every run: a request's policy can only narrow it. @default new StrictPolicy() */
+  readonly policy?: StrictPolicy | PolicyOptions;
+  /** Tools every run may call (governed by the policy). */
+  readonly tools?: ToolSet;
+  /** Runs of one POST /run-multi at once; a request may ask for fewer. @default 4 */
+  readonly maxConcurrency?: number;
+  readonly limits?: ServerLimits;
+  /**
+   * When set (and not empty), every route except GET /health and the docs needs
+   * `Authorization: Bearer <key>`. When absent, read from env `OAO_API_KEYS` (comma-separated).
+   */
+  readonly apiKeys?: readonly string[];
+  /** @default createMemoryRunStore() */
+  readonly store?: RunStore;
+  /** Fastify's logger. @default false */
+  readonly logger?: boolean | FastifyLoggerOptions;
+  /** Time source of the runs (timestamps, deadlines); XState's SimulatedClock fits. @default the system clock */
+  readonly clock?: Clock;
+}
+
+export const DEFAULT_SERVER_LIMITS = Object.freeze({
+  bodyLimit: 1_048_576,
+  maxTaskLength: 100_000,
+  maxConcurrentRuns: 100,
+});
+
+/** ServerOptions checked, with every default filled in. */
+export interface ResolvedServerOptions {
+  readonly agents: ReadonlyMap<string, AgentLike>;
+  readonly policy: StrictPolicy;
+  readonly tools: ToolSet | undefined;
+  readonly maxConcurrency: number;
+  readonly limits: Required<ServerLimits>;
+  readonly apiKeys: readonly string[];
+  readonly store: RunStore;
+  readonly logger: boolean | FastifyLoggerOptions;
+  readonly clock: Clock | undefined;
+}
+
+/** Validates the options eagerly, so a misconfigured server fails at startup, naming the option. */
+export function resolveServerOptions(options: ServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedServerOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw invalid('options', `Expected the server options to be an object, got ${typeOf(options)}`);
+  }
+  const policy = options.policy instanceof StrictPolicy ? options.policy : new StrictPolicy(options.policy ?? {});
+  const limits = options.limits ?? {};
+  if (typeof limits !== 'object' || limits === null) throw invalid('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
+  return {
+    agents: resolveAgents(options.agents),
+    policy,
+    tools: resolveTools(options.tools),
+    maxConcurrency: positiveInteger(options.maxConcurrency ?? 4, 'maxConcurrency'),
+    limits: {
+      bodyLimit: positiveInteger(limits.bodyLimit ?? DEFAULT_SERVER_LIMITS.bodyLimit, 'limits.bodyLimit'),
+      maxTaskLength: positiveInteger(limits.maxTaskLength ?? DEFAULT_SERVER_LIMITS.maxTaskLength, 'limits.maxTaskLength'),
+      maxConcurrentRuns: positiveInteger(limits.maxConcurrentRuns ?? DEFAULT_SERVER_LIMITS.maxConcurrentRuns, 'limits.maxConcurrentRuns'),
+    },
+    apiKeys: resolveApiKeys(options.apiKeys, env),
+    store: resolveStore(options.store),
+    logger: resolveLogger(options.logger),
+    clock: resolveClock(options.clock),
+  };
+}
+
+/**
+ * The keys a server accepts: the option when given (an empty list turns auth off), else the
+ * comma-separated env `OAO_API_KEYS`.
+ */
+export function resolveApiKeys(keys: readonly string[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly string[] {
+  if (keys === undefined) {
+    const fromEnv = (env.OAO_API_KEYS ?? '')
+      .split(',')
+      .map((key) => key.trim())
+      .filter((key) => key.length > 0);
+    return checkKeys(fromEnv, 'OAO_API_KEYS');
+  }
+  if (!Array.isArray(keys)) throw invalid('apiKeys', `Expected apiKeys to be an array of strings, got ${typeOf(keys)}`);
+  return checkKeys(keys, 'apiKeys');
+}
+
+function checkKeys(keys: readonly unknown[], source: string): readonly string[] {
+  keys.forEach((key, index) => {
+    // Visible ASCII only: anything else cannot travel in an Authorization header unchanged.
+    if (typeof key !== 'string' || !/^[\x21-\x7e]+$/.test(key)) {
+      throw invalid(source === 'apiKeys' ? `apiKeys.${index}` : source, `API key ${index} of ${source} must be a non-empty string of visible ASCII characters without spaces`);
+    }
+  });
+  return Object.freeze([...new Set(keys as string[])]);
+}
+
+function resolveAgents(agents: unknown): ReadonlyMap<string, AgentLike> {
+  if (typeof agents !== 'object' || agents === null || Array.isArray(agents)) {
+    throw invalid('agents', `Expected agents to be an object of named agents, got ${typeOf(agents)}`);
+  }
+  const names = Object.keys(agents);
+  if (names.length === 0) throw invalid('agents', 'Expected at least one agent in agents');
+  const map = new Map<string, AgentLike>();
+  for (const name of names) {
+    if (name.length > 200) throw invalid(`agents.${name.slice(0, 20)}...`, 'Agent names must be at most 200 characters');
+    const agent = (agents as Record<string, unknown>)[name];
+    try {
+      checkAgent(agent);
+    } catch (error) {
+      if (!OaoError.isInstance(error)) throw error;
+      throw new OaoError(error.code, `Agent "${name}": ${error.message}`, { details: { field: `agents.${name}` }, cause: error });
+    }
+    map.set(name, agent as AgentLike);
+  }
+  return map;
+}
+
+function resolveTools(tools: unknown): ToolSet | undefined {
+  if (tools === undefined) return undefined;
+  if (typeof tools !== 'object' || tools === null || Array.isArray(tools)) {
+    throw invalid('tools', `Expected tools to be an object of functions, got ${typeOf(tools)}`);
+  }
+  for (const [name, tool] of Object.entries(tools)) {
+    if (typeof tool !== 'function') throw invalid(`tools.${name}`, `Tool "${name}" must be a function, got ${typeOf(tool)}`);
+  }
+  return tools as ToolSet;
+}
+
+function resolveStore(store: unknown): RunStore {
+  if (store === undefined) return createMemoryRunStore();
+  const candidate = store as Record<string, unknown> | null;
+  for (const method of ['put', 'get', 'list', 'delete']) {
+    if (typeof candidate?.[method] !== 'function') {
+      throw invalid('store', `Expected store to implement RunStore (put, get, list, delete); "${method}" is missing`);
+    }
+  }
+  return store as RunStore;
+}
+
+function resolveLogger(logger: unknown): boolean | FastifyLoggerOptions {
+  if (logger === undefined) return false;
+  if (typeof logger === 'boolean') return logger;
+  if (typeof logger === 'object' && logger !== null) return logger;
+  throw invalid('logger', `Expected logger to be a boolean or Fastify logger options, got ${typeOf(logger)}`);
+}
+
+function resolveClock(clock: unknown): Clock | undefined {
+  if (clock === undefined) return undefined;
+  const candidate = clock as Record<string, unknown> | null;
+  if (typeof candidate?.now !== 'function' || typeof candidate.setTimeout !== 'function' || typeof candidate.clearTimeout !== 'function') {
+    throw invalid('clock', 'Expected clock to have now(), setTimeout() and clearTimeout()');
+  }
+  return clock as Clock;
+}
+
+function positiveInteger(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw invalid(field, `Expected ${field} to be an integer from 1 and up, got ${typeof value === 'number' ? value : typeOf(value)}`);
+  }
+  return value;
+}
+
+function invalid(field: string, message: string): OaoError {
+  return new OaoError('OAO_ERR_INVALID_ARGUMENT', message, { details: { field } });
+}

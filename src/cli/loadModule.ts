@@ -1,0 +1,111 @@
+import { access } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { AgentLike, ToolSet } from '../agent.js';
+import { OaoError } from '../errors.js';
+import type { PolicyOptions } from '../policy/schema.js';
+import { StrictPolicy } from '../policy/StrictPolicy.js';
+
+/** What the CLI takes from a user's module. */
+export interface AgentModule {
+  readonly path: string;
+  readonly agents: Readonly<Record<string, AgentLike>>;
+  readonly tools: ToolSet | undefined;
+  readonly policy: StrictPolicy | PolicyOptions | undefined;
+}
+
+function isAgent(value: unknown): value is AgentLike {
+  if (typeof value === 'function') return true;
+  return typeof value === 'object' && value !== null && typeof (value as { invoke?: unknown }).invoke === 'function';
+}
+
+let typescriptLoader: Promise<void> | undefined;
+
+/** TypeScript modules need a loader when oao itself runs from compiled JavaScript. */
+async function enableTypeScript(): Promise<void> {
+  typescriptLoader ??= (async () => {
+    try {
+      const api = (await import('tsx/esm/api')) as { register: () => unknown };
+      api.register();
+    } catch (error) {
+      typescriptLoader = undefined;
+      throw new OaoError('OAO_ERR_INVALID_MODULE', 'Loading a TypeScript module needs the "tsx" package: npm install -D tsx (or compile it to JavaScript)', {
+        cause: error,
+      });
+    }
+  })();
+  return typescriptLoader;
+}
+
+/**
+ * Loads agents from a module: its `agents` export (an object of agents), else its default export
+ * (an object of agents, or one agent), else every named export that is an agent. Optional `tools`
+ * and `policy` exports apply to every run.
+ */
+export async function loadAgentModule(path: string, cwd: string = process.cwd()): Promise<AgentModule> {
+  const file = isAbsolute(path) ? path : resolve(cwd, path);
+  try {
+    await access(file);
+  } catch {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `No module at ${file}`, { details: { module: path } });
+  }
+  if (/\.(c|m)?tsx?$/.test(file)) {
+    const alreadyTs = process.execArgv.some((arg) => arg.includes('tsx')) || process.env.TSX_TSCONFIG_PATH !== undefined;
+    if (!alreadyTs) await enableTypeScript();
+  }
+  let exports: Record<string, unknown>;
+  try {
+    exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `Could not load ${path}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+      details: { module: path },
+    });
+  }
+  const agents = pickAgents(exports, path);
+  const tools = exports.tools;
+  if (tools !== undefined && (typeof tools !== 'object' || tools === null || Object.values(tools).some((t) => typeof t !== 'function'))) {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `The "tools" export of ${path} must be an object of functions`, { details: { module: path } });
+  }
+  const policy = exports.policy;
+  if (policy !== undefined && !(policy instanceof StrictPolicy) && (typeof policy !== 'object' || policy === null)) {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `The "policy" export of ${path} must be a StrictPolicy or policy options`, {
+      details: { module: path },
+    });
+  }
+  return { path: file, agents, tools: tools as ToolSet | undefined, policy: policy as StrictPolicy | PolicyOptions | undefined };
+}
+
+function pickAgents(exports: Record<string, unknown>, path: string): Record<string, AgentLike> {
+  const candidates: [string, unknown][] = [];
+  const named = exports.agents;
+  const fallback = exports.default;
+  if (named !== undefined) {
+    if (typeof named !== 'object' || named === null) {
+      throw new OaoError('OAO_ERR_INVALID_MODULE', `The "agents" export of ${path} must be an object of agents`, { details: { module: path } });
+    }
+    candidates.push(...Object.entries(named));
+  } else if (isAgent(fallback)) {
+    const name = (fallback as { name?: unknown }).name;
+    candidates.push([typeof name === 'string' && name.length > 0 ? name : 'default', fallback]);
+  } else if (typeof fallback === 'object' && fallback !== null) {
+    candidates.push(...Object.entries(fallback));
+  } else {
+    for (const [key, value] of Object.entries(exports)) if (key !== 'tools' && key !== 'policy' && isAgent(value)) candidates.push([key, value]);
+  }
+  const agents: Record<string, AgentLike> = {};
+  for (const [name, value] of candidates) {
+    if (!isAgent(value)) {
+      throw new OaoError('OAO_ERR_INVALID_MODULE', `"${name}" in ${path} is not an agent: it needs an invoke(input, ctx) method`, {
+        details: { module: path, agent: name },
+      });
+    }
+    agents[name] = value;
+  }
+  if (Object.keys(agents).length === 0) {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `${path} exports no agents: export an "agents" object, or agents as named exports`, {
+      details: { module: path },
+    });
+  }
+  return agents;
+}

@@ -17,10 +17,20 @@ export function normalizeStepOutput(value: unknown): NormalizedStep {
   if (typeof value !== 'object' || value === null) return { output: toJsonValue(value, 'output'), usage: null };
   const record = value as Record<string, unknown>;
   const usage = parseUsage(record.usage ?? record.usage_metadata, 'usage');
+  // A chat message (LangChain's AIMessage and its kin): its content is the output.
+  if (isChatMessage(record)) return { output: toJsonValue(record.content, 'output.content'), usage };
   if (Object.prototype.hasOwnProperty.call(record, 'output')) {
     return { output: toJsonValue(record.output, 'output.output'), usage };
   }
   return { output: toJsonValue(value, 'output'), usage };
+}
+
+function isChatMessage(record: Record<string, unknown>): boolean {
+  return (
+    'content' in record &&
+    !Object.prototype.hasOwnProperty.call(record, 'output') &&
+    (typeof record._getType === 'function' || typeof record.getType === 'function')
+  );
 }
 
 /** A JSON-safe copy of an agent-supplied value, or a typed error saying why it is not one. */

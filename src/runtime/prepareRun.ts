@@ -6,6 +6,7 @@ import { canonicalJson } from '../report/canonicalJson.js';
 import { executionHash } from '../report/executionHash.js';
 import type { Clock } from './clock.js';
 import { RunSession, type EventSink } from './RunSession.js';
+import { resolveAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
@@ -86,8 +87,9 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   if (typeof request !== 'object' || request === null) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the run request to be an object, got ${typeOf(request)}`);
   }
-  const { agent, task, tools, policy, signal, executionId } = request;
-  const agentName = checkAgent(agent);
+  const { task, tools, policy, signal, executionId } = request;
+  const agentName = checkAgent(request.agent);
+  const agent = resolveAgent(request.agent, agentName);
   if (task === undefined) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'The run request needs a "task"', { details: { field: 'task' } });
   }

@@ -236,10 +236,30 @@ describe('fromRunnable: a chain as a governed agent', () => {
     expect(() => fromChatModel(new FakeListChatModel({ responses: [] }), { toolErrors: 'ignore' as never })).toThrow(/toolErrors/);
   });
 
-  it('a Runnable passed directly runs as a one-step agent, without governance of its config (documented)', async () => {
+  it('a Runnable passed directly is detected: one step, the run signal threaded through its config', async () => {
     const chain = prompt.pipe(new FakeListChatModel({ responses: ['direct'] })).pipe(new StringOutputParser());
     const report = await new Orchestrator().run({ agent: chain as never, task: { topic: 'x' } });
     expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: 'direct', agentName: 'RunnableSequence', totalSteps: 1 });
+
+    let seen: RunnableConfig | undefined;
+    const slow = RunnableLambda.from(async (_input: string, config?: RunnableConfig) => {
+      seen = config;
+      await new Promise((_resolve, reject) => config?.signal?.addEventListener('abort', () => reject(config.signal?.reason)));
+      return 'never';
+    });
+    const handle = new Orchestrator().start({ agent: slow as never, task: 'wait' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    handle.cancel('stop the chain');
+    const cancelled = await handle.report;
+    expect(cancelled.termination).toEqual({ reason: 'cancelled', message: 'stop the chain' });
+    expect(seen?.signal?.aborted).toBe(true);
+    expect(seen?.metadata).toMatchObject({ oao_execution_id: handle.executionId, oao_step: 1 });
+  });
+
+  it('a chat model passed directly: its message content is the output, its usage_metadata is counted', async () => {
+    const model = new ScriptedChatModel([{ content: 'Hello from the model.', usage: { input: 7, output: 4 } }]);
+    const report = await new Orchestrator().run({ agent: model as never, task: 'hi' });
+    expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: 'Hello from the model.', tokenUsage: { input: 7, output: 4, total: 11 } });
   });
 });
 

@@ -99,6 +99,8 @@ export type ReviewDecision = { readonly done: true } | { readonly done: false; r
  */
 export interface Agent {
   readonly name?: string;
+  /** Tools the agent brings; merged with the run request's (the request's win on a name clash). */
+  readonly tools?: ToolSet;
   invoke(input: any, ctx: AgentContext): unknown;
   plan?(task: any, ctx: AgentContext): unknown;
   review?(result: StepResult, ctx: AgentContext): ReviewDecision | Promise<ReviewDecision>;

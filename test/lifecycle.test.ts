@@ -196,3 +196,32 @@ describe('the governed lifecycle', () => {
     expect(narrowed.totalSteps).toBe(1);
   });
 });
+
+describe('agent-supplied tools', () => {
+  it('are governed like the request tools, and the request wins on a name clash', async () => {
+    const ran: string[] = [];
+    const agent = {
+      tools: { lookup: () => ran.push('agent lookup'), clock: () => ran.push('agent clock') },
+      async invoke(_: unknown, ctx: AgentContext) {
+        await ctx.tools.lookup!();
+        await ctx.callTool('clock');
+        return 'ok';
+      },
+    };
+    const report = await new Orchestrator({ policy: { maxToolCalls: 5 } }).run({
+      agent,
+      task: 't',
+      tools: { clock: () => ran.push('request clock') },
+    });
+    expect(report.status).toBe('SUCCESS');
+    expect(ran).toEqual(['agent lookup', 'request clock']);
+    expect(report.toolUsage.byTool).toEqual({ lookup: 1, clock: 1 });
+  });
+
+  it('reject an agent whose tools are not functions, naming the field', async () => {
+    await expect(new Orchestrator().run({ agent: { invoke: () => 'x', tools: { bad: 1 } } as never, task: 't' })).rejects.toMatchObject({
+      code: 'OAO_ERR_INVALID_ARGUMENT',
+      details: { field: 'agent.tools.bad' },
+    });
+  });
+});

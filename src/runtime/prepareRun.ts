@@ -6,7 +6,7 @@ import { canonicalJson } from '../report/canonicalJson.js';
 import { executionHash } from '../report/executionHash.js';
 import type { Clock } from './clock.js';
 import { RunSession, type EventSink } from './RunSession.js';
-import { resolveAgent } from './runnableAgent.js';
+import { isLangChainRunnable, resolveAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
@@ -101,23 +101,12 @@ export function checkRequest(request: RunRequest): CheckedRequest {
       details: { field: 'task' },
     });
   }
-  let toolNames = EMPTY;
-  if (tools !== undefined) {
-    if (typeof tools !== 'object' || tools === null || Array.isArray(tools)) {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"tools" must be an object of functions, got ${typeOf(tools)}`, {
-        details: { field: 'tools' },
-      });
-    }
-    const names = Object.keys(tools);
-    for (const name of names) {
-      if (typeof tools[name] !== 'function') {
-        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Tool "${name}" must be a function, got ${typeOf(tools[name])}`, {
-          details: { field: `tools.${name}` },
-        });
-      }
-    }
-    toolNames = names.sort();
-  }
+  // An agent may bring its own tools (the adapters do); the request's win on a name clash.
+  const own = isLangChainRunnable(request.agent) ? undefined : (request.agent as { tools?: unknown }).tools;
+  const agentTools = own === undefined ? undefined : checkToolSet(own, 'agent.tools');
+  const requestTools = tools === undefined ? undefined : checkToolSet(tools, 'tools');
+  const allTools = agentTools === undefined ? requestTools : requestTools === undefined ? agentTools : { ...agentTools, ...requestTools };
+  const toolNames = allTools === undefined ? EMPTY : Object.keys(allTools).sort();
   if (policy !== undefined && !(policy instanceof StrictPolicy) && (typeof policy !== 'object' || policy === null)) {
     throw new OaoError('OAO_ERR_INVALID_POLICY', `"policy" must be a StrictPolicy or policy options, got ${typeOf(policy)}`, {
       details: { field: 'policy' },
@@ -131,7 +120,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   if (executionId !== undefined && (typeof executionId !== 'string' || executionId.length === 0)) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', '"executionId" must be a non-empty string', { details: { field: 'executionId' } });
   }
-  return { agent, agentName, task, taskJson, tools, toolNames, policy, signal, executionId };
+  return { agent, agentName, task, taskJson, tools: allTools, toolNames, policy, signal, executionId };
 }
 
 /** Validates the agent contract and returns the agent's name. */
@@ -161,6 +150,21 @@ export function checkAgent(agent: unknown): string {
       : typeof ctorName === 'string' && ctorName !== 'Object' && ctorName.length > 0
         ? ctorName
         : 'agent';
+}
+
+function checkToolSet(value: unknown, field: string): ToolSet {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${field}" must be an object of functions, got ${typeOf(value)}`, { details: { field } });
+  }
+  const set = value as Record<string, unknown>;
+  for (const name of Object.keys(set)) {
+    if (typeof set[name] !== 'function') {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Tool "${name}" must be a function, got ${typeOf(set[name])}`, {
+        details: { field: `${field}.${name}` },
+      });
+    }
+  }
+  return set as ToolSet;
 }
 
 export function typeOf(value: unknown): string {

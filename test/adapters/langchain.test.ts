@@ -461,12 +461,13 @@ describe('fromChatModel: a governed tool-calling loop', () => {
     expect(outside).toMatchObject({ content: 'summary of d2', artifact: { id: 'd2', bytes: 1234 }, tool_call_id: 'c9' });
   });
 
-  it('says how to fix a run request that forgot the agent’s tools', async () => {
+  it('brings its tools along: a request without them still runs them governed', async () => {
     const bodies = { count: 0 };
-    const agent = fromChatModel(new ScriptedChatModel([{ content: 'x' }]), { tools: [searchTool(bodies)] });
+    const model = new ScriptedChatModel([{ toolCalls: [{ name: 'search', args: { q: 'oao' } }] }, { content: 'done' }]);
+    const agent = fromChatModel(model, { tools: [searchTool(bodies)] });
     const report = await new Orchestrator().run({ agent, task: 't' });
-    expect(report.error).toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { tool: 'search' } });
-    expect(report.error?.message).toMatch(/tools: agent\.tools/);
+    expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: 'done', toolUsage: { total: 1, byTool: { search: 1 } } });
+    expect(bodies.count).toBe(1);
   });
 
   it('accepts a conversation as the task and records it in the plan', async () => {

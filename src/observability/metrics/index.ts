@@ -1,0 +1,7 @@
+/**
+ * `open-agent-orchestrator/metrics`: Prometheus metrics for orchestrators and supervisors, and a
+ * Fastify plugin serving them. See docs/metrics.md.
+ */
+export { createMetrics, DEFAULT_DURATION_BUCKETS } from './createMetrics.js';
+export type { Metrics, MetricsOptions } from './createMetrics.js';
+export { metricsPlugin } from './fastifyPlugin.js';

@@ -6,26 +6,12 @@ import { tool } from '@langchain/core/tools';
 import { FakeListChatModel } from '@langchain/core/utils/testing';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Orchestrator, type AgentContext, type OaoEvent } from '../../src/index.js';
+import { Orchestrator, type AgentContext } from '../../src/index.js';
 import { fromChatModel, fromRunnable, governedConfig, governTools } from '../../src/adapters/langchain/index.js';
 import { expectValidEvents, expectValidReport } from '../helpers.js';
 import { ScriptedChatModel } from './scriptedChatModel.js';
+import { recording, searchTool } from './fixtures.js';
 
-function recording(orch: Orchestrator): OaoEvent[] {
-  const events: OaoEvent[] = [];
-  orch.events$.subscribe((e) => events.push(e));
-  return events;
-}
-
-function searchTool(bodies: { count: number }) {
-  return tool(
-    async ({ q }: { q: string }) => {
-      bodies.count += 1;
-      return `3 results for "${q}"`;
-    },
-    { name: 'search', description: 'Searches the web', schema: z.object({ q: z.string() }) },
-  );
-}
 
 const prompt = ChatPromptTemplate.fromTemplate('Tell me about {topic}');
 

@@ -3,26 +3,12 @@ import { Annotation, StateGraph } from '@langchain/langgraph';
 import { createReactAgent } from '@langchain/langgraph/prebuilt';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Orchestrator, type OaoEvent } from '../../src/index.js';
+import { Orchestrator } from '../../src/index.js';
 import { fromGraph, governTools } from '../../src/adapters/langgraph/index.js';
 import { expectValidEvents, expectValidReport } from '../helpers.js';
 import { ScriptedChatModel, type ScriptedTurn } from './scriptedChatModel.js';
+import { recording, searchTool } from './fixtures.js';
 
-function recording(orch: Orchestrator): OaoEvent[] {
-  const events: OaoEvent[] = [];
-  orch.events$.subscribe((e) => events.push(e));
-  return events;
-}
-
-function searchTool(bodies: { count: number }) {
-  return tool(
-    async ({ q }: { q: string }) => {
-      bodies.count += 1;
-      return `3 results for "${q}"`;
-    },
-    { name: 'search', description: 'Searches the web', schema: z.object({ q: z.string() }) },
-  );
-}
 
 /** The prebuilt ReAct agent on a scripted model, with governed tools. */
 function reactAgent(turns: readonly ScriptedTurn[], rawTools: Parameters<typeof governTools>[0]) {

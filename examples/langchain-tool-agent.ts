@@ -3,43 +3,13 @@
 //
 // No API key needed: ScriptedChatModel stands in for a provider's chat model. With a real one,
 // replace it with e.g. `new ChatOpenAI({ model: 'gpt-4o-mini' })` from @langchain/openai.
-import { BaseChatModel } from '@langchain/core/language_models/chat_models';
-import { AIMessage } from '@langchain/core/messages';
 import { StringOutputParser } from '@langchain/core/output_parsers';
-import type { ChatResult } from '@langchain/core/outputs';
 import { ChatPromptTemplate } from '@langchain/core/prompts';
 import { tool } from '@langchain/core/tools';
 import { Orchestrator } from 'open-agent-orchestrator';
 import { fromChatModel, fromRunnable } from 'open-agent-orchestrator/langchain';
 import { z } from 'zod';
-
-type Turn = { content?: string; toolCalls?: { name: string; args: Record<string, unknown> }[]; tokens: [input: number, output: number] };
-
-/** Answers with the scripted turns in order, each with tool calls and token usage like a real provider. */
-class ScriptedChatModel extends BaseChatModel {
-  readonly #turns: Turn[];
-  #turn = 0;
-  constructor(turns: Turn[]) {
-    super({});
-    this.#turns = turns;
-  }
-  _llmType() {
-    return 'scripted';
-  }
-  override bindTools() {
-    return this;
-  }
-  async _generate(): Promise<ChatResult> {
-    const turn = this.#turns[Math.min(this.#turn++, this.#turns.length - 1)] as Turn;
-    const [input, output] = turn.tokens;
-    const message = new AIMessage({
-      content: turn.content ?? '',
-      tool_calls: (turn.toolCalls ?? []).map((call, i) => ({ ...call, id: `call_${this.#turn}_${i}`, type: 'tool_call' as const })),
-      usage_metadata: { input_tokens: input, output_tokens: output, total_tokens: input + output },
-    });
-    return { generations: [{ message, text: message.text }] };
-  }
-}
+import { ScriptedChatModel } from './support/scriptedChatModel.js';
 
 let shellRuns = 0;
 const search = tool(async ({ q }) => `OAO is a control plane that governs AI agents (3 sources for "${q}")`, {

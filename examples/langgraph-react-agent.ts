@@ -4,42 +4,12 @@
 //
 // No API key needed: ScriptedChatModel stands in for a provider's chat model. With a real one,
 // pass e.g. `new ChatOpenAI({ model: 'gpt-4o-mini' })` from @langchain/openai as `llm`.
-import { BaseChatModel } from '@langchain/core/language_models/chat_models';
-import { AIMessage } from '@langchain/core/messages';
-import type { ChatResult } from '@langchain/core/outputs';
 import { tool } from '@langchain/core/tools';
 import { createReactAgent } from '@langchain/langgraph/prebuilt';
 import { Orchestrator } from 'open-agent-orchestrator';
 import { fromGraph, governTools } from 'open-agent-orchestrator/langgraph';
 import { z } from 'zod';
-
-type Turn = { content?: string; toolCalls?: { name: string; args: Record<string, unknown> }[]; tokens: [input: number, output: number] };
-
-/** Answers with the scripted turns in order (the last one repeats), with tool calls and token usage. */
-class ScriptedChatModel extends BaseChatModel {
-  readonly #turns: Turn[];
-  #turn = 0;
-  constructor(turns: Turn[]) {
-    super({});
-    this.#turns = turns;
-  }
-  _llmType() {
-    return 'scripted';
-  }
-  override bindTools() {
-    return this;
-  }
-  async _generate(): Promise<ChatResult> {
-    const turn = this.#turns[Math.min(this.#turn++, this.#turns.length - 1)] as Turn;
-    const [input, output] = turn.tokens;
-    const message = new AIMessage({
-      content: turn.content ?? '',
-      tool_calls: (turn.toolCalls ?? []).map((call, i) => ({ ...call, id: `call_${this.#turn}_${i}`, type: 'tool_call' as const })),
-      usage_metadata: { input_tokens: input, output_tokens: output, total_tokens: input + output },
-    });
-    return { generations: [{ message, text: message.text }] };
-  }
-}
+import { ScriptedChatModel } from './support/scriptedChatModel.js';
 
 const weather = tool(async ({ city }) => `${city}: 18°C, light rain`, {
   name: 'weather',

@@ -19,3 +19,18 @@ export function searchTool(bodies: { count: number }) {
     { name: 'search', description: 'Searches the web', schema: z.object({ q: z.string() }) },
   );
 }
+
+/** A LangChain tool that takes 5 s unless its signal aborts; `seen.aborted` says whether it did. */
+export function slowCrawlTool(seen: { aborted: boolean }) {
+  return tool(
+    (_: { q: string }, config) =>
+      new Promise<string>((resolve) => {
+        const timer = setTimeout(() => resolve('late'), 5_000);
+        config?.signal?.addEventListener('abort', () => {
+          seen.aborted = true;
+          clearTimeout(timer);
+        });
+      }),
+    { name: 'crawl', description: 'Crawls slowly', schema: z.object({ q: z.string() }) },
+  );
+}

@@ -10,7 +10,7 @@ import { Orchestrator, type AgentContext } from '../../src/index.js';
 import { fromChatModel, fromRunnable, governedConfig, governTools } from '../../src/adapters/langchain/index.js';
 import { expectValidEvents, expectValidReport } from '../helpers.js';
 import { ScriptedChatModel } from './scriptedChatModel.js';
-import { recording, searchTool } from './fixtures.js';
+import { recording, searchTool, slowCrawlTool } from './fixtures.js';
 
 
 const prompt = ChatPromptTemplate.fromTemplate('Tell me about {topic}');
@@ -365,18 +365,8 @@ describe('fromChatModel: a governed tool-calling loop', () => {
   });
 
   it('cancelling while a slow tool runs aborts the tool through its signal and ends the run at once', async () => {
-    let toolSawAbort = false;
-    const slowTool = tool(
-      (_: { q: string }, config) =>
-        new Promise<string>((resolve) => {
-          const timer = setTimeout(() => resolve('late'), 5_000);
-          config?.signal?.addEventListener('abort', () => {
-            toolSawAbort = true;
-            clearTimeout(timer);
-          });
-        }),
-      { name: 'crawl', description: 'Crawls slowly', schema: z.object({ q: z.string() }) },
-    );
+    const seen = { aborted: false };
+    const slowTool = slowCrawlTool(seen);
     const model = new ScriptedChatModel([{ toolCalls: [{ name: 'crawl', args: { q: 'everything' } }] }, { content: 'never' }]);
     const agent = fromChatModel(model, { tools: [slowTool] });
     const orch = new Orchestrator();
@@ -387,7 +377,7 @@ describe('fromChatModel: a governed tool-calling loop', () => {
     const started = Date.now();
     const report = await handle.report;
     expect(report.termination).toEqual({ reason: 'cancelled', message: 'stop crawling' });
-    expect(toolSawAbort).toBe(true);
+    expect(seen.aborted).toBe(true);
     expect(model.calls).toBe(1);
     expect(Date.now() - started).toBeLessThan(2_000);
   });

@@ -1,13 +1,11 @@
-import { tool } from '@langchain/core/tools';
 import { Annotation, StateGraph } from '@langchain/langgraph';
 import { createReactAgent } from '@langchain/langgraph/prebuilt';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { Orchestrator } from '../../src/index.js';
 import { fromGraph, governTools } from '../../src/adapters/langgraph/index.js';
 import { expectValidEvents, expectValidReport } from '../helpers.js';
 import { ScriptedChatModel, type ScriptedTurn } from './scriptedChatModel.js';
-import { recording, searchTool } from './fixtures.js';
+import { recording, searchTool, slowCrawlTool } from './fixtures.js';
 
 
 /** The prebuilt ReAct agent on a scripted model, with governed tools. */
@@ -94,18 +92,8 @@ describe('fromGraph: the prebuilt ReAct agent, governed', () => {
   });
 
   it('cancellation reaches a slow tool running inside the graph', async () => {
-    let toolSawAbort = false;
-    const crawl = tool(
-      (_: { q: string }, config) =>
-        new Promise<string>((resolve) => {
-          const timer = setTimeout(() => resolve('late'), 5_000);
-          config?.signal?.addEventListener('abort', () => {
-            toolSawAbort = true;
-            clearTimeout(timer);
-          });
-        }),
-      { name: 'crawl', description: 'Crawls slowly', schema: z.object({ q: z.string() }) },
-    );
+    const seen = { aborted: false };
+    const crawl = slowCrawlTool(seen);
     const { model, agent } = reactAgent([{ toolCalls: [{ name: 'crawl', args: { q: 'web' } }] }, { content: 'never' }], [crawl]);
     const handle = new Orchestrator().start({ agent, tools: agent.tools, task: 't' });
     handle.events$.subscribe((e) => {
@@ -114,7 +102,7 @@ describe('fromGraph: the prebuilt ReAct agent, governed', () => {
     const started = Date.now();
     const report = await handle.report;
     expect(report.termination).toEqual({ reason: 'cancelled', message: 'enough' });
-    expect(toolSawAbort).toBe(true);
+    expect(seen.aborted).toBe(true);
     expect(model.calls).toBe(1);
     expect(Date.now() - started).toBeLessThan(2_000);
   });

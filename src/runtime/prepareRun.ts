@@ -6,7 +6,7 @@ import { canonicalJson } from '../report/canonicalJson.js';
 import { executionHash } from '../report/executionHash.js';
 import type { Clock } from './clock.js';
 import { RunSession, type EventSink } from './RunSession.js';
-import { isLangChainRunnable, resolveAgent } from './runnableAgent.js';
+import { isLangChainRunnable, runnableAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
@@ -89,7 +89,8 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   }
   const { task, tools, policy, signal, executionId } = request;
   const agentName = checkAgent(request.agent);
-  const agent = resolveAgent(request.agent, agentName);
+  const runnable = isLangChainRunnable(request.agent);
+  const agent = runnable ? runnableAgent(request.agent, agentName) : request.agent;
   if (task === undefined) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'The run request needs a "task"', { details: { field: 'task' } });
   }
@@ -102,7 +103,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
     });
   }
   // An agent may bring its own tools (the adapters do); the request's win on a name clash.
-  const own = isLangChainRunnable(request.agent) ? undefined : (request.agent as { tools?: unknown }).tools;
+  const own = runnable ? undefined : (request.agent as { tools?: unknown }).tools;
   const agentTools = own === undefined ? undefined : checkToolSet(own, 'agent.tools');
   const requestTools = tools === undefined ? undefined : checkToolSet(tools, 'tools');
   const allTools = agentTools === undefined ? requestTools : requestTools === undefined ? agentTools : { ...agentTools, ...requestTools };

@@ -1,4 +1,4 @@
-import type { Agent, AgentContext, AgentLike } from '../agent.js';
+import type { Agent, AgentContext } from '../agent.js';
 
 /**
  * A LangChain Runnable passed directly as an agent is detected by LangChain's own marker
@@ -26,9 +26,4 @@ export function runnableAgent(runnable: { invoke(input: unknown, config?: unknow
         metadata: { oao_execution_id: ctx.executionId, oao_step: ctx.step },
       }),
   };
-}
-
-/** The agent a run actually calls: a detected Runnable gets its config threaded, anything else is itself. */
-export function resolveAgent(agent: AgentLike, name: string): AgentLike {
-  return isLangChainRunnable(agent) ? runnableAgent(agent, name) : agent;
 }

@@ -119,6 +119,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'No route serves that method and path',
   },
+  OAO_ERR_INSPECTOR_STOPPED: {
+    status: 503,
+    retryable: false,
+    message: 'The inspector was stopped before its socket opened',
+  },
   OAO_ERR_INTERNAL: {
     status: 500,
     retryable: true,

@@ -50,6 +50,14 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
     /new StrictPolicy\(\{ maxSteps: 0 \}\): OAO_ERR_INVALID_POLICY \(HTTP 400\): Invalid policy option "maxSteps"/,
     /run with policy \{ maxStep: 3 \}: OAO_ERR_INVALID_POLICY: .*maxStep/,
   ],
+  'inspect-runs.ts': [
+    'inspector connected: true',
+    'run: SUCCESS in 1 step(s)',
+    'batch: SUCCESS, SUCCESS',
+    'run 1: INIT -> EXECUTE.running -> TERMINATE; ledger: 1 step, 200 tokens',
+    'run 2: INIT -> EXECUTE.running -> TERMINATE; ledger: 1 step, 200 tokens; child of 0.supervisor.supervising',
+    /messages received: \d+ \(actor, event and snapshot\)/,
+  ],
   'multi-agent.ts': [
     'finished researcher: SUCCESS',
     'finished critic: SUCCESS',

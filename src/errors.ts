@@ -124,6 +124,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'The inspector was stopped before its socket opened',
   },
+  OAO_ERR_DASHBOARD_UNAVAILABLE: {
+    status: 500,
+    retryable: false,
+    message: 'The dashboard\'s files are missing from the installed package',
+  },
   OAO_ERR_INTERNAL: {
     status: 500,
     retryable: true,

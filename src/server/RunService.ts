@@ -3,7 +3,8 @@ import type { AgentLike, ToolSet } from '../agent.js';
 import { OaoError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
 import { MultiAgentOrchestrator, type BatchHandle } from '../MultiAgentOrchestrator.js';
-import { Orchestrator, type RunHandle } from '../Orchestrator.js';
+import type { Metrics } from '../observability/metrics/createMetrics.js';
+import { Orchestrator, type OaoInspector, type RunHandle } from '../Orchestrator.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import type { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport } from '../report/schema.js';
@@ -27,6 +28,10 @@ export interface RunServiceInit {
   readonly maxConcurrentRuns: number;
   readonly store: RunStore;
   readonly clock: Clock | undefined;
+  /** Counts every run and batch of this service. */
+  readonly metrics?: Metrics | undefined;
+  /** Sees every run actor and supervisor actor of this service. */
+  readonly inspect?: OaoInspector | undefined;
   /** Where failures nobody awaits go (a store that throws while filing a finished run). */
   readonly logError: (error: unknown, message: string) => void;
 }
@@ -83,7 +88,10 @@ export class RunService {
   readonly #store: RunStore;
   readonly #clock: Clock | undefined;
   readonly #logError: (error: unknown, message: string) => void;
+  readonly #metrics: Metrics | undefined;
+  readonly #inspect: OaoInspector | undefined;
   readonly #orchestrator: Orchestrator;
+  readonly #stopObserving: () => void;
   readonly #live = new Map<string, Live>();
   /** Ids taken by runs that are being set up (checked for duplicates like live ones). */
   readonly #reserved = new Set<string>();
@@ -101,11 +109,20 @@ export class RunService {
     this.#store = init.store;
     this.#clock = init.clock;
     this.#logError = init.logError;
+    this.#metrics = init.metrics;
+    this.#inspect = init.inspect;
     this.#orchestrator = new Orchestrator({
       policy: init.policy,
       ...(init.clock === undefined ? {} : { clock: init.clock }),
+      ...(init.inspect === undefined ? {} : { inspect: init.inspect }),
       onHookError: (error) => init.logError(error, 'an event hook failed'),
     });
+    this.#stopObserving = init.metrics?.observe(this.#orchestrator) ?? (() => undefined);
+  }
+
+  /** The metrics this service counts into, if any. */
+  get metrics(): Metrics | undefined {
+    return this.#metrics;
   }
 
   /** Runs executing now, over all endpoints. */
@@ -209,6 +226,7 @@ export class RunService {
       maxConcurrency,
       policy: this.#policy,
       ...(this.#clock === undefined ? {} : { clock: this.#clock }),
+      ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
       // Every job has its execution id, so the only id made here is the batch's: the one stored.
       generateId: () => (batchIdGiven ? randomUUID() : ((batchIdGiven = true), batchId)),
       onHookError: (error) => this.#logError(error, 'a batch event hook failed'),
@@ -222,10 +240,13 @@ export class RunService {
       signal: (controllers[index] as AbortController).signal,
       ...(this.#tools === undefined ? {} : { tools: this.#tools }),
     }));
+    // One supervisor per request: it is observed for as long as its batch runs.
+    const stopObservingBatch = this.#metrics?.observeSupervisor(multi) ?? (() => undefined);
     let handle: BatchHandle;
     try {
       handle = multi.submit(requests);
     } catch (error) {
+      stopObservingBatch();
       this.#active -= slots;
       await Promise.all(stored.map((id) => this.#forget(id)));
       throw bodyField(error);
@@ -242,6 +263,7 @@ export class RunService {
     const reports = await this.#track(
       handle.reports.then(async (batchReports) => {
         subscription.unsubscribe();
+        stopObservingBatch();
         batchReports.forEach((report, index) => runs[index]?.settle(report));
         await Promise.all(filed);
         this.#active -= slots;
@@ -337,6 +359,7 @@ export class RunService {
     this.#closing = true;
     for (const { run } of this.#live.values()) run.cancel(SHUTDOWN_REASON);
     await Promise.allSettled([...this.#pending]);
+    this.#stopObserving();
   }
 
   // ---- helpers -----------------------------------------------------------------------------

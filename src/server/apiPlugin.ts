@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { metricsPlugin } from '../observability/metrics/fastifyPlugin.js';
 import { bearerAuth } from './bearerAuth.js';
 import { agentRoutes } from './routes/agentRoutes.js';
 import { eventsRoutes } from './routes/eventsRoutes.js';
@@ -13,8 +14,9 @@ export interface ApiPluginOptions {
 }
 
 /**
- * Every route that reads or starts runs, in one encapsulated context: the API-key check is a hook
- * of this context only, so GET /health and the docs (registered outside it) stay open.
+ * Every route that reads or starts runs (and GET /metrics when the server counts metrics), in one
+ * encapsulated context: the API-key check is a hook of this context only, so GET /health, the docs
+ * and the dashboard's static assets (registered outside it) stay open.
  */
 export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, apiKeys }) => {
   if (apiKeys.length > 0) app.addHook('onRequest', bearerAuth(apiKeys));
@@ -22,4 +24,5 @@ export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { 
   await app.register(runRoutes, { service });
   await app.register(runsRoutes, { service });
   await app.register(eventsRoutes, { service });
+  if (service.metrics !== undefined) await app.register(metricsPlugin(service.metrics));
 };

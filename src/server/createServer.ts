@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { apiPlugin } from './apiPlugin.js';
+import { dashboardPlugin } from './dashboard/dashboardPlugin.js';
 import { installErrorHandling } from './httpErrors.js';
 import { registerDocs } from './registerDocs.js';
 import { healthRoutes } from './routes/healthRoutes.js';
@@ -45,6 +46,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     maxConcurrentRuns: resolved.limits.maxConcurrentRuns,
     store: resolved.store,
     clock: resolved.clock,
+    metrics: resolved.metrics,
+    inspect: resolved.inspect,
     logError: (error, message) => app.log.error({ err: error }, message),
   });
   app.addHook('preClose', () => service.close());
@@ -52,6 +55,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   await registerDocs(app, { secured: resolved.apiKeys.length > 0 });
   await app.register(healthRoutes);
   await app.register(apiPlugin, { service, apiKeys: resolved.apiKeys });
+  if (resolved.dashboard) await app.register(dashboardPlugin, { secured: resolved.apiKeys.length > 0 });
   await app.ready();
   return app;
 }

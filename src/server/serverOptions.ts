@@ -1,5 +1,7 @@
 import type { FastifyLoggerOptions } from 'fastify';
 import type { AgentLike, ToolSet } from '../agent.js';
+import type { Metrics } from '../observability/metrics/createMetrics.js';
+import type { OaoInspector } from '../Orchestrator.js';
 import { OaoError } from '../errors.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { PolicyOptions } from '../policy/schema.js';
@@ -47,6 +49,23 @@ export interface ServerOptions {
   readonly logger?: boolean | FastifyLoggerOptions;
   /** Time source of the runs (timestamps, deadlines); XState's SimulatedClock fits. @default the system clock */
   readonly clock?: Clock;
+  /**
+   * Prometheus metrics of every run and batch this server runs, answered at `GET /metrics` (behind
+   * the API keys when they are set). Pass `createMetrics()` from `open-agent-orchestrator/metrics`.
+   * @default no metrics and no /metrics route
+   */
+  readonly metrics?: Metrics;
+  /**
+   * An XState inspector that sees every run actor and every batch's supervisor actor, for example
+   * `createRunInspector().inspect` from `open-agent-orchestrator/inspect`.
+   */
+  readonly inspect?: OaoInspector;
+  /**
+   * Serve the live dashboard at `/dashboard` (static assets only; its data comes from the API, with
+   * the same API keys).
+   * @default true
+   */
+  readonly dashboard?: boolean;
 }
 
 export const DEFAULT_SERVER_LIMITS = Object.freeze({
@@ -66,6 +85,9 @@ export interface ResolvedServerOptions {
   readonly store: RunStore;
   readonly logger: boolean | FastifyLoggerOptions;
   readonly clock: Clock | undefined;
+  readonly metrics: Metrics | undefined;
+  readonly inspect: OaoInspector | undefined;
+  readonly dashboard: boolean;
 }
 
 /** Validates the options eagerly, so a misconfigured server fails at startup, naming the option. */
@@ -90,6 +112,9 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
     store: resolveStore(options.store),
     logger: resolveLogger(options.logger),
     clock: resolveClock(options.clock),
+    metrics: resolveMetrics(options.metrics),
+    inspect: resolveInspect(options.inspect),
+    dashboard: resolveFlag(options.dashboard, 'dashboard', true),
   };
 }
 
@@ -176,6 +201,29 @@ function resolveClock(clock: unknown): Clock | undefined {
     throw invalid('clock', 'Expected clock to have now(), setTimeout() and clearTimeout()');
   }
   return clock as Clock;
+}
+
+function resolveMetrics(metrics: unknown): Metrics | undefined {
+  if (metrics === undefined) return undefined;
+  const candidate = metrics as Record<string, unknown> | null;
+  for (const method of ['observe', 'observeSupervisor', 'metricsText']) {
+    if (typeof candidate?.[method] !== 'function') {
+      throw invalid('metrics', `Expected metrics to come from createMetrics() (open-agent-orchestrator/metrics); "${method}" is missing`);
+    }
+  }
+  return metrics as Metrics;
+}
+
+function resolveInspect(inspect: unknown): OaoInspector | undefined {
+  if (inspect === undefined || typeof inspect === 'function') return inspect as OaoInspector | undefined;
+  if (typeof inspect === 'object' && inspect !== null && typeof (inspect as { next?: unknown }).next === 'function') return inspect;
+  throw invalid('inspect', `Expected inspect to be an XState inspector (a function or an observer with next()), got ${typeOf(inspect)}`);
+}
+
+function resolveFlag(value: unknown, field: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalid(field, `Expected ${field} to be a boolean, got ${typeOf(value)}`);
+  return value;
 }
 
 function positiveInteger(value: unknown, field: string): number {

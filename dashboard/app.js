@@ -1,0 +1,514 @@
+// The dashboard page: wires the API, the run list, and the panels of the selected run together.
+// All run data comes from the OAO API next to this page: GET /agents, POST /runs, GET /runs
+// (polled about once a second while the tab is visible), GET /runs/:id, the run's event stream
+// (read with fetch, so it can carry the API key) and POST /runs/:id/cancel.
+
+import { createApi, runPath } from './api.js';
+import { byTestId, h, setMessage } from './dom.js';
+import { EventLog } from './eventLog.js';
+import { formatClock, preview } from './format.js';
+import { renderGauges } from './gauges.js';
+import { renderReport } from './report.js';
+import { badgeText, renderRunList } from './runList.js';
+import { deriveRun } from './runModel.js';
+import { followRunEvents } from './sse.js';
+import { createStatechart } from './statechart.js';
+import { renderTimeline } from './timeline.js';
+
+const KEY_STORAGE = 'oao.apiKey';
+const POLL_MS = 1_000;
+const TICK_MS = 250;
+const RETRY_CONNECT_MS = 2_000;
+const RUN_PAGE = 50;
+/** The dashboard is served at <api>/dashboard/, so the API is one level up. */
+const API_BASE = new URL('../', document.baseURI);
+
+const el = {
+  version: byTestId('version'),
+  connection: byTestId('connection'),
+  connectionText: document.querySelector('.connection-text'),
+  forgetKey: byTestId('forget-key'),
+  keyPanel: byTestId('api-key-panel'),
+  keyForm: byTestId('api-key-form'),
+  keyInput: byTestId('api-key-input'),
+  keyError: byTestId('api-key-error'),
+  main: byTestId('main'),
+  startForm: byTestId('start-form'),
+  agentSelect: byTestId('agent-select'),
+  agentDescription: byTestId('agent-description'),
+  taskInput: byTestId('task-input'),
+  formError: byTestId('form-error'),
+  startButton: byTestId('start-button'),
+  runList: byTestId('run-list'),
+  runCount: byTestId('run-count'),
+  statusFilter: byTestId('status-filter'),
+  detail: byTestId('run-detail'),
+  emptyDetail: byTestId('empty-detail'),
+  detailBody: document.querySelector('.detail-body'),
+  runTitle: byTestId('run-title'),
+  runSubtitle: byTestId('run-subtitle'),
+  streamState: byTestId('stream-state'),
+  detailStatus: byTestId('detail-status'),
+  cancelButton: byTestId('cancel-button'),
+  detailNotice: byTestId('detail-notice'),
+  statechartPanel: byTestId('statechart-panel'),
+  gauges: byTestId('gauges'),
+  timeline: byTestId('timeline'),
+  report: byTestId('report'),
+  eventLog: byTestId('event-log'),
+  eventCount: byTestId('event-count'),
+  followLog: byTestId('follow-log'),
+  announcer: byTestId('announcer'),
+};
+
+const app = {
+  config: null,
+  statechart: null,
+  runs: [],
+  runsTotal: 0,
+  polling: false,
+  pollInFlight: false,
+  pollTimer: undefined,
+  tickTimer: undefined,
+  renderQueued: false,
+  /** Client clock minus server clock, as small as any event has shown it (latency only adds). */
+  clockOffset: null,
+  /** The run on the right: its id, events, GET /runs/:id answer, and the stream's state. */
+  selected: null,
+};
+
+const eventLog = new EventLog(el.eventLog, el.eventCount);
+/** The report the report panel shows (it is rebuilt only when that changes). */
+let renderedReport;
+
+// ---- API key --------------------------------------------------------------------------------
+
+function readKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** The key in use; storage only keeps it across reloads of this tab. */
+let memoryKey = readKey();
+
+function writeKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Storage refused (a locked-down browser): the key lasts as long as the page instead.
+  }
+  memoryKey = key;
+}
+
+const api = createApi({ base: API_BASE, getKey: () => memoryKey, onUnauthorized: (error) => lock(error) });
+
+/** Stops everything that calls the API and asks for a key (again), saying why. */
+function lock(error) {
+  stopPolling();
+  stopFollowing();
+  // Followed again (from the address's #run=) once a key is accepted.
+  app.selected = null;
+  el.detailBody.hidden = true;
+  el.emptyDetail.hidden = false;
+  el.detail.removeAttribute('data-run-id');
+  el.detail.removeAttribute('data-status');
+  eventLog.reset();
+  writeKey('');
+  el.main.hidden = true;
+  el.keyPanel.hidden = false;
+  setMessage(el.keyError, error ? error.display : null);
+  setConnection('locked', 'API key needed');
+  el.keyInput.value = '';
+  el.keyInput.focus();
+}
+
+el.keyForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const key = el.keyInput.value.trim();
+  if (key === '') {
+    setMessage(el.keyError, 'Enter an API key.');
+    return;
+  }
+  writeKey(key);
+  setMessage(el.keyError, null);
+  void connect();
+});
+
+el.forgetKey.addEventListener('click', () => lock(null));
+
+// ---- connection state and announcements -----------------------------------------------------
+
+const CONNECTION_TEXT = { connecting: 'connecting…', live: 'live', paused: 'paused (tab hidden)', offline: 'offline', locked: 'locked' };
+
+function setConnection(state, detail) {
+  el.connection.setAttribute('data-state', state);
+  el.connectionText.textContent = CONNECTION_TEXT[state] ?? state;
+  el.connection.title = detail ?? '';
+}
+
+function announce(message) {
+  el.announcer.textContent = message;
+}
+
+// ---- clock ----------------------------------------------------------------------------------
+
+function noteServerTime(timestamp) {
+  const offset = Date.now() - timestamp;
+  if (app.clockOffset === null || offset < app.clockOffset) app.clockOffset = offset;
+}
+
+/** Now on the server's clock: event timestamps and run times are the server's. */
+function serverNow() {
+  return Date.now() - (app.clockOffset ?? 0);
+}
+
+// ---- start up -------------------------------------------------------------------------------
+
+async function getStatic(name) {
+  const response = await fetch(new URL(name, document.baseURI), { cache: 'no-cache' });
+  if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+  return response.json();
+}
+
+async function boot() {
+  try {
+    const [config, chart] = await Promise.all([getStatic('config.json'), getStatic('statechart.json')]);
+    app.config = config;
+    app.statechart = createStatechart(chart);
+  } catch (error) {
+    setConnection('offline', String(error?.message ?? error));
+    setTimeout(() => void boot(), RETRY_CONNECT_MS);
+    return;
+  }
+  el.version.textContent = `v${app.config.version}`;
+  el.statechartPanel.replaceChildren(app.statechart.element);
+  el.forgetKey.hidden = !app.config.secured;
+  if (app.config.secured && memoryKey === '') {
+    lock(null);
+    return;
+  }
+  await connect();
+}
+
+/** Loads the agents (which also proves the key), then shows the dashboard and starts polling. */
+async function connect() {
+  setConnection('connecting');
+  let agents;
+  try {
+    ({ agents } = await api.get('agents'));
+  } catch (error) {
+    if (error.status === 401) return; // lock() already asks for a key.
+    setConnection('offline', error.display ?? String(error));
+    setTimeout(() => void connect(), RETRY_CONNECT_MS);
+    return;
+  }
+  renderAgents(agents);
+  el.keyPanel.hidden = true;
+  el.main.hidden = false;
+  setConnection('live');
+  startPolling();
+  const fromHash = runIdFromHash();
+  if (fromHash !== null) select(fromHash);
+}
+
+function renderAgents(agents) {
+  const previous = el.agentSelect.value;
+  el.agentSelect.replaceChildren(...agents.map((agent) => h('option', { value: agent.name }, agent.name)));
+  if (agents.some((agent) => agent.name === previous)) el.agentSelect.value = previous;
+  const describe = () => {
+    const chosen = agents.find((agent) => agent.name === el.agentSelect.value);
+    setMessage(el.agentDescription, chosen?.description ?? null);
+  };
+  el.agentSelect.onchange = describe;
+  describe();
+}
+
+// ---- the run list ---------------------------------------------------------------------------
+
+function startPolling() {
+  app.polling = true;
+  void poll();
+}
+
+function stopPolling() {
+  app.polling = false;
+  clearTimeout(app.pollTimer);
+}
+
+async function poll() {
+  clearTimeout(app.pollTimer);
+  if (!app.polling || app.pollInFlight) return;
+  if (document.hidden) {
+    // Resumed by visibilitychange: a hidden tab costs the server nothing.
+    setConnection('paused');
+    return;
+  }
+  app.pollInFlight = true;
+  try {
+    await refreshRuns();
+    setConnection('live');
+  } catch (error) {
+    if (error.status !== 401) setConnection('offline', error.display ?? String(error));
+  } finally {
+    app.pollInFlight = false;
+  }
+  if (app.polling) app.pollTimer = setTimeout(() => void poll(), POLL_MS);
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && app.polling) void poll();
+  if (!document.hidden) scheduleRender();
+});
+
+async function refreshRuns() {
+  const query = new URLSearchParams({ limit: String(RUN_PAGE) });
+  if (el.statusFilter.value !== '') query.set('status', el.statusFilter.value);
+  const page = await api.get(`runs?${query.toString()}`);
+  app.runs = page.runs;
+  app.runsTotal = page.total;
+  renderRuns();
+}
+
+el.statusFilter.addEventListener('change', () => void refreshRuns().catch(() => {}));
+
+/** The list as polled, with the selected run as its own stream knows it (which is fresher). */
+function renderRuns() {
+  const view = app.selected?.view ?? null;
+  const runs = app.runs.map((run) => {
+    if (run.executionId !== app.selected?.id || view?.report == null || run.status !== 'running') return run;
+    return { ...run, status: view.report.status, termination: view.report.termination, finishedAt: view.report.finishedAt };
+  });
+  renderRunList(el.runList, runs, { selectedId: app.selected?.id ?? null, now: serverNow(), onSelect: select });
+  el.runCount.textContent = app.runsTotal > runs.length ? `${runs.length} of ${app.runsTotal}` : String(runs.length);
+}
+
+// ---- the selected run -----------------------------------------------------------------------
+
+function runIdFromHash() {
+  const match = /^#run=(.+)$/.exec(location.hash);
+  if (match === null) return null;
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return null;
+  }
+}
+
+window.addEventListener('hashchange', () => {
+  const id = runIdFromHash();
+  if (id !== null && !el.main.hidden) select(id);
+});
+
+function stopFollowing() {
+  app.selected?.controller.abort();
+  clearInterval(app.tickTimer);
+}
+
+function select(id) {
+  if (app.selected?.id === id) return;
+  stopFollowing();
+  const selected = {
+    id,
+    events: [],
+    summary: null,
+    view: null,
+    controller: new AbortController(),
+    streamStatus: 'connecting',
+    notice: null,
+    cancelling: false,
+    announced: false,
+  };
+  app.selected = selected;
+  if (runIdFromHash() !== id) history.replaceState(null, '', `#run=${encodeURIComponent(id)}`);
+  eventLog.reset();
+  renderedReport = undefined;
+  el.emptyDetail.hidden = true;
+  el.detailBody.hidden = false;
+  renderRuns();
+  render();
+  void loadRun(selected);
+  void follow(selected);
+  app.tickTimer = setInterval(() => {
+    if (!document.hidden && app.selected === selected && selected.view?.finished === false) scheduleRender();
+  }, TICK_MS);
+}
+
+async function loadRun(selected) {
+  try {
+    const summary = await api.get(runPath(selected.id));
+    if (app.selected !== selected) return;
+    selected.summary = summary;
+  } catch (error) {
+    if (app.selected !== selected || error.status === 401) return;
+    selected.notice = error.display ?? String(error);
+  }
+  scheduleRender();
+}
+
+async function follow(selected) {
+  try {
+    await followRunEvents({
+      url: api.url(runPath(selected.id, '/events')),
+      headers: api.authHeaders,
+      signal: selected.controller.signal,
+      onStatus: (status) => {
+        selected.streamStatus = status;
+        scheduleRender();
+      },
+      onEvent: (event) => {
+        noteServerTime(event.timestamp);
+        selected.events.push(event);
+        if (event.type === 'EXECUTION_COMPLETE') finished(selected, event.payload.report);
+        scheduleRender();
+      },
+    });
+  } catch (error) {
+    if (app.selected !== selected) return;
+    if (error.status === 401) {
+      lock(error);
+      return;
+    }
+    // The events are gone (evicted) or the run is unknown: what GET /runs/:id has is shown instead.
+    selected.notice = error.status === 404 ? `${error.display}` : (error.display ?? String(error));
+    await loadRun(selected);
+  }
+}
+
+function finished(selected, report) {
+  if (selected.announced) return;
+  selected.announced = true;
+  const reason = report.termination.reason;
+  announce(`Run ${selected.id} finished: ${report.status} (${reason})`);
+  // The list hears about it on its next poll; ask now so it agrees at once.
+  void refreshRuns().catch(() => {});
+  void loadRun(selected);
+}
+
+el.cancelButton.addEventListener('click', () => void cancelSelected());
+
+async function cancelSelected() {
+  const selected = app.selected;
+  if (selected === null) return;
+  selected.cancelling = true;
+  render();
+  try {
+    const outcome = await api.post(runPath(selected.id, '/cancel'), { reason: 'cancelled from the dashboard' });
+    // The run's own end, heard on its stream, says more; this is for when it has not arrived yet.
+    if (!selected.announced) announce(outcome.message);
+  } catch (error) {
+    selected.notice = error.display ?? String(error);
+    selected.cancelling = false;
+  }
+  scheduleRender();
+  void refreshRuns().catch(() => {});
+}
+
+// ---- starting a run -------------------------------------------------------------------------
+
+// An error answers the form as it was: once it changes, the error no longer applies.
+el.startForm.addEventListener('input', () => setMessage(el.formError, null));
+
+el.startForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void startRun();
+});
+
+async function startRun() {
+  setMessage(el.formError, null);
+  const agent = el.agentSelect.value;
+  const task = el.taskInput.value;
+  if (agent === '' || task.trim() === '') {
+    setMessage(el.formError, agent === '' ? 'Choose an agent.' : 'Give the agent a task.');
+    return;
+  }
+  const policy = {};
+  for (const input of el.startForm.querySelectorAll('[data-limit]')) {
+    const raw = input.value.trim();
+    if (raw === '') continue;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value)) {
+      setMessage(el.formError, `${input.labels?.[0]?.textContent ?? input.dataset.limit}: expected a whole number, got "${raw}"`);
+      input.focus();
+      return;
+    }
+    // Range checks are the server's: its error names the field and the rule.
+    policy[input.dataset.limit] = value;
+  }
+  el.startButton.disabled = true;
+  try {
+    const started = await api.post('runs', { agent, task, ...(Object.keys(policy).length > 0 ? { policy } : {}) });
+    announce(`Run ${started.executionId} of ${agent} started`);
+    select(started.executionId);
+    void refreshRuns().catch(() => {});
+  } catch (error) {
+    setMessage(el.formError, error.display ?? String(error));
+  } finally {
+    el.startButton.disabled = false;
+  }
+}
+
+// ---- rendering ------------------------------------------------------------------------------
+
+/** Renders at most once per frame, however many events arrive in it. */
+function scheduleRender() {
+  if (app.renderQueued) return;
+  app.renderQueued = true;
+  requestAnimationFrame(() => {
+    app.renderQueued = false;
+    render();
+  });
+}
+
+const STREAM_TEXT = { connecting: 'connecting…', open: 'following live', reconnecting: 'reconnecting…' };
+
+function render() {
+  const selected = app.selected;
+  if (selected === null) return;
+  const view = deriveRun(selected.events, { now: serverNow(), report: selected.summary?.report ?? null });
+  const wasFinished = selected.view?.finished ?? false;
+  selected.view = view;
+  const status = view.status ?? selected.summary?.status ?? null;
+  const reason = view.report?.termination.reason ?? null;
+
+  el.detail.setAttribute('data-run-id', selected.id);
+  el.detail.setAttribute('data-status', status ?? '');
+  el.runTitle.textContent = selected.id;
+  const agent = view.agentName ?? selected.summary?.agent ?? '';
+  const startedAt = selected.summary?.startedAt ?? (view.eventCount > 0 ? view.origin : null);
+  el.runSubtitle.textContent = [
+    agent && `agent ${agent}`,
+    startedAt !== null && `started ${formatClock(startedAt)}`,
+    view.task !== undefined && `task ${preview(view.task, 70)}`,
+  ]
+    .filter(Boolean)
+    .join(' · ');
+  // Updated in place, and only when it changes: it is a live region.
+  const statusText = badgeText(status ?? '…', reason);
+  if (el.detailStatus.textContent !== statusText) {
+    el.detailStatus.textContent = statusText;
+    el.detailStatus.className = `badge badge-${String(status ?? 'unknown').toLowerCase()}`;
+    el.detailStatus.setAttribute('data-status', status ?? '');
+  }
+  el.streamState.textContent = view.finished ? (selected.events.length > 0 ? 'complete' : 'from the report') : (STREAM_TEXT[selected.streamStatus] ?? '');
+  el.cancelButton.disabled = status !== 'running' || selected.cancelling;
+  el.cancelButton.textContent = selected.cancelling && status === 'running' ? 'Cancelling…' : 'Cancel run';
+  setMessage(el.detailNotice, selected.notice);
+
+  app.statechart?.update(view);
+  renderGauges(el.gauges, view);
+  renderTimeline(el.timeline, view);
+  eventLog.update(selected.events, el.followLog.checked);
+  if (renderedReport !== view.report) {
+    renderedReport = view.report;
+    renderReport(el.report, view);
+  }
+  if (view.finished && !wasFinished) renderRuns();
+}
+
+window.addEventListener('resize', () => scheduleRender());
+
+void boot();

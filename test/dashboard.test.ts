@@ -1,0 +1,419 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page, type Request } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentContext, PolicyOptions, StepResult, ToolCallContext } from '../src/index.js';
+import { createServer } from '../src/server/index.js';
+import { deferred } from './helpers.js';
+
+/**
+ * The dashboard in a real browser: Debian's Chromium driven by playwright-core against a real
+ * server on port 0. Starting runs from the page, following them live, cancelling one, the API-key
+ * prompt of a secured server; every request the page makes must go to the server itself. A
+ * screenshot is kept in test-results/dashboard.png.
+ *
+ * Without Chromium at CHROMIUM_PATH the suite is skipped, unless OAO_REQUIRE_BROWSER=1 (as in CI),
+ * where it fails instead.
+ */
+
+const CHROMIUM_PATH = '/usr/bin/chromium';
+const browserFound = existsSync(CHROMIUM_PATH);
+const browserRequired = process.env.OAO_REQUIRE_BROWSER === '1';
+const suiteName = browserFound || browserRequired
+  ? 'the dashboard in Chromium'
+  : `the dashboard in Chromium (skipped: no browser at ${CHROMIUM_PATH}; OAO_REQUIRE_BROWSER=1 makes this a failure)`;
+
+/** Waiting on the browser: generous, because a loaded machine is slow, never a timing assertion. */
+const WAIT_MS = 15_000;
+const SCREENSHOT = new URL('../test-results/dashboard.png', import.meta.url);
+
+// ---- agents -------------------------------------------------------------------------------------
+
+/** Tasks starting with "hold:" stop in their last step until the test opens their gate. */
+const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+function gate(name: string) {
+  let entry = gates.get(name);
+  if (entry === undefined) {
+    entry = deferred<void>();
+    gates.set(name, entry);
+  }
+  return entry;
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return until(new Promise<void>((resolve) => setTimeout(resolve, ms)), signal);
+}
+
+function until<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    promise.then(resolve, reject);
+  });
+}
+
+const agents = {
+  stepper: {
+    name: 'stepper',
+    description: 'Three steps, each a model call and a lookup.',
+    async invoke(task: string, ctx: AgentContext) {
+      const call = ctx.beginModelCall({ model: 'fake-model', input: `${task} (step ${ctx.step})` });
+      await pause(40, ctx.signal);
+      call.end(`thinking about ${task}`, { input: 30, output: 12 });
+      const notes = await ctx.callTool('lookup', { q: task, step: ctx.step });
+      await pause(30, ctx.signal);
+      if (ctx.step === 3 && task.startsWith('hold:')) await until(gate(task).promise, ctx.signal);
+      return { output: `step ${ctx.step}: ${String(notes)}` };
+    },
+    review: (result: StepResult) => (result.step < 3 ? { done: false } : { done: true }),
+  },
+  forever: {
+    name: 'forever',
+    description: 'Works until it is cancelled.',
+    invoke: (_task: string, ctx: AgentContext) => until(new Promise<never>(() => {}), ctx.signal),
+  },
+  snooper: {
+    name: 'snooper',
+    description: 'Looks something up, then reaches for a tool it may not use.',
+    async invoke(task: string, ctx: AgentContext) {
+      await ctx.callTool('lookup', { q: task });
+      await ctx.callTool('secrets', {});
+      return { output: 'unreachable' };
+    },
+  },
+};
+
+const tools = {
+  lookup: async ({ q }: { q: string }, { signal }: ToolCallContext) => {
+    await pause(25, signal);
+    return `2 notes about ${q}`;
+  },
+  secrets: () => 'never runs',
+};
+
+const policy: PolicyOptions = { maxSteps: 6, maxTokens: 1_000, maxToolCalls: 8, timeoutMs: 20_000, tools: { deny: ['secrets'] } };
+
+// ---- server and browser ----------------------------------------------------------------------------
+
+interface Served {
+  readonly app: FastifyInstance;
+  readonly origin: string;
+}
+
+const servers: FastifyInstance[] = [];
+async function serve(apiKeys: string[] = []): Promise<Served> {
+  const app = await createServer({ agents, tools, policy, apiKeys });
+  servers.push(app);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return { app, origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+}
+
+/** A page with everything it does recorded: every request, console errors and uncaught errors. */
+interface Session {
+  readonly context: BrowserContext;
+  readonly page: Page;
+  readonly requests: Request[];
+  readonly problems: string[];
+}
+
+let browser: Browser | undefined;
+
+async function openDashboard(origin: string): Promise<Session> {
+  if (browser === undefined) throw new Error('The browser did not start');
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  const requests: Request[] = [];
+  const problems: string[] = [];
+  page.on('request', (request) => requests.push(request));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  await page.goto(`${origin}/dashboard/`);
+  return { context, page, requests, problems };
+}
+
+/** Every request went to the server's own origin, and nothing went wrong but what the test expects. */
+function expectClean(session: Session, origin: string, expectedProblems: RegExp[] = []): void {
+  const elsewhere = session.requests.map((request) => request.url()).filter((url) => new URL(url).origin !== origin);
+  expect(elsewhere).toEqual([]);
+  expect(session.problems.filter((problem) => !expectedProblems.some((expected) => expected.test(problem)))).toEqual([]);
+}
+
+function byTestId(page: Page, testId: string, attributes = ''): Locator {
+  return page.locator(`[data-testid="${testId}"]${attributes}`);
+}
+
+async function waitFor(locator: Locator, text?: string | RegExp): Promise<Locator> {
+  const target = (text === undefined ? locator : locator.filter({ hasText: text })).first();
+  await target.waitFor({ state: 'attached', timeout: WAIT_MS });
+  return target;
+}
+
+async function startFromForm(page: Page, agent: string, task: string, limits: Record<string, string> = {}): Promise<string> {
+  await waitFor(page.locator(`[data-testid="agent-select"] option[value="${agent}"]`));
+  await byTestId(page, 'agent-select').selectOption(agent);
+  await byTestId(page, 'task-input').fill(task);
+  if (Object.keys(limits).length > 0) {
+    const details = page.locator('details.limits');
+    if ((await details.getAttribute('open')) === null) await details.locator('summary').click();
+    for (const [name, value] of Object.entries(limits)) await byTestId(page, `limit-${name}`).fill(value);
+  }
+  const [answer] = await Promise.all([
+    page.waitForResponse((response) => response.request().method() === 'POST' && new URL(response.url()).pathname === '/runs', { timeout: WAIT_MS }),
+    byTestId(page, 'start-button').click(),
+  ]);
+  expect(answer.status()).toBe(202);
+  const { executionId } = (await answer.json()) as { executionId: string };
+  await waitFor(byTestId(page, 'run-detail', `[data-run-id="${executionId}"]`));
+  return executionId;
+}
+
+async function apiGet(origin: string, path: string, key?: string): Promise<any> {
+  const answer = await fetch(`${origin}${path}`, { headers: key === undefined ? {} : { authorization: `Bearer ${key}` } });
+  expect(answer.status, path).toBe(200);
+  return answer.json();
+}
+
+beforeAll(async () => {
+  // Without a browser, the test above fails when one is required; the rest cannot run.
+  if (!browserFound) return;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+
+afterAll(async () => {
+  for (const entry of gates.values()) entry.resolve();
+  // The browser first: a page still polling a closed server would only log connection errors.
+  await browser?.close();
+  await Promise.all(servers.splice(0).map((app) => app.close()));
+});
+
+it.runIf(browserFound || browserRequired)('has the browser the dashboard tests need', () => {
+  expect(browserFound, `There is no browser at ${CHROMIUM_PATH}: install Debian's chromium package`).toBe(true);
+});
+
+describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
+  let served: Served;
+  let session: Session;
+
+  beforeAll(async () => {
+    served = await serve();
+    session = await openDashboard(served.origin);
+  });
+
+  afterAll(async () => {
+    await session?.context.close();
+  });
+
+  it('loads the page, its statechart and the agents from the server', async () => {
+    const { page } = session;
+    await waitFor(byTestId(page, 'connection', '[data-state="live"]'));
+    await waitFor(byTestId(page, 'version'), /^v\d+\.\d+\.\d+/);
+    await waitFor(page.locator('[data-testid="agent-select"] option[value="stepper"]'));
+    expect(await page.locator('[data-testid="agent-select"] option').allTextContents()).toEqual(['stepper', 'forever', 'snooper']);
+    await waitFor(byTestId(page, 'agent-description'), 'Three steps');
+    const states = await page.locator('[data-testid="state-node"]').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-state')));
+    expect(states).toEqual(['INIT', 'PLAN', 'EXECUTE', 'REVIEW', 'TERMINATE', 'FAILED']);
+    expect(await page.locator('[data-testid="statechart"] [data-edge="REVIEW>EXECUTE"]').count()).toBe(1);
+    await waitFor(byTestId(page, 'empty-detail'), 'No run selected');
+    expectClean(session, served.origin);
+  });
+
+  it('starts a run from the form and follows it live until it succeeds', async () => {
+    const { page } = session;
+    const task = 'hold:live-run';
+    const id = await startFromForm(page, 'stepper', task, { maxSteps: '5' });
+
+    // While the run is held in its third step, the page must already show what happened so far.
+    await waitFor(byTestId(page, 'run-detail', '[data-status="running"]'));
+    await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="running"]`));
+    await waitFor(page.locator('[data-testid="state-node"][data-state="EXECUTE"][data-current="true"]'));
+    await waitFor(page.locator('[data-testid="gauge"][data-gauge="steps"] [data-testid="gauge-value"]'), '3 / 5');
+    await waitFor(page.locator('[data-testid="gauge"][data-gauge="tokens"] [data-testid="gauge-value"]'), '126 / 1,000');
+    await waitFor(page.locator('[data-testid="gauge"][data-gauge="toolCalls"] [data-testid="gauge-value"]'), '3 / 8');
+    await waitFor(page.locator('[data-testid="event-row"][data-type="TOOL_RESULT"]'));
+    await waitFor(page.locator('[data-testid="event-row"][data-type="MODEL_RESULT"]'));
+    await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="models"][data-status="ok"]'));
+    await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="tools"][data-status="ok"]'));
+    await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="steps"][data-status="open"]'));
+    expect(await page.locator('[data-testid="state-node"][data-state="REVIEW"]').getAttribute('data-visited')).toBe('true');
+    expect(await byTestId(page, 'cancel-button').isEnabled()).toBe(true);
+    expect((await apiGet(served.origin, `/runs/${id}`)).status).toBe('running');
+
+    // Time keeps moving on the page while nothing else happens.
+    const timeGauge = page.locator('[data-testid="gauge"][data-gauge="time"] [role="meter"]');
+    const before = Number(await timeGauge.getAttribute('aria-valuenow'));
+    await expect.poll(async () => Number(await timeGauge.getAttribute('aria-valuenow')), { timeout: WAIT_MS }).toBeGreaterThan(before);
+
+    gate(task).resolve();
+    await waitFor(byTestId(page, 'run-detail', '[data-status="SUCCESS"]'));
+    await waitFor(page.locator('[data-testid="state-node"][data-state="TERMINATE"][data-current="true"]'));
+    await waitFor(byTestId(page, 'report-status'), 'SUCCESS');
+    await waitFor(byTestId(page, 'report-reason'), 'completed');
+    await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="SUCCESS"]`));
+    await waitFor(page.locator('[data-testid="event-row"][data-type="EXECUTION_COMPLETE"]'));
+    expect(await byTestId(page, 'cancel-button').isDisabled()).toBe(true);
+    expect(await page.locator('[data-testid="timeline-bar"][data-status="open"]').count()).toBe(0);
+    expect(await page.locator('[data-testid="timeline-bar"][data-lane="steps"]').count()).toBe(3);
+    const events = await page.locator('[data-testid="event-row"]').count();
+    expect(await byTestId(page, 'event-count').textContent()).toBe(String(events));
+
+    // An event's full JSON is one click away.
+    const toolCall = page.locator('[data-testid="event-row"][data-type="TOOL_CALL"]').first();
+    await toolCall.locator('summary').click();
+    await waitFor(toolCall.locator('[data-testid="event-json"]'), '"tool": "lookup"');
+
+    const run = await apiGet(served.origin, `/runs/${id}`);
+    expect(run).toMatchObject({ status: 'SUCCESS', agent: 'stepper', report: { totalSteps: 3, termination: { reason: 'completed' } } });
+    expect(run.events).toBe(events);
+    expectClean(session, served.origin);
+  });
+
+  it('cancels a run that would never end', async () => {
+    const { page } = session;
+    const id = await startFromForm(page, 'forever', 'until somebody stops me');
+    await waitFor(page.locator('[data-testid="state-node"][data-state="EXECUTE"][data-current="true"]'));
+    await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="running"]`));
+    const cancel = byTestId(page, 'cancel-button');
+    await expect.poll(() => cancel.isEnabled(), { timeout: WAIT_MS }).toBe(true);
+    await cancel.click();
+
+    await waitFor(byTestId(page, 'run-detail', '[data-status="FAILED"]'));
+    await waitFor(byTestId(page, 'detail-status'), 'FAILED · cancelled');
+    await waitFor(byTestId(page, 'report-reason'), 'cancelled');
+    await waitFor(page.locator('[data-testid="state-node"][data-state="FAILED"][data-current="true"]'));
+    await waitFor(page.locator('[data-testid="timeline-mark"][data-kind="cancelled"]'));
+    await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="steps"][data-status="aborted"]'));
+    await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="FAILED"]`), 'cancelled');
+    await waitFor(byTestId(page, 'announcer'), `Run ${id} finished: FAILED (cancelled)`);
+    expect(await cancel.isDisabled()).toBe(true);
+
+    const run = await apiGet(served.origin, `/runs/${id}`);
+    expect(run).toMatchObject({ status: 'FAILED', termination: { reason: 'cancelled' } });
+    expect(run.report.termination.message).toContain('cancelled from the dashboard');
+    expectClean(session, served.origin);
+  });
+
+  it('shows a run started elsewhere, with its denied tool call and the violation it caused', async () => {
+    const { page } = session;
+    const started = await fetch(`${served.origin}/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ agent: 'snooper', task: '<img src=x onerror=alert(1)> & "quotes"' }),
+    });
+    expect(started.status).toBe(202);
+    const { executionId } = (await started.json()) as { executionId: string };
+
+    // It reaches the list by polling; picking it replays its events.
+    const item = await waitFor(byTestId(page, 'run-item', `[data-run-id="${executionId}"][data-status="FAILED"]`));
+    await item.click();
+    await waitFor(byTestId(page, 'run-detail', `[data-run-id="${executionId}"][data-status="FAILED"]`));
+    await waitFor(byTestId(page, 'report-rule'), 'tool_denied');
+    await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="tools"][data-status="denied"]'));
+    await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="tools"][data-status="ok"]'));
+    await waitFor(page.locator('[data-testid="timeline-mark"][data-kind="violation"]'));
+    await waitFor(page.locator('[data-testid="event-row"][data-type="TOOL_DENIED"]'), 'secrets denied');
+    // Untrusted text is shown as text: the task's markup is not markup on the page.
+    await waitFor(byTestId(page, 'run-subtitle'), '<img src=x onerror=alert(1)>');
+    expect(await page.locator('[data-testid="run-detail"] img').count()).toBe(0);
+    expect(page.url()).toContain(`#run=${encodeURIComponent(executionId)}`);
+    expectClean(session, served.origin);
+  });
+
+  it('shows the server\'s error code and message when the form asks for the impossible', async () => {
+    const { page } = session;
+    await waitFor(page.locator('[data-testid="agent-select"] option[value="stepper"]'));
+    await byTestId(page, 'agent-select').selectOption('stepper');
+    await byTestId(page, 'task-input').fill('never starts');
+    await byTestId(page, 'limit-maxSteps').fill('0');
+    await byTestId(page, 'start-button').click();
+    await waitFor(byTestId(page, 'form-error'), /OAO_ERR_INVALID_POLICY: body\.policy\.maxSteps/);
+    await byTestId(page, 'limit-maxSteps').fill('');
+    // Editing the form clears the error it no longer deserves.
+    await expect.poll(() => byTestId(page, 'form-error').isHidden(), { timeout: WAIT_MS }).toBe(true);
+    // Chromium reports the 400 answer itself in the console; nothing else may appear there.
+    expectClean(session, served.origin, [/Failed to load resource: the server responded with a status of 400/]);
+  });
+
+  it('keeps a screenshot of the dashboard with a finished run selected', async () => {
+    const { page } = session;
+    const item = await waitFor(byTestId(page, 'run-item', '[data-status="SUCCESS"]'));
+    await item.click();
+    await waitFor(byTestId(page, 'report-status'), 'SUCCESS');
+    await waitFor(page.locator('[data-testid="state-node"][data-state="TERMINATE"][data-current="true"]'));
+    await page.mouse.move(0, 0);
+    await mkdir(new URL('.', SCREENSHOT), { recursive: true });
+    await rm(SCREENSHOT, { force: true });
+    await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
+    const png = await readFile(SCREENSHOT);
+    expect(png.length).toBeGreaterThan(10_000);
+    expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    expectClean(session, served.origin, [/status of 400/]);
+  });
+});
+
+describe.skipIf(!browserFound && !browserRequired)(`${suiteName}, on a server with API keys`, () => {
+  it('asks for the key, refuses a wrong one, then works with the right one', async () => {
+    const key = 'dashboard-k3y';
+    const served = await serve([key]);
+    const session = await openDashboard(served.origin);
+    const { page } = session;
+    try {
+      await waitFor(byTestId(page, 'connection', '[data-state="locked"]'));
+      await waitFor(byTestId(page, 'api-key-form'));
+      expect(await byTestId(page, 'main').isHidden()).toBe(true);
+
+      await byTestId(page, 'api-key-input').fill('not-the-key');
+      await byTestId(page, 'api-key-submit').click();
+      await waitFor(byTestId(page, 'api-key-error'), 'OAO_ERR_UNAUTHORIZED');
+      expect(await byTestId(page, 'main').isHidden()).toBe(true);
+
+      await byTestId(page, 'api-key-input').fill(key);
+      await byTestId(page, 'api-key-submit').click();
+      await waitFor(byTestId(page, 'connection', '[data-state="live"]'));
+      expect(await byTestId(page, 'api-key-panel').isHidden()).toBe(true);
+      expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('oao.apiKey'))).toBe(key);
+
+      const id = await startFromForm(page, 'stepper', 'with a key');
+      await waitFor(byTestId(page, 'run-detail', '[data-status="SUCCESS"]'));
+      await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="SUCCESS"]`));
+      await waitFor(page.locator('[data-testid="event-row"][data-type="EXECUTION_COMPLETE"]'));
+      expect((await apiGet(served.origin, `/runs/${id}`, key)).status).toBe('SUCCESS');
+
+      // Every API call carried the key once it was given; the page's own files needed none.
+      const apiCalls = session.requests.filter((request) => !new URL(request.url()).pathname.startsWith('/dashboard/'));
+      expect(apiCalls.map((request) => new URL(request.url()).pathname)).toEqual(
+        expect.arrayContaining(['/agents', '/runs', `/runs/${id}`, `/runs/${id}/events`]),
+      );
+      const authorizations = await Promise.all(apiCalls.map(async (request) => (await request.allHeaders()).authorization));
+      expect(authorizations.filter((header) => header !== `Bearer ${key}`)).toEqual(['Bearer not-the-key']);
+
+      // Forgetting the key locks the page again; with the key back, it follows the same run again.
+      await byTestId(page, 'forget-key').click();
+      await waitFor(byTestId(page, 'connection', '[data-state="locked"]'));
+      expect(await byTestId(page, 'run-detail').getAttribute('data-run-id')).toBeNull();
+      await byTestId(page, 'api-key-input').fill(key);
+      await byTestId(page, 'api-key-submit').click();
+      await waitFor(byTestId(page, 'run-detail', `[data-run-id="${id}"][data-status="SUCCESS"]`));
+      await waitFor(page.locator('[data-testid="event-row"][data-type="EXECUTION_COMPLETE"]'));
+      expectClean(session, served.origin, [/Failed to load resource: the server responded with a status of 401/]);
+    } finally {
+      await session.context.close();
+    }
+  });
+});

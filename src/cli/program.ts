@@ -10,6 +10,7 @@ import { RUNTIME_VERSION } from '../version.js';
 import { ExitCode } from './exitCodes.js';
 import { formatReport, summaryTable } from './formatReport.js';
 import { loadAgentModule } from './loadModule.js';
+import type { RunInspector } from '../observability/inspect/index.js';
 import type { RunState, RunSummary } from '../server/schemas.js';
 import { colorWanted, createStyle, table, type Style } from './style.js';
 
@@ -70,6 +71,39 @@ function serverUrl(value: string): string {
 }
 
 class UsageError extends Error {}
+
+const DEFAULT_INSPECT_URL = 'ws://localhost:8080';
+
+interface ServeFlags {
+  host: string;
+  port: number;
+  apiKey?: string[];
+  maxConcurrentRuns?: number;
+  metrics?: boolean;
+  dashboard: boolean;
+  inspect?: string;
+}
+
+function inspectorUrl(value: string): string {
+  if (!/^wss?:\/\//.test(value) || !URL.canParse(value)) {
+    throw new InvalidArgumentError(`inspector must be a ws:// or wss:// URL, got "${value}".`);
+  }
+  return value;
+}
+
+/** The inspector subpath needs two optional packages; say which when they are missing. */
+async function startInspector(url: string, io: CliIO): Promise<RunInspector> {
+  let inspectModule: typeof import('../observability/inspect/index.js');
+  try {
+    inspectModule = await import('../observability/inspect/index.js');
+  } catch (error) {
+    throw new UsageError(`--inspect needs the optional packages @statelyai/inspect and ws (npm install @statelyai/inspect ws): ${(error as Error).message}`);
+  }
+  return inspectModule.createRunInspector({
+    url,
+    onError: (error) => io.stderr(`inspector: ${error.message}; retrying\n`),
+  });
+}
 
 interface RunFlags {
   task: string;
@@ -188,23 +222,46 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
     .addOption(new Option('-p, --port <port>', 'port to listen on (0 picks a free one)').default(3000).argParser(port))
     .option('-k, --api-key <key>', 'accept this bearer key (repeatable; also env OAO_API_KEYS, comma-separated)', collect)
     .option('--max-concurrent-runs <n>', 'runs the server executes at once before answering 429', positiveInt('--max-concurrent-runs'))
-    .action(async (modulePath: string, flags: { host: string; port: number; apiKey?: string[]; maxConcurrentRuns?: number }) => {
+    .option('--metrics', 'count Prometheus metrics of every run and serve them at GET /metrics')
+    .option('--no-dashboard', 'do not serve the live dashboard at /dashboard/')
+    .addOption(
+      new Option('--inspect [url]', 'stream every run actor to an @statelyai/inspect WebSocket inspector').preset(DEFAULT_INSPECT_URL).argParser(inspectorUrl),
+    )
+    .action(async (modulePath: string, flags: ServeFlags) => {
       const mod = await loadAgentModule(modulePath, io.cwd);
       const { startServer } = await import('../server/index.js');
       const envKeys = (io.env.OAO_API_KEYS ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0);
       const apiKeys = [...(flags.apiKey ?? []), ...envKeys];
-      const server = await startServer({
-        agents: mod.agents,
-        ...(mod.tools === undefined ? {} : { tools: mod.tools }),
-        ...(mod.policy === undefined ? {} : { policy: mod.policy }),
-        ...(apiKeys.length === 0 ? {} : { apiKeys }),
-        ...(flags.maxConcurrentRuns === undefined ? {} : { limits: { maxConcurrentRuns: flags.maxConcurrentRuns } }),
-        host: flags.host,
-        port: flags.port,
-      });
-      io.stdout(`OAO listening on ${server.url} (agents: ${Object.keys(mod.agents).join(', ')}; docs at ${server.url}/docs)\n`);
+      const metrics = flags.metrics === true ? (await import('../observability/metrics/index.js')).createMetrics() : undefined;
+      const inspector = flags.inspect === undefined ? undefined : await startInspector(flags.inspect, io);
+      let server;
+      try {
+        server = await startServer({
+          agents: mod.agents,
+          ...(mod.tools === undefined ? {} : { tools: mod.tools }),
+          ...(mod.policy === undefined ? {} : { policy: mod.policy }),
+          ...(apiKeys.length === 0 ? {} : { apiKeys }),
+          ...(flags.maxConcurrentRuns === undefined ? {} : { limits: { maxConcurrentRuns: flags.maxConcurrentRuns } }),
+          ...(metrics === undefined ? {} : { metrics }),
+          ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+          dashboard: flags.dashboard,
+          host: flags.host,
+          port: flags.port,
+        });
+      } catch (error) {
+        await inspector?.stop();
+        throw error;
+      }
+      const where = [
+        `docs at ${server.url}/docs`,
+        ...(flags.dashboard ? [`dashboard at ${server.url}/dashboard/`] : []),
+        ...(metrics === undefined ? [] : [`metrics at ${server.url}/metrics`]),
+        ...(inspector === undefined ? [] : [`inspector at ${inspector.url}`]),
+      ];
+      io.stdout(`OAO listening on ${server.url} (agents: ${Object.keys(mod.agents).join(', ')}; ${where.join('; ')})\n`);
       await (io.untilStopped?.() ?? new Promise<void>(() => {}));
       await server.close();
+      await inspector?.stop();
       io.stdout('OAO server stopped\n');
       setExit(ExitCode.OK);
     });

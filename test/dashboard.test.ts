@@ -6,7 +6,7 @@ import { chromium, type Browser, type BrowserContext, type Locator, type Page, t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentContext, PolicyOptions, StepResult, ToolCallContext } from '../src/index.js';
 import { createServer } from '../src/server/index.js';
-import { deferred } from './helpers.js';
+import { createGates } from './helpers.js';
 
 /**
  * The dashboard in a real browser: Debian's Chromium driven by playwright-core against a real
@@ -32,15 +32,8 @@ const SCREENSHOT = new URL('../test-results/dashboard.png', import.meta.url);
 // ---- agents -------------------------------------------------------------------------------------
 
 /** Tasks starting with "hold:" stop in their last step until the test opens their gate. */
-const gates = new Map<string, ReturnType<typeof deferred<void>>>();
-function gate(name: string) {
-  let entry = gates.get(name);
-  if (entry === undefined) {
-    entry = deferred<void>();
-    gates.set(name, entry);
-  }
-  return entry;
-}
+const gates = createGates();
+const gate = gates.gate;
 
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -197,7 +190,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const entry of gates.values()) entry.resolve();
+  gates.openAll();
   // The browser first: a page still polling a closed server would only log connection errors.
   await browser?.close();
   await Promise.all(servers.splice(0).map((app) => app.close()));

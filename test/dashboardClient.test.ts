@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Orchestrator, type AgentContext, type OaoEvent } from '../src/index.js';
 import { startServer, type StartedServer } from '../src/server/index.js';
-import { deferred } from './helpers.js';
+import { createGates } from './helpers.js';
 
 /**
  * The dashboard's browser modules that need no DOM, run in Node: the SSE framing and reconnection
@@ -99,15 +99,8 @@ describe('SseParser', () => {
 
 // ---- following a run over a real socket -------------------------------------------------------------
 
-const gates = new Map<string, ReturnType<typeof deferred<void>>>();
-function gate(name: string) {
-  let entry = gates.get(name);
-  if (entry === undefined) {
-    entry = deferred<void>();
-    gates.set(name, entry);
-  }
-  return entry;
-}
+const gates = createGates();
+const gate = gates.gate;
 
 const agents = {
   chatty: {
@@ -140,7 +133,7 @@ async function serve(apiKeys: string[] = []): Promise<StartedServer> {
 }
 
 afterEach(async () => {
-  for (const entry of gates.values()) entry.resolve();
+  gates.openAll();
   gates.clear();
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });

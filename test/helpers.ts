@@ -17,6 +17,28 @@ export function deferred<T = void>() {
   return { promise, resolve, reject };
 }
 
+/**
+ * Named gates for agents that must wait on the test: `gate(name).promise` is the same promise
+ * until `clear()`; `openAll()` releases every run still waiting (for teardown).
+ */
+export function createGates() {
+  const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+  return {
+    gate: (name: string) => {
+      let entry = gates.get(name);
+      if (entry === undefined) {
+        entry = deferred<void>();
+        gates.set(name, entry);
+      }
+      return entry;
+    },
+    openAll: (): void => {
+      for (const entry of gates.values()) entry.resolve();
+    },
+    clear: (): void => gates.clear(),
+  };
+}
+
 /** Lets every queued microtask and promise callback run. */
 export async function flush(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));

@@ -11,18 +11,11 @@ import {
   startServer,
   type ServerOptions,
 } from '../src/server/index.js';
-import { deferred, flush } from './helpers.js';
+import { createGates, flush } from './helpers.js';
 
 /** Tasks name a gate; a gated run waits in its step until the test opens that gate. */
-const gates = new Map<string, { promise: Promise<void>; resolve: () => void }>();
-function gate(name: string) {
-  let entry = gates.get(name);
-  if (entry === undefined) {
-    entry = deferred<void>();
-    gates.set(name, entry);
-  }
-  return entry;
-}
+const gates = createGates();
+const gate = gates.gate;
 
 let concurrent = 0;
 let peakConcurrent = 0;
@@ -101,7 +94,7 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  for (const entry of gates.values()) entry.resolve();
+  gates.openAll();
   await Promise.all(servers.splice(0).map((app) => app.close()));
   vi.unstubAllEnvs();
 });

@@ -3,22 +3,15 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { oaoEventSchema, type AgentContext, type OaoEvent } from '../src/index.js';
 import { startServer, type StartedServer } from '../src/server/index.js';
-import { deferred } from './helpers.js';
+import { createGates } from './helpers.js';
 
 /**
  * GET /runs/:id/events over a real socket: a listening server on port 0, read with fetch() (and
  * node:http where the test needs to own the connection).
  */
 
-const gates = new Map<string, { promise: Promise<void>; resolve: () => void }>();
-function gate(name: string) {
-  let entry = gates.get(name);
-  if (entry === undefined) {
-    entry = deferred<void>();
-    gates.set(name, entry);
-  }
-  return entry;
-}
+const gates = createGates();
+const gate = gates.gate;
 
 const agents = {
   echo: (task: string) => ({ output: `echo: ${task}`, usage: { input: 2, output: 3 } }),
@@ -45,7 +38,7 @@ async function serve(apiKeys: string[] = []): Promise<StartedServer> {
 }
 
 afterEach(async () => {
-  for (const entry of gates.values()) entry.resolve();
+  gates.openAll();
   gates.clear();
   await Promise.all(started.splice(0).map((server) => server.close()));
 });

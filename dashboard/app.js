@@ -68,6 +68,8 @@ const app = {
   runsTotal: 0,
   polling: false,
   pollInFlight: false,
+  /** Bumped each time the page locks: answers to requests sent before it are ignored. */
+  keyGeneration: 0,
   pollTimer: undefined,
   tickTimer: undefined,
   renderQueued: false,
@@ -108,6 +110,8 @@ const api = createApi({ base: API_BASE, getKey: () => memoryKey, onUnauthorized:
 
 /** Stops everything that calls the API and asks for a key (again), saying why. */
 function lock(error) {
+  // Answers to requests sent before this moment must not unlock the page again.
+  app.keyGeneration += 1;
   stopPolling();
   stopFollowing();
   // Followed again (from the address's #run=) once a key is accepted.
@@ -197,15 +201,17 @@ async function boot() {
 /** Loads the agents (which also proves the key), then shows the dashboard and starts polling. */
 async function connect() {
   setConnection('connecting');
+  const generation = app.keyGeneration;
   let agents;
   try {
     ({ agents } = await api.get('agents'));
   } catch (error) {
-    if (error.status === 401) return; // lock() already asks for a key.
+    if (error.status === 401 || generation !== app.keyGeneration) return; // lock() already asks for a key.
     setConnection('offline', error.display ?? String(error));
     setTimeout(() => void connect(), RETRY_CONNECT_MS);
     return;
   }
+  if (generation !== app.keyGeneration) return;
   renderAgents(agents);
   el.keyPanel.hidden = true;
   el.main.hidden = false;
@@ -248,11 +254,12 @@ async function poll() {
     return;
   }
   app.pollInFlight = true;
+  const generation = app.keyGeneration;
   try {
-    await refreshRuns();
-    setConnection('live');
+    await refreshRuns(generation);
+    if (generation === app.keyGeneration) setConnection('live');
   } catch (error) {
-    if (error.status !== 401) setConnection('offline', error.display ?? String(error));
+    if (error.status !== 401 && generation === app.keyGeneration) setConnection('offline', error.display ?? String(error));
   } finally {
     app.pollInFlight = false;
   }
@@ -264,10 +271,11 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden) scheduleRender();
 });
 
-async function refreshRuns() {
+async function refreshRuns(generation = app.keyGeneration) {
   const query = new URLSearchParams({ limit: String(RUN_PAGE) });
   if (el.statusFilter.value !== '') query.set('status', el.statusFilter.value);
   const page = await api.get(`runs?${query.toString()}`);
+  if (generation !== app.keyGeneration) return;
   app.runs = page.runs;
   app.runsTotal = page.total;
   renderRuns();

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page, type Request } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page, type Request, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentContext, PolicyOptions, StepResult, ToolCallContext } from '../src/index.js';
 import { createServer } from '../src/server/index.js';
@@ -396,9 +396,20 @@ describe.skipIf(!browserFound && !browserRequired)(`${suiteName}, on a server wi
       const authorizations = await Promise.all(apiCalls.map(async (request) => (await request.allHeaders()).authorization));
       expect(authorizations.filter((header) => header !== `Bearer ${key}`)).toEqual(['Bearer not-the-key']);
 
-      // Forgetting the key locks the page again; with the key back, it follows the same run again.
+      // Forgetting the key locks the page again, and keeps it locked even when a run-list answer
+      // sent with the old key arrives afterwards (the list requests are held back to make sure).
+      const slowList = async (route: Route) => {
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        await route.continue().catch(() => undefined);
+      };
+      await page.route(/\/runs\?/, slowList);
+      await page.waitForRequest(/\/runs\?/, { timeout: WAIT_MS });
       await byTestId(page, 'forget-key').click();
       await waitFor(byTestId(page, 'connection', '[data-state="locked"]'));
+      await page.waitForTimeout(700);
+      expect(await byTestId(page, 'connection').getAttribute('data-state')).toBe('locked');
+      await page.unroute(/\/runs\?/, slowList);
+      // With the key back, it follows the same run again.
       expect(await byTestId(page, 'run-detail').getAttribute('data-run-id')).toBeNull();
       await byTestId(page, 'api-key-input').fill(key);
       await byTestId(page, 'api-key-submit').click();

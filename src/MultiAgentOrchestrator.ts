@@ -12,7 +12,8 @@ import type { PolicyOptions } from './policy/schema.js';
 import type { ExecutionReport } from './report/schema.js';
 import { Batch } from './runtime/Batch.js';
 import { systemClock, type Clock } from './runtime/clock.js';
-import { abortReason, prepareRun, typeOf, type RunRequest } from './runtime/prepareRun.js';
+import { positiveIntegerOption, typeOf } from './options.js';
+import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
 import { SharedBudget, type SharedBudgetLimits } from './runtime/SharedBudget.js';
 
 /** One job of a batch: a run request plus its name and start priority. */
@@ -276,12 +277,7 @@ export class MultiAgentOrchestrator {
 }
 
 function checkConcurrency(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected maxConcurrency to be an integer from 1 and up, got ${String(value)}`, {
-      details: { field: 'maxConcurrency' },
-    });
-  }
-  return value;
+  return positiveIntegerOption(value, 'maxConcurrency');
 }
 
 function jobName(job: BatchJobRequest, index: number, taken: Set<string>): string {

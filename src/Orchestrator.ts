@@ -9,7 +9,8 @@ import { StrictPolicy } from './policy/StrictPolicy.js';
 import type { PolicyOptions } from './policy/schema.js';
 import type { ExecutionReport } from './report/schema.js';
 import { systemClock, type Clock } from './runtime/clock.js';
-import { abortReason, prepareRun, typeOf, type RunRequest } from './runtime/prepareRun.js';
+import { typeOf } from './options.js';
+import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
 import type { RunSession } from './runtime/RunSession.js';
 
 export type { RunRequest };

@@ -1,5 +1,6 @@
 import type { AgentLike, ToolSet } from '../agent.js';
 import { OaoError } from '../errors.js';
+import { typeOf } from '../options.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import { canonicalJson } from '../report/canonicalJson.js';
@@ -168,11 +169,6 @@ function checkToolSet(value: unknown, field: string): ToolSet {
   return set as ToolSet;
 }
 
-export function typeOf(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value;
-}
 
 /** A readable reason from an aborted signal. */
 export function abortReason(signal: AbortSignal): string {

@@ -1,4 +1,5 @@
 import { OaoError } from '../errors.js';
+import { positiveIntegerOption } from '../options.js';
 import type { RunFilter, RunPage, RunPageRequest, RunRecord, RunStore } from './RunStore.js';
 
 export interface MemoryRunStoreOptions {
@@ -23,13 +24,7 @@ export function createMemoryRunStore(options: MemoryRunStoreOptions = {}): RunSt
   if (typeof options !== 'object' || options === null) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Expected the memory run store options to be an object');
   }
-  const maxRuns = options.maxRuns ?? 1_000;
-  if (typeof maxRuns !== 'number' || !Number.isInteger(maxRuns) || maxRuns < 1) {
-    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected maxRuns to be an integer from 1 and up, got ${String(maxRuns)}`, {
-      details: { field: 'maxRuns' },
-    });
-  }
-  return new MemoryRunStore(maxRuns);
+  return new MemoryRunStore(positiveIntegerOption(options.maxRuns ?? 1_000, 'maxRuns'));
 }
 
 interface Entry {

@@ -6,7 +6,8 @@ import { OaoError } from '../errors.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import type { Clock } from '../runtime/clock.js';
-import { checkAgent, typeOf } from '../runtime/prepareRun.js';
+import { invalidOption, positiveIntegerOption, typeOf } from '../options.js';
+import { checkAgent } from '../runtime/prepareRun.js';
 import { createMemoryRunStore } from './createMemoryRunStore.js';
 import type { RunStore } from './RunStore.js';
 
@@ -93,20 +94,20 @@ export interface ResolvedServerOptions {
 /** Validates the options eagerly, so a misconfigured server fails at startup, naming the option. */
 export function resolveServerOptions(options: ServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedServerOptions {
   if (typeof options !== 'object' || options === null) {
-    throw invalid('options', `Expected the server options to be an object, got ${typeOf(options)}`);
+    throw invalidOption('options', `Expected the server options to be an object, got ${typeOf(options)}`);
   }
   const policy = options.policy instanceof StrictPolicy ? options.policy : new StrictPolicy(options.policy ?? {});
   const limits = options.limits ?? {};
-  if (typeof limits !== 'object' || limits === null) throw invalid('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
+  if (typeof limits !== 'object' || limits === null) throw invalidOption('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
   return {
     agents: resolveAgents(options.agents),
     policy,
     tools: resolveTools(options.tools),
-    maxConcurrency: positiveInteger(options.maxConcurrency ?? 4, 'maxConcurrency'),
+    maxConcurrency: positiveIntegerOption(options.maxConcurrency ?? 4, 'maxConcurrency'),
     limits: {
-      bodyLimit: positiveInteger(limits.bodyLimit ?? DEFAULT_SERVER_LIMITS.bodyLimit, 'limits.bodyLimit'),
-      maxTaskLength: positiveInteger(limits.maxTaskLength ?? DEFAULT_SERVER_LIMITS.maxTaskLength, 'limits.maxTaskLength'),
-      maxConcurrentRuns: positiveInteger(limits.maxConcurrentRuns ?? DEFAULT_SERVER_LIMITS.maxConcurrentRuns, 'limits.maxConcurrentRuns'),
+      bodyLimit: positiveIntegerOption(limits.bodyLimit ?? DEFAULT_SERVER_LIMITS.bodyLimit, 'limits.bodyLimit'),
+      maxTaskLength: positiveIntegerOption(limits.maxTaskLength ?? DEFAULT_SERVER_LIMITS.maxTaskLength, 'limits.maxTaskLength'),
+      maxConcurrentRuns: positiveIntegerOption(limits.maxConcurrentRuns ?? DEFAULT_SERVER_LIMITS.maxConcurrentRuns, 'limits.maxConcurrentRuns'),
     },
     apiKeys: resolveApiKeys(options.apiKeys, env),
     store: resolveStore(options.store),
@@ -130,7 +131,7 @@ export function resolveApiKeys(keys: readonly string[] | undefined, env: NodeJS.
       .filter((key) => key.length > 0);
     return checkKeys(fromEnv, 'OAO_API_KEYS');
   }
-  if (!Array.isArray(keys)) throw invalid('apiKeys', `Expected apiKeys to be an array of strings, got ${typeOf(keys)}`);
+  if (!Array.isArray(keys)) throw invalidOption('apiKeys', `Expected apiKeys to be an array of strings, got ${typeOf(keys)}`);
   return checkKeys(keys, 'apiKeys');
 }
 
@@ -138,7 +139,7 @@ function checkKeys(keys: readonly unknown[], source: string): readonly string[] 
   keys.forEach((key, index) => {
     // Visible ASCII only: anything else cannot travel in an Authorization header unchanged.
     if (typeof key !== 'string' || !/^[\x21-\x7e]+$/.test(key)) {
-      throw invalid(source === 'apiKeys' ? `apiKeys.${index}` : source, `API key ${index} of ${source} must be a non-empty string of visible ASCII characters without spaces`);
+      throw invalidOption(source === 'apiKeys' ? `apiKeys.${index}` : source, `API key ${index} of ${source} must be a non-empty string of visible ASCII characters without spaces`);
     }
   });
   return Object.freeze([...new Set(keys as string[])]);
@@ -146,13 +147,13 @@ function checkKeys(keys: readonly unknown[], source: string): readonly string[] 
 
 function resolveAgents(agents: unknown): ReadonlyMap<string, AgentLike> {
   if (typeof agents !== 'object' || agents === null || Array.isArray(agents)) {
-    throw invalid('agents', `Expected agents to be an object of named agents, got ${typeOf(agents)}`);
+    throw invalidOption('agents', `Expected agents to be an object of named agents, got ${typeOf(agents)}`);
   }
   const names = Object.keys(agents);
-  if (names.length === 0) throw invalid('agents', 'Expected at least one agent in agents');
+  if (names.length === 0) throw invalidOption('agents', 'Expected at least one agent in agents');
   const map = new Map<string, AgentLike>();
   for (const name of names) {
-    if (name.length > 200) throw invalid(`agents.${name.slice(0, 20)}...`, 'Agent names must be at most 200 characters');
+    if (name.length > 200) throw invalidOption(`agents.${name.slice(0, 20)}...`, 'Agent names must be at most 200 characters');
     const agent = (agents as Record<string, unknown>)[name];
     try {
       checkAgent(agent);
@@ -168,10 +169,10 @@ function resolveAgents(agents: unknown): ReadonlyMap<string, AgentLike> {
 function resolveTools(tools: unknown): ToolSet | undefined {
   if (tools === undefined) return undefined;
   if (typeof tools !== 'object' || tools === null || Array.isArray(tools)) {
-    throw invalid('tools', `Expected tools to be an object of functions, got ${typeOf(tools)}`);
+    throw invalidOption('tools', `Expected tools to be an object of functions, got ${typeOf(tools)}`);
   }
   for (const [name, tool] of Object.entries(tools)) {
-    if (typeof tool !== 'function') throw invalid(`tools.${name}`, `Tool "${name}" must be a function, got ${typeOf(tool)}`);
+    if (typeof tool !== 'function') throw invalidOption(`tools.${name}`, `Tool "${name}" must be a function, got ${typeOf(tool)}`);
   }
   return tools as ToolSet;
 }
@@ -181,7 +182,7 @@ function resolveStore(store: unknown): RunStore {
   const candidate = store as Record<string, unknown> | null;
   for (const method of ['put', 'get', 'list', 'delete']) {
     if (typeof candidate?.[method] !== 'function') {
-      throw invalid('store', `Expected store to implement RunStore (put, get, list, delete); "${method}" is missing`);
+      throw invalidOption('store', `Expected store to implement RunStore (put, get, list, delete); "${method}" is missing`);
     }
   }
   return store as RunStore;
@@ -191,14 +192,14 @@ function resolveLogger(logger: unknown): boolean | FastifyLoggerOptions {
   if (logger === undefined) return false;
   if (typeof logger === 'boolean') return logger;
   if (typeof logger === 'object' && logger !== null) return logger;
-  throw invalid('logger', `Expected logger to be a boolean or Fastify logger options, got ${typeOf(logger)}`);
+  throw invalidOption('logger', `Expected logger to be a boolean or Fastify logger options, got ${typeOf(logger)}`);
 }
 
 function resolveClock(clock: unknown): Clock | undefined {
   if (clock === undefined) return undefined;
   const candidate = clock as Record<string, unknown> | null;
   if (typeof candidate?.now !== 'function' || typeof candidate.setTimeout !== 'function' || typeof candidate.clearTimeout !== 'function') {
-    throw invalid('clock', 'Expected clock to have now(), setTimeout() and clearTimeout()');
+    throw invalidOption('clock', 'Expected clock to have now(), setTimeout() and clearTimeout()');
   }
   return clock as Clock;
 }
@@ -208,7 +209,7 @@ function resolveMetrics(metrics: unknown): Metrics | undefined {
   const candidate = metrics as Record<string, unknown> | null;
   for (const method of ['observe', 'observeSupervisor', 'metricsText']) {
     if (typeof candidate?.[method] !== 'function') {
-      throw invalid('metrics', `Expected metrics to come from createMetrics() (open-agent-orchestrator/metrics); "${method}" is missing`);
+      throw invalidOption('metrics', `Expected metrics to come from createMetrics() (open-agent-orchestrator/metrics); "${method}" is missing`);
     }
   }
   return metrics as Metrics;
@@ -217,22 +218,11 @@ function resolveMetrics(metrics: unknown): Metrics | undefined {
 function resolveInspect(inspect: unknown): OaoInspector | undefined {
   if (inspect === undefined || typeof inspect === 'function') return inspect as OaoInspector | undefined;
   if (typeof inspect === 'object' && inspect !== null && typeof (inspect as { next?: unknown }).next === 'function') return inspect;
-  throw invalid('inspect', `Expected inspect to be an XState inspector (a function or an observer with next()), got ${typeOf(inspect)}`);
+  throw invalidOption('inspect', `Expected inspect to be an XState inspector (a function or an observer with next()), got ${typeOf(inspect)}`);
 }
 
 function resolveFlag(value: unknown, field: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw invalid(field, `Expected ${field} to be a boolean, got ${typeOf(value)}`);
+  if (typeof value !== 'boolean') throw invalidOption(field, `Expected ${field} to be a boolean, got ${typeOf(value)}`);
   return value;
-}
-
-function positiveInteger(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw invalid(field, `Expected ${field} to be an integer from 1 and up, got ${typeof value === 'number' ? value : typeOf(value)}`);
-  }
-  return value;
-}
-
-function invalid(field: string, message: string): OaoError {
-  return new OaoError('OAO_ERR_INVALID_ARGUMENT', message, { details: { field } });
 }

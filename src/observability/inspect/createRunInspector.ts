@@ -2,6 +2,7 @@ import { createInspector, type StatelyInspectionEvent } from '@statelyai/inspect
 import type { InspectionEvent } from 'xstate';
 import WebSocket from 'ws';
 import { OaoError } from '../../errors.js';
+import { invalidOption, positiveIntegerOption } from '../../options.js';
 import { inspectRuns } from './inspectRuns.js';
 import { toInspectorJson } from './toInspectorJson.js';
 
@@ -73,16 +74,16 @@ const CLOSE_WAIT_MS = 1_000;
  */
 export function createRunInspector(options: RunInspectorOptions = {}): RunInspector {
   if (typeof options !== 'object' || options === null) {
-    throw invalid('options', `Expected inspector options to be an object, got ${options === null ? 'null' : typeof options}`);
+    throw invalidOption('options', `Expected inspector options to be an object, got ${options === null ? 'null' : typeof options}`);
   }
   const url = options.url ?? DEFAULT_INSPECTOR_URL;
   if (typeof url !== 'string' || !/^wss?:\/\//.test(url) || !URL.canParse(url)) {
-    throw invalid('url', `Expected url to be a ws:// or wss:// URL, got ${JSON.stringify(url)}`);
+    throw invalidOption('url', `Expected url to be a ws:// or wss:// URL, got ${JSON.stringify(url)}`);
   }
-  const maxBuffered = positiveInteger(options.maxBufferedMessages ?? 1_000, 'maxBufferedMessages');
-  const depthLimit = positiveInteger(options.serializationDepthLimit ?? 10, 'serializationDepthLimit');
-  if (options.filter !== undefined && typeof options.filter !== 'function') throw invalid('filter', 'Expected filter to be a function');
-  if (options.onError !== undefined && typeof options.onError !== 'function') throw invalid('onError', 'Expected onError to be a function');
+  const maxBuffered = positiveIntegerOption(options.maxBufferedMessages ?? 1_000, 'maxBufferedMessages');
+  const depthLimit = positiveIntegerOption(options.serializationDepthLimit ?? 10, 'serializationDepthLimit');
+  if (options.filter !== undefined && typeof options.filter !== 'function') throw invalidOption('filter', 'Expected filter to be a function');
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw invalidOption('onError', 'Expected onError to be a function');
 
   let warned = false;
   const onError =
@@ -245,15 +246,4 @@ function within(ms: number, begin: (done: (value: boolean) => void) => void): Pr
 function unrefSocket(socket: WebSocket): void {
   const raw = (socket as unknown as { _socket?: { unref?: () => void } })._socket;
   raw?.unref?.();
-}
-
-function positiveInteger(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw invalid(field, `Expected ${field} to be an integer from 1 and up, got ${typeof value === 'number' ? value : typeof value}`);
-  }
-  return value;
-}
-
-function invalid(field: string, message: string): OaoError {
-  return new OaoError('OAO_ERR_INVALID_ARGUMENT', message, { details: { field } });
 }

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { filter, Observable, takeWhile } from 'rxjs';
 import { createActor, type Actor } from 'xstate';
 import type { AgentLike, ToolSet } from './agent.js';
-import { OaoError } from './errors.js';
+import { OaoError, safeString } from './errors.js';
+import { ownRecord } from './policy/schema.js';
 import type { BatchEvent, BatchEventOf, BatchEventType, BatchProgress } from './events/batchSchema.js';
 import { EventHub } from './events/EventHub.js';
 import { supervisorMachine, type SupervisorMachine } from './machines/supervisorMachine.js';
@@ -143,9 +144,8 @@ export class MultiAgentOrchestrator {
     const names = Object.keys(agents);
     const jobs = names.map((name) => ({ name, agent: agents[name] as AgentLike, task, tools, policy }));
     const reports = await this.submit(jobs, { signal }).reports;
-    const results: Record<string, ExecutionReport> = {};
-    names.forEach((name, index) => (results[name] = reports[index] as ExecutionReport));
-    return results;
+    // Own data properties: an agent may be named "constructor" or "__proto__".
+    return ownRecord(names.map((name, index): [string, ExecutionReport] => [name, reports[index] as ExecutionReport]));
   }
 
   /** Runs every job; resolves with one report per job, in submission order. */
@@ -266,7 +266,7 @@ export class MultiAgentOrchestrator {
       events$,
       reports,
       progress: () => batch.progress(),
-      cancel: (reason = 'cancelled by caller') => actor.send({ type: 'CANCEL', reason: String(reason) }),
+      cancel: (reason = 'cancelled by caller') => actor.send({ type: 'CANCEL', reason: safeString(reason) || 'cancelled by caller' }),
     };
   }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Observable } from 'rxjs';
 import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
-import { OaoError } from './errors.js';
+import { OaoError, safeString } from './errors.js';
 import { EventHub } from './events/EventHub.js';
 import type { OaoEvent, OaoEventOf, OaoEventType } from './events/schema.js';
 import { agentLifecycleMachine, type AgentLifecycleMachine } from './machines/agentLifecycleMachine.js';
@@ -195,7 +195,8 @@ class Handle implements RunHandle {
   }
 
   cancel(reason = 'cancelled by caller'): void {
-    this.#session.cancel(String(reason));
+    // Never throws, whatever the reason is (a Proxy, a throwing toString).
+    this.#session.cancel(safeString(reason) || 'cancelled by caller');
   }
 
   events(): readonly OaoEvent[] {

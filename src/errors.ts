@@ -239,18 +239,65 @@ export interface SerializedError {
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
-/** Turns anything thrown by user code into a JSON-safe summary without losing its message. */
+/** Turns anything thrown by user code into a JSON-safe summary without losing its message. Never throws. */
 export function serializeError(error: unknown): SerializedError {
-  if (OaoError.isInstance(error)) return error.toJSON();
-  if (error instanceof Error) {
-    return { name: error.name, code: 'OAO_ERR_AGENT_FAILED', message: error.message || error.name };
+  try {
+    if (OaoError.isInstance(error)) return serializeOaoError(error);
+    if (error instanceof Error) {
+      const message = safeString(error.message);
+      return { name: safeString(error.name) || 'Error', code: 'OAO_ERR_AGENT_FAILED', message: message || safeString(error.name) || 'Error' };
+    }
+    return { name: 'NonError', code: 'OAO_ERR_AGENT_FAILED', message: `Agent threw a non-Error value: ${describeThrown(error)}` };
+  } catch {
+    // A Proxy or a getter that throws: the value cannot be inspected at all.
+    return { name: 'NonError', code: 'OAO_ERR_AGENT_FAILED', message: 'Agent threw a value that cannot be inspected' };
   }
-  return { name: 'NonError', code: 'OAO_ERR_AGENT_FAILED', message: `Agent threw a non-Error value: ${describeThrown(error)}` };
+}
+
+/**
+ * An OAO error, or something that carries the brand (a copy of the package loaded twice, or a
+ * forgery): only a known code, a string message and JSON-safe details are kept.
+ */
+function serializeOaoError(error: OaoError): SerializedError {
+  const code = typeof error.code === 'string' && Object.hasOwn(errorRegistry, error.code) ? error.code : 'OAO_ERR_AGENT_FAILED';
+  const details = jsonCopy(error.details);
+  return {
+    name: safeString(error.name) || 'OaoError',
+    code,
+    message: safeString(error.message) || errorRegistry[code].message,
+    ...(details !== null && typeof details === 'object' && !Array.isArray(details) ? { details: details as Record<string, unknown> } : {}),
+  };
+}
+
+function jsonCopy(value: unknown): unknown {
+  if (value === undefined) return undefined;
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
+  }
+}
+
+/** String(value) that never throws (a throwing toString, a Proxy, a symbol). */
+export function safeString(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value === undefined || value === null) return '';
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- any thrown value, printed as well as it can be
+    return String(value);
+  } catch {
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      return '[value that cannot be printed]';
+    }
+  }
 }
 
 function describeThrown(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
-  if (value === null || typeof value !== 'object') return String(value);
+  if (value === null || typeof value !== 'object') return safeString(value);
   try {
     return JSON.stringify(value) ?? Object.prototype.toString.call(value);
   } catch {
@@ -258,9 +305,16 @@ function describeThrown(value: unknown): string {
   }
 }
 
-/** Whether a failed agent call may be retried: policy violations and aborts never are. */
+/**
+ * Whether a failed agent call may be retried: policy violations and aborts never are. Never throws:
+ * an error whose `retryable` cannot be read is not retried.
+ */
 export function isRetryable(error: unknown): boolean {
-  if (OaoError.isInstance(error)) return error.retryable;
-  if (typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === false) return false;
-  return true;
+  try {
+    if (OaoError.isInstance(error)) return error.retryable === true;
+    if (typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === false) return false;
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -47,8 +47,15 @@ export const agentCallLogic = fromCallback<EventObject, AgentCallInput>(({ input
   const scope = new CallScope(session, phase, phase === 'plan' ? 0 : session.steps, session.attempt || 1);
   session.setActiveScope(scope);
 
+  // A result (or failure) that arrives after the deadline is a timeout, whatever it says: the step
+  // may have blocked the event loop so the deadline's timer could not fire first.
+  const late = (): boolean => {
+    if (!session.pastDeadline) return false;
+    session.timeOut();
+    return true;
+  };
   const succeed = (raw: unknown): void => {
-    if (scope.aborted) return;
+    if (scope.aborted || late()) return;
     let checked: unknown;
     try {
       checked = check(phase, raw, value);
@@ -59,29 +66,35 @@ export const agentCallLogic = fromCallback<EventObject, AgentCallInput>(({ input
     sendBack({ type: 'AGENT.DONE', phase, value: checked } satisfies AgentCallEvent);
   };
   const fail = (error: unknown): void => {
-    if (scope.aborted) return;
+    if (scope.aborted || late()) return;
     sendBack({ type: 'AGENT.ERROR', phase, error } satisfies AgentCallEvent);
   };
 
   let result: unknown;
+  let thenable: boolean;
   try {
     result = callAgent(session, phase, value, scope);
+    // Reading `then` is agent code too (a getter, a Proxy): it may throw.
+    thenable = isPromiseLike(result);
   } catch (error) {
     fail(error);
     return () => release(session, scope);
   }
-  if (isPromiseLike(result)) {
-    if (session.syncOnly) {
-      Promise.resolve(result).then(noop, noop);
-      fail(new OaoError('OAO_ERR_ASYNC_IN_SYNC_RUN', `runSync() needs a synchronous agent, but its ${phase} returned a promise`));
-    } else {
-      result.then(succeed, fail);
-    }
-  } else {
+  if (!thenable) {
     succeed(result);
+  } else if (session.syncOnly) {
+    settleQuietly(result as PromiseLike<unknown>);
+    fail(new OaoError('OAO_ERR_ASYNC_IN_SYNC_RUN', `runSync() needs a synchronous agent, but its ${phase} returned a promise`));
+  } else {
+    // Adopted through a real promise: a `then` that throws, or calls back twice, is handled there.
+    Promise.resolve(result).then(succeed, fail);
   }
   return () => release(session, scope);
 });
+
+function settleQuietly(result: PromiseLike<unknown>): void {
+  Promise.resolve(result).then(noop, noop);
+}
 
 function release(session: RunSession, scope: CallScope): void {
   const stopError = session.stopError;

@@ -1,8 +1,8 @@
 import { assign, setup } from 'xstate';
-import type { Agent, ReviewDecision } from '../agent.js';
+import type { ReviewDecision } from '../agent.js';
 import { agentCallLogic, type AgentCallEvent } from '../actors/agentCall.js';
 import { isRetryable } from '../errors.js';
-import { checkTokens, retryDelay } from '../policy/checks.js';
+import { retryDelay } from '../policy/checks.js';
 import type { ExecutionReport, LifecycleState } from '../report/schema.js';
 import type { NormalizedStep } from '../runtime/agentOutput.js';
 import type { RunSession, StopEvent } from '../runtime/RunSession.js';
@@ -56,14 +56,13 @@ export const agentLifecycleMachine = setup({
   },
   guards: {
     stopRequested: ({ context }) => context.session.stopping,
-    hasPlanner: ({ context }) => typeof (context.session.agent as Partial<Agent>).plan === 'function',
-    hasReviewer: ({ context }) => typeof (context.session.agent as Partial<Agent>).review === 'function',
+    hasPlanner: ({ context }) => context.session.hasPlanner,
+    hasReviewer: ({ context }) => context.session.hasReviewer,
     canStartStep: ({ context }) => context.session.canStartStep(),
     reviewSaysDone: ({ event }) => ((event as Done).value as ReviewDecision).done,
     outputOverBudget: ({ context, event }) => {
       const usage = ((event as Done).value as NormalizedStep).usage;
-      const session = context.session;
-      return usage !== null && checkTokens(session.limits, session.tokensTotal + usage.total) !== null;
+      return usage !== null && context.session.tokensWouldExceed(usage.total);
     },
     canRetry: ({ context, event }) => {
       const session = context.session;
@@ -129,7 +128,12 @@ export const agentLifecycleMachine = setup({
       initial: 'deciding',
       states: {
         deciding: {
-          always: [{ guard: 'hasPlanner', target: 'planning' }, { target: EXECUTE }],
+          // The first step is guarded like every other: a batch's shared maxSteps may already be spent.
+          always: [
+            { guard: 'hasPlanner', target: 'planning' },
+            { guard: 'canStartStep', target: EXECUTE },
+            { target: FAILED, actions: 'refuseStep' },
+          ],
         },
         planning: {
           invoke: {
@@ -137,7 +141,10 @@ export const agentLifecycleMachine = setup({
             input: ({ context }) => ({ session: context.session, phase: 'plan' as const, value: context.session.task }),
           },
           on: {
-            'AGENT.DONE': { target: EXECUTE, actions: ['recordPlan', 'takePlan'] },
+            'AGENT.DONE': [
+              { guard: 'canStartStep', target: EXECUTE, actions: ['recordPlan', 'takePlan'] },
+              { target: FAILED, actions: ['recordPlan', 'refuseStep'] },
+            ],
             'AGENT.ERROR': { target: FAILED, actions: 'failWithAgentError' },
           },
         },

@@ -1,6 +1,6 @@
 import { OaoError } from '../errors.js';
 import { canonicalJson } from '../report/canonicalJson.js';
-import { DEFAULT_LIMITS, deepFreeze, policyOptionsSchema, type PolicyLimits, type PolicyOptions } from './schema.js';
+import { DEFAULT_LIMITS, deepFreeze, ownRecord, policyOptionsSchema, type PolicyLimits, type PolicyOptions } from './schema.js';
 
 /**
  * The hard limits of a run: steps, tokens, tool calls, wall time, which tools may run and how often,
@@ -89,7 +89,7 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
     tools: {
       allow: options.tools?.allow ? [...new Set(options.tools.allow)].sort() : base.tools.allow,
       deny: options.tools?.deny ? [...new Set(options.tools.deny)].sort() : base.tools.deny,
-      maxCalls: options.tools?.maxCalls ? { ...options.tools.maxCalls } : base.tools.maxCalls,
+      maxCalls: options.tools?.maxCalls ? ownRecord(Object.entries(options.tools.maxCalls)) : base.tools.maxCalls,
     },
     retry: {
       maxRetries: options.retry?.maxRetries ?? base.retry.maxRetries,
@@ -101,9 +101,9 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
 }
 
 function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
-  const maxCalls: Record<string, number> = { ...a.tools.maxCalls };
+  const maxCalls = new Map(Object.entries(a.tools.maxCalls));
   for (const [tool, limit] of Object.entries(b.tools.maxCalls)) {
-    maxCalls[tool] = Math.min(limit, maxCalls[tool] ?? limit);
+    maxCalls.set(tool, Math.min(limit, maxCalls.get(tool) ?? limit));
   }
   let allow: string[] | null;
   if (a.tools.allow === null) allow = b.tools.allow;
@@ -120,7 +120,7 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
     tools: {
       allow,
       deny: [...new Set([...a.tools.deny, ...b.tools.deny])].sort(),
-      maxCalls,
+      maxCalls: ownRecord(maxCalls),
     },
     retry: {
       maxRetries: Math.min(a.retry.maxRetries, b.retry.maxRetries),

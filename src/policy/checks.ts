@@ -47,7 +47,8 @@ export function checkToolCall(
       tool,
     };
   }
-  const perTool = rules.maxCalls[tool];
+  // Own keys only: a tool may be named "constructor" or "toString".
+  const perTool = Object.hasOwn(rules.maxCalls, tool) ? rules.maxCalls[tool] : undefined;
   if (perTool !== undefined && callsOfTool + 1 > perTool) {
     return {
       rule: 'tool_max_calls',
@@ -60,15 +61,46 @@ export function checkToolCall(
   return null;
 }
 
-/** Is a run that has used `totalTokens` over its token budget? */
+/**
+ * Is a run that has used `totalTokens` over its token budget? A total that is not a safe integer
+ * (a sum that lost precision) is always over it.
+ */
 export function checkTokens(limits: PolicyLimits, totalTokens: number): PolicyViolation | null {
   if (totalTokens <= limits.maxTokens) return null;
+  if (!Number.isSafeInteger(totalTokens)) {
+    return {
+      rule: 'max_tokens',
+      message: `Token usage would pass ${Number.MAX_SAFE_INTEGER} (the largest safe integer) and exceeds maxTokens (${limits.maxTokens})`,
+      limit: limits.maxTokens,
+      attempted: Number.MAX_SAFE_INTEGER,
+    };
+  }
   return {
     rule: 'max_tokens',
     message: `Token usage ${totalTokens} exceeds maxTokens (${limits.maxTokens})`,
     limit: limits.maxTokens,
     attempted: totalTokens,
   };
+}
+
+/** May a model call start, given the tokens already spent? Any call would spend at least one more. */
+export function checkModelCall(limits: PolicyLimits, totalTokens: number): PolicyViolation | null {
+  if (totalTokens < limits.maxTokens) return null;
+  return {
+    rule: 'max_tokens',
+    message: `Model call refused: the token budget (${limits.maxTokens}) is spent`,
+    limit: limits.maxTokens,
+    attempted: totalTokens + 1,
+  };
+}
+
+/**
+ * Has a run that has been live for `elapsedMs` passed its deadline? Reaching the limit exactly is
+ * allowed. Asked when an agent's result arrives, so a step that blocked the event loop past the
+ * deadline (and so kept the timer from firing) still ends as a timeout.
+ */
+export function deadlinePassed(limits: PolicyLimits, elapsedMs: number): boolean {
+  return elapsedMs > limits.timeoutMs;
 }
 
 /** The delay before retry number `retry` (1-based) of a failed step. */

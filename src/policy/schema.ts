@@ -5,10 +5,41 @@ const positiveCount = z.number().int().positive();
 /** setTimeout cannot wait longer than this; a larger timeout would fire at once. */
 export const MAX_TIMEOUT_MS = 2_147_483_647;
 
+/**
+ * Per-tool limits keyed by tool name. Not `z.record`: it drops an own `__proto__` key, and a tool
+ * may be named after any `Object.prototype` member. Every own key is kept as data.
+ */
+const toolLimitsSchema = z.custom<Record<string, number>>().transform((value, ctx) => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    ctx.addIssue({ code: 'custom', message: `Expected an object of tool names to call limits, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}` });
+    return z.NEVER;
+  }
+  const entries: [string, number][] = [];
+  for (const key of Object.keys(value)) {
+    const limit = (value as Record<string, unknown>)[key];
+    if (key.length === 0) {
+      ctx.addIssue({ code: 'custom', path: [key], message: 'A tool name must not be empty' });
+      continue;
+    }
+    const parsed = count.safeParse(limit);
+    if (!parsed.success) {
+      ctx.addIssue({ code: 'custom', path: [key], message: parsed.error.issues[0]?.message ?? 'Expected a non-negative integer' });
+      continue;
+    }
+    entries.push([key, parsed.data]);
+  }
+  return ownRecord(entries);
+});
+
+/** A plain object whose keys are all own data properties, `__proto__` included. */
+export function ownRecord<V>(entries: Iterable<readonly [string, V]>): Record<string, V> {
+  return Object.fromEntries(entries);
+}
+
 export const toolRulesSchema = z.strictObject({
   allow: z.array(z.string().min(1)).optional(),
   deny: z.array(z.string().min(1)).optional(),
-  maxCalls: z.record(z.string().min(1), count).optional(),
+  maxCalls: toolLimitsSchema.optional(),
 });
 
 export const retryOptionsSchema = z.strictObject({

@@ -19,7 +19,8 @@ function sortKeys(value: unknown, ancestors: Set<object>): unknown {
   if (Array.isArray(value)) {
     result = value.map((item) => sortKeys(item, ancestors));
   } else {
-    const sorted: Record<string, unknown> = {};
+    // Null prototype: a key named "__proto__" is data here, as it is in JSON.
+    const sorted = Object.create(null) as Record<string, unknown>;
     for (const key of Object.keys(value).sort()) sorted[key] = sortKeys((value as Record<string, unknown>)[key], ancestors);
     result = sorted;
   }

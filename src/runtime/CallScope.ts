@@ -1,5 +1,6 @@
 import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, UsageReport } from '../agent.js';
-import { RunAbortedError } from '../errors.js';
+import { RunAbortedError, safeString } from '../errors.js';
+import { ownRecord } from '../policy/schema.js';
 import { parseUsage, parseUsageReport } from './agentOutput.js';
 import type { RunSession } from './RunSession.js';
 
@@ -135,19 +136,20 @@ class GovernedContext implements AgentContext {
 
   get tools(): Readonly<Record<string, GovernedTool>> {
     if (this.#tools === undefined) {
-      const tools: Record<string, GovernedTool> = {};
-      for (const name of this.#scope.session.toolNames) tools[name] = (args) => this.callTool(name, args);
-      this.#tools = Object.freeze(tools);
+      // Own data properties only, so a tool named "__proto__" or "constructor" is just a tool.
+      const names = this.#scope.session.toolNames;
+      this.#tools = Object.freeze(ownRecord(names.map((name): [string, GovernedTool] => [name, (args) => this.callTool(name, args)])));
     }
     return this.#tools;
   }
 
   callTool(name: string, args?: unknown): Promise<unknown> {
-    return this.#scope.session.callTool(this.#scope, String(name), args);
+    return this.#scope.session.callTool(this.#scope, safeString(name), args);
   }
 
   usage(tokens: UsageReport): void {
     const scope = this.#scope;
+    // Late (the call or the run has ended): a no-op, since it often comes from a detached callback.
     if (scope.aborted || scope.session.finished) return;
     scope.session.addUsage(parseUsageReport(tokens), 'reported');
   }

@@ -8,7 +8,8 @@ import {
   type SerializedError,
 } from '../errors.js';
 import type { EventCounters, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
-import { checkStepStart, checkTokens, checkToolCall, retryDelay } from '../policy/checks.js';
+import { checkModelCall, checkStepStart, checkTokens, checkToolCall, deadlinePassed, retryDelay } from '../policy/checks.js';
+import { deepFreeze, ownRecord } from '../policy/schema.js';
 import type { PolicyLimits } from '../policy/schema.js';
 import type {
   ExecutionReport,
@@ -46,6 +47,9 @@ export interface RunSessionInit {
   readonly record: boolean;
   readonly syncOnly: boolean;
   readonly shared?: SharedBudget | undefined;
+  /** Whether the agent has `plan` / `review`, read once when the request was checked. */
+  readonly hasPlanner?: boolean;
+  readonly hasReviewer?: boolean;
 }
 
 interface StateRecord {
@@ -84,6 +88,8 @@ export class RunSession {
   readonly clock: Clock;
   readonly syncOnly: boolean;
   readonly shared: SharedBudget | undefined;
+  readonly hasPlanner: boolean;
+  readonly hasReviewer: boolean;
 
   steps = 0;
   attempt = 0;
@@ -91,9 +97,11 @@ export class RunSession {
   tokensOut = 0;
   tokensTotal = 0;
   toolCalls = 0;
-  readonly toolCallsByName: Record<string, number> = {};
+  /** Keyed by tool name; a Map, since a tool may be named "constructor" or "__proto__". */
+  readonly toolCallsByName = new Map<string, number>();
   lastOutput: JsonValue = null;
-  lastStep: { step: number; input: unknown; output: JsonValue; usage: TokenUsage | null } | null = null;
+  /** Frozen: handed to `review`, which must not be able to change what the run recorded. */
+  lastStep: Readonly<{ step: number; input: unknown; output: JsonValue; usage: TokenUsage | null }> | null = null;
 
   /** Every event of the run, in order, when the session records them (see `record`). */
   readonly events: OaoEvent[] = [];
@@ -119,6 +127,8 @@ export class RunSession {
   #modelSeq = 0;
   #activeScope: CallScope | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
+  /** Tool bodies by name, own names only (never an inherited `constructor` or `toString`). */
+  readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown>;
 
   constructor(init: RunSessionInit) {
     this.executionId = init.executionId;
@@ -126,7 +136,7 @@ export class RunSession {
     this.agentName = init.agentName;
     this.task = init.task;
     this.tools = init.tools;
-    this.toolNames = init.toolNames;
+    this.toolNames = Object.isFrozen(init.toolNames) ? init.toolNames : Object.freeze([...init.toolNames]);
     this.limits = init.limits;
     this.executionHash = init.executionHash;
     this.clock = init.clock;
@@ -134,6 +144,17 @@ export class RunSession {
     this.record = init.record;
     this.syncOnly = init.syncOnly;
     this.shared = init.shared;
+    this.hasPlanner = init.hasPlanner ?? typeof (init.agent as { plan?: unknown }).plan === 'function';
+    this.hasReviewer = init.hasReviewer ?? typeof (init.agent as { review?: unknown }).review === 'function';
+    const bodies = new Map<string, (...args: never[]) => unknown>();
+    const tools = init.tools;
+    if (tools !== undefined) {
+      for (const name of init.toolNames) {
+        const body = Object.hasOwn(tools, name) ? tools[name] : undefined;
+        if (typeof body === 'function') bodies.set(name, body as (...args: never[]) => unknown);
+      }
+    }
+    this.#toolBodies = bodies;
   }
 
   get finished(): boolean {
@@ -159,7 +180,8 @@ export class RunSession {
     this.startedAt = this.clock.now();
     this.emit('EXECUTION_START', {
       agentName: this.agentName,
-      task: this.task,
+      // A copy: the task itself belongs to the caller and the agent; hooks see what was recorded.
+      task: this.wantsEvents ? toRecordable(this.task) : null,
       policy: this.limits,
       tools: this.toolNames as string[],
       executionHash: this.executionHash,
@@ -197,6 +219,9 @@ export class RunSession {
       counters: this.counters(),
       payload,
     } as OaoEvent;
+    // Every value in a payload is the runtime's own copy; freezing them means no hook or subscriber
+    // can change what another one (or the run's record) sees.
+    deepFreeze(event);
     if (this.record) this.events.push(event);
     if (this.#listeners !== undefined) {
       for (const listener of this.#listeners) listener(event);
@@ -239,6 +264,16 @@ export class RunSession {
 
   // ---- steps and spend ----------------------------------------------------------------------
 
+  /** Has the run been live longer than its time limit, by its clock now? */
+  get pastDeadline(): boolean {
+    return deadlinePassed(this.limits, this.clock.now() - this.startedAt);
+  }
+
+  /** Would charging `tokens` more take the run (or its batch) past a token budget? */
+  tokensWouldExceed(tokens: number): boolean {
+    return checkTokens(this.limits, this.tokensTotal + tokens) !== null || (this.shared !== undefined && this.shared.checkTokens(tokens) !== null);
+  }
+
   canStartStep(): boolean {
     return checkStepStart(this.limits, this.steps) === null && (this.shared === undefined || this.shared.checkStep() === null);
   }
@@ -270,7 +305,7 @@ export class RunSession {
 
   completeStep(input: unknown, result: NormalizedStep): void {
     this.lastOutput = result.output;
-    this.lastStep = { step: this.steps, input, output: result.output, usage: result.usage };
+    this.lastStep = Object.freeze({ step: this.steps, input, output: result.output, usage: result.usage });
     if (this.wantsEvents) this.emit('STEP_COMPLETE', { step: this.steps, attempt: this.attempt, output: result.output, usage: result.usage });
     else this.#seq++;
     if (result.usage !== null) this.addUsage(result.usage, 'output', false);
@@ -316,6 +351,14 @@ export class RunSession {
   /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
   addUsage(usage: TokenUsage, source: 'reported' | 'output' | 'model', notifyActor = true): void {
     if (usage.total === 0 && usage.input === 0 && usage.output === 0) return;
+    const total = this.tokensTotal + usage.total;
+    if (!Number.isSafeInteger(total) || !Number.isSafeInteger(this.tokensIn + usage.input) || !Number.isSafeInteger(this.tokensOut + usage.output)) {
+      // The totals would lose precision: refuse the charge (the counters stay exact) and stop the run.
+      const violation = checkTokens(this.limits, Number.MAX_SAFE_INTEGER + 1) as PolicyViolation;
+      if (notifyActor) this.violate(violation);
+      else this.recordViolation(violation);
+      return;
+    }
     this.#counters = undefined;
     this.tokensIn += usage.input;
     this.tokensOut += usage.output;
@@ -340,7 +383,7 @@ export class RunSession {
     const callId = `t${++this.#toolSeq}`;
     const step = scope.step;
     const violation =
-      checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName[name] ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
+      checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
     if (violation !== null) {
       this.emit('TOOL_DENIED', {
         step,
@@ -356,8 +399,8 @@ export class RunSession {
       this.violate(violation);
       return rejectHandled(error);
     }
-    const body = this.tools?.[name];
-    if (typeof body !== 'function') {
+    const body = this.#toolBodies.get(name);
+    if (body === undefined) {
       return rejectHandled(
         new OaoError('OAO_ERR_UNKNOWN_TOOL', `The run has no tool named "${name}"`, {
           details: { tool: name, tools: [...this.toolNames] },
@@ -366,7 +409,7 @@ export class RunSession {
     }
     this.#counters = undefined;
     this.toolCalls += 1;
-    this.toolCallsByName[name] = (this.toolCallsByName[name] ?? 0) + 1;
+    this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
     this.shared?.chargeToolCall();
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
     const startedAt = this.clock.now();
@@ -382,16 +425,24 @@ export class RunSession {
     };
     let result: unknown;
     try {
-      result = body(args, { signal: scope.signal, executionId: this.executionId, callId, tool: name });
+      result = (body as (args: unknown, ctx: unknown) => unknown)(args, { signal: scope.signal, executionId: this.executionId, callId, tool: name });
     } catch (error) {
       settle(false, error);
       return rejectHandled(error);
     }
-    if (!isPromiseLike(result)) {
+    let thenable: boolean;
+    try {
+      thenable = isPromiseLike(result);
+    } catch (error) {
+      settle(false, error);
+      return rejectHandled(error);
+    }
+    if (!thenable) {
       settle(true, result);
       return Promise.resolve(result);
     }
     // The agent sees the call end when the body settles or when its step is aborted, whichever is first.
+    // (A thenable whose `then` throws becomes a rejection here, never an exception in the runtime.)
     return scope.race(
       Promise.resolve(result).then(
         (value) => {
@@ -413,15 +464,7 @@ export class RunSession {
   beginModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
     const refusal = scope.refusal();
     if (refusal !== undefined) throw refusal;
-    const violation: PolicyViolation | null =
-      this.tokensTotal >= this.limits.maxTokens
-        ? {
-            rule: 'max_tokens',
-            message: `Model call refused: the token budget (${this.limits.maxTokens}) is spent`,
-            limit: this.limits.maxTokens,
-            attempted: this.tokensTotal + 1,
-          }
-        : (this.shared?.checkModelCall() ?? null);
+    const violation = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
     if (violation !== null) {
       if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
       this.violate(violation);
@@ -494,7 +537,11 @@ export class RunSession {
 
   /** The deadline passed: the run's own, or (with a message) its batch's. */
   timeOut(message = `The run exceeded its time limit of ${this.limits.timeoutMs} ms`): void {
-    this.#deadline = undefined;
+    if (this.#deadline !== undefined) {
+      // Called when a late result arrived before the timer could fire (the event loop was blocked).
+      this.clock.clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
     if (this.termination !== undefined || this.finished) return;
     this.termination = { reason: 'timeout', message };
     const error = new RunAbortedError('OAO_ERR_TIMEOUT', message);
@@ -533,7 +580,7 @@ export class RunSession {
     const finishedAt = this.clock.now();
     const termination: Termination =
       status === 'SUCCESS' ? { reason: 'completed' } : (this.termination ?? { reason: 'error', message: 'The run failed' });
-    const byTool: Record<string, number> = this.toolCalls === 0 ? {} : { ...this.toolCallsByName };
+    const byTool = ownRecord(this.toolCallsByName);
     const report: ExecutionReport = {
       executionId: this.executionId,
       agentName: this.agentName,
@@ -551,7 +598,8 @@ export class RunSession {
       finishedAt: new Date(finishedAt).toISOString(),
       executionHash: this.executionHash,
     };
-    this.report = report;
+    // Frozen before anyone sees it: a hook cannot change the report the caller receives.
+    this.report = deepFreeze(report);
     this.emit('EXECUTION_COMPLETE', { report });
     this.#listeners = undefined;
     this.#activeScope = undefined;

@@ -52,6 +52,13 @@ export class SharedBudget {
     return { ...shared('max_tool_calls', `Tool call would exceed the shared maxToolCalls (${max}) of the batch`, max, this.toolCalls + 1), tool };
   }
 
+  /** Would `tokens` more take the batch past its shared token budget? */
+  checkTokens(tokens: number): PolicyViolation | null {
+    const max = this.limits.maxTokens;
+    if (max === undefined || this.tokens + tokens <= max) return null;
+    return shared('max_tokens', `Token usage ${this.tokens + tokens} exceeds the shared maxTokens (${max}) of the batch`, max, this.tokens + tokens);
+  }
+
   /** Is the shared token budget already spent (so no model call may start)? */
   checkModelCall(): PolicyViolation | null {
     const max = this.limits.maxTokens;

@@ -1,5 +1,6 @@
 import type { ReviewDecision, UsageReport } from '../agent.js';
-import { OaoError } from '../errors.js';
+import { OaoError, serializeError } from '../errors.js';
+import { deepFreeze } from '../policy/schema.js';
 import type { JsonValue, TokenUsage } from '../report/schema.js';
 
 export interface NormalizedStep {
@@ -69,8 +70,9 @@ export function toJsonValue(value: unknown, field: string): JsonValue {
   if (text === undefined) {
     throw new OaoError('OAO_ERR_INVALID_AGENT_OUTPUT', `Agent ${field} serializes to nothing`);
   }
-  // A parsed copy: the report holds exactly what JSON holds, and later mutation by the agent cannot reach it.
-  return JSON.parse(text) as JsonValue;
+  // A parsed, frozen copy: the report holds exactly what JSON holds, and neither the agent (before or
+  // after it returns) nor a hook or a reviewer can change it once it is recorded.
+  return deepFreeze(JSON.parse(text) as JsonValue);
 }
 
 /** Like toJsonValue, but never throws: for recording tool arguments and results in events. */
@@ -79,7 +81,7 @@ export function toRecordable(value: unknown): JsonValue {
   try {
     return toJsonValue(value, 'value');
   } catch (error) {
-    return { $unserializable: error instanceof Error ? error.message : String(error) };
+    return Object.freeze({ $unserializable: OaoError.isInstance(error) ? error.message : serializeError(error).message });
   }
 }
 
@@ -87,6 +89,13 @@ function nonNegativeInteger(value: unknown, field: string): number {
   if (value === undefined || value === null) return 0;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
     throw new OaoError('OAO_ERR_INVALID_AGENT_OUTPUT', `Token count ${field} must be a non-negative integer, got ${describe(value)}`);
+  }
+  if (value > Number.MAX_SAFE_INTEGER) {
+    // Sums of such counts lose precision and end in Infinity; no real call spends this much.
+    throw new OaoError(
+      'OAO_ERR_INVALID_AGENT_OUTPUT',
+      `Token count ${field} must be at most ${Number.MAX_SAFE_INTEGER} (Number.MAX_SAFE_INTEGER), got ${describe(value)}`,
+    );
   }
   return value;
 }
@@ -96,7 +105,7 @@ export function parseUsage(value: unknown, field: string): TokenUsage | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'number') {
     const output = nonNegativeInteger(value, field);
-    return { input: 0, output, total: output };
+    return Object.freeze({ input: 0, output, total: output });
   }
   if (typeof value !== 'object') {
     throw new OaoError('OAO_ERR_INVALID_AGENT_OUTPUT', `${field} must be a number or a token usage object, got ${typeof value}`);
@@ -106,16 +115,24 @@ export function parseUsage(value: unknown, field: string): TokenUsage | null {
   const output = nonNegativeInteger(u.output ?? u.output_tokens ?? u.completionTokens, `${field}.output`);
   const reportedTotal = u.total ?? u.total_tokens ?? u.totalTokens;
   const total = reportedTotal === undefined ? input + output : nonNegativeInteger(reportedTotal, `${field}.total`);
-  return { input, output, total: Math.max(total, input + output) };
+  if (input + output > Number.MAX_SAFE_INTEGER) {
+    throw new OaoError(
+      'OAO_ERR_INVALID_AGENT_OUTPUT',
+      `Token counts ${field}.input + ${field}.output must be at most ${Number.MAX_SAFE_INTEGER} (Number.MAX_SAFE_INTEGER)`,
+    );
+  }
+  return Object.freeze({ input, output, total: Math.max(total, input + output) });
 }
+
+const NO_USAGE: TokenUsage = Object.freeze({ input: 0, output: 0, total: 0 });
 
 /** `ctx.usage()` argument check: the same shapes, with errors aimed at the caller. */
 export function parseUsageReport(report: UsageReport): TokenUsage {
   try {
     const usage = parseUsage(report, 'usage');
-    return usage ?? { input: 0, output: 0, total: 0 };
+    return usage ?? NO_USAGE;
   } catch (error) {
-    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', (error as Error).message);
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', (error as Error).message, { details: { field: 'usage' } });
   }
 }
 

@@ -1,6 +1,7 @@
 import type { AgentLike, ToolSet } from '../agent.js';
-import { OaoError } from '../errors.js';
+import { OaoError, serializeError } from '../errors.js';
 import { typeOf } from '../options.js';
+import { ownRecord } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import { canonicalJson } from '../report/canonicalJson.js';
@@ -23,6 +24,12 @@ export interface RunRequest {
   readonly signal?: AbortSignal;
   /** Use this id instead of a generated one (it must be unique among live runs). */
   readonly executionId?: string;
+  /**
+   * The run's `agentName` in its report, events, executionHash and metrics labels (the server
+   * passes the name an agent is registered under).
+   * @default the agent's own `name`, else its class name, else `"agent"`
+   */
+  readonly agentName?: string;
 }
 
 
@@ -66,6 +73,8 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     syncOnly: env.syncOnly,
     record: env.record,
     shared: env.shared,
+    hasPlanner: checked.hasPlanner,
+    hasReviewer: checked.hasReviewer,
   });
   return { session, signal: checked.signal };
 }
@@ -73,6 +82,8 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
 interface CheckedRequest {
   agent: AgentLike;
   agentName: string;
+  hasPlanner: boolean;
+  hasReviewer: boolean;
   task: unknown;
   taskJson: string;
   tools: ToolSet | undefined;
@@ -88,10 +99,23 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   if (typeof request !== 'object' || request === null) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the run request to be an object, got ${typeOf(request)}`);
   }
-  const { task, tools, policy, signal, executionId } = request;
-  const agentName = checkAgent(request.agent);
-  const runnable = isLangChainRunnable(request.agent);
-  const agent = runnable ? runnableAgent(request.agent, agentName) : request.agent;
+  // Every field is read once, here: a getter that throws is a typed error naming the field.
+  const task = readField(request, 'task', 'task');
+  const tools = readField(request, 'tools', 'tools');
+  const policy = readField(request, 'policy', 'policy');
+  const signal = readField(request, 'signal', 'signal');
+  const executionId = readField(request, 'executionId', 'executionId');
+  const requestAgent = readField(request, 'agent', 'agent') as AgentLike;
+  const requestedName = readField(request, 'agentName', 'agentName');
+  if (requestedName !== undefined && (typeof requestedName !== 'string' || requestedName.length === 0)) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"agentName" must be a non-empty string, got ${typeOf(requestedName)}`, { details: { field: 'agentName' } });
+  }
+  const ownName = checkAgent(requestAgent);
+  const agentName = requestedName ?? ownName;
+  const runnable = isLangChainRunnable(requestAgent);
+  const agent = runnable ? runnableAgent(requestAgent, agentName) : requestAgent;
+  const hasPlanner = typeof agent !== 'function' && typeof readField(agent, 'plan', 'agent.plan', 'OAO_ERR_INVALID_AGENT') === 'function';
+  const hasReviewer = typeof agent !== 'function' && typeof readField(agent, 'review', 'agent.review', 'OAO_ERR_INVALID_AGENT') === 'function';
   if (task === undefined) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'The run request needs a "task"', { details: { field: 'task' } });
   }
@@ -104,7 +128,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
     });
   }
   // An agent may bring its own tools (the adapters do); the request's win on a name clash.
-  const own = runnable ? undefined : (request.agent as { tools?: unknown }).tools;
+  const own = runnable ? undefined : readField(requestAgent, 'tools', 'agent.tools', 'OAO_ERR_INVALID_AGENT');
   const agentTools = own === undefined ? undefined : checkToolSet(own, 'agent.tools');
   const requestTools = tools === undefined ? undefined : checkToolSet(tools, 'tools');
   const allTools = agentTools === undefined ? requestTools : requestTools === undefined ? agentTools : { ...agentTools, ...requestTools };
@@ -122,13 +146,38 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   if (executionId !== undefined && (typeof executionId !== 'string' || executionId.length === 0)) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', '"executionId" must be a non-empty string', { details: { field: 'executionId' } });
   }
-  return { agent, agentName, task, taskJson, tools: allTools, toolNames, policy, signal, executionId };
+  return {
+    agent,
+    agentName,
+    hasPlanner,
+    hasReviewer,
+    task,
+    taskJson,
+    tools: allTools,
+    toolNames,
+    policy: policy,
+    signal: signal,
+    executionId: executionId,
+  };
+}
+
+/**
+ * Reads one field of a caller's object. A getter (or Proxy trap) that throws becomes a typed error
+ * naming the field, never an untyped rejection.
+ */
+function readField(target: object, key: string, field: string, code: 'OAO_ERR_INVALID_ARGUMENT' | 'OAO_ERR_INVALID_AGENT' = 'OAO_ERR_INVALID_ARGUMENT'): unknown {
+  try {
+    return (target as Record<string, unknown>)[key];
+  } catch (error) {
+    throw new OaoError(code, `Reading "${field}" threw: ${serializeError(error).message}`, { details: { field }, cause: error });
+  }
 }
 
 /** Validates the agent contract and returns the agent's name. */
 export function checkAgent(agent: unknown): string {
   if (typeof agent === 'function') {
-    return (agent as { name?: string }).name || 'agent';
+    const name = readField(agent, 'name', 'agent.name', 'OAO_ERR_INVALID_AGENT');
+    return typeof name === 'string' && name.length > 0 ? name : 'agent';
   }
   if (typeof agent !== 'object' || agent === null) {
     throw new OaoError('OAO_ERR_INVALID_AGENT', `Expected "agent" to be an object with invoke() or a function, got ${typeOf(agent)}`, {
@@ -136,19 +185,22 @@ export function checkAgent(agent: unknown): string {
     });
   }
   const candidate = agent as Record<string, unknown>;
-  if (typeof candidate.invoke !== 'function') {
+  if (typeof readField(candidate, 'invoke', 'agent.invoke', 'OAO_ERR_INVALID_AGENT') !== 'function') {
     throw new OaoError('OAO_ERR_INVALID_AGENT', 'The agent has no invoke(input, ctx) method', { details: { field: 'agent.invoke' } });
   }
   for (const method of ['plan', 'review'] as const) {
-    if (candidate[method] !== undefined && typeof candidate[method] !== 'function') {
+    const value = readField(candidate, method, `agent.${method}`, 'OAO_ERR_INVALID_AGENT');
+    if (value !== undefined && typeof value !== 'function') {
       throw new OaoError('OAO_ERR_INVALID_AGENT', `The agent's "${method}" must be a function when present`, {
         details: { field: `agent.${method}` },
       });
     }
   }
-  const ctorName = (agent as { constructor?: { name?: unknown } }).constructor?.name;
-  return typeof candidate.name === 'string' && candidate.name.length > 0
-      ? candidate.name
+  const ctor = readField(candidate, 'constructor', 'agent.constructor', 'OAO_ERR_INVALID_AGENT') as { name?: unknown } | undefined;
+  const ctorName = typeof ctor === 'function' ? readField(ctor, 'name', 'agent.constructor.name', 'OAO_ERR_INVALID_AGENT') : undefined;
+  const name = readField(candidate, 'name', 'agent.name', 'OAO_ERR_INVALID_AGENT');
+  return typeof name === 'string' && name.length > 0
+      ? name
       : typeof ctorName === 'string' && ctorName !== 'Object' && ctorName.length > 0
         ? ctorName
         : 'agent';
@@ -158,22 +210,26 @@ function checkToolSet(value: unknown, field: string): ToolSet {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${field}" must be an object of functions, got ${typeOf(value)}`, { details: { field } });
   }
-  const set = value as Record<string, unknown>;
-  for (const name of Object.keys(set)) {
-    if (typeof set[name] !== 'function') {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Tool "${name}" must be a function, got ${typeOf(set[name])}`, {
+  const entries: [string, ToolSet[string]][] = [];
+  for (const name of Object.keys(value)) {
+    const body = readField(value, name, `${field}.${name}`);
+    if (typeof body !== 'function') {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Tool "${name}" must be a function, got ${typeOf(body)}`, {
         details: { field: `${field}.${name}` },
       });
     }
+    entries.push([name, body as ToolSet[string]]);
   }
-  return set as ToolSet;
+  // A copy of own data properties: each body was read once, and a tool may be named "__proto__".
+  return ownRecord(entries);
 }
 
 
 /** A readable reason from an aborted signal. */
 export function abortReason(signal: AbortSignal): string {
   const reason: unknown = signal.reason;
-  if (reason instanceof Error) return reason.message || reason.name;
-  if (typeof reason === 'string' && reason.length > 0) return reason;
-  return 'aborted by signal';
+  if (typeof reason === 'string') return reason.length > 0 ? reason : 'aborted by signal';
+  if (reason === undefined || reason === null) return 'aborted by signal';
+  // Whatever the reason is (an Error, a Proxy, an object whose getters throw), never throw here.
+  return serializeError(reason).message || 'aborted by signal';
 }

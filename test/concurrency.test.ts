@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Orchestrator, type AgentContext, type StepResult } from '../src/index.js';
-import { DummyAgent, deferred } from './helpers.js';
+import { DummyAgent, deferred, runawayAgent } from './helpers.js';
 
 describe('one Orchestrator, many runs', () => {
   it('runs sequentially without stale reports or carried-over counters', async () => {
@@ -42,7 +42,7 @@ describe('one Orchestrator, many runs', () => {
 
   it('a failing run does not affect a concurrent one', async () => {
     const orch = new Orchestrator({ policy: { maxSteps: 3 } });
-    const runaway = orch.run({ agent: { invoke: async () => 'more', review: () => ({ done: false }) }, task: 't' });
+    const runaway = orch.run({ agent: runawayAgent({ cap: 10, async: true }), task: 't' });
     const fine = orch.run({ agent: new DummyAgent(), task: 'ok' });
     const crashing = orch.run({ agent: { invoke: async () => { throw new Error('boom'); } }, task: 't' });
     const [a, b, c] = await Promise.all([runaway, fine, crashing]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Orchestrator, PolicyViolationError, type AgentContext, type OaoEvent } from '../src/index.js';
-import { deferred, expectValidReport, flush, types } from './helpers.js';
+import { deferred, expectValidReport, flush, runawayAgent, types } from './helpers.js';
 
 function collect(orch: Orchestrator): OaoEvent[] {
   const events: OaoEvent[] = [];
@@ -10,19 +10,12 @@ function collect(orch: Orchestrator): OaoEvent[] {
 
 describe('enforcement before the spend', () => {
   it('never starts a step beyond maxSteps', async () => {
-    let started = 0;
-    const runaway = {
-      invoke() {
-        started += 1;
-        return `step ${started}`;
-      },
-      review: () => ({ done: false }),
-    };
+    const runaway = runawayAgent({ cap: 10 });
     const orch = new Orchestrator({ policy: { maxSteps: 3 } });
     const events = collect(orch);
     const report = await orch.run({ agent: runaway, task: 'loop' });
     expectValidReport(report);
-    expect(started).toBe(3);
+    expect(runaway.calls).toBe(3);
     expect(report.status).toBe('FAILED');
     expect(report.totalSteps).toBe(3);
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
@@ -32,6 +25,19 @@ describe('enforcement before the spend', () => {
     const violation = events.find((e) => e.type === 'POLICY_VIOLATION');
     expect(violation?.payload).toMatchObject({ rule: 'max_steps', limit: 3, attempted: 4 });
     expect(report.stateHistory.at(-1)?.state).toBe('FAILED');
+  });
+
+  it('never starts a step beyond maxSteps in runSync either, nor for an async agent', async () => {
+    const orch = new Orchestrator({ policy: { maxSteps: 4 } });
+    const sync = runawayAgent({ cap: 10 });
+    const syncReport = orch.runSync({ agent: sync, task: 'loop' });
+    expect(syncReport.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
+    expect(sync.calls).toBe(4);
+    const later = runawayAgent({ cap: 10, async: true });
+    const asyncReport = await orch.run({ agent: later, task: 'loop' });
+    expect(asyncReport.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
+    expect(asyncReport.totalSteps).toBe(4);
+    expect(later.calls).toBe(4);
   });
 
   it('reaching maxSteps exactly is allowed', async () => {

@@ -5,8 +5,16 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 const execFileAsync = promisify(execFile);
+
+/**
+ * An example that loops (say a runaway agent whose limit broke) is killed at this point, so the
+ * test fails with the child gone instead of leaving it spinning. One node process with tsx as an
+ * import hook (the tsx CLI would put a second process in between), killed with SIGKILL (a busy
+ * synchronous loop never runs a SIGTERM handler). Below the test timeout, so the kill is reported.
+ */
+const EXAMPLE_KILL_AFTER_MS = 15_000;
+const EXAMPLE_TEST_TIMEOUT_MS = 25_000;
 
 const examples = readdirSync(new URL('../examples/', import.meta.url))
   .filter((file) => /\.(m|c)?[jt]s$/.test(file))
@@ -96,9 +104,10 @@ describe('examples/', () => {
 
   it.each(examples)('%s runs, exits 0 and prints what it is about', async (file) => {
     // execFile rejects (failing the test with the child's stderr) on a non-zero exit code.
-    const { stdout, stderr } = await execFileAsync(tsx, ['--conditions=oao-source', `examples/${file}`], {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', '--conditions=oao-source', `examples/${file}`], {
       cwd: root,
-      timeout: 30_000,
+      timeout: EXAMPLE_KILL_AFTER_MS,
+      killSignal: 'SIGKILL',
     });
     const expected = expectedOutput[file];
     if (expected === undefined) {
@@ -110,5 +119,5 @@ describe('examples/', () => {
       if (typeof pattern === 'string') expect(stdout).toContain(pattern);
       else expect(stdout).toMatch(pattern);
     }
-  });
+  }, EXAMPLE_TEST_TIMEOUT_MS);
 });

@@ -41,6 +41,45 @@ describe('executionHash', () => {
   });
 });
 
+describe('the canonical policy', () => {
+  const tools = { search: () => 1, calc: () => 2, mail: () => 3 };
+  const ordered = { allow: ['calc', 'mail', 'search'], deny: ['rm', 'shell'], maxCalls: { calc: 1, search: 2 } };
+  const shuffled = { allow: ['search', 'calc', 'mail', 'calc'], deny: ['shell', 'rm', 'shell'], maxCalls: { search: 2, calc: 1 } };
+
+  it('does not depend on the order of allow, deny and maxCalls, nor on repeated names', () => {
+    const a = new StrictPolicy({ maxSteps: 4, tools: ordered });
+    const b = new StrictPolicy({ tools: shuffled, maxSteps: 4 });
+    expect(b.limits.tools.allow).toEqual(['calc', 'mail', 'search']);
+    expect(b.limits.tools.deny).toEqual(['rm', 'shell']);
+    expect(b.limits).toEqual(a.limits);
+    expect(b.canonical).toBe(a.canonical);
+  });
+
+  it('gives the same executionHash for the same policy written in another order', () => {
+    const hash = (toolRules: typeof ordered, request?: typeof ordered) =>
+      new Orchestrator({ policy: { maxSteps: 4, tools: toolRules } }).runSync({
+        agent: new DummyAgent(),
+        task: 'x',
+        tools,
+        ...(request === undefined ? {} : { policy: { tools: request } }),
+      }).executionHash;
+    const base = hash(ordered);
+    expect(hash(shuffled)).toBe(base);
+    // A run's own policy narrows the orchestrator's; the same narrowing in another order is the same run.
+    const narrowed = hash(ordered, { allow: ['search', 'calc'], deny: ['mail', 'rm'], maxCalls: { search: 1, calc: 1 } });
+    expect(hash(shuffled, { allow: ['calc', 'search'], deny: ['rm', 'mail'], maxCalls: { calc: 1, search: 1 } })).toBe(narrowed);
+    expect(narrowed).not.toBe(base);
+  });
+
+  it('narrowing in another order gives the same canonical policy', () => {
+    const parent = new StrictPolicy({ tools: ordered });
+    const a = parent.narrow({ tools: { allow: ['search', 'mail'], deny: ['zip', 'calc'], maxCalls: { mail: 1, search: 1 } } });
+    const b = parent.narrow({ tools: { allow: ['mail', 'search'], deny: ['calc', 'zip'], maxCalls: { search: 1, mail: 1 } } });
+    expect(a.limits.tools).toEqual({ allow: ['mail', 'search'], deny: ['calc', 'rm', 'shell', 'zip'], maxCalls: { calc: 1, mail: 1, search: 1 } });
+    expect(b.canonical).toBe(a.canonical);
+  });
+});
+
 describe('canonicalJson', () => {
   it('sorts keys at every level and keeps arrays in order', () => {
     expect(canonicalJson({ b: { d: 1, c: [3, { z: 1, y: 2 }] }, a: null })).toBe('{"a":null,"b":{"c":[3,{"y":2,"z":1}],"d":1}}');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Orchestrator, StrictPolicy, type AgentContext, type StepResult } from '../src/index.js';
-import { DummyAgent, expectValidReport } from './helpers.js';
+import { DummyAgent, expectValidReport, runawayAgent } from './helpers.js';
 
 describe('the governed lifecycle', () => {
   it('runs the seed DummyAgent unchanged: INIT -> PLAN -> EXECUTE -> REVIEW -> TERMINATE', async () => {
@@ -188,7 +188,7 @@ describe('the governed lifecycle', () => {
 
   it('applies a per-run policy only as a narrowing of the orchestrator policy', async () => {
     const orch = new Orchestrator({ policy: { maxSteps: 2 } });
-    const forever = { invoke: () => 'again', review: () => ({ done: false }) };
+    const forever = runawayAgent({ cap: 10 });
     const widened = await orch.run({ agent: forever, task: 't', policy: { maxSteps: 50 } });
     expect(widened.totalSteps).toBe(2);
     expect(widened.termination.rule).toBe('max_steps');

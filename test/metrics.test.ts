@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createMetrics, metricsPlugin, type Metrics } from '../src/observability/metrics/index.js';
 import { MultiAgentOrchestrator, Orchestrator, type AgentContext } from '../src/index.js';
-import { deferred, flush } from './helpers.js';
+import { deferred, flush, runawayAgent } from './helpers.js';
 
 /** `name{labels}` -> value, for every sample line of a Prometheus text exposition. */
 function samples(text: string): Map<string, number> {
@@ -22,11 +22,8 @@ async function read(metrics: Metrics): Promise<Map<string, number>> {
 }
 
 const echo = { name: 'echo', invoke: (task: string) => ({ output: `echo: ${task}` }) };
-const looper = {
-  name: 'looper',
-  invoke: () => ({ output: 'again' }),
-  review: () => ({ done: false as const }),
-};
+/** Capped far above any maxSteps used here: a broken step limit fails the test instead of hanging it. */
+const looper = runawayAgent({ name: 'looper', cap: 100, output: () => ({ output: 'again' }) });
 const spender = {
   name: 'spender',
   invoke: (_task: string, ctx: AgentContext) => {

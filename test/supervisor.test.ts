@@ -2,12 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import {
   MultiAgentOrchestrator,
+  PolicyViolationError,
   batchEventSchema,
   type AgentContext,
   type BatchEvent,
   type ExecutionReport,
+  type OaoEvent,
 } from '../src/index.js';
-import { DummyAgent, deferred, expectValidReport, flush } from './helpers.js';
+import { DummyAgent, deferred, expectValidReport, flush, runawayAgent } from './helpers.js';
 
 /** Agents that wait on the test, counting how many are in flight at once. */
 function gauge() {
@@ -36,15 +38,6 @@ function gauge() {
       for (const resolve of waiting.splice(0)) resolve();
     },
   };
-}
-
-async function drive(g: ReturnType<typeof gauge>, done: Promise<unknown>): Promise<void> {
-  let finished = false;
-  void done.then(() => (finished = true));
-  while (!finished) {
-    await flush();
-    g.releaseAll();
-  }
 }
 
 describe('MultiAgentOrchestrator', () => {
@@ -79,14 +72,17 @@ describe('MultiAgentOrchestrator', () => {
   });
 
   it('with maxConcurrency = N, N slow agents really overlap', async () => {
+    const g = gauge();
     const multi = new MultiAgentOrchestrator({ maxConcurrency: 5 });
-    const slow = { invoke: () => new Promise((resolve) => setTimeout(() => resolve('slow'), 100)) };
-    const started = performance.now();
-    const reports = await multi.runAll(Array.from({ length: 5 }, () => ({ agent: slow, task: 't' })));
-    const elapsed = performance.now() - started;
-    expect(reports.every((r) => r.status === 'SUCCESS')).toBe(true);
-    // Five 100 ms agents in sequence would take 500 ms; overlapping they take about 100.
-    expect(elapsed).toBeLessThan(400);
+    const handle = multi.submit(Array.from({ length: 5 }, (_, i) => ({ agent: g.agent, task: i })));
+    await flush();
+    // None may finish until the test releases them: all five running now means they overlap.
+    expect(g.inFlight).toBe(5);
+    expect(handle.progress()).toMatchObject({ running: 5, queued: 0, finished: 0 });
+    g.releaseAll();
+    const reports = await handle.reports;
+    expect(reports.map((r) => r.status)).toEqual(Array.from({ length: 5 }, () => 'SUCCESS'));
+    expect(g.peak).toBe(5);
   });
 
   it('contains failing, throwing, hanging and cancelled children', async () => {
@@ -98,7 +94,7 @@ describe('MultiAgentOrchestrator', () => {
       { name: 'fine', agent: new DummyAgent(), task: 'a' },
       { name: 'throws', agent: { invoke: () => { throw new Error('kaboom'); } }, task: 'b' },
       { name: 'rejects', agent: { invoke: () => Promise.reject('not an error') }, task: 'c' },
-      { name: 'runaway', agent: { invoke: () => 'again', review: () => ({ done: false }) }, task: 'd' },
+      { name: 'runaway', agent: runawayAgent({ cap: 10 }), task: 'd' },
       { name: 'hung', agent: hung, task: 'e' },
       { name: 'cancelled', agent: cancelled, task: 'f', signal: AbortSignal.abort('job-level cancel') },
       { name: 'also-fine', agent: new DummyAgent(), task: 'g' },
@@ -188,6 +184,56 @@ describe('MultiAgentOrchestrator', () => {
     expect(reports[3]?.termination.message).toMatch(/shared max_tokens budget/);
   });
 
+  it('a spent shared token budget refuses the next model call before the model runs', async () => {
+    // Reaching the shared budget exactly is allowed: this run succeeds and leaves nothing to spend.
+    const spender = { name: 'spender', invoke: (_: unknown, ctx: AgentContext) => (ctx.usage(100), 'spent it all') };
+    let modelRuns = 0;
+    let refusal: unknown;
+    const caller = {
+      name: 'caller',
+      invoke(_: unknown, ctx: AgentContext) {
+        try {
+          const call = ctx.beginModelCall({ model: 'fake-model', input: 'one more question' });
+          modelRuns += 1;
+          call.end('an answer', 1);
+        } catch (error) {
+          refusal = error;
+        }
+        return 'carried on regardless';
+      },
+    };
+    const multi = new MultiAgentOrchestrator({ maxConcurrency: 1, budget: { maxTokens: 100 } });
+    const handle = multi.submit([
+      { name: 'spender', agent: spender, task: 1 },
+      { name: 'caller', agent: caller, task: 2 },
+      { name: 'queued', agent: new DummyAgent(), task: 3 },
+    ]);
+    const runEvents: OaoEvent[] = [];
+    handle.events$.subscribe((e) => {
+      if (e.type === 'RUN_EVENT' && e.payload.job.name === 'caller') runEvents.push(e.payload.event);
+    });
+    const reports = await handle.reports;
+
+    expect(reports[0]).toMatchObject({ status: 'SUCCESS', tokenUsage: { total: 100 } });
+    expect(modelRuns).toBe(0);
+    expect(refusal).toBeInstanceOf(PolicyViolationError);
+    expect(refusal).toMatchObject({ code: 'OAO_ERR_POLICY_VIOLATION' });
+    expect(reports[1]?.termination).toMatchObject({
+      reason: 'policy_violation',
+      rule: 'max_tokens',
+      scope: 'shared',
+      message: expect.stringMatching(/Model call refused/),
+    });
+    expect(reports[1]?.tokenUsage.total).toBe(0);
+    expect(reports[1]?.finalOutput).toBeNull();
+    const kinds = runEvents.map((e) => e.type);
+    expect(kinds).not.toContain('MODEL_CALL');
+    expect(runEvents.find((e) => e.type === 'POLICY_VIOLATION')?.payload).toMatchObject({ rule: 'max_tokens', scope: 'shared', limit: 100 });
+    // The refusal trips the batch: the queued job never starts.
+    expect(reports[2]?.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens', scope: 'shared' });
+    expect(reports[2]?.totalSteps).toBe(0);
+  });
+
   it('shared step and tool-call totals hold across children', async () => {
     let bodies = 0;
     const agent = { async invoke(_: unknown, ctx: AgentContext) { await ctx.tools.t!(); await ctx.tools.t!(); return 'x'; } };
@@ -214,13 +260,15 @@ describe('MultiAgentOrchestrator', () => {
   });
 
   it('a child policy can only narrow the supervisor policy', async () => {
-    const runaway = { invoke: () => 'more', review: () => ({ done: false }) };
+    const runaway = runawayAgent({ cap: 20 });
     const multi = new MultiAgentOrchestrator({ policy: { maxSteps: 2 } });
     const reports = await multi.runAll([
       { agent: runaway, task: 1, policy: { maxSteps: 50 } },
       { agent: runaway, task: 2, policy: { maxSteps: 1 } },
     ]);
     expect(reports.map((r) => r.totalSteps)).toEqual([2, 1]);
+    expect(reports.map((r) => r.termination.rule)).toEqual(['max_steps', 'max_steps']);
+    expect(runaway.calls).toBe(3);
   });
 
   it('starts higher priorities first, FIFO within a priority', async () => {
@@ -294,5 +342,3 @@ describe('MultiAgentOrchestrator', () => {
     await expect(new MultiAgentOrchestrator().runAll([])).resolves.toEqual([]);
   });
 });
-
-void drive;

@@ -5,7 +5,7 @@ import { RunTracer } from '../src/observability/tracing/RunTracer.js';
 import { traceRuns } from '../src/observability/tracing/index.js';
 import { Orchestrator, type AgentContext, type StepResult } from '../src/index.js';
 import type { Clock } from '../src/runtime/clock.js';
-import { deferred } from './helpers.js';
+import { deferred, runawayAgent } from './helpers.js';
 
 let exporter: InMemorySpanExporter;
 let provider: BasicTracerProvider;
@@ -130,7 +130,7 @@ describe('traceRuns', () => {
   it('sets ERROR status and the rule when maxSteps is exceeded', async () => {
     const orch = new Orchestrator({ policy: { maxSteps: 1 } });
     const stop = traceRuns(orch, { tracer: tracer() });
-    const report = await orch.run({ agent: { invoke: () => ({ output: 'x' }), review: () => ({ done: false }) }, task: 't' });
+    const report = await orch.run({ agent: runawayAgent({ cap: 10, output: () => ({ output: 'x' }) }), task: 't' });
     stop();
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
 
@@ -248,7 +248,8 @@ describe('RunTracer', () => {
     });
     const gate = deferred();
     const waiting = orch.run({ agent: { invoke: async () => { await gate.promise; return { output: 'x' }; } }, task: 't' });
-    await orch.run({ agent: { invoke: () => ({ output: 'x' }), review: () => ({ done: false }) }, task: 't' });
+    const looped = await orch.run({ agent: runawayAgent({ cap: 10, output: () => ({ output: 'x' }) }), task: 't' });
+    expect(looped.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
     expect(runTracer.activeRuns).toBe(1);
     gate.resolve();
     await waiting;

@@ -1,6 +1,7 @@
 import { tool } from '@langchain/core/tools';
 import { z } from 'zod';
 import type { OaoEvent, Orchestrator } from '../../src/index.js';
+import { deferred } from '../helpers.js';
 
 /** Every event of the orchestrator's runs, in order. */
 export function recording(orch: Orchestrator): OaoEvent[] {
@@ -20,17 +21,20 @@ export function searchTool(bodies: { count: number }) {
   );
 }
 
-/** A LangChain tool that takes 5 s unless its signal aborts; `seen.aborted` says whether it did. */
-export function slowCrawlTool(seen: { aborted: boolean }) {
-  return tool(
+/**
+ * A LangChain tool that never answers on its own: only its signal can end it. `seen.started`
+ * resolves once its body runs (listening to its signal); `seen.aborted` says whether it aborted.
+ */
+export function hangingCrawlTool() {
+  const started = deferred<void>();
+  const seen = { aborted: false, started: started.promise };
+  const crawl = tool(
     (_: { q: string }, config) =>
-      new Promise<string>((resolve) => {
-        const timer = setTimeout(() => resolve('late'), 5_000);
-        config?.signal?.addEventListener('abort', () => {
-          seen.aborted = true;
-          clearTimeout(timer);
-        });
+      new Promise<string>(() => {
+        config?.signal?.addEventListener('abort', () => (seen.aborted = true), { once: true });
+        started.resolve();
       }),
-    { name: 'crawl', description: 'Crawls slowly', schema: z.object({ q: z.string() }) },
+    { name: 'crawl', description: 'Crawls until it is stopped', schema: z.object({ q: z.string() }) },
   );
+  return { crawl, seen };
 }

@@ -1,6 +1,7 @@
 import { BaseChatModel } from '@langchain/core/language_models/chat_models';
 import { AIMessage, type BaseMessage } from '@langchain/core/messages';
 import type { ChatResult } from '@langchain/core/outputs';
+import { deferred, RunawayCapError } from '../helpers.js';
 
 /** One scripted model response. */
 export interface ScriptedTurn {
@@ -10,8 +11,16 @@ export interface ScriptedTurn {
   readonly usage?: { readonly input: number; readonly output: number };
   /** Where the usage is reported: the message's `usage_metadata` (current) or `llmOutput.tokenUsage` (older integrations). */
   readonly usageIn?: 'usage_metadata' | 'llmOutput';
-  /** Milliseconds before answering; the call's signal cuts it short. */
-  readonly delayMs?: number;
+  /** Never answer: only the call's signal ends it (with a rejection). */
+  readonly hang?: boolean;
+}
+
+export interface ScriptedChatModelOptions {
+  /**
+   * Calls past this many throw RunawayCapError: the last turn repeats forever, so a model loop that
+   * a broken limit no longer stops fails its run instead of spinning. @default 50
+   */
+  readonly maxCalls?: number;
 }
 
 /**
@@ -27,10 +36,27 @@ export class ScriptedChatModel extends BaseChatModel {
   aborted = 0;
   readonly received: BaseMessage[][] = [];
   boundTools: string[] = [];
+  readonly maxCalls: number;
+  readonly #started = new Map<number, ReturnType<typeof deferred<void>>>();
 
-  constructor(turns: readonly ScriptedTurn[]) {
+  constructor(turns: readonly ScriptedTurn[], options: ScriptedChatModelOptions = {}) {
     super({});
     this.turns = turns;
+    this.maxCalls = options.maxCalls ?? 50;
+  }
+
+  /** Resolves once call `n` (1-based) has reached the model and listens to its signal. */
+  whenCalled(n: number): Promise<void> {
+    return this.#startedGate(n).promise;
+  }
+
+  #startedGate(n: number): ReturnType<typeof deferred<void>> {
+    let gate = this.#started.get(n);
+    if (gate === undefined) {
+      gate = deferred<void>();
+      this.#started.set(n, gate);
+    }
+    return gate;
   }
 
   _llmType(): string {
@@ -43,25 +69,26 @@ export class ScriptedChatModel extends BaseChatModel {
   }
 
   async _generate(messages: BaseMessage[], options: this['ParsedCallOptions']): Promise<ChatResult> {
+    if (this.calls >= this.maxCalls) throw new RunawayCapError('ScriptedChatModel', this.maxCalls);
     const turn = this.turns[Math.min(this.calls, this.turns.length - 1)] ?? {};
     const index = this.calls;
     this.calls += 1;
     this.received.push(messages);
-    if (turn.delayMs !== undefined) {
+    if (turn.hang === true) {
       const signal = options.signal;
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(resolve, turn.delayMs);
+      await new Promise<void>((_resolve, reject) => {
         signal?.addEventListener(
           'abort',
           () => {
-            clearTimeout(timer);
             this.aborted += 1;
             reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
           },
           { once: true },
         );
+        this.#startedGate(this.calls).resolve();
       });
     }
+    this.#startedGate(this.calls).resolve();
     const content = turn.content ?? '';
     const usage = turn.usage;
     const usageIn = turn.usageIn ?? 'usage_metadata';

@@ -144,6 +144,21 @@ export interface OaoErrorOptions {
   /** Overrides the registry's default of whether the failed call may be retried. */
   readonly retryable?: boolean;
   readonly cause?: unknown;
+  OAO_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    retryable: false,
+    message: 'The request body must be JSON in UTF-8, sent with Content-Type: application/json',
+  },
+  OAO_ERR_HEADERS_TOO_LARGE: {
+    status: 431,
+    retryable: false,
+    message: 'The request line and headers are larger than the server accepts',
+  },
+  OAO_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    retryable: true,
+    message: 'The request did not arrive in full in time',
+  },
   /** Structured facts about the failure, JSON-safe (field names, limits, values). */
   readonly details?: Readonly<Record<string, unknown>>;
 }

@@ -95,6 +95,14 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
   ],
   // A module of agents for the `oao` CLI (test/cli.test.ts runs them): loading it prints nothing.
   'agents.ts': [/^$/],
+  'embed-in-fastify.ts': [
+    'your route: world',
+    'POST /oao/run: SUCCESS echo echo: hi',
+    'POST /oao/runs: 202 /oao/runs/<id> maxSteps 3',
+    'CORS: https://console.example.com',
+    'OpenAPI servers: /oao',
+    'dashboard: 200',
+  ],
 };
 
 describe('examples/', () => {

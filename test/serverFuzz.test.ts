@@ -150,3 +150,83 @@ describe('fuzzing the run endpoints with malformed bodies', () => {
     expect((await app.inject({ method: 'GET', url: '/runs' })).json().total).toBe(1);
   });
 });
+
+/**
+ * Names a client chooses key records all over a run: agent and job names, tool names in a
+ * policy's allow, deny and maxCalls. Names of Object.prototype members (and random ones) never
+ * answer 5xx, whichever record they key.
+ */
+describe('fuzzing names that key records: Object.prototype members among them', () => {
+  const prototypeNames = [...Object.getOwnPropertyNames(Object.prototype), '__proto__', 'prototype'];
+  let named: FastifyInstance;
+
+  beforeAll(async () => {
+    const agentsByName = Object.fromEntries(
+      ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf', 'echo'].map((name) => [
+        name,
+        {
+          async invoke(task: unknown, ctx: { callTool: (tool: string, input: unknown) => Promise<unknown> }) {
+            const tool = typeof task === 'object' && task !== null ? (task as { tool?: unknown }).tool : undefined;
+            if (typeof tool === 'string') await ctx.callTool(tool, {}).catch(() => undefined);
+            return { output: name };
+          },
+        },
+      ]),
+    );
+    const toolsByName = Object.fromEntries(['constructor', 'toString', '__proto__', 'valueOf', 'search'].map((name) => [name, () => name]));
+    named = await createServer({ agents: agentsByName, tools: toolsByName, apiKeys: [], policy: { maxToolCalls: 3, timeoutMs: 5_000 } });
+  });
+
+  afterAll(async () => {
+    await named.close();
+  });
+
+  const name = fc.oneof({ arbitrary: fc.constantFrom(...prototypeNames), weight: 4 }, { arbitrary: fc.string({ maxLength: 12 }), weight: 1 });
+  // Mostly valid limits, so that most requests get as far as a run.
+  const limit = fc.oneof({ arbitrary: fc.nat({ max: 3 }), weight: 5 }, { arbitrary: junk, weight: 1 });
+
+  /** A JSON text with `key` as an own key of an object (JSON.stringify of a literal would lose `__proto__`). */
+  function objectText(entries: readonly (readonly [string, unknown])[]): string {
+    return `{${entries.map(([key, value]) => `${JSON.stringify(key)}:${JSON.stringify(value) ?? 'null'}`).join(',')}}`;
+  }
+
+  const body = fc.record({
+    agent: name,
+    tool: name,
+    maxCalls: fc.array(fc.tuple(name, limit), { maxLength: 3 }),
+    allow: fc.option(fc.array(name, { maxLength: 3 }), { nil: undefined }),
+    deny: fc.option(fc.array(name, { maxLength: 3 }), { nil: undefined }),
+    jobs: fc.array(fc.tuple(name, name), { minLength: 1, maxLength: 3 }),
+  });
+
+  it('POST /run, /runs and /run-multi never answer 5xx, and answer errors in the one shape', async () => {
+    await fc.assert(
+      fc.asyncProperty(body, async ({ agent, tool, maxCalls, allow, deny, jobs }) => {
+        const tools = [
+          ...(allow === undefined ? [] : [`"allow":${JSON.stringify(allow)}`]),
+          ...(deny === undefined ? [] : [`"deny":${JSON.stringify(deny)}`]),
+          `"maxCalls":${objectText(maxCalls)}`,
+        ].join(',');
+        const policy = `{"tools":{${tools}}}`;
+        const task = objectText([['tool', tool]]);
+        const requests = [
+          ['/run', `{"agent":${JSON.stringify(agent)},"task":${task},"policy":${policy}}`],
+          ['/runs', `{"agent":${JSON.stringify(agent)},"task":${task},"policy":${policy}}`],
+          ['/run-multi', `{"agents":${objectText(jobs)},"task":${task},"policy":${policy}}`],
+        ] as const;
+        for (const [url, payload] of requests) {
+          const response = await named.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json' } });
+          const what = `${url} ${payload.slice(0, 200)}`;
+          expect(response.statusCode, `${what} -> ${response.body.slice(0, 300)}`).toBeLessThan(500);
+          if (response.statusCode >= 400) {
+            const { error } = errorBodySchema.parse(response.json());
+            expect(response.statusCode, what).toBe(errorRegistry[error.code as keyof typeof errorRegistry].status);
+          }
+        }
+        const listed = await named.inject({ method: 'GET', url: `/runs?agent=${encodeURIComponent(agent)}` });
+        expect(listed.statusCode, agent).toBeLessThan(500);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});

@@ -5,7 +5,7 @@ import type { OaoEvent } from '../events/schema.js';
 import { MultiAgentOrchestrator, type BatchHandle } from '../MultiAgentOrchestrator.js';
 import type { Metrics } from '../observability/metrics/createMetrics.js';
 import { Orchestrator, type OaoInspector, type RunHandle } from '../Orchestrator.js';
-import type { PolicyOptions } from '../policy/schema.js';
+import type { PolicyLimits, PolicyOptions } from '../policy/schema.js';
 import type { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport } from '../report/schema.js';
 import type { Clock } from '../runtime/clock.js';
@@ -17,6 +17,7 @@ import {
   type RunRequestBody,
   type RunState,
   type RunSummary,
+  type ServerPolicyResponse,
 } from './schemas.js';
 
 export interface RunServiceInit {
@@ -26,6 +27,9 @@ export interface RunServiceInit {
   readonly maxConcurrency: number;
   readonly maxTaskLength: number;
   readonly maxConcurrentRuns: number;
+  /** Longest id a request may give its run: what the router can serve in `/runs/:id`. */
+  readonly maxExecutionIdLength: number;
+  readonly bodyLimit: number;
   readonly store: RunStore;
   readonly clock: Clock | undefined;
   /** Counts every run and batch of this service. */
@@ -85,6 +89,8 @@ export class RunService {
   readonly #maxConcurrency: number;
   readonly #maxTaskLength: number;
   readonly #maxConcurrentRuns: number;
+  readonly #maxExecutionIdLength: number;
+  readonly #bodyLimit: number;
   readonly #store: RunStore;
   readonly #clock: Clock | undefined;
   readonly #logError: (error: unknown, message: string) => void;
@@ -106,6 +112,8 @@ export class RunService {
     this.#maxConcurrency = init.maxConcurrency;
     this.#maxTaskLength = init.maxTaskLength;
     this.#maxConcurrentRuns = init.maxConcurrentRuns;
+    this.#maxExecutionIdLength = init.maxExecutionIdLength;
+    this.#bodyLimit = init.bodyLimit;
     this.#store = init.store;
     this.#clock = init.clock;
     this.#logError = init.logError;
@@ -130,6 +138,20 @@ export class RunService {
     return this.#active;
   }
 
+  /** The server's own limits: what a request's policy and body can at most be. */
+  limits(): ServerPolicyResponse {
+    return {
+      policy: this.#policy.limits,
+      maxConcurrency: this.#maxConcurrency,
+      limits: {
+        bodyLimit: this.#bodyLimit,
+        maxTaskLength: this.#maxTaskLength,
+        maxConcurrentRuns: this.#maxConcurrentRuns,
+        maxExecutionIdLength: this.#maxExecutionIdLength,
+      },
+    };
+  }
+
   agents(): AgentInfo[] {
     return [...this.#agents].map(([name, agent]) => {
       const description = (agent as { description?: unknown }).description;
@@ -139,14 +161,15 @@ export class RunService {
 
   /**
    * Starts one run and returns at once; `finished` settles with its report once the run is filed
-   * in the store (so a GET right after sees it finished).
+   * in the store (so a GET right after sees it finished). `effectivePolicy` is what the run runs
+   * under: the server's policy narrowed by the request's.
    */
-  async start(body: RunRequestBody): Promise<{ executionId: string; finished: Promise<ExecutionReport> }> {
+  async start(body: RunRequestBody): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
     const agent = this.#agent(body.agent, 'body.agent');
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
     const executionId = await this.#claimId(body.executionId);
-    const base: RunRecord = { executionId, agent: body.agent, status: 'running', startedAt: this.#now() };
+    const base: RunRecord = { executionId, agent: body.agent, status: 'running', startedAt: this.#now(), policy: policy.limits };
     let handle: RunHandle;
     try {
       this.#admit(1);
@@ -159,6 +182,8 @@ export class RunService {
       try {
         handle = this.#orchestrator.start({
           agent,
+          // The registered name, not the agent's own: two agents registered apart never share one.
+          agentName: body.agent,
           task: body.task,
           policy,
           executionId,
@@ -188,11 +213,13 @@ export class RunService {
     } catch (error) {
       this.#logError(error, `the run store could not keep the handle of run ${executionId}`);
     }
-    return { executionId, finished };
+    return { executionId, effectivePolicy: policy.limits, finished };
   }
 
   /** Runs several agents on one task under a MultiAgentOrchestrator; one report per job name. */
-  async runMulti(body: RunMultiRequestBody): Promise<{ batchId: string; maxConcurrency: number; reports: Record<string, ExecutionReport> }> {
+  async runMulti(
+    body: RunMultiRequestBody,
+  ): Promise<{ batchId: string; maxConcurrency: number; effectivePolicy: PolicyLimits; reports: Record<string, ExecutionReport> }> {
     const jobs = this.#jobsOf(body.agents);
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
@@ -209,6 +236,7 @@ export class RunService {
       status: 'running',
       startedAt,
       batchId,
+      policy: policy.limits,
     }));
     const stored: string[] = [];
     try {
@@ -234,6 +262,7 @@ export class RunService {
     const requests = jobs.map((job, index) => ({
       name: job.name,
       agent: job.agent,
+      agentName: job.agentName,
       task: body.task,
       policy,
       executionId: (runs[index] as RecordedRun).executionId,
@@ -270,9 +299,9 @@ export class RunService {
         return batchReports;
       }),
     );
-    const byName: Record<string, ExecutionReport> = {};
-    jobs.forEach((job, index) => (byName[job.name] = reports[index] as ExecutionReport));
-    return { batchId, maxConcurrency, reports: byName };
+    // Job names are the caller's: defined as own data properties, so "__proto__" is a name like any other.
+    const byName = Object.fromEntries(jobs.map((job, index) => [job.name, reports[index] as ExecutionReport]));
+    return { batchId, maxConcurrency, effectivePolicy: policy.limits, reports: byName };
   }
 
   async state(executionId: string): Promise<RunState> {
@@ -435,6 +464,14 @@ export class RunService {
       this.#reserved.add(id);
       return id;
     }
+    if (requested.length > this.#maxExecutionIdLength) {
+      throw new OaoError(
+        'OAO_ERR_INVALID_ARGUMENT',
+        `body.executionId is ${requested.length} characters long; this server can serve ids of at most ${this.#maxExecutionIdLength} ` +
+          '(its router\'s maxParamLength)',
+        { details: { field: 'body.executionId', maxLength: this.#maxExecutionIdLength } },
+      );
+    }
     const taken = () => this.#live.has(requested) || this.#reserved.has(requested);
     if (taken() || (await this.#store.get(requested)) !== undefined || taken()) {
       throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `body.executionId: a run with id "${requested}" already exists`, {
@@ -553,6 +590,7 @@ function toRunState(record: RunRecord, live: LiveRun | undefined): RunState {
       counters: { steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total },
       events: record.events?.length ?? 0,
       report,
+      effectivePolicy: effectivePolicyOf(record, record.events),
     };
   }
   const events = live?.events() ?? [];
@@ -563,5 +601,13 @@ function toRunState(record: RunRecord, live: LiveRun | undefined): RunState {
     counters: last?.counters ?? { ...NO_SPEND },
     events: events.length,
     report: null,
+    effectivePolicy: effectivePolicyOf(record, events),
   };
+}
+
+/** The run's limits: as filed, else from its EXECUTION_START (a store may keep one or the other). */
+function effectivePolicyOf(record: RunRecord, events: readonly OaoEvent[] | undefined): PolicyLimits | null {
+  if (record.policy !== undefined) return record.policy;
+  const start = events?.find((event) => event.type === 'EXECUTION_START');
+  return start?.type === 'EXECUTION_START' ? start.payload.policy : null;
 }

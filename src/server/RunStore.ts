@@ -1,5 +1,6 @@
 import type { OaoEvent } from '../events/schema.js';
 import type { RunHandle } from '../Orchestrator.js';
+import type { PolicyLimits } from '../policy/schema.js';
 import type { ExecutionReport } from '../report/schema.js';
 
 /** `running` until the run has its report; queued runs of a batch count as running. */
@@ -23,6 +24,11 @@ export interface RunRecord {
   readonly finishedAt?: string;
   /** The batch, for runs started by POST /run-multi. */
   readonly batchId?: string;
+  /**
+   * The limits the run runs under: the server's policy narrowed by the request's. Kept beside the
+   * report, never in it (the report is hashed). JSON-safe.
+   */
+  readonly policy?: PolicyLimits;
   /** The live run while it runs. Process-local: a durable store keeps it in memory or drops it. */
   readonly handle?: LiveRun;
   /** The report, once the run has finished. */

@@ -3,12 +3,15 @@ import { metricsPlugin } from '../observability/metrics/fastifyPlugin.js';
 import { bearerAuth } from './bearerAuth.js';
 import { agentRoutes } from './routes/agentRoutes.js';
 import { eventsRoutes } from './routes/eventsRoutes.js';
+import { policyRoutes } from './routes/policyRoutes.js';
 import { runRoutes } from './routes/runRoutes.js';
 import { runsRoutes } from './routes/runsRoutes.js';
 import type { RunService } from './RunService.js';
 
 export interface ApiPluginOptions {
   readonly service: RunService;
+  /** Where the API is mounted ('' at the root); the URLs it answers with start with it. */
+  readonly basePath: string;
   /** When not empty, every route of this plugin needs `Authorization: Bearer <key>`. */
   readonly apiKeys: readonly string[];
 }
@@ -18,11 +21,12 @@ export interface ApiPluginOptions {
  * encapsulated context: the API-key check is a hook of this context only, so GET /health, the docs
  * and the dashboard's static assets (registered outside it) stay open.
  */
-export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, apiKeys }) => {
+export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, basePath, apiKeys }) => {
   if (apiKeys.length > 0) app.addHook('onRequest', bearerAuth(apiKeys));
   await app.register(agentRoutes, { service });
+  await app.register(policyRoutes, { service });
   await app.register(runRoutes, { service });
-  await app.register(runsRoutes, { service });
+  await app.register(runsRoutes, { service, basePath });
   await app.register(eventsRoutes, { service });
   if (service.metrics !== undefined) await app.register(metricsPlugin(service.metrics));
 };

@@ -1,17 +1,21 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { apiPlugin } from './apiPlugin.js';
-import { dashboardPlugin } from './dashboard/dashboardPlugin.js';
-import { installErrorHandling } from './httpErrors.js';
-import { registerDocs } from './registerDocs.js';
-import { healthRoutes } from './routes/healthRoutes.js';
-import { RunService } from './RunService.js';
+import { oaoClientErrorHandler } from './clientErrorHandler.js';
+import { installErrorHandler, installNotFoundHandler } from './httpErrors.js';
+import { oaoPlugin } from './oaoPlugin.js';
+import { DOCS_PREFIX } from './registerDocs.js';
 import { resolveServerOptions, type ServerOptions } from './serverOptions.js';
 
 /**
- * Builds the HTTP service, ready but not listening: call `listen()` on it, or `inject()` requests
- * in tests. Options are validated at once (a typed error naming the option). Closing the instance
- * cancels the runs still live and ends open event streams.
+ * Builds the HTTP service on a Fastify instance of its own, ready but not listening: call
+ * `listen()` on it, or `inject()` requests in tests. It is {@link oaoPlugin} at the root, plus
+ * what only the root can set: the logger, a router that matches run ids of up to 128 characters,
+ * the API's error body for malformed HTTP (`oaoClientErrorHandler`) and for unknown URLs.
+ *
+ * Options are validated at once (a typed error naming the option), and the instance is booted
+ * (`ready()`) before it is returned, so a broken installation fails here and not at the first
+ * request. A booted instance takes no more routes or plugins: to add your own (CORS, a rate
+ * limiter, routes of your app), register `oaoPlugin` in your own Fastify app instead. Closing the
+ * instance cancels the runs still live and ends open event streams.
  *
  * @example
  * ```ts
@@ -26,36 +30,15 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   const resolved = resolveServerOptions(options);
   const app = Fastify({
     logger: resolved.logger,
-    bodyLimit: resolved.limits.bodyLimit,
     // Run ids are up to 128 characters; the default (100) would answer a long one 404 unseen.
     routerOptions: { maxParamLength: 256 },
+    clientErrorHandler: oaoClientErrorHandler,
   });
-  app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
-  // JSON only: a text/plain body is refused (415 becomes OAO_ERR_INVALID_JSON), which also keeps
-  // browsers' cross-site "simple" requests from starting runs on a server without API keys.
-  app.removeContentTypeParser('text/plain');
-  installErrorHandling(app, resolved.limits.bodyLimit);
-
-  const service = new RunService({
-    agents: resolved.agents,
-    policy: resolved.policy,
-    tools: resolved.tools,
-    maxConcurrency: resolved.maxConcurrency,
-    maxTaskLength: resolved.limits.maxTaskLength,
-    maxConcurrentRuns: resolved.limits.maxConcurrentRuns,
-    store: resolved.store,
-    clock: resolved.clock,
-    metrics: resolved.metrics,
-    inspect: resolved.inspect,
-    logError: (error, message) => app.log.error({ err: error }, message),
-  });
-  app.addHook('preClose', () => service.close());
-
-  await registerDocs(app, { secured: resolved.apiKeys.length > 0 });
-  await app.register(healthRoutes);
-  await app.register(apiPlugin, { service, apiKeys: resolved.apiKeys });
-  if (resolved.dashboard) await app.register(dashboardPlugin, { secured: resolved.apiKeys.length > 0 });
+  // The root's handlers answer what no route of the plugin does: unknown URLs, and errors the
+  // plugin hands up (at the root there is no app of the user's to hand them to).
+  installErrorHandler(app, { bodyLimit: resolved.limits.bodyLimit, delegateForeignErrors: false });
+  installNotFoundHandler(app, { docsUrl: DOCS_PREFIX });
+  await app.register(oaoPlugin, options);
   await app.ready();
   return app;
 }

@@ -66,7 +66,9 @@ export function toHttpError(error: unknown, bodyLimit: number): HttpError {
       return registryError('OAO_ERR_INVALID_JSON', 'The request body is empty, but its Content-Type says JSON');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       // A JSON-only API: this also keeps browsers' "simple" cross-site form posts out.
-      return registryError('OAO_ERR_INVALID_JSON', 'The request body must be JSON, sent with Content-Type: application/json');
+      return registryError('OAO_ERR_UNSUPPORTED_MEDIA_TYPE', 'The request body must be JSON, sent with Content-Type: application/json', {
+        field: 'headers.content-type',
+      });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return registryError('OAO_ERR_PAYLOAD_TOO_LARGE', `The request body is over this server's limit of ${bodyLimit} bytes`, {
         limit: bodyLimit,
@@ -77,6 +79,7 @@ export function toHttpError(error: unknown, bodyLimit: number): HttpError {
       break;
   }
   const status = typeof fastifyError.statusCode === 'number' ? fastifyError.statusCode : 500;
+  if (status === 415) return registryError('OAO_ERR_UNSUPPORTED_MEDIA_TYPE', 'The request body must be JSON, sent with Content-Type: application/json');
   if (status === 413) return registryError('OAO_ERR_PAYLOAD_TOO_LARGE', `The request body is over this server's limit of ${bodyLimit} bytes`, { limit: bodyLimit });
   if (status >= 400 && status < 500) {
     const message = typeof fastifyError.message === 'string' && fastifyError.message.length > 0 ? fastifyError.message : 'The request is invalid';
@@ -120,19 +123,49 @@ function fieldOf(prefix: string, issue: ValidationIssue): string {
 }
 
 /**
- * Installs the error and not-found handlers on the root instance; encapsulated plugins inherit
- * them, so every route, hook and content-type parser answers with the same shape.
+ * Whether an error was raised by something other than OAO and Fastify: a hook of the app around
+ * the API (a rate limiter's 429, an auth plugin's 403). Such an error keeps its own status and
+ * body: the app's error handler answers it, not the API's.
  */
-export function installErrorHandling(app: FastifyInstance, bodyLimit: number): void {
+export function isForeignClientError(error: unknown): boolean {
+  if (OaoError.isInstance(error) || typeof error !== 'object' || error === null) return false;
+  const { code, statusCode, validation } = error as { code?: unknown; statusCode?: unknown; validation?: unknown };
+  if (validation !== undefined) return false;
+  if (typeof code === 'string' && code.startsWith('FST_')) return false;
+  return typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500;
+}
+
+export interface ErrorHandlingOptions {
+  readonly bodyLimit: number;
+  /** Where the API is described, for the not-found message. */
+  readonly docsUrl: string;
+  /**
+   * Hand errors raised by the surrounding app's own hooks (see {@link isForeignClientError}) to the
+   * parent context's error handler instead of answering them. True inside a user's app.
+   */
+  readonly delegateForeignErrors: boolean;
+}
+
+/**
+ * Installs the error handler on `app`'s context; the routes, hooks and content-type parsers of
+ * that context and of its children answer with the one error body shape.
+ */
+export function installErrorHandler(app: FastifyInstance, { bodyLimit, delegateForeignErrors }: Omit<ErrorHandlingOptions, 'docsUrl'>): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    // Thrown from an error handler, an error goes to the parent context's handler.
+    if (delegateForeignErrors && isForeignClientError(error)) throw error;
     const answer = toHttpError(error, bodyLimit);
     if (answer.status >= 500) request.log.error({ err: error }, 'request failed');
     return reply.code(answer.status).headers(answer.headers).send(answer.body);
   });
+}
+
+/** Answers URLs no route serves (below `app`'s prefix) with 404 `OAO_ERR_ROUTE_NOT_FOUND`. */
+export function installNotFoundHandler(app: FastifyInstance, { docsUrl }: Pick<ErrorHandlingOptions, 'docsUrl'>): void {
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
     const url = (request.url.split('?', 1)[0] ?? request.url).slice(0, 200);
     return reply
       .code(ROUTE_NOT_FOUND.status)
-      .send(errorBody(ROUTE_NOT_FOUND.code, `No route serves ${request.method} ${url}; the API is described at /docs`, { method: request.method, url }));
+      .send(errorBody(ROUTE_NOT_FOUND.code, `No route serves ${request.method} ${url}; the API is described at ${docsUrl}`, { method: request.method, url }));
   });
 }

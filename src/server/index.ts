@@ -1,8 +1,12 @@
 /**
- * `open-agent-orchestrator/server`: the HTTP service. Agents are registered by name; requests name
- * one and can only narrow the server's policy. See docs/server.md.
+ * `open-agent-orchestrator/server`: the HTTP service, as a server of its own (`createServer`,
+ * `startServer`) or as a plugin for your Fastify app (`oaoPlugin`). Agents are registered by
+ * name; requests name one and can only narrow the server's policy. See docs/server.md.
  */
 export { createServer } from './createServer.js';
+export { oaoPlugin } from './oaoPlugin.js';
+export type { OaoPluginOptions } from './oaoPlugin.js';
+export { oaoClientErrorHandler } from './clientErrorHandler.js';
 export { startServer, isLoopbackHost } from './startServer.js';
 export type { StartServerOptions, StartedServer } from './startServer.js';
 export { DEFAULT_SERVER_LIMITS } from './serverOptions.js';
@@ -17,5 +21,6 @@ export {
   runRequestSchema,
   runStateSchema,
   runSummarySchema,
+  serverPolicyResponseSchema,
 } from './schemas.js';
-export type { ErrorBody, RunMultiRequestBody, RunRequestBody, RunState, RunSummary } from './schemas.js';
+export type { ErrorBody, RunMultiRequestBody, RunRequestBody, RunState, RunSummary, ServerPolicyResponse } from './schemas.js';

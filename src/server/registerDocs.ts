@@ -10,12 +10,23 @@ export const DOCS_PREFIX = '/docs';
 
 const buildDocument = createJsonSchemaTransformObject({ schemaRegistry: apiSchemaRegistry });
 
+export interface DocsOptions {
+  /** True when the API needs an API key: the document then requires the bearer scheme. */
+  readonly secured: boolean;
+  /**
+   * Where the API is mounted ('' at the root). Under a prefix, the document's `servers` is that
+   * prefix and its paths are relative to it, so a client generated from it calls the right URLs.
+   */
+  readonly basePath: string;
+}
+
 /**
- * Registers the OpenAPI document (built from the routes' zod schemas) and Swagger UI. Both go on
- * the root instance: @fastify/swagger must see every route, in every encapsulated context. Swagger
- * UI serves its own assets from the package, so the docs work offline and load nothing from a CDN.
+ * Registers the OpenAPI document (built from the routes' zod schemas) and Swagger UI in the API's
+ * context, before its routes: @fastify/swagger sees the routes of this context and of its
+ * children, and none of the app around it. Swagger UI serves its own assets from the package, so
+ * the docs work offline and load nothing from a CDN.
  */
-export async function registerDocs(app: FastifyInstance, { secured }: { readonly secured: boolean }): Promise<void> {
+export async function registerDocs(app: FastifyInstance, { secured, basePath }: DocsOptions): Promise<void> {
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.0.3',
@@ -31,6 +42,7 @@ export async function registerDocs(app: FastifyInstance, { secured }: { readonly
         { name: 'agents', description: 'The agents this server runs' },
         { name: 'service', description: 'The service itself' },
       ],
+      ...(basePath === '' ? {} : { servers: [{ url: basePath, description: 'Where this app mounts the API' }] }),
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'One of the server\'s API keys' } } },
       ...(secured ? { security: [{ bearerAuth: [] }] } : {}),
     },
@@ -39,6 +51,8 @@ export async function registerDocs(app: FastifyInstance, { secured }: { readonly
   });
   await app.register(fastifySwaggerUi, {
     routePrefix: DOCS_PREFIX,
+    // The page links its assets by absolute path when opened without a trailing slash.
+    ...(basePath === '' ? {} : { indexPrefix: basePath }),
     uiConfig: { deepLinking: true, tryItOutEnabled: false },
     theme: { title: 'OAO API' },
   });

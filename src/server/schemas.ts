@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { eventCountersSchema } from '../events/schema.js';
-import { policyOptionsSchema } from '../policy/schema.js';
+import { policyLimitsSchema, policyOptionsSchema } from '../policy/schema.js';
 import {
   executionReportSchema,
   jsonValueSchema,
@@ -28,6 +28,36 @@ function described<T extends z.ZodType>(schema: T, description: string): T {
   return schema;
 }
 
+/**
+ * A JSON object of `value`s that keeps every own key as data, `__proto__` included: z.record
+ * drops that key (on the way in and on the way out), and data must reach the run, and the client,
+ * as it was sent. It checks every own key and value and passes the object on unchanged: an object
+ * from JSON.parse (or Object.fromEntries) holds `__proto__` as an own data property, never as its
+ * prototype. `jsonSchema` is what the OpenAPI document shows for it.
+ */
+function ownKeyRecord<V extends z.ZodType>(
+  value: V,
+  jsonSchema: Readonly<Record<string, unknown>>,
+  key: z.ZodType<string> = z.string(),
+): z.ZodType<Record<string, z.output<V>>> {
+  const schema = z
+    .custom<Record<string, z.output<V>>>((input) => typeof input === 'object' && input !== null && !Array.isArray(input), 'Expected an object')
+    .superRefine((input, ctx) => {
+      for (const name of Object.keys(input)) {
+        const checkedKey = key.safeParse(name);
+        if (!checkedKey.success) {
+          for (const issue of checkedKey.error.issues) ctx.addIssue({ code: 'custom', path: [name], message: `Key "${name.slice(0, 40)}": ${issue.message}` });
+        }
+        const checked = value.safeParse(input[name]);
+        if (!checked.success) {
+          for (const issue of checked.error.issues) ctx.addIssue({ code: 'custom', path: [name, ...issue.path], message: issue.message });
+        }
+      }
+    });
+  apiSchemaRegistry.add(schema, { ...jsonSchema });
+  return schema;
+}
+
 /** Jobs one POST /run-multi may name. */
 export const MAX_AGENTS_PER_BATCH = 1_000;
 /** How deeply a JSON task may nest (arrays and objects). */
@@ -52,13 +82,21 @@ export type ErrorBody = z.infer<typeof errorBodySchema>;
 
 export const agentNameSchema = described(z.string().min(1).max(200), 'The name an agent is registered under on this server.');
 
+/** Longest run id a request may give (fewer when the router's maxParamLength is smaller). */
+export const MAX_EXECUTION_ID_LENGTH = 128;
+
 export const executionIdSchema = described(
-  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'Expected 1 to 128 characters: letters, digits, ".", "_", ":" or "-"'),
+  z
+    .string()
+    .regex(
+      new RegExp(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,${MAX_EXECUTION_ID_LENGTH - 1}}$`),
+      `Expected 1 to ${MAX_EXECUTION_ID_LENGTH} characters: letters, digits, ".", "_", ":" or "-"`,
+    ),
   'The id of a run.',
 );
 
 export const taskSchema = described(
-  z.union([z.string(), z.number(), z.boolean(), z.array(z.unknown()), z.record(z.string(), z.unknown())]),
+  z.union([z.string(), z.number(), z.boolean(), z.array(z.unknown()), ownKeyRecord(z.unknown(), { type: 'object', additionalProperties: {} })]),
   `What the agent is asked to do: a string, or any JSON value nested at most ${MAX_TASK_DEPTH} deep. ` +
     'Its length (a string\'s characters, or its JSON\'s) is capped by the server\'s maxTaskLength (default 100000).',
 );
@@ -84,8 +122,12 @@ const agentListSchema = z
   .array(agentNameSchema)
   .min(1)
   .max(MAX_AGENTS_PER_BATCH);
-const agentMapSchema = z
-  .record(z.string().min(1).max(200), agentNameSchema)
+const jobNameSchema = z.string().min(1).max(200);
+const agentMapSchema = ownKeyRecord(
+  agentNameSchema,
+  { type: 'object', additionalProperties: { type: 'string', minLength: 1, maxLength: 200 }, minProperties: 1, maxProperties: MAX_AGENTS_PER_BATCH },
+  jobNameSchema,
+)
   .refine((map) => Object.keys(map).length >= 1, 'Expected at least one agent')
   .refine((map) => Object.keys(map).length <= MAX_AGENTS_PER_BATCH, `Expected at most ${MAX_AGENTS_PER_BATCH} agents`);
 
@@ -106,10 +148,26 @@ export const runMultiRequestSchema = component(
 );
 export type RunMultiRequestBody = z.infer<typeof runMultiRequestSchema>;
 
+/**
+ * The limits a run ran under: the server's policy narrowed by the request's. The core's schema,
+ * with per-tool limits that keep every tool name on the way out (`__proto__` included).
+ */
+export const effectivePolicySchema = component(
+  policyLimitsSchema.extend({
+    tools: policyLimitsSchema.shape.tools.extend({
+      maxCalls: ownKeyRecord(z.number().int().nonnegative(), { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } }),
+    }),
+  }),
+  'PolicyLimits',
+  'The limits that apply: the server\'s policy narrowed by the request\'s `policy`. A requested limit above the server\'s is not an error; ' +
+    'the server\'s applies, and this says so.',
+);
+
 export const runMultiResponseSchema = z.object({
   batchId: z.string(),
   maxConcurrency: z.number().int().positive(),
-  reports: z.record(z.string(), executionReportSchema),
+  effectivePolicy: effectivePolicySchema,
+  reports: ownKeyRecord(executionReportSchema, { type: 'object', additionalProperties: { $ref: '#/components/schemas/ExecutionReport' } }),
 });
 
 export const runStatusSchema = described(
@@ -123,6 +181,7 @@ export const startRunResponseSchema = z.object({
   statusUrl: z.string(),
   eventsUrl: z.string(),
   cancelUrl: z.string(),
+  effectivePolicy: effectivePolicySchema,
 });
 
 const runSummaryShape = {
@@ -160,6 +219,10 @@ export const runStateSchema = component(
     counters: eventCountersSchema,
     events: z.number().int().nonnegative(),
     report: executionReportSchema.nullable(),
+    effectivePolicy: described(
+      effectivePolicySchema.nullable(),
+      'The limits the run runs under (beside the report, never inside it); null only when the store kept neither them nor the run\'s events.',
+    ),
   }),
   'Run',
   'A run: its live state and spend while it runs, its report once finished.',
@@ -196,3 +259,16 @@ export const agentsResponseSchema = z.object({
 });
 
 export const healthResponseSchema = z.object({ status: z.literal('ok'), version: z.string() });
+
+export const serverPolicyResponseSchema = z.object({
+  /** The ceiling of every run: a request's `policy` can only narrow it. */
+  policy: effectivePolicySchema,
+  maxConcurrency: described(z.number().int().positive(), 'Runs of one POST /run-multi at once, at most.'),
+  limits: z.object({
+    bodyLimit: described(z.number().int().positive(), 'Largest request body, in bytes.'),
+    maxTaskLength: described(z.number().int().positive(), 'Longest task: characters of a string task, or of the JSON of any other.'),
+    maxConcurrentRuns: described(z.number().int().positive(), 'Runs executing at once, over all endpoints.'),
+    maxExecutionIdLength: described(z.number().int().positive(), 'Longest `executionId` a request may give.'),
+  }),
+});
+export type ServerPolicyResponse = z.infer<typeof serverPolicyResponseSchema>;

@@ -29,8 +29,17 @@ export interface ServerLimits {
   readonly maxConcurrentRuns?: number;
 }
 
-export interface ServerOptions {
-  /** The agents requests may name, by name. A request can only name one; it never supplies code. */
+/**
+ * The options of `oaoPlugin`: everything the API needs, none of the root-level settings of a
+ * Fastify instance. `createServer` takes the same plus `logger` (`ServerOptions`), so the
+ * two cannot drift apart.
+ */
+export interface OaoPluginOptions {
+  /**
+   * The agents requests may name, by name. A request can only name one; it never supplies code.
+   * The name is also the run's `agentName` (in its report, events, hash and metrics labels),
+   * whatever the agent calls itself.
+   */
   readonly agents: Readonly<Record<string, AgentLike>>;
   /** The ceiling of every run: a request's policy can only narrow it. @default new StrictPolicy() */
   readonly policy?: StrictPolicy | PolicyOptions;
@@ -46,8 +55,6 @@ export interface ServerOptions {
   readonly apiKeys?: readonly string[];
   /** @default createMemoryRunStore() */
   readonly store?: RunStore;
-  /** Fastify's logger. @default false */
-  readonly logger?: boolean | FastifyLoggerOptions;
   /** Time source of the runs (timestamps, deadlines); XState's SimulatedClock fits. @default the system clock */
   readonly clock?: Clock;
   /**
@@ -67,6 +74,12 @@ export interface ServerOptions {
    * @default true
    */
   readonly dashboard?: boolean;
+}
+
+/** The options of `createServer` and `startServer`: the plugin's, plus the Fastify instance's logger. */
+export interface ServerOptions extends OaoPluginOptions {
+  /** Fastify's logger. @default false */
+  readonly logger?: boolean | FastifyLoggerOptions;
 }
 
 export const DEFAULT_SERVER_LIMITS = Object.freeze({

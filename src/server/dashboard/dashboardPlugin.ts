@@ -7,9 +7,14 @@ import { DASHBOARD_DIR, etagOf, loadDashboardAssets } from './loadDashboardAsset
 export interface DashboardPluginOptions {
   /** True when the API needs an API key: the page then asks for one. */
   readonly secured: boolean;
+  /** Where the API is mounted ('' at the root); the dashboard is at `${basePath}/dashboard/`. @default '' */
+  readonly basePath?: string;
 }
 
-/** Where the dashboard lives; its page is at `${DASHBOARD_PREFIX}/`. */
+/**
+ * Where the dashboard lives, below the API's mount point; its page is at `${DASHBOARD_PREFIX}/`.
+ * The page finds the API one level up from its own URL, so it works under any prefix.
+ */
 export const DASHBOARD_PREFIX = '/dashboard';
 
 /**
@@ -53,7 +58,7 @@ interface Cached {
  *
  * Registered by `createServer` unless `dashboard: false`.
  */
-export const dashboardPlugin: FastifyPluginAsync<DashboardPluginOptions> = async (app, { secured }) => {
+export const dashboardPlugin: FastifyPluginAsync<DashboardPluginOptions> = async (app, { secured, basePath = '' }) => {
   const assets = await loadDashboardAssets(DASHBOARD_DIR);
   const statechart = json(describeStatechart(agentLifecycleMachine));
   const config = json({ secured, version: RUNTIME_VERSION });
@@ -65,7 +70,7 @@ export const dashboardPlugin: FastifyPluginAsync<DashboardPluginOptions> = async
 
   const hidden = { schema: { hide: true } };
   // Without the slash the page's relative asset URLs would resolve against `/`.
-  app.get(DASHBOARD_PREFIX, hidden, (_request, reply) => reply.redirect(`${DASHBOARD_PREFIX}/`, 301));
+  app.get(DASHBOARD_PREFIX, hidden, (_request, reply) => reply.redirect(`${basePath}${DASHBOARD_PREFIX}/`, 301));
 
   const index = assets.get('index.html');
   if (index !== undefined) app.get(`${DASHBOARD_PREFIX}/`, hidden, (request, reply) => sendCached(request, reply, index));

@@ -1,12 +1,13 @@
 import { errorBodySchema } from '../schemas.js';
 
-type ErrorStatus = 400 | 401 | 404 | 413 | 429;
+type ErrorStatus = 400 | 401 | 404 | 413 | 415 | 429;
 
 const DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
   400: 'Invalid input (OAO_ERR_INVALID_JSON, OAO_ERR_INVALID_ARGUMENT or OAO_ERR_INVALID_POLICY); `details.field` names the field',
   401: 'OAO_ERR_UNAUTHORIZED: the server needs an API key',
   404: 'OAO_ERR_UNKNOWN_AGENT or OAO_ERR_RUN_NOT_FOUND',
   413: "OAO_ERR_PAYLOAD_TOO_LARGE: the body is over the server's limit",
+  415: 'OAO_ERR_UNSUPPORTED_MEDIA_TYPE: the body is not `application/json` in UTF-8',
   429: 'OAO_ERR_TOO_MANY_RUNS: the server runs as many runs as it allows; retry later',
 };
 

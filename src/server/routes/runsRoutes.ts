@@ -12,8 +12,12 @@ import {
 } from '../schemas.js';
 import { errorResponses, jsonResponse } from './errorResponses.js';
 
-/** The run resource: start without waiting, list, look at one, cancel one. */
-export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
+/**
+ * The run resource: start without waiting, list, look at one, cancel one. `basePath` is where the
+ * API is mounted (the prefix it is registered under, '' at the root): the URLs it answers with
+ * start with it.
+ */
+export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePath: string }> = (app, { service, basePath }, done) => {
   app.post(
     '/runs',
     {
@@ -21,18 +25,24 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (ap
         operationId: 'startRun',
         tags: ['runs'],
         summary: 'Start a run and return at once',
-        description: 'Answers 202 with the run\'s id and where to follow it; `Location` points at GET /runs/{id}.',
+        description:
+          'Answers 202 with the run\'s id, where to follow it (`Location` points at GET /runs/{id}), and `effectivePolicy`: the limits ' +
+          'the run runs under, the server\'s policy narrowed by the request\'s (a requested limit above the server\'s is lowered, not refused).',
         body: runRequestSchema,
-        response: { 202: jsonResponse('The run started', startRunResponseSchema), ...errorResponses(400, 401, 404, 413, 429) },
+        response: { 202: jsonResponse('The run started', startRunResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429) },
       },
     },
     async (request, reply) => {
-      const { executionId } = await service.start(request.body);
-      const statusUrl = `/runs/${encodeURIComponent(executionId)}`;
-      return reply
-        .code(202)
-        .header('location', statusUrl)
-        .send({ executionId, status: 'running' as const, statusUrl, eventsUrl: `${statusUrl}/events`, cancelUrl: `${statusUrl}/cancel` });
+      const { executionId, effectivePolicy } = await service.start(request.body);
+      const statusUrl = `${basePath}/runs/${encodeURIComponent(executionId)}`;
+      return reply.code(202).header('location', statusUrl).send({
+        executionId,
+        status: 'running' as const,
+        statusUrl,
+        eventsUrl: `${statusUrl}/events`,
+        cancelUrl: `${statusUrl}/cancel`,
+        effectivePolicy,
+      });
     },
   );
 
@@ -58,6 +68,7 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (ap
         operationId: 'getRun',
         tags: ['runs'],
         summary: 'A run: live state and spend while it runs, its report once finished',
+        description: '`effectivePolicy` holds the limits the run runs under, beside the report (the report itself is hashed and does not change).',
         params: runIdParamsSchema,
         response: { 200: jsonResponse('The run', runStateSchema), ...errorResponses(400, 401, 404) },
       },
@@ -80,7 +91,7 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (ap
         response: {
           200: jsonResponse('Nothing to cancel', cancelResponseSchema),
           202: jsonResponse('The run was cancelled', cancelResponseSchema),
-          ...errorResponses(400, 401, 404),
+          ...errorResponses(400, 401, 404, 413, 415),
         },
       },
     },

@@ -1,16 +1,17 @@
 // The dashboard page: wires the API, the run list, and the panels of the selected run together.
-// All run data comes from the OAO API next to this page: GET /agents, POST /runs, GET /runs
+// All run data comes from the OAO API next to this page: GET /agents, GET /policy (the server's
+// limits, shown in the start form), POST /runs, GET /runs
 // (polled about once a second while the tab is visible), GET /runs/:id, the run's event stream
 // (read with fetch, so it can carry the API key) and POST /runs/:id/cancel.
 
 import { createApi, runPath } from './api.js';
 import { byTestId, h, setMessage } from './dom.js';
 import { EventLog } from './eventLog.js';
-import { formatClock, preview } from './format.js';
+import { formatClock, formatLimit, limitLabel, preview } from './format.js';
 import { renderGauges } from './gauges.js';
 import { renderReport } from './report.js';
 import { badgeText, renderRunList } from './runList.js';
-import { deriveRun } from './runModel.js';
+import { deriveRun, LIMIT_NAMES, loweredLimits } from './runModel.js';
 import { followRunEvents } from './sse.js';
 import { createStatechart } from './statechart.js';
 import { renderTimeline } from './timeline.js';
@@ -38,6 +39,7 @@ const el = {
   agentDescription: byTestId('agent-description'),
   taskInput: byTestId('task-input'),
   formError: byTestId('form-error'),
+  limitsWarning: byTestId('limits-warning'),
   startButton: byTestId('start-button'),
   runList: byTestId('run-list'),
   runCount: byTestId('run-count'),
@@ -53,6 +55,8 @@ const el = {
   detailNotice: byTestId('detail-notice'),
   statechartPanel: byTestId('statechart-panel'),
   gauges: byTestId('gauges'),
+  effectiveLimits: byTestId('effective-limits'),
+  limitsLowered: byTestId('limits-lowered'),
   timeline: byTestId('timeline'),
   report: byTestId('report'),
   eventLog: byTestId('event-log'),
@@ -64,12 +68,18 @@ const el = {
 const app = {
   config: null,
   statechart: null,
+  /** statechart.json as served, kept to redraw the chart when the screen changes between wide and narrow. */
+  chart: null,
   runs: [],
   runsTotal: 0,
   polling: false,
   pollInFlight: false,
   /** Bumped each time the page locks: answers to requests sent before it are ignored. */
   keyGeneration: 0,
+  /** The key in use was just typed and has not been accepted yet (a refusal means a typo, not a change). */
+  keyTyped: false,
+  /** The page asks for a key and calls nothing until it has one. */
+  locked: false,
   pollTimer: undefined,
   tickTimer: undefined,
   renderQueued: false,
@@ -77,6 +87,10 @@ const app = {
   clockOffset: null,
   /** The run on the right: its id, events, GET /runs/:id answer, and the stream's state. */
   selected: null,
+  /** The limits this tab asked for, by run: to say which ones the server lowered. */
+  requested: new Map(),
+  /** The server's own limits (GET /policy): the most any run can get. */
+  serverLimits: null,
 };
 
 const eventLog = new EventLog(el.eventLog, el.eventCount);
@@ -110,6 +124,9 @@ const api = createApi({ base: API_BASE, getKey: () => memoryKey, onUnauthorized:
 
 /** Stops everything that calls the API and asks for a key (again), saying why. */
 function lock(error) {
+  // Requests sent together with a refused key are refused together: the first one says why.
+  if (app.locked && error !== null) return;
+  app.locked = true;
   // Answers to requests sent before this moment must not unlock the page again.
   app.keyGeneration += 1;
   stopPolling();
@@ -124,10 +141,26 @@ function lock(error) {
   writeKey('');
   el.main.hidden = true;
   el.keyPanel.hidden = false;
-  setMessage(el.keyError, error ? error.display : null);
+  // There is no key to forget while the page asks for one.
+  el.forgetKey.hidden = true;
+  setMessage(el.keyError, keyRefusal(error, app.keyTyped));
+  app.keyTyped = false;
   setConnection('locked', 'API key needed');
   el.keyInput.value = '';
   el.keyInput.focus();
+}
+
+/**
+ * Why the page asks for a key (again), in words for the person at it: the server's own message
+ * tells an API client which header to send, which means nothing to someone typing into a form.
+ * The stable code stays at the end, to look up in the error reference.
+ */
+function keyRefusal(error, typed) {
+  if (error === null || error === undefined) return null;
+  if (error.status !== 401) return error.display ?? String(error);
+  return typed
+    ? `The server did not accept this API key. Check it and try again. (${error.code})`
+    : `The API key this tab was using is no longer accepted; the server may have been restarted with other keys. Enter a current key. (${error.code})`;
 }
 
 el.keyForm.addEventListener('submit', (event) => {
@@ -138,6 +171,8 @@ el.keyForm.addEventListener('submit', (event) => {
     return;
   }
   writeKey(key);
+  app.keyTyped = true;
+  app.locked = false;
   setMessage(el.keyError, null);
   void connect();
 });
@@ -172,6 +207,22 @@ function serverNow() {
 
 // ---- start up -------------------------------------------------------------------------------
 
+/** A phone-sized screen gets the chart top to bottom (the breakpoint of the page's phone CSS). */
+const narrowScreen = window.matchMedia('(max-width: 640px)');
+/** Below this width (the page's CSS) the run's panels come after the form and the run list. */
+const oneColumn = window.matchMedia('(max-width: 1100px)');
+
+/** Draws the lifecycle chart for the screen's width, showing the selected run on it. */
+function buildStatechart() {
+  app.statechart = createStatechart(app.chart, { vertical: narrowScreen.matches });
+  el.statechartPanel.replaceChildren(app.statechart.element);
+  app.statechart.update(app.selected?.view ?? null);
+}
+
+narrowScreen.addEventListener('change', () => {
+  if (app.chart !== null) buildStatechart();
+});
+
 async function getStatic(name) {
   const response = await fetch(new URL(name, document.baseURI), { cache: 'no-cache' });
   if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
@@ -182,14 +233,14 @@ async function boot() {
   try {
     const [config, chart] = await Promise.all([getStatic('config.json'), getStatic('statechart.json')]);
     app.config = config;
-    app.statechart = createStatechart(chart);
+    app.chart = chart;
   } catch (error) {
     setConnection('offline', String(error?.message ?? error));
     setTimeout(() => void boot(), RETRY_CONNECT_MS);
     return;
   }
   el.version.textContent = `v${app.config.version}`;
-  el.statechartPanel.replaceChildren(app.statechart.element);
+  buildStatechart();
   el.forgetKey.hidden = !app.config.secured;
   if (app.config.secured && memoryKey === '') {
     lock(null);
@@ -198,13 +249,18 @@ async function boot() {
   await connect();
 }
 
-/** Loads the agents (which also proves the key), then shows the dashboard and starts polling. */
+/**
+ * Loads the agents (which also proves the key) and the server's limits, then shows the dashboard
+ * and starts polling.
+ */
 async function connect() {
   setConnection('connecting');
   const generation = app.keyGeneration;
   let agents;
+  let serverPolicy;
   try {
-    ({ agents } = await api.get('agents'));
+    // A server without GET /policy still works: the form then shows no ceiling.
+    [{ agents }, serverPolicy] = await Promise.all([api.get('agents'), api.get('policy').catch((error) => (error.status === 404 ? null : Promise.reject(error)))]);
   } catch (error) {
     if (error.status === 401 || generation !== app.keyGeneration) return; // lock() already asks for a key.
     setConnection('offline', error.display ?? String(error));
@@ -212,8 +268,13 @@ async function connect() {
     return;
   }
   if (generation !== app.keyGeneration) return;
+  app.keyTyped = false;
+  app.locked = false;
   renderAgents(agents);
+  app.serverLimits = serverPolicy?.policy ?? null;
+  showServerLimits(app.serverLimits);
   el.keyPanel.hidden = true;
+  el.forgetKey.hidden = !app.config.secured;
   el.main.hidden = false;
   setConnection('live');
   startPolling();
@@ -338,6 +399,8 @@ function select(id) {
   el.detailBody.hidden = false;
   renderRuns();
   render();
+  // In one column the run is below the form and the list: bring it into view.
+  if (oneColumn.matches) el.detail.scrollIntoView({ block: 'start' });
   void loadRun(selected);
   void follow(selected);
   app.tickTimer = setInterval(() => {
@@ -415,10 +478,64 @@ async function cancelSelected() {
   void refreshRuns().catch(() => {});
 }
 
+// ---- the server's limits --------------------------------------------------------------------
+
+/** Sets a message only when it changes: the elements are live regions, and a rewrite re-announces. */
+function setMessageOnce(element, message) {
+  if (element.textContent !== (message ?? '') || element.hidden !== !message) setMessage(element, message);
+}
+
+function limitList(entries) {
+  return entries.join(' · ');
+}
+
+/** The server's limits (GET /policy) as each field's placeholder and maximum: the ceiling is never a surprise. */
+function showServerLimits(limits) {
+  for (const input of el.startForm.querySelectorAll('[data-limit]')) {
+    const limit = limits?.[input.dataset.limit];
+    if (typeof limit !== 'number') continue;
+    input.placeholder = `${limit} (server limit)`;
+    input.max = String(limit);
+  }
+}
+
+/** Says, while the form is filled in, which values are above the server's limits. */
+function warnAboveServerLimits() {
+  const requested = {};
+  for (const input of el.startForm.querySelectorAll('[data-limit]')) {
+    const raw = input.value.trim();
+    if (raw !== '' && Number.isFinite(Number(raw))) requested[input.dataset.limit] = Number(raw);
+  }
+  const above = loweredLimits(requested, app.serverLimits);
+  setMessageOnce(
+    el.limitsWarning,
+    above.length === 0
+      ? null
+      : `Above the server's limit, and a run never gets more: ${limitList(above.map(({ name, requested: asked, applied }) => `${limitLabel(name)} ${formatLimit(name, asked)} (limit ${formatLimit(name, applied)})`))}`,
+  );
+}
+
+/** The limits the run got (EXECUTION_START's policy), and which of those asked for here the server lowered. */
+function renderLimits(view, requested) {
+  const applied = view.limits;
+  setMessageOnce(
+    el.effectiveLimits,
+    applied === null ? null : `Limits of this run: ${limitList(LIMIT_NAMES.map((name) => `${limitLabel(name)} ${formatLimit(name, applied[name])}`))}`,
+  );
+  const lowered = loweredLimits(requested, applied);
+  setMessageOnce(
+    el.limitsLowered,
+    lowered.length === 0
+      ? null
+      : `The server lowered what was asked for to its own limits: ${limitList(lowered.map(({ name, requested: asked, applied: got }) => `${limitLabel(name)} ${formatLimit(name, asked)} → ${formatLimit(name, got)}`))}`,
+  );
+}
+
 // ---- starting a run -------------------------------------------------------------------------
 
 // An error answers the form as it was: once it changes, the error no longer applies.
 el.startForm.addEventListener('input', () => setMessage(el.formError, null));
+el.startForm.addEventListener('input', () => warnAboveServerLimits());
 
 el.startForm.addEventListener('submit', (event) => {
   event.preventDefault();
@@ -450,6 +567,7 @@ async function startRun() {
   try {
     const started = await api.post('runs', { agent, task, ...(Object.keys(policy).length > 0 ? { policy } : {}) });
     announce(`Run ${started.executionId} of ${agent} started`);
+    app.requested.set(started.executionId, policy);
     select(started.executionId);
     void refreshRuns().catch(() => {});
   } catch (error) {
@@ -502,12 +620,15 @@ function render() {
     el.detailStatus.setAttribute('data-status', status ?? '');
   }
   el.streamState.textContent = view.finished ? (selected.events.length > 0 ? 'complete' : 'from the report') : (STREAM_TEXT[selected.streamStatus] ?? '');
+  // Only a running run can be cancelled: a finished one has no button at all.
+  el.cancelButton.hidden = status !== 'running';
   el.cancelButton.disabled = status !== 'running' || selected.cancelling;
   el.cancelButton.textContent = selected.cancelling && status === 'running' ? 'Cancelling…' : 'Cancel run';
   setMessage(el.detailNotice, selected.notice);
 
   app.statechart?.update(view);
   renderGauges(el.gauges, view);
+  renderLimits(view, app.requested.get(selected.id) ?? null);
   renderTimeline(el.timeline, view);
   eventLog.update(selected.events, el.followLog.checked);
   if (renderedReport !== view.report) {

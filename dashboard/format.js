@@ -130,3 +130,15 @@ export function eventCategory(type) {
   }
   return 'run';
 }
+
+const LIMIT_LABELS = { maxSteps: 'steps', maxTokens: 'tokens', maxToolCalls: 'tool calls', timeoutMs: 'timeout' };
+
+/** A policy limit's name as the page says it: "steps", "tool calls", "timeout". */
+export function limitLabel(name) {
+  return LIMIT_LABELS[name] ?? name;
+}
+
+/** A policy limit's value: a duration for the timeout, a number for the rest. */
+export function formatLimit(name, value) {
+  return name === 'timeoutMs' ? formatDuration(value) : formatNumber(value);
+}

@@ -220,3 +220,17 @@ export function gaugeLevel(used, limit) {
   if (used === limit) return 'limit';
   return limit > 0 && used / limit >= 0.8 ? 'near' : 'ok';
 }
+
+/** The limits a run can be started with, in the order the form and the budget show them. */
+export const LIMIT_NAMES = Object.freeze(['maxSteps', 'maxTokens', 'maxToolCalls', 'timeoutMs']);
+
+/**
+ * The limits asked for above what applies (`applied`: a run's effective policy, or the server's
+ * limits before it starts): the server narrows them to its own, so each is lowered, in form order.
+ */
+export function loweredLimits(requested, applied) {
+  if (requested === null || requested === undefined || applied === null || applied === undefined) return [];
+  return LIMIT_NAMES.filter((name) => typeof requested[name] === 'number' && typeof applied[name] === 'number' && requested[name] > applied[name]).map(
+    (name) => ({ name, requested: requested[name], applied: applied[name] }),
+  );
+}

@@ -1,6 +1,7 @@
 // The lifecycle statechart as inline SVG, drawn from /dashboard/statechart.json (which the
 // server derives from the machine that runs). The running states sit left to right in
-// definition order, the failure state below them; each update only moves classes around.
+// definition order, the failure state below them; on a narrow screen they go top to bottom, the
+// failure state beside them, so the names stay readable. Each update only moves classes around.
 
 import { svg } from './dom.js';
 
@@ -12,12 +13,25 @@ const ROW_Y = 70;
 const LOWER_Y = 200;
 const LOWER_W = 220;
 const LINE = 11;
+// Top to bottom: room on the left for the labels of edges that go back up, a column of states,
+// and the failure states in a column on the right.
+const V_LEFT = 112;
+const V_TOP = 40;
+const V_GAP = 46;
+const V_SIDE_GAP = 70;
+const V_SIDE_W = 96;
+const V_SIDE_H = 76;
+const V_PAD = 14;
 
-/** Where each state's box goes: one row of states, and final states after the first set apart below. */
-export function layoutStatechart(chart) {
+/**
+ * Where each state's box goes: one row of states, and final states after the first set apart
+ * below (`vertical`: one column, and those set apart in a column on the right).
+ */
+export function layoutStatechart(chart, { vertical = false } = {}) {
   const firstFinal = chart.states.findIndex((state) => state.final);
   const lower = chart.states.filter((state, index) => state.final && index !== firstFinal);
   const main = chart.states.filter((state) => !lower.includes(state));
+  if (vertical) return layoutVertical(main, lower);
   const width = PAD_X * 2 + main.length * NODE_W + Math.max(0, main.length - 1) * GAP;
   const boxes = new Map();
   main.forEach((state, index) => {
@@ -28,7 +42,24 @@ export function layoutStatechart(chart) {
     boxes.set(state.name, { state, row: 1, index, x: (width - lowerWidth) / 2 + index * (LOWER_W + GAP), y: LOWER_Y, w: LOWER_W, h: NODE_H });
   });
   const height = lower.length > 0 ? LOWER_Y + NODE_H + 30 : ROW_Y + NODE_H + 20;
-  return { width, height, boxes };
+  return { width, height, boxes, vertical: false };
+}
+
+function layoutVertical(main, lower) {
+  const boxes = new Map();
+  main.forEach((state, index) => {
+    boxes.set(state.name, { state, row: 0, index, x: V_LEFT, y: V_TOP + index * (NODE_H + V_GAP), w: NODE_W, h: NODE_H });
+  });
+  const columnHeight = main.length * NODE_H + Math.max(0, main.length - 1) * V_GAP;
+  const sideX = V_LEFT + NODE_W + V_SIDE_GAP;
+  const sideHeight = lower.length * V_SIDE_H + Math.max(0, lower.length - 1) * V_GAP;
+  lower.forEach((state, index) => {
+    const y = V_TOP + (columnHeight - sideHeight) / 2 + index * (V_SIDE_H + V_GAP);
+    boxes.set(state.name, { state, row: 1, index, x: sideX, y, w: V_SIDE_W, h: V_SIDE_H });
+  });
+  const width = (lower.length > 0 ? sideX + V_SIDE_W : V_LEFT + NODE_W) + V_PAD;
+  const height = V_TOP + columnHeight + V_PAD;
+  return { width, height, boxes, vertical: true };
 }
 
 const centerX = (box) => box.x + box.w / 2;
@@ -53,13 +84,45 @@ function eventLines(events) {
 }
 
 /**
- * Builds the chart once; `update(view)` then marks the current state, the states visited (with
- * how often) and the edges the run has taken.
+ * The path of one edge in the top-to-bottom layout (its labels go into `labels`): down to the
+ * next state, back up in an arc on the left, or across to a failure state on the right.
  */
-export function createStatechart(chart) {
-  const { width, height, boxes } = layoutStatechart(chart);
+function verticalEdge(edge, source, target, arrivals, labels) {
+  if (source.row === 0 && target.row === 0 && target.index === source.index + 1) {
+    const x = centerX(source);
+    const lines = eventLines(edge.events);
+    labels.append(label(lines, x + 8, (source.y + source.h + target.y) / 2 + 4 - ((lines.length - 1) * LINE) / 2, 'start'));
+    return `M ${x} ${source.y + source.h} L ${x} ${target.y - 2}`;
+  }
+  if (source.row === 0 && target.row === 0) {
+    const backwards = target.index < source.index;
+    const y1 = centerY(source) + (backwards ? -10 : 10);
+    const y2 = centerY(target) + (backwards ? 10 : -10);
+    const lift = 30 + 6 * Math.abs(target.index - source.index);
+    labels.append(label([edge.events.join(' · ')], source.x - lift * 0.75 - 6, (y1 + y2) / 2 + 4, 'end'));
+    return `M ${source.x} ${y1} C ${source.x - lift} ${y1} ${target.x - lift} ${y2} ${target.x - 2} ${y2}`;
+  }
+  if (source.row === 0 && target.row === 1) {
+    const list = arrivals.get(edge.target) ?? [edge];
+    const slot = list.indexOf(edge);
+    const y2 = target.y + ((slot + 0.5) * target.h) / list.length;
+    const x1 = source.x + source.w;
+    const y1 = centerY(source);
+    const middle = (x1 + target.x) / 2;
+    return `M ${x1} ${y1} C ${middle} ${y1} ${middle} ${y2} ${target.x - 2} ${y2}`;
+  }
+  return `M ${centerX(source)} ${centerY(source)} L ${centerX(target)} ${centerY(target)}`;
+}
+
+/**
+ * Builds the chart once (`vertical`: top to bottom, for narrow screens); `update(view)` then
+ * marks the current state, the states visited (with how often) and the edges the run has taken.
+ */
+export function createStatechart(chart, { vertical = false } = {}) {
+  const { width, height, boxes } = layoutStatechart(chart, { vertical });
   const root = svg('svg', {
-    class: 'sc',
+    class: vertical ? 'sc is-vertical' : 'sc',
+    'data-layout': vertical ? 'vertical' : 'horizontal',
     viewBox: `0 0 ${width} ${height}`,
     role: 'img',
     'aria-label': 'Lifecycle statechart',
@@ -73,13 +136,15 @@ export function createStatechart(chart) {
   const nodeLayer = svg('g', { class: 'sc-nodes' });
   root.append(edgeLayer, labelLayer, nodeLayer);
 
-  // Where edges arrive on a lower box: spread along its top, in the order of their sources.
+  // Where edges arrive on a lower box: spread along its top (its left side when vertical), in the
+  // order of their sources.
   const arrivals = new Map();
   for (const edge of chart.edges) {
     const target = boxes.get(edge.target);
     if (target?.row === 1) arrivals.set(edge.target, [...(arrivals.get(edge.target) ?? []), edge]);
   }
-  for (const list of arrivals.values()) list.sort((a, b) => (boxes.get(a.source)?.x ?? 0) - (boxes.get(b.source)?.x ?? 0));
+  const along = vertical ? (box) => box?.y ?? 0 : (box) => box?.x ?? 0;
+  for (const list of arrivals.values()) list.sort((a, b) => along(boxes.get(a.source)) - along(boxes.get(b.source)));
 
   const edgeElements = new Map();
   for (const edge of chart.edges) {
@@ -87,7 +152,9 @@ export function createStatechart(chart) {
     const target = boxes.get(edge.target);
     if (source === undefined || target === undefined) continue;
     let d;
-    if (source.row === 0 && target.row === 0 && target.index === source.index + 1) {
+    if (vertical) {
+      d = verticalEdge(edge, source, target, arrivals, labelLayer);
+    } else if (source.row === 0 && target.row === 0 && target.index === source.index + 1) {
       const y = centerY(source);
       d = `M ${source.x + source.w} ${y} L ${target.x - 2} ${y}`;
       const lines = eventLines(edge.events);
@@ -124,13 +191,21 @@ export function createStatechart(chart) {
   for (const [name, list] of arrivals) {
     const box = boxes.get(name);
     const common = list[0].events.filter((event) => list.every((edge) => edge.events.includes(event)));
-    if (common.length > 0) {
+    if (common.length > 0 && vertical) {
+      labelLayer.append(label(['from every state:', ...common], centerX(box), box.y + box.h + 18));
+    } else if (common.length > 0) {
       labelLayer.append(label([`from every state: ${common.join(' · ')}`], centerX(box), box.y + box.h + 18));
     }
   }
 
   const initial = chart.initial === null ? undefined : boxes.get(chart.initial);
-  if (initial !== undefined) {
+  if (initial !== undefined && vertical) {
+    const x = centerX(initial);
+    nodeLayer.append(
+      svg('circle', { class: 'sc-initial', cx: x, cy: initial.y - 22, r: 5 }),
+      svg('path', { class: 'sc-edge', d: `M ${x} ${initial.y - 17} L ${x} ${initial.y - 2}`, 'marker-end': 'url(#sc-arrow)' }),
+    );
+  } else if (initial !== undefined) {
     const y = centerY(initial);
     nodeLayer.append(
       svg('circle', { class: 'sc-initial', cx: initial.x - 22, cy: y, r: 5 }),

@@ -7,6 +7,13 @@ import { formatDuration, formatTick } from './format.js';
 import { LANES, packRows } from './runModel.js';
 
 const GUTTER = 100;
+/** On a phone the lane names get less room, so the bars keep more. */
+const NARROW_GUTTER = 84;
+const NARROW_WIDTH = 480;
+/** The narrowest the timeline gets; below the width of its card it fits the card exactly. */
+const MIN_WIDTH = 280;
+/** About one tick label per this many pixels. */
+const TICK_SPACING = 60;
 const RIGHT = 18;
 const AXIS = 24;
 const BAR_H = 16;
@@ -15,12 +22,26 @@ const LANE_PAD = 7;
 const MARK_H = 20;
 const CHAR_W = 6.3;
 
-/** A round tick step giving at most about `count` ticks over `span` ms. */
-function tickStep(span, count = 7) {
-  const raw = span / count;
+/**
+ * The time axis for a run of `span` ms: a round tick step (1, 2 or 5 times a power of ten, never
+ * under 1 ms) giving at most about `count` ticks, and the axis end, the first multiple of the step
+ * at or after `span`. The axis so ends within one step of the run's end: a 13 ms run gets an
+ * axis to 14 ms, not a fixed minimum.
+ */
+export function timeAxis(span, count = 7) {
+  const length = Number.isFinite(span) && span > 0 ? span : 0;
+  const raw = Math.max(1, length / Math.max(1, count));
   const power = 10 ** Math.floor(Math.log10(raw));
-  for (const factor of [1, 2, 5, 10]) if (power * factor >= raw) return power * factor;
-  return power * 10;
+  let step = power * 10;
+  for (const factor of [1, 2, 5]) {
+    if (power * factor >= raw) {
+      step = power * factor;
+      break;
+    }
+  }
+  // Rounding guards against 0.1 + 0.2 drift: the end is a whole number of steps.
+  const end = Math.max(1, Math.ceil(length / step - 1e-9)) * step;
+  return { step, end };
 }
 
 function spanTitle(span, elapsed) {
@@ -35,13 +56,15 @@ export function renderTimeline(container, view) {
     setChildren(container, h('p', { class: 'muted empty-note' }, view === null ? '' : 'No events yet.'));
     return;
   }
-  const width = Math.max(520, Math.floor(container.clientWidth || 0));
+  const width = Math.max(MIN_WIDTH, Math.floor(container.clientWidth || 0));
+  const gutter = width < NARROW_WIDTH ? NARROW_GUTTER : GUTTER;
   // Room on the right for the name of the final state, drawn just after its marker.
   const finalLabel = view.spans.find((span) => span.status === 'final')?.label ?? '';
-  const plotWidth = width - GUTTER - RIGHT - (finalLabel === '' ? 0 : finalLabel.length * CHAR_W + 14);
-  // A little headroom while running, so growing bars do not sit against the edge.
-  const domain = Math.max(50, view.finished ? view.elapsed : view.elapsed * 1.08);
-  const x = (t) => GUTTER + (Math.min(Math.max(t, 0), domain) / domain) * plotWidth;
+  const plotWidth = width - gutter - RIGHT - (finalLabel === '' ? 0 : finalLabel.length * CHAR_W + 14);
+  // A little headroom while running, so growing bars do not sit against the edge; the axis then
+  // ends on the next round value after the run (or the headroom), never far beyond it.
+  const { step, end: domain } = timeAxis(view.finished ? view.elapsed : view.elapsed * 1.08, Math.min(7, Math.max(3, Math.floor(plotWidth / TICK_SPACING))));
+  const x = (t) => gutter + (Math.min(Math.max(t, 0), domain) / domain) * plotWidth;
 
   const lanes = LANES.map((lane) => {
     const { placed, rows } = packRows(view.spans.filter((span) => span.lane === lane.id), view.elapsed);
@@ -57,6 +80,7 @@ export function renderTimeline(container, view) {
     viewBox: `0 0 ${width} ${height}`,
     role: 'img',
     'aria-label': `Timeline: ${view.spans.length} bars over ${formatDuration(view.elapsed)}`,
+    'data-axis-end': domain,
   });
 
   // Lanes, with their names in the gutter.
@@ -71,9 +95,9 @@ export function renderTimeline(container, view) {
   }
 
   // Axis and grid.
-  const step = tickStep(domain);
   const axis = svg('g', { class: 'tl-axis' });
-  for (let t = 0; t <= domain + 1e-9; t += step) {
+  for (let index = 0; index * step <= domain + 1e-9; index += 1) {
+    const t = index * step;
     const tx = x(t);
     axis.append(
       svg('line', { class: 'tl-grid', x1: tx, x2: tx, y1: AXIS - 4, y2: AXIS + lanesHeight }),

@@ -11,8 +11,10 @@ import { createGates } from './helpers.js';
 /**
  * The dashboard in a real browser: Debian's Chromium driven by playwright-core against a real
  * server on port 0. Starting runs from the page, following them live, cancelling one, the API-key
- * prompt of a secured server; every request the page makes must go to the server itself. A
- * screenshot is kept in test-results/dashboard.png.
+ * prompt of a secured server, the server's limits in the form and the limits a run got; the page at
+ * a phone's width (375 px) and a desktop's (1400 px); every request the page makes must go to the
+ * server itself. Screenshots are kept in test-results/ (dashboard.png, dashboard-375.png,
+ * dashboard-1400.png).
  *
  * Without Chromium at CHROMIUM_PATH the suite is skipped, unless OAO_REQUIRE_BROWSER=1 (as in CI),
  * where it fails instead.
@@ -68,6 +70,14 @@ const agents = {
     description: 'Works until it is cancelled.',
     invoke: (_task: string, ctx: AgentContext) => until(new Promise<never>(() => {}), ctx.signal),
   },
+  brief: {
+    name: 'brief',
+    description: 'One short step, about 13 ms.',
+    async invoke(task: string, ctx: AgentContext) {
+      await pause(13, ctx.signal);
+      return { output: `done: ${task}` };
+    },
+  },
   snooper: {
     name: 'snooper',
     description: 'Looks something up, then reaches for a tool it may not use.',
@@ -114,9 +124,9 @@ interface Session {
 
 let browser: Browser | undefined;
 
-async function openDashboard(origin: string): Promise<Session> {
+async function openDashboard(origin: string, viewport = { width: 1400, height: 900 }): Promise<Session> {
   if (browser === undefined) throw new Error('The browser did not start');
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const requests: Request[] = [];
   const problems: string[] = [];
@@ -163,6 +173,22 @@ async function startFromForm(page: Page, agent: string, task: string, limits: Re
   const { executionId } = (await answer.json()) as { executionId: string };
   await waitFor(byTestId(page, 'run-detail', `[data-run-id="${executionId}"]`));
   return executionId;
+}
+
+async function boxOf(locator: Locator): Promise<{ x: number; y: number; width: number; height: number }> {
+  const box = await locator.first().boundingBox();
+  if (box === null) throw new Error(`${locator.toString()} is not shown`);
+  return box;
+}
+
+/** A finished run's events, read as any client reads them: its event stream, which ends with the run. */
+async function runEvents(origin: string, id: string): Promise<Array<{ type: string; timestamp: number }>> {
+  const answer = await fetch(`${origin}/runs/${encodeURIComponent(id)}/events`, { signal: AbortSignal.timeout(WAIT_MS) });
+  expect(answer.status).toBe(200);
+  return (await answer.text())
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => JSON.parse(line.slice('data: '.length)) as { type: string; timestamp: number });
 }
 
 async function apiGet(origin: string, path: string, key?: string): Promise<any> {
@@ -218,7 +244,7 @@ describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
     await waitFor(byTestId(page, 'connection', '[data-state="live"]'));
     await waitFor(byTestId(page, 'version'), /^v\d+\.\d+\.\d+/);
     await waitFor(page.locator('[data-testid="agent-select"] option[value="stepper"]'));
-    expect(await page.locator('[data-testid="agent-select"] option').allTextContents()).toEqual(['stepper', 'forever', 'snooper']);
+    expect(await page.locator('[data-testid="agent-select"] option').allTextContents()).toEqual(['stepper', 'forever', 'brief', 'snooper']);
     await waitFor(byTestId(page, 'agent-description'), 'Three steps');
     const states = await page.locator('[data-testid="state-node"]').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-state')));
     expect(states).toEqual(['INIT', 'PLAN', 'EXECUTE', 'REVIEW', 'TERMINATE', 'FAILED']);
@@ -260,7 +286,8 @@ describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
     await waitFor(byTestId(page, 'report-reason'), 'completed');
     await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="SUCCESS"]`));
     await waitFor(page.locator('[data-testid="event-row"][data-type="EXECUTION_COMPLETE"]'));
-    expect(await byTestId(page, 'cancel-button').isDisabled()).toBe(true);
+    // A finished run cannot be cancelled, so it has no Cancel button at all.
+    await expect.poll(() => byTestId(page, 'cancel-button').isHidden(), { timeout: WAIT_MS }).toBe(true);
     expect(await page.locator('[data-testid="timeline-bar"][data-status="open"]').count()).toBe(0);
     expect(await page.locator('[data-testid="timeline-bar"][data-lane="steps"]').count()).toBe(3);
     const events = await page.locator('[data-testid="event-row"]').count();
@@ -294,7 +321,7 @@ describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
     await waitFor(page.locator('[data-testid="timeline-bar"][data-lane="steps"][data-status="aborted"]'));
     await waitFor(byTestId(page, 'run-item', `[data-run-id="${id}"][data-status="FAILED"]`), 'cancelled');
     await waitFor(byTestId(page, 'announcer'), `Run ${id} finished: FAILED (cancelled)`);
-    expect(await cancel.isDisabled()).toBe(true);
+    await expect.poll(() => cancel.isHidden(), { timeout: WAIT_MS }).toBe(true);
 
     const run = await apiGet(served.origin, `/runs/${id}`);
     expect(run).toMatchObject({ status: 'FAILED', termination: { reason: 'cancelled' } });
@@ -325,6 +352,9 @@ describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
     await waitFor(byTestId(page, 'run-subtitle'), '<img src=x onerror=alert(1)>');
     expect(await page.locator('[data-testid="run-detail"] img').count()).toBe(0);
     expect(page.url()).toContain(`#run=${encodeURIComponent(executionId)}`);
+    // Its limits are shown; nothing was asked of this page for it, so nothing was lowered.
+    await waitFor(byTestId(page, 'effective-limits'), 'Limits of this run: steps 6');
+    expect(await byTestId(page, 'limits-lowered').isHidden()).toBe(true);
     expectClean(session, served.origin);
   });
 
@@ -343,9 +373,100 @@ describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
     expectClean(session, served.origin, [/Failed to load resource: the server responded with a status of 400/]);
   });
 
+  it('shows the server\'s limits in the form, and the limits the server gave a run that asked for more', async () => {
+    const { page } = session;
+    const details = page.locator('details.limits');
+    if ((await details.getAttribute('open')) === null) await details.locator('summary').click();
+    // The server's policy (GET /policy) is the ceiling: each field shows it before anything is typed.
+    const placeholders = await page.locator('[data-limit]').evaluateAll((inputs) => inputs.map((input) => input.getAttribute('placeholder')));
+    expect(placeholders).toEqual(['6 (server limit)', '1000 (server limit)', '8 (server limit)', '20000 (server limit)']);
+
+    // Asking for more is said at once, before the run starts.
+    await byTestId(page, 'limit-maxSteps').fill('50');
+    await waitFor(byTestId(page, 'limits-warning'), 'steps 50 (limit 6)');
+
+    const id = await startFromForm(page, 'brief', 'asks for more than the server allows', { maxSteps: '50', maxTokens: '300' });
+    await waitFor(byTestId(page, 'run-detail', `[data-run-id="${id}"][data-status="SUCCESS"]`));
+    // What the run got comes from its own EXECUTION_START: the narrower of each pair.
+    await waitFor(byTestId(page, 'effective-limits'), 'Limits of this run: steps 6 · tokens 300 · tool calls 8 · timeout 20.0 s');
+    const lowered = await waitFor(byTestId(page, 'limits-lowered'), 'steps 50 → 6');
+    expect(await lowered.textContent()).not.toContain('tokens');
+    await waitFor(page.locator('[data-testid="gauge"][data-gauge="steps"] [data-testid="gauge-value"]'), '1 / 6');
+    await waitFor(page.locator('[data-testid="gauge"][data-gauge="tokens"] [data-testid="gauge-value"]'), '0 / 300');
+
+    // An empty form warns of nothing.
+    await byTestId(page, 'limit-maxSteps').fill('');
+    await byTestId(page, 'limit-maxTokens').fill('');
+    await expect.poll(() => byTestId(page, 'limits-warning').isHidden(), { timeout: WAIT_MS }).toBe(true);
+    expectClean(session, served.origin, [/status of 400/]);
+  });
+
+  for (const width of [375, 1400]) {
+    it(`fits a ${width} px wide screen: no sideways scrolling, the whole header, a readable chart, an axis as long as the run`, async () => {
+      const screen = await openDashboard(served.origin, { width, height: 900 });
+      const { page } = screen;
+      try {
+        await waitFor(byTestId(page, 'connection', '[data-state="live"]'));
+        const id = await startFromForm(page, 'brief', `on a ${width} px screen`);
+        await waitFor(byTestId(page, 'run-detail', `[data-run-id="${id}"][data-status="SUCCESS"]`));
+        await waitFor(byTestId(page, 'report-status'), 'SUCCESS');
+        await waitFor(page.locator('[data-testid="event-row"][data-type="EXECUTION_COMPLETE"]'));
+        await page.mouse.move(0, 0);
+
+        // Nothing is wider than the screen (the document scrolls nothing sideways), nor inside the widest panels.
+        const viewport = await page.locator('html').evaluate((html) => ({ scrollWidth: html.scrollWidth, clientWidth: html.clientWidth }));
+        expect(viewport.scrollWidth).toBeLessThanOrEqual(viewport.clientWidth);
+        for (const panel of ['[data-testid="timeline"]', '[data-testid="event-log"]', '[data-testid="statechart-panel"]']) {
+          expect(await page.locator(panel).evaluate((element) => element.scrollWidth <= element.clientWidth), panel).toBe(true);
+        }
+
+        // The header whole: each part of it inside the screen and inside the header.
+        const header = page.locator('header.topbar');
+        const headerBox = await boxOf(header);
+        expect(await header.evaluate((element) => element.scrollWidth <= element.clientWidth)).toBe(true);
+        for (const part of ['.brand-mark', '.brand-name', '[data-testid="version"]', '[data-testid="connection"]']) {
+          const box = await boxOf(header.locator(part));
+          expect(box.x, part).toBeGreaterThanOrEqual(0);
+          expect(box.x + box.width, part).toBeLessThanOrEqual(viewport.clientWidth);
+          expect(box.y, part).toBeGreaterThanOrEqual(headerBox.y);
+          expect(box.y + box.height, part).toBeLessThanOrEqual(headerBox.y + headerBox.height);
+        }
+        expect(await header.locator('.brand-name').evaluate((element) => element.scrollWidth <= element.clientWidth)).toBe(true);
+
+        // The statechart top to bottom on a phone, left to right on a desktop; its names readable on both.
+        expect(await byTestId(page, 'statechart').getAttribute('data-layout')).toBe(width < 640 ? 'vertical' : 'horizontal');
+        const stateName = await boxOf(page.locator('[data-testid="state-node"][data-state="EXECUTE"] .sc-name'));
+        expect(stateName.height).toBeGreaterThanOrEqual(10);
+
+        // The time axis ends just after the run, on a round value: not at a fixed minimum far beyond it.
+        const events = await runEvents(served.origin, id);
+        const startedAt = events.find((event) => event.type === 'EXECUTION_START')?.timestamp ?? Number.NaN;
+        const span = (events.at(-1)?.timestamp ?? Number.NaN) - startedAt;
+        expect(span).toBeGreaterThanOrEqual(13);
+        const axisEnd = Number(await page.locator('[data-testid="timeline"] svg').getAttribute('data-axis-end'));
+        expect(axisEnd).toBeGreaterThanOrEqual(span);
+        expect(axisEnd).toBeLessThanOrEqual(Math.max(2 * span, span + 2));
+        const ticks = await page.locator('[data-testid="timeline"] .tl-tick').allTextContents();
+        expect(ticks.at(-1)).toBe(axisEnd < 1_000 ? `${axisEnd} ms` : `${axisEnd / 1_000} s`);
+
+        // A finished run offers no Cancel button.
+        expect(await byTestId(page, 'cancel-button').isHidden()).toBe(true);
+
+        const shot = new URL(`../test-results/dashboard-${width}.png`, import.meta.url);
+        await mkdir(new URL('.', shot), { recursive: true });
+        await page.screenshot({ path: shot.pathname, fullPage: true });
+        expect([...(await readFile(shot)).subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+        expectClean(screen, served.origin);
+      } finally {
+        await screen.context.close();
+      }
+    });
+  }
+
   it('keeps a screenshot of the dashboard with a finished run selected', async () => {
     const { page } = session;
-    const item = await waitFor(byTestId(page, 'run-item', '[data-status="SUCCESS"]'));
+    // The three-step run: the fullest timeline of the runs so far.
+    const item = await waitFor(byTestId(page, 'run-item', '[data-status="SUCCESS"]'), 'stepper');
     await item.click();
     await waitFor(byTestId(page, 'report-status'), 'SUCCESS');
     await waitFor(page.locator('[data-testid="state-node"][data-state="TERMINATE"][data-current="true"]'));
@@ -373,13 +494,18 @@ describe.skipIf(!browserFound && !browserRequired)(`${suiteName}, on a server wi
 
       await byTestId(page, 'api-key-input').fill('not-the-key');
       await byTestId(page, 'api-key-submit').click();
-      await waitFor(byTestId(page, 'api-key-error'), 'OAO_ERR_UNAUTHORIZED');
+      // Said to the person at the page, not to an HTTP client: no header names, the code kept to look up.
+      const refusal = await waitFor(byTestId(page, 'api-key-error'), 'OAO_ERR_UNAUTHORIZED');
+      expect(await refusal.textContent()).toContain('The server did not accept this API key. Check it and try again.');
+      expect(await refusal.textContent()).not.toMatch(/Authorization|Bearer|send /);
       expect(await byTestId(page, 'main').isHidden()).toBe(true);
+      expect(await byTestId(page, 'forget-key').isHidden()).toBe(true);
 
       await byTestId(page, 'api-key-input').fill(key);
       await byTestId(page, 'api-key-submit').click();
       await waitFor(byTestId(page, 'connection', '[data-state="live"]'));
       expect(await byTestId(page, 'api-key-panel').isHidden()).toBe(true);
+      expect(await byTestId(page, 'forget-key').isVisible()).toBe(true);
       expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('oao.apiKey'))).toBe(key);
 
       const id = await startFromForm(page, 'stepper', 'with a key');
@@ -391,10 +517,12 @@ describe.skipIf(!browserFound && !browserRequired)(`${suiteName}, on a server wi
       // Every API call carried the key once it was given; the page's own files needed none.
       const apiCalls = session.requests.filter((request) => !new URL(request.url()).pathname.startsWith('/dashboard/'));
       expect(apiCalls.map((request) => new URL(request.url()).pathname)).toEqual(
-        expect.arrayContaining(['/agents', '/runs', `/runs/${id}`, `/runs/${id}/events`]),
+        expect.arrayContaining(['/agents', '/policy', '/runs', `/runs/${id}`, `/runs/${id}/events`]),
       );
       const authorizations = await Promise.all(apiCalls.map(async (request) => (await request.allHeaders()).authorization));
-      expect(authorizations.filter((header) => header !== `Bearer ${key}`)).toEqual(['Bearer not-the-key']);
+      const refused = authorizations.filter((header) => header !== `Bearer ${key}`);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(new Set(refused)).toEqual(new Set(['Bearer not-the-key']));
 
       // Forgetting the key locks the page again, and keeps it locked even when a run-list answer
       // sent with the old key arrives afterwards (the list requests are held back to make sure).

@@ -5,7 +5,8 @@ import { createGates } from './helpers.js';
 
 /**
  * The dashboard's browser modules that need no DOM, run in Node: the SSE framing and reconnection
- * (sse.js) against a real server, and the view a run's events become (runModel.js).
+ * (sse.js) against a real server, the view a run's events become (runModel.js), the timeline's
+ * time axis and how limits are written (timeline.js, format.js).
  */
 
 interface SseMessage {
@@ -48,13 +49,28 @@ interface RunModelModule {
   deriveRun: (events: readonly OaoEvent[], options?: { now?: number | null; report?: unknown }) => RunView;
   packRows: (spans: readonly Span[], elapsed: number, maxRows?: number) => { placed: { span: Span; row: number }[]; rows: number };
   gaugeLevel: (used: number, limit: number | null) => string;
+  LIMIT_NAMES: readonly string[];
+  loweredLimits: (
+    requested: Record<string, number> | null,
+    applied: Record<string, unknown> | null,
+  ) => { name: string; requested: number; applied: number }[];
+}
+interface TimelineModule {
+  timeAxis: (span: number, count?: number) => { step: number; end: number };
+}
+interface FormatModule {
+  limitLabel: (name: string) => string;
+  formatLimit: (name: string, value: number) => string;
+  formatTick: (ms: number) => string;
 }
 
 // The modules are plain JavaScript served to browsers as they are; they are loaded by path, so
 // the type checker does not look for declarations it has no need of.
 const dashboardModule = (name: string): string => `../dashboard/${name}`;
 const { SseParser, followRunEvents } = (await import(dashboardModule('sse.js'))) as SseModule;
-const { deriveRun, packRows, gaugeLevel } = (await import(dashboardModule('runModel.js'))) as RunModelModule;
+const { deriveRun, packRows, gaugeLevel, LIMIT_NAMES, loweredLimits } = (await import(dashboardModule('runModel.js'))) as RunModelModule;
+const { timeAxis } = (await import(dashboardModule('timeline.js'))) as TimelineModule;
+const { limitLabel, formatLimit, formatTick } = (await import(dashboardModule('format.js'))) as FormatModule;
 
 const STREAM =
   'retry: 1500\n\n' +
@@ -396,6 +412,77 @@ describe('deriveRun', () => {
       'over',
       'limit',
       'unknown',
+    ]);
+  });
+});
+
+describe('timeAxis', () => {
+  it('ends the axis on the first round value after the run, not at a fixed minimum', () => {
+    expect(timeAxis(13)).toEqual({ step: 2, end: 14 });
+    expect(timeAxis(13, 3)).toEqual({ step: 5, end: 15 });
+    expect(timeAxis(48)).toEqual({ step: 10, end: 50 });
+    expect(timeAxis(1_234)).toEqual({ step: 200, end: 1_400 });
+    expect(timeAxis(20_000)).toEqual({ step: 5_000, end: 20_000 });
+    // Ticks are whole milliseconds: a run shorter than one gets an axis of one.
+    expect(timeAxis(0)).toEqual({ step: 1, end: 1 });
+    expect(timeAxis(0.4)).toEqual({ step: 1, end: 1 });
+    expect(timeAxis(Number.NaN)).toEqual({ step: 1, end: 1 });
+  });
+
+  it('keeps every axis round, at most `count` steps long and within one step of the run', () => {
+    for (const count of [3, 5, 7]) {
+      for (let span = 0.5; span < 5_000_000; span *= 1.37) {
+        const { step, end } = timeAxis(span, count);
+        const power = 10 ** Math.floor(Math.log10(step));
+        expect([1, 2, 5], `step ${step} for ${span}`).toContain(Math.round(step / power));
+        expect(step).toBeGreaterThanOrEqual(1);
+        expect(end).toBeGreaterThanOrEqual(span);
+        expect(end - span).toBeLessThan(Math.max(step, 1) + 1e-6);
+        expect(Math.abs(end / step - Math.round(end / step))).toBeLessThan(1e-9);
+        expect(Math.round(end / step)).toBeLessThanOrEqual(count);
+        expect(end, `axis for a ${span} ms run`).toBeLessThanOrEqual(Math.max(2 * span, span + 1));
+      }
+    }
+  });
+
+  it('labels the ticks of every axis exactly', () => {
+    for (const span of [3, 13, 170, 950, 1_234, 8_800, 61_000]) {
+      const { step, end } = timeAxis(span);
+      const labels = Array.from({ length: Math.round(end / step) + 1 }, (_, index) => formatTick(index * step));
+      expect(new Set(labels).size, labels.join(' ')).toBe(labels.length);
+    }
+    expect([formatTick(0), formatTick(14), formatTick(1_400), formatTick(20_000)]).toEqual(['0', '14 ms', '1.4 s', '20 s']);
+  });
+});
+
+describe('loweredLimits', () => {
+  it('names the limits a run asked for above what it got from a real run\'s EXECUTION_START', async () => {
+    const orchestrator = new Orchestrator({ policy: { maxSteps: 3, maxTokens: 500, timeoutMs: 10_000 } });
+    const handle = orchestrator.start({
+      agent: { invoke: (task: string) => ({ output: task }) },
+      task: 'hi',
+      policy: { maxSteps: 50, maxTokens: 200, timeoutMs: 60_000 },
+    });
+    await handle.report;
+    const applied = deriveRun(handle.events()).limits;
+    expect(applied).toMatchObject({ maxSteps: 3, maxTokens: 200, maxToolCalls: 5, timeoutMs: 10_000 });
+    const requested = { maxSteps: 50, maxTokens: 200, timeoutMs: 60_000 };
+    expect(loweredLimits(requested, applied)).toEqual([
+      { name: 'maxSteps', requested: 50, applied: 3 },
+      { name: 'timeoutMs', requested: 60_000, applied: 10_000 },
+    ]);
+    expect(loweredLimits({ maxSteps: 2 }, applied)).toEqual([]);
+    expect(loweredLimits(null, applied)).toEqual([]);
+    expect(loweredLimits(requested, null)).toEqual([]);
+  });
+
+  it('writes each limit as the page shows it', () => {
+    expect(LIMIT_NAMES).toEqual(['maxSteps', 'maxTokens', 'maxToolCalls', 'timeoutMs']);
+    expect(LIMIT_NAMES.map((name) => `${limitLabel(name)} ${formatLimit(name, 20_000)}`)).toEqual([
+      'steps 20,000',
+      'tokens 20,000',
+      'tool calls 20,000',
+      'timeout 20.0 s',
     ]);
   });
 });

@@ -114,6 +114,21 @@ export const errorRegistry = {
     retryable: true,
     message: 'The OAO server could not be reached',
   },
+  OAO_ERR_CLI_USAGE: {
+    status: 400,
+    retryable: false,
+    message: 'The command line is invalid',
+  },
+  OAO_ERR_LISTEN_FAILED: {
+    status: 500,
+    retryable: false,
+    message: 'The server could not listen on the address and port it was given',
+  },
+  OAO_ERR_MISSING_PACKAGE: {
+    status: 500,
+    retryable: false,
+    message: 'An optional package this feature needs is not installed',
+  },
   OAO_ERR_ROUTE_NOT_FOUND: {
     status: 404,
     retryable: false,
@@ -128,6 +143,21 @@ export const errorRegistry = {
     status: 500,
     retryable: false,
     message: 'The dashboard\'s files are missing from the installed package',
+  },
+  OAO_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    retryable: false,
+    message: 'The request body must be JSON in UTF-8, sent with Content-Type: application/json',
+  },
+  OAO_ERR_HEADERS_TOO_LARGE: {
+    status: 431,
+    retryable: false,
+    message: 'The request line and headers are larger than the server accepts',
+  },
+  OAO_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    retryable: true,
+    message: 'The request did not arrive in full in time',
   },
   OAO_ERR_INTERNAL: {
     status: 500,
@@ -144,21 +174,6 @@ export interface OaoErrorOptions {
   /** Overrides the registry's default of whether the failed call may be retried. */
   readonly retryable?: boolean;
   readonly cause?: unknown;
-  OAO_ERR_UNSUPPORTED_MEDIA_TYPE: {
-    status: 415,
-    retryable: false,
-    message: 'The request body must be JSON in UTF-8, sent with Content-Type: application/json',
-  },
-  OAO_ERR_HEADERS_TOO_LARGE: {
-    status: 431,
-    retryable: false,
-    message: 'The request line and headers are larger than the server accepts',
-  },
-  OAO_ERR_REQUEST_TIMEOUT: {
-    status: 408,
-    retryable: true,
-    message: 'The request did not arrive in full in time',
-  },
   /** Structured facts about the failure, JSON-safe (field names, limits, values). */
   readonly details?: Readonly<Record<string, unknown>>;
 }

@@ -1,26 +1,11 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { runCli, type CliIO } from '../src/cli/program.js';
+import { runCli } from '../src/cli/program.js';
 import { ExitCode } from '../src/cli/exitCodes.js';
+import { captureIo as io, repositoryRoot as root } from './cliIo.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const execFileAsync = promisify(execFile);
-
-function io(overrides: Partial<CliIO> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const value: CliIO = {
-    stdout: (t) => out.push(t),
-    stderr: (t) => err.push(t),
-    env: {},
-    isTTY: false,
-    cwd: root,
-    ...overrides,
-  };
-  return { io: value, out: () => out.join(''), err: () => err.join('') };
-}
 
 describe('oao run', () => {
   it('runs one agent of a module and prints a readable report', async () => {
@@ -53,6 +38,35 @@ describe('oao run', () => {
     const t = io();
     await runCli(['run', 'examples/agents.ts', '--agent', 'runaway', '--task', 'x', '--max-steps', '99', '--json'], t.io);
     expect(JSON.parse(t.out()).totalSteps).toBe(4);
+  });
+
+  it('says on stderr when a flag would widen the module policy, and not when it narrows', async () => {
+    const t = io();
+    await runCli(['run', 'examples/agents.ts', '--agent', 'echo', '--task', 'x', '--max-steps', '99', '--timeout-ms', '60000', '--max-tokens', '10'], t.io);
+    expect(t.err()).toContain("notice: --max-steps 99 is above the module's maxSteps (4); flags can only narrow the policy, so maxSteps stays 4.");
+    expect(t.err()).toContain("notice: --timeout-ms 60000 is above the module's timeoutMs (10000)");
+    expect(t.err()).not.toContain('--max-tokens');
+    expect(t.out()).toContain('✔ echo  SUCCESS');
+
+    const narrowing = io();
+    await runCli(['run', 'examples/agents.ts', '--agent', 'echo', '--task', 'x', '--max-steps', '4', '--max-tokens', '10'], narrowing.io);
+    expect(narrowing.err()).toBe('');
+  });
+
+  it('with --json the notice is a JSON line on stderr and stdout stays one JSON document', async () => {
+    const t = io();
+    expect(await runCli(['run', 'examples/agents.ts', '--agent', 'runaway', '--task', 'x', '--max-steps', '99', '--json'], t.io)).toBe(ExitCode.RUN_FAILED);
+    expect(JSON.parse(t.out())).toMatchObject({ totalSteps: 4 });
+    const lines = t.err().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toEqual({
+      notice: {
+        message: "--max-steps 99 is above the module's maxSteps (4); flags can only narrow the policy, so maxSteps stays 4.",
+        flag: '--max-steps',
+        requested: 99,
+        applied: 4,
+      },
+    });
   });
 
   it('runs several agents in parallel with a summary table', async () => {

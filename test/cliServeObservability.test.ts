@@ -1,33 +1,9 @@
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { ExitCode } from '../src/cli/exitCodes.js';
-import { runCli, type CliIO } from '../src/cli/program.js';
-import { deferred } from './helpers.js';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-
-/** `oao serve` in this process: it runs until the test resolves `stop`. */
-function serveIo() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const stop = deferred<void>();
-  const listening = deferred<string>();
-  const io: CliIO = {
-    stdout: (text) => {
-      out.push(text);
-      const match = /OAO listening on (http:\/\/\S+)/.exec(text);
-      if (match?.[1] !== undefined) listening.resolve(match[1]);
-    },
-    stderr: (text) => err.push(text),
-    env: {},
-    isTTY: false,
-    cwd: root,
-    untilStopped: () => stop.promise,
-  };
-  return { io, out: () => out.join(''), err: () => err.join(''), stop: () => stop.resolve(), listening: listening.promise };
-}
+import { runCli } from '../src/cli/program.js';
+import { serveIo } from './cliIo.js';
 
 describe('oao serve --metrics --inspect --no-dashboard', () => {
   it('serves /metrics, streams runs to the inspector and leaves the dashboard out', async () => {

@@ -10,6 +10,11 @@ export const ExitCode = {
   UNREACHABLE: 3,
   /** The server answered with an error (4xx/5xx) to a well-formed request. */
   SERVER_ERROR: 4,
+  /**
+   * `oao serve` could not start: the port is in use, listening is not permitted, the host is not
+   * an address of this machine, or a package the server needs is not installed.
+   */
+  COULD_NOT_START: 5,
   /** A defect in oao itself. */
   INTERNAL: 70,
 } as const;

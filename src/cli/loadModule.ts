@@ -40,7 +40,9 @@ async function enableTypeScript(): Promise<void> {
 /**
  * Loads agents from a module: its `agents` export (an object of agents), else its default export
  * (an object of agents, or one agent), else every named export that is an agent. Optional `tools`
- * and `policy` exports apply to every run.
+ * and `policy` exports apply to every run. A default export that holds them
+ * (`export default { agents, tools, policy }`), or a CommonJS `module.exports = { agents, ... }`,
+ * counts as those exports.
  */
 export async function loadAgentModule(path: string, cwd: string = process.cwd()): Promise<AgentModule> {
   const file = isAbsolute(path) ? path : resolve(cwd, path);
@@ -62,18 +64,32 @@ export async function loadAgentModule(path: string, cwd: string = process.cwd())
       details: { module: path },
     });
   }
-  const agents = pickAgents(exports, path);
-  const tools = exports.tools;
+  const shape = moduleShape(exports);
+  const agents = pickAgents(shape, path);
+  const tools = shape.tools;
   if (tools !== undefined && (typeof tools !== 'object' || tools === null || Object.values(tools).some((t) => typeof t !== 'function'))) {
     throw new OaoError('OAO_ERR_INVALID_MODULE', `The "tools" export of ${path} must be an object of functions`, { details: { module: path } });
   }
-  const policy = exports.policy;
+  const policy = shape.policy;
   if (policy !== undefined && !(policy instanceof StrictPolicy) && (typeof policy !== 'object' || policy === null)) {
     throw new OaoError('OAO_ERR_INVALID_MODULE', `The "policy" export of ${path} must be a StrictPolicy or policy options`, {
       details: { module: path },
     });
   }
   return { path: file, agents, tools: tools as ToolSet | undefined, policy: policy as StrictPolicy | PolicyOptions | undefined };
+}
+
+/**
+ * The object that holds `agents`, `tools` and `policy`: the module's own exports, or its default
+ * export when that carries `agents` (an ES module's `export default { agents }`, or a CommonJS
+ * module, whose `module.exports` arrives as the default export; Node may also copy some of its
+ * keys as named exports, and those are the same values).
+ */
+function moduleShape(exports: Record<string, unknown>): Record<string, unknown> {
+  const fallback = exports.default;
+  if (typeof fallback !== 'object' || fallback === null || isAgent(fallback) || !('agents' in fallback)) return exports;
+  const holder = fallback as Record<string, unknown>;
+  return exports.agents === undefined || exports.agents === holder.agents ? holder : exports;
 }
 
 function pickAgents(exports: Record<string, unknown>, path: string): Record<string, AgentLike> {

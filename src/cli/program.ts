@@ -12,6 +12,9 @@ import { formatReport, summaryTable } from './formatReport.js';
 import { loadAgentModule } from './loadModule.js';
 import type { RunInspector } from '../observability/inspect/index.js';
 import type { RunState, RunSummary } from '../server/schemas.js';
+import { INSPECT_PACKAGES, requirePackages, SERVER_PACKAGES } from './optionalPackages.js';
+import { STARTER_FILE, writeStarterModule } from './starterModule.js';
+import { listenFailure } from './startupError.js';
 import { colorWanted, createStyle, table, type Style } from './style.js';
 
 interface RunList {
@@ -70,8 +73,6 @@ function serverUrl(value: string): string {
   }
 }
 
-class UsageError extends Error {}
-
 const DEFAULT_INSPECT_URL = 'ws://localhost:8080';
 
 interface ServeFlags {
@@ -91,18 +92,38 @@ function inspectorUrl(value: string): string {
   return value;
 }
 
-/** The inspector subpath needs two optional packages; say which when they are missing. */
+/**
+ * Starts streaming to the inspector. It reconnects with backoff by itself; the log says when the
+ * connection changes (the first failure of a streak, then connected), not at every retry.
+ */
 async function startInspector(url: string, io: CliIO): Promise<RunInspector> {
-  let inspectModule: typeof import('../observability/inspect/index.js');
-  try {
-    inspectModule = await import('../observability/inspect/index.js');
-  } catch (error) {
-    throw new UsageError(`--inspect needs the optional packages @statelyai/inspect and ws (npm install @statelyai/inspect ws): ${(error as Error).message}`);
-  }
-  return inspectModule.createRunInspector({
+  await requirePackages('--inspect', INSPECT_PACKAGES);
+  const { createRunInspector } = await import('../observability/inspect/index.js');
+  let state: 'connecting' | 'failing' | 'connected' = 'connecting';
+  let waiting = false;
+  // Runs only once createRunInspector below has returned: right after it, and from socket events.
+  const untilConnected = (): void => {
+    if (waiting) return;
+    waiting = true;
+    inspector.ready().then(
+      () => {
+        waiting = false;
+        state = 'connected';
+        io.stderr(`inspector: connected to ${url}\n`);
+      },
+      () => undefined, // stopped before it connected
+    );
+  };
+  const inspector = createRunInspector({
     url,
-    onError: (error) => io.stderr(`inspector: ${error.message}; retrying\n`),
+    onError: (error) => {
+      if (state !== 'failing') io.stderr(`inspector: ${error.message}; retrying in the background\n`);
+      state = 'failing';
+      untilConnected();
+    },
   });
+  untilConnected();
+  return inspector;
 }
 
 interface RunFlags {
@@ -131,8 +152,35 @@ function styleFor(io: CliIO, color: boolean): Style {
   return createStyle(color && colorWanted(io.isTTY, io.env));
 }
 
+const LIMIT_FLAGS = [
+  ['maxSteps', '--max-steps'],
+  ['maxTokens', '--max-tokens'],
+  ['maxToolCalls', '--max-tool-calls'],
+  ['timeoutMs', '--timeout-ms'],
+] as const;
+
+/**
+ * Flags can only narrow the module's policy: a value above the module's limit is not applied. Says
+ * so on stderr (one JSON line each with --json, so stdout stays one document).
+ */
+function noticeWidening(flags: RunFlags, base: StrictPolicy, io: CliIO): void {
+  for (const [key, flag] of LIMIT_FLAGS) {
+    const requested = flags[key];
+    const applied = base[key];
+    if (requested === undefined || requested <= applied) continue;
+    const message = `${flag} ${requested} is above the module's ${key} (${applied}); flags can only narrow the policy, so ${key} stays ${applied}.`;
+    io.stderr(flags.json === true ? `${JSON.stringify({ notice: { message, flag, requested, applied } })}\n` : `notice: ${message}\n`);
+  }
+}
+
+/** Options of the command tree that depend on how the CLI was called. */
+export interface ProgramOptions {
+  /** Commander's own error lines are left to the caller (which prints them as JSON). */
+  readonly quietErrors?: boolean;
+}
+
 /** Builds the `oao` command tree. Actions report their exit code through `setExit`. */
-export function createProgram(io: CliIO, setExit: (code: number) => void): Command {
+export function createProgram(io: CliIO, setExit: (code: number) => void, options: ProgramOptions = {}): Command {
   const program = new Command('oao')
     .description('OpenAgentOrchestrator: run AI agents governed by hard limits, with reports and live events.')
     .version(RUNTIME_VERSION, '-v, --version')
@@ -140,7 +188,26 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
     // `oao runs show <id> --server x`: options after a subcommand belong to the subcommand.
     .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    .configureOutput(
+      options.quietErrors === true
+        ? { writeOut: io.stdout, writeErr: () => undefined, outputError: () => undefined }
+        : { writeOut: io.stdout, writeErr: io.stderr },
+    );
+
+  program
+    .command('init')
+    .description(`Write a starter module (${STARTER_FILE}: two agents, a tool and a policy) to run and serve; never overwrites.`)
+    .argument('[file]', 'where to write it (a .mjs file)', STARTER_FILE)
+    .action(async (file: string) => {
+      const written = await writeStarterModule(file, io.cwd);
+      const quoted = /^[\w./-]+$/.test(written) ? written : JSON.stringify(written);
+      io.stdout(
+        `Wrote ${written}: agents greeter and researcher, a search tool and a policy. Try:\n` +
+          `  npx oao run ${quoted} --agent researcher --task "agent governance"\n` +
+          `  npx oao serve ${quoted}\n`,
+      );
+      setExit(ExitCode.OK);
+    });
 
   program
     .command('demo')
@@ -175,13 +242,14 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
       if (flags.all === true) chosen = names;
       else if (flags.agent !== undefined) chosen = [...new Set(flags.agent)];
       else if (names.length === 1) chosen = names;
-      else throw new UsageError(`The module exports several agents (${names.join(', ')}): choose with --agent <name> or --all.`);
+      else throw new OaoError('OAO_ERR_CLI_USAGE', `The module exports several agents (${names.join(', ')}): choose with --agent <name> or --all.`);
       for (const name of chosen) {
         if (!(name in mod.agents)) {
           throw new OaoError('OAO_ERR_UNKNOWN_AGENT', `No agent "${name}" in ${modulePath}; it exports: ${names.join(', ')}`);
         }
       }
       const base = mod.policy instanceof StrictPolicy ? mod.policy : new StrictPolicy(mod.policy ?? {});
+      noticeWidening(flags, base, io);
       const policy = base.narrow(policyFromFlags(flags));
       const results: [string, ExecutionReport][] = [];
       if (chosen.length === 1) {
@@ -229,6 +297,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
     )
     .action(async (modulePath: string, flags: ServeFlags) => {
       const mod = await loadAgentModule(modulePath, io.cwd);
+      await requirePackages('oao serve', SERVER_PACKAGES);
       const { startServer } = await import('../server/index.js');
       const envKeys = (io.env.OAO_API_KEYS ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0);
       const apiKeys = [...(flags.apiKey ?? []), ...envKeys];
@@ -250,7 +319,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
         });
       } catch (error) {
         await inspector?.stop();
-        throw error;
+        throw listenFailure(error, { host: flags.host, port: flags.port }) ?? new ServerStartError(error);
       }
       const where = [
         `docs at ${server.url}/docs`,
@@ -313,7 +382,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
       const body = await request(`${flags.server}/runs/${encodeURIComponent(id)}`, flags.apiKey ?? io.env.OAO_API_KEY);
       if (flags.json === true) {
         io.stdout(`${JSON.stringify(body, null, 2)}\n`);
-        setExit(ExitCode.OK);
+        setExit((body as RunState).status === 'FAILED' ? ExitCode.RUN_FAILED : ExitCode.OK);
         return;
       }
       const run = body as RunState;
@@ -323,18 +392,28 @@ export function createProgram(io: CliIO, setExit: (code: number) => void): Comma
         const c = run.counters;
         io.stdout(`${run.agent}  ${run.status}  state ${run.state ?? '-'} · steps ${c.steps} · tokens ${c.tokens} · tool calls ${c.toolCalls}\n`);
       }
-      setExit(ExitCode.OK);
+      // The run rule: a FAILED run exits 1; a run still going has not failed (yet).
+      setExit(run.status === 'FAILED' ? ExitCode.RUN_FAILED : ExitCode.OK);
     });
 
   return program;
 }
 
+/** The server answered a well-formed request with an error; `code` is the server's OAO_ERR_* code. */
 class ServerAnswerError extends Error {
   constructor(
     readonly status: number,
+    readonly code: string | undefined,
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** `oao serve` failed to start for a reason that is not about the address or port. */
+class ServerStartError extends Error {
+  constructor(readonly original: unknown) {
+    super(`Could not start the server: ${original instanceof Error ? original.message : String(original)}`);
   }
 }
 
@@ -354,16 +433,75 @@ async function request(url: string, apiKey: string | undefined): Promise<unknown
     body = text;
   }
   if (!response.ok) {
-    const error = (body as { error?: { code?: string; message?: string } }).error;
-    throw new ServerAnswerError(response.status, `The server answered ${response.status}${error?.code ? ` ${error.code}` : ''}: ${error?.message ?? text.slice(0, 200)}`);
+    const error = (body as { error?: { code?: string; message?: string } } | null)?.error;
+    const code = typeof error?.code === 'string' ? error.code : undefined;
+    // The server takes its keys from `oao serve --api-key` or OAO_API_KEYS; a client sends one.
+    const hint =
+      response.status === 401
+        ? apiKey === undefined
+          ? ' Pass a key with --api-key <key> or set OAO_API_KEY (one of the keys the server was given with --api-key or OAO_API_KEYS).'
+          : ' The key sent (from --api-key or OAO_API_KEY) is not one the server accepts (its --api-key or OAO_API_KEYS).'
+        : '';
+    throw new ServerAnswerError(
+      response.status,
+      code,
+      `The server answered ${response.status}: ${error?.message ?? text.slice(0, 200)}${hint}`,
+    );
   }
   return body;
 }
 
-/** Runs the CLI with `argv` (without node and script) and returns the exit code. */
+/** What went wrong, as the CLI reports it: a stable code, one line, and the exit code. */
+interface Failure {
+  /** An OAO_ERR_* code; null when a server answered an error without one (a proxy, say). */
+  readonly code: string | null;
+  readonly message: string;
+  readonly exitCode: number;
+  readonly status?: number;
+  /** Only for defects in oao itself. */
+  readonly stack?: string;
+}
+
+/** Startup failures that are the caller's to fix (flags), not the machine's. */
+const USAGE_CODES = new Set(['OAO_ERR_CLI_USAGE', 'OAO_ERR_INVALID_MODULE', 'OAO_ERR_UNKNOWN_AGENT', 'OAO_ERR_INVALID_POLICY', 'OAO_ERR_INVALID_ARGUMENT', 'OAO_ERR_INSECURE_BIND']);
+
+function describeFailure(error: unknown): Failure {
+  if (error instanceof CommanderError) {
+    return { code: 'OAO_ERR_CLI_USAGE', message: error.message.replace(/^error: /, ''), exitCode: ExitCode.USAGE };
+  }
+  if (error instanceof ServerAnswerError) {
+    return { code: error.code ?? null, message: error.message, exitCode: ExitCode.SERVER_ERROR, status: error.status };
+  }
+  if (error instanceof ServerStartError) {
+    const original = error.original;
+    if (OaoError.isInstance(original)) {
+      return { code: original.code, message: original.message, exitCode: USAGE_CODES.has(original.code) ? ExitCode.USAGE : ExitCode.COULD_NOT_START };
+    }
+    return { code: 'OAO_ERR_LISTEN_FAILED', message: error.message, exitCode: ExitCode.COULD_NOT_START };
+  }
+  if (OaoError.isInstance(error)) {
+    const exitCode =
+      error.code === 'OAO_ERR_SERVER_UNREACHABLE'
+        ? ExitCode.UNREACHABLE
+        : error.code === 'OAO_ERR_LISTEN_FAILED' || error.code === 'OAO_ERR_MISSING_PACKAGE'
+          ? ExitCode.COULD_NOT_START
+          : ExitCode.USAGE;
+    return { code: error.code, message: error.message, exitCode };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'OAO_ERR_INTERNAL', message, exitCode: ExitCode.INTERNAL, ...(error instanceof Error && error.stack !== undefined ? { stack: error.stack } : {}) };
+}
+
+/**
+ * Runs the CLI with `argv` (without node and script) and returns the exit code. With `--json`,
+ * an error is one JSON line on stderr, `{"error":{"code","message","exitCode"}}`, and stdout stays
+ * empty or one JSON document.
+ */
 export async function runCli(argv: readonly string[], io: CliIO): Promise<number> {
   let exitCode: number = ExitCode.OK;
-  const program = createProgram(io, (code) => (exitCode = code));
+  const end = argv.indexOf('--');
+  const json = (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+  const program = createProgram(io, (code) => (exitCode = code), { quietErrors: json });
   const style = createStyle(colorWanted(io.isTTY, io.env) && !argv.includes('--no-color'));
   try {
     if (argv.length === 0) {
@@ -373,23 +511,19 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.OK;
-      return ExitCode.USAGE;
+    if (error instanceof CommanderError && (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help')) {
+      return ExitCode.OK;
     }
-    if (error instanceof UsageError) {
-      io.stderr(`${style.red('error:')} ${error.message}\n`);
-      return ExitCode.USAGE;
+    const failure = describeFailure(error);
+    if (json) {
+      io.stderr(`${JSON.stringify({ error: failure })}\n`);
+    } else if (error instanceof CommanderError) {
+      // Commander has printed its message (and where to find help) already.
+    } else if (failure.stack !== undefined || failure.exitCode === ExitCode.INTERNAL) {
+      io.stderr(`${style.red('internal error:')} ${failure.stack ?? failure.message}\n`);
+    } else {
+      io.stderr(`${style.red('error:')} ${failure.message}${failure.code === null ? '' : ` ${style.dim(`[${failure.code}]`)}`}\n`);
     }
-    if (error instanceof ServerAnswerError) {
-      io.stderr(`${style.red('error:')} ${error.message}\n`);
-      return ExitCode.SERVER_ERROR;
-    }
-    if (OaoError.isInstance(error)) {
-      io.stderr(`${style.red('error:')} ${error.message} ${style.dim(`[${error.code}]`)}\n`);
-      return error.code === 'OAO_ERR_SERVER_UNREACHABLE' ? ExitCode.UNREACHABLE : ExitCode.USAGE;
-    }
-    io.stderr(`${style.red('internal error:')} ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    return ExitCode.INTERNAL;
+    return failure.exitCode;
   }
 }

@@ -4,7 +4,8 @@ export const DEMO_USAGE = `Usage: npm run demo -- [options]
 Runs a short governed session on built-in agents: no network, no API key.
 
 Options:
-  --json       print one JSON document (every report and event) instead of text
+  --json       print one JSON document (every report and event) instead of text;
+               npm run --silent demo -- --json keeps npm's banner off stdout
   --no-color   disable colours (also: NO_COLOR=1)
   -h, --help   show this help
 `;

@@ -159,6 +159,41 @@ export const errorRegistry = {
     retryable: true,
     message: 'The request did not arrive in full in time',
   },
+  OAO_ERR_EXPECTATION_FAILED: {
+    status: 417,
+    retryable: false,
+    message: 'The server does not support the request\'s Expect header',
+  },
+  OAO_ERR_LOG_CORRUPT: {
+    status: 500,
+    retryable: false,
+    message: 'A run\'s stored event log is damaged',
+  },
+  OAO_ERR_LOG_VERSION: {
+    status: 500,
+    retryable: false,
+    message: 'A run\'s stored event log was written by a newer version',
+  },
+  OAO_ERR_LOG_CONFLICT: {
+    status: 409,
+    retryable: false,
+    message: 'The events do not continue the run\'s stored log',
+  },
+  OAO_ERR_LEASE_LOST: {
+    status: 409,
+    retryable: false,
+    message: 'Another owner holds the run now; this writer\'s lease is no longer current',
+  },
+  OAO_ERR_STORE: {
+    status: 500,
+    retryable: true,
+    message: 'The run store failed to read or write',
+  },
+  OAO_ERR_STORE_UNAVAILABLE: {
+    status: 503,
+    retryable: true,
+    message: 'The run store cannot be reached',
+  },
   OAO_ERR_INTERNAL: {
     status: 500,
     retryable: true,

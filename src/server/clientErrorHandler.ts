@@ -1,6 +1,7 @@
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
-import { registryError } from './httpErrors.js';
+import { registryError, type HttpError } from './httpErrors.js';
 
 /**
  * Answers what Node's HTTP parser refuses before any route is chosen, in the API's one error body
@@ -35,4 +36,34 @@ export function oaoClientErrorHandler(error: Error & { code?: string }, socket: 
     );
   }
   socket.destroy(error);
+}
+
+/**
+ * Answers the router's own refusals in the API's error body shape (Fastify's `frameworkErrors`):
+ * a URL whose percent-encoding is broken (`/runs/%ff`) is 400 `OAO_ERR_INVALID_ARGUMENT`, and a
+ * path parameter over the router's `maxParamLength` is 404 `OAO_ERR_ROUTE_NOT_FOUND` (no run has
+ * such an id). `createServer` installs it; in your own app, `Fastify({ frameworkErrors:
+ * oaoFrameworkErrors })`.
+ */
+export function oaoFrameworkErrors(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+  const path = request.raw.url ?? '';
+  const answer: HttpError =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? registryError('OAO_ERR_ROUTE_NOT_FOUND', 'No route serves that path: a path parameter is longer than any run id', { method: request.raw.method, path: path.slice(0, 200) })
+      : registryError('OAO_ERR_INVALID_ARGUMENT', 'The URL is not valid: a percent-encoded sequence does not decode', { field: 'url' });
+  void reply.code(answer.status).headers(answer.headers).type('application/json; charset=utf-8').send(JSON.stringify(answer.body));
+}
+
+/**
+ * Answers a request whose `Expect` header asks for something other than `100-continue` (Node's
+ * `checkExpectation` event) with 417 `OAO_ERR_EXPECTATION_FAILED` in the API's error body shape,
+ * instead of Node's empty 417. `createServer` installs it on its HTTP server.
+ */
+export function oaoCheckExpectation(request: IncomingMessage, response: ServerResponse): void {
+  const answer = registryError('OAO_ERR_EXPECTATION_FAILED', `The server does not support the expectation "${String(request.headers.expect).slice(0, 100)}"`, {
+    field: 'headers.expect',
+  });
+  const body = JSON.stringify(answer.body);
+  response.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  response.end(body);
 }

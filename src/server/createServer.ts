@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { oaoClientErrorHandler } from './clientErrorHandler.js';
+import { oaoCheckExpectation, oaoClientErrorHandler, oaoFrameworkErrors } from './clientErrorHandler.js';
 import { installErrorHandler, installNotFoundHandler } from './httpErrors.js';
 import { oaoPlugin } from './oaoPlugin.js';
 import { DOCS_PREFIX } from './registerDocs.js';
@@ -33,7 +33,11 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     // Run ids are up to 128 characters; the default (100) would answer a long one 404 unseen.
     routerOptions: { maxParamLength: 256 },
     clientErrorHandler: oaoClientErrorHandler,
+    frameworkErrors: oaoFrameworkErrors,
+    // A request without Host is answered by the routes (like any other) instead of an empty 400.
+    http: { requireHostHeader: false },
   });
+  app.server.on('checkExpectation', oaoCheckExpectation);
   // The root's handlers answer what no route of the plugin does: unknown URLs, and errors the
   // plugin hands up (at the root there is no app of the user's to hand them to).
   installErrorHandler(app, { bodyLimit: resolved.limits.bodyLimit, delegateForeignErrors: false });

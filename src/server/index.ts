@@ -6,7 +6,7 @@
 export { createServer } from './createServer.js';
 export { oaoPlugin } from './oaoPlugin.js';
 export type { OaoPluginOptions } from './oaoPlugin.js';
-export { oaoClientErrorHandler } from './clientErrorHandler.js';
+export { oaoCheckExpectation, oaoClientErrorHandler, oaoFrameworkErrors } from './clientErrorHandler.js';
 export { startServer, isLoopbackHost } from './startServer.js';
 export type { StartServerOptions, StartedServer } from './startServer.js';
 export { DEFAULT_SERVER_LIMITS } from './serverOptions.js';

@@ -30,6 +30,20 @@ export { canonicalJson } from './report/canonicalJson.js';
 export { executionHash } from './report/executionHash.js';
 export type { ExecutionIdentity } from './report/executionHash.js';
 export { systemClock } from './runtime/clock.js';
+export { createMemoryStore } from './store/createMemoryStore.js';
+export type { MemoryRunStore } from './store/createMemoryStore.js';
+export { STORE_SCHEMA_VERSION } from './store/RunStore.js';
+export type {
+  AppendOptions,
+  Lease,
+  RunListFilter,
+  RunPage,
+  RunPageRequest,
+  RunStore,
+  RunStoreOptions,
+  StoredRun,
+  StoredRunStatus,
+} from './store/RunStore.js';
 export type { Clock } from './runtime/clock.js';
 export type {
   Agent,

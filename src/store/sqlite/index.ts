@@ -1,0 +1,2 @@
+export { createSqliteStore, type SqliteRunStore, type SqliteStoreOptions } from './createSqliteStore.js';
+export { SQLITE_SCHEMA_VERSION, sqliteMigrations, type SqliteMigration } from './migrations.js';

@@ -1,0 +1,119 @@
+import type { Database } from 'better-sqlite3';
+import { OaoError } from '../../errors.js';
+
+/**
+ * The SQLite store's schema, as an ordered list of migrations. A file records every migration it
+ * has run in `schema_version`; opening it runs the missing ones, in one write transaction, so two
+ * processes opening a new file at once migrate it exactly once. Append new migrations at the end
+ * and never edit a released one: a file written by a newer list is refused at open.
+ */
+export interface SqliteMigration {
+  readonly version: number;
+  readonly description: string;
+  readonly sql: string;
+}
+
+export const sqliteMigrations: readonly SqliteMigration[] = [
+  {
+    version: 1,
+    description: 'runs index, event log, leases, counters',
+    sql: `
+      CREATE TABLE runs (
+        execution_id TEXT PRIMARY KEY,
+        agent_name TEXT NOT NULL,
+        -- ms since the epoch, whole milliseconds (the precision of the ISO text and of cursors)
+        started_at INTEGER NOT NULL,
+        -- 'SUCCESS' | 'FAILED' once the log holds EXECUTION_COMPLETE, else NULL
+        outcome TEXT,
+        -- the report's finishedAt, as written, and in ms for retention
+        finished_at TEXT,
+        finished_ms INTEGER,
+        -- seq of the EXECUTION_COMPLETE event that carries the report
+        report_seq INTEGER,
+        -- events the log holds: the next seq
+        event_count INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX runs_by_start ON runs (started_at DESC, execution_id DESC);
+      CREATE INDEX runs_by_agent ON runs (agent_name, started_at DESC, execution_id DESC);
+      CREATE INDEX runs_by_finish ON runs (finished_ms) WHERE outcome IS NOT NULL;
+
+      CREATE TABLE events (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        -- the row format (STORE_SCHEMA_VERSION) the event was written with
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE leases (
+        execution_id TEXT PRIMARY KEY,
+        -- NULL once released; the token stays so the next holder's is higher
+        owner TEXT,
+        token INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE counters (
+        scope TEXT NOT NULL,
+        time_window TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (scope, time_window, name)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+/** The schema version this runtime writes: the last migration's. */
+export const SQLITE_SCHEMA_VERSION = sqliteMigrations.at(-1)?.version ?? 0;
+
+/**
+ * Brings the file's schema up to {@link SQLITE_SCHEMA_VERSION}. Throws `OAO_ERR_LOG_VERSION` when
+ * the file was written by a newer schema, before touching anything. A read-only connection only
+ * checks: it cannot migrate, so a file that needs migrations is `OAO_ERR_STORE`.
+ */
+export function migrate(db: Database, path: string, readonly: boolean, now: () => number): void {
+  const check = (): number => {
+    const found = currentVersion(db);
+    if (found > SQLITE_SCHEMA_VERSION) {
+      throw new OaoError(
+        'OAO_ERR_LOG_VERSION',
+        `The SQLite store at ${path} was written by schema version ${found}; this runtime reads up to ${SQLITE_SCHEMA_VERSION}. Upgrade open-agent-orchestrator to open it`,
+        { details: { path, version: found, supportedVersion: SQLITE_SCHEMA_VERSION } },
+      );
+    }
+    return found;
+  };
+  if (readonly) {
+    const found = check();
+    if (found < SQLITE_SCHEMA_VERSION) {
+      throw new OaoError(
+        'OAO_ERR_STORE',
+        `The SQLite store at ${path} has schema version ${found} and was opened read-only, so it cannot be migrated to ${SQLITE_SCHEMA_VERSION}: open it once with write access`,
+        { retryable: false, details: { path, version: found, supportedVersion: SQLITE_SCHEMA_VERSION } },
+      );
+    }
+    return;
+  }
+  // Cheap look first: an up-to-date file needs no write lock at all.
+  if (check() === SQLITE_SCHEMA_VERSION) return;
+  db.transaction(() => {
+    const found = check();
+    if (found === 0) db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    const record = db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)');
+    for (const migration of sqliteMigrations) {
+      if (migration.version <= found) continue;
+      db.exec(migration.sql);
+      record.run(migration.version, now());
+    }
+  }).immediate();
+}
+
+function currentVersion(db: Database): number {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").get();
+  if (table === undefined) return 0;
+  const row = db.prepare('SELECT MAX(version) AS version FROM schema_version').get() as { version: number | null };
+  return row.version ?? 0;
+}

@@ -109,6 +109,8 @@ export function summarizeEvent(event) {
       return `timed out after ${formatDuration(p.timeoutMs)}`;
     case 'EXECUTION_CANCELLED':
       return `cancelled: ${p.reason}`;
+    case 'EXECUTION_FAILED':
+      return `failed: ${p.error?.code ?? ''} ${p.error?.message ?? ''}`;
     case 'EXECUTION_COMPLETE': {
       const report = p.report ?? {};
       const termination = report.termination ?? {};
@@ -125,7 +127,7 @@ export function eventCategory(type) {
   if (type.startsWith('STEP_') || type === 'PLAN_COMPLETE' || type === 'REVIEW_DECISION') return 'step';
   if (type.startsWith('MODEL_') || type === 'TOKEN_USAGE') return 'model';
   if (type === 'TOOL_CALL' || type === 'TOOL_RESULT') return 'tool';
-  if (type === 'TOOL_DENIED' || type === 'POLICY_VIOLATION' || type === 'ERROR' || type === 'EXECUTION_TIMEOUT' || type === 'EXECUTION_CANCELLED') {
+  if (type === 'TOOL_DENIED' || type === 'POLICY_VIOLATION' || type === 'ERROR' || type === 'EXECUTION_TIMEOUT' || type === 'EXECUTION_CANCELLED' || type === 'EXECUTION_FAILED') {
     return 'problem';
   }
   return 'run';

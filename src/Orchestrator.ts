@@ -12,6 +12,8 @@ import { systemClock, type Clock } from './runtime/clock.js';
 import { typeOf } from './options.js';
 import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
 import type { RunSession } from './runtime/RunSession.js';
+import type { RunStore } from './store/RunStore.js';
+import { replayLog } from './log/replayLog.js';
 
 export type { RunRequest };
 
@@ -49,6 +51,12 @@ export interface OrchestratorOptions {
   readonly onHookError?: (error: unknown, event: OaoEvent) => void;
   /** Makes execution ids. @default crypto.randomUUID */
   readonly generateId?: () => string;
+  /**
+   * Where every run's event log is written (see docs/durability.md). A run's promise settles once
+   * its last event is durable; a run whose log cannot be written ends FAILED with the store's error
+   * before doing anything more. @default none: runs are not recorded
+   */
+  readonly store?: RunStore;
 }
 
 const defaultHookError = (error: unknown, event: OaoEvent): void => {
@@ -77,6 +85,7 @@ export class Orchestrator {
   readonly #clock: Clock;
   readonly #customClock: boolean;
   readonly #generateId: () => string;
+  readonly #store: RunStore | undefined;
 
   constructor(options: OrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -87,6 +96,7 @@ export class Orchestrator {
     this.#clock = options.clock ?? systemClock;
     this.#customClock = options.clock !== undefined;
     this.#generateId = options.generateId ?? randomUUID;
+    this.#store = checkStore(options.store);
     const hub = new EventHub<OaoEvent>(options.onHookError ?? defaultHookError);
     this.#hub = hub;
     this.events$ = hub.events$;
@@ -103,6 +113,13 @@ export class Orchestrator {
    * returns a promise. Time limits cannot interrupt a blocking agent here.
    */
   runSync(request: RunRequest): ExecutionReport {
+    if (this.#store !== undefined && this.#store.synchronous !== true) {
+      throw new OaoError(
+        'OAO_ERR_INVALID_ARGUMENT',
+        'runSync() cannot record to a store that writes asynchronously (such as PostgreSQL): use run(), or a synchronous store (memory, SQLite)',
+        { details: { field: 'store' } },
+      );
+    }
     const { session, actor } = this.#launch(request, true);
     if (session.report === undefined) {
       // Something is waiting on a timer (only retry backoff can): a sync run cannot wait.
@@ -110,6 +127,13 @@ export class Orchestrator {
       actor.send({ type: 'CANCEL' });
     }
     const report = session.report as ExecutionReport;
+    // A synchronous store: the last events are written before runSync returns. A failure here
+    // comes after the report was final; it is reported like any store failure, never thrown.
+    try {
+      void session.log?.flush();
+    } catch {
+      // the stored log ends without EXECUTION_COMPLETE: the run lists as interrupted
+    }
     if (report.error?.code === 'OAO_ERR_ASYNC_IN_SYNC_RUN') {
       throw new OaoError('OAO_ERR_ASYNC_IN_SYNC_RUN', report.error.message, { details: { report } });
     }
@@ -122,6 +146,28 @@ export class Orchestrator {
     const report = new Promise<ExecutionReport>((resolve) => (settle = resolve));
     const { session, actor } = this.#launch(request, false, (r) => settle(r), true);
     return new Handle(session, actor, report);
+  }
+
+  /**
+   * Rebuilds a finished run's report from its log alone, with zero agent, tool and model calls:
+   * from the events given, or from this orchestrator's store by execution id. The result is the
+   * report the run returned (same canonical JSON and executionHash). A damaged log is
+   * `OAO_ERR_LOG_CORRUPT`; a log that has not finished, or an id without a store,
+   * `OAO_ERR_INVALID_ARGUMENT`.
+   */
+  async replay(source: string | readonly OaoEvent[]): Promise<ExecutionReport> {
+    if (typeof source === 'string') {
+      if (this.#store === undefined) {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'replay(executionId) reads the run from the store: create the Orchestrator with a store, or pass the events', {
+          details: { field: 'store' },
+        });
+      }
+      return replayLog(await this.#store.events(source));
+    }
+    if (!Array.isArray(source)) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected an execution id or an array of events, got ${typeOf(source)}`, { details: { field: 'source' } });
+    }
+    return replayLog(source);
   }
 
   /**
@@ -146,6 +192,7 @@ export class Orchestrator {
       syncOnly,
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
+      ...(this.#store === undefined ? {} : { store: this.#store }),
     });
     const actor = createActor(agentLifecycleMachine, {
       id: session.executionId,
@@ -157,7 +204,10 @@ export class Orchestrator {
     const onAbort = signal === undefined ? undefined : () => session.cancel(abortReason(signal));
     session.onFinish((report) => {
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
-      onFinish?.(report);
+      const log = session.log;
+      // Durable first: whoever awaits the report may rely on the whole log being stored.
+      if (log === undefined || syncOnly) onFinish?.(report);
+      else void log.settled().then(() => onFinish?.(report));
     });
     // An error inside the actor is a defect, but it must still end in a report.
     actor.subscribe({ error: (error) => session.crash(error) });
@@ -172,6 +222,17 @@ export class Orchestrator {
     if (!syncOnly) session.armDeadline();
     return { session, actor };
   }
+}
+
+function checkStore(store: unknown): RunStore | undefined {
+  if (store === undefined) return undefined;
+  const methods = typeof store === 'object' && store !== null ? (store as Record<string, unknown>) : {};
+  if (typeof methods.append !== 'function' || typeof methods.events !== 'function') {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected "store" to be a RunStore (createMemoryStore(), createSqliteStore(), createPostgresStore()), got ${typeOf(store)}`, {
+      details: { field: 'store' },
+    });
+  }
+  return store as RunStore;
 }
 
 class Handle implements RunHandle {

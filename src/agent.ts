@@ -76,6 +76,12 @@ export interface AgentContext {
 export interface ModelCall {
   readonly callId: string;
   readonly signal: AbortSignal;
+  /**
+   * Settles once the call is recorded durably (at once without a store, or with a synchronous
+   * one). With an asynchronous store, await it before sending the request so that the call is
+   * written ahead of the spend; it rejects if the run's log cannot be written.
+   */
+  readonly ready: Promise<void>;
   /** Records the response and meters its usage. Later calls of end/fail are ignored. */
   end(output: unknown, usage?: UsageReport | null): void;
   /** Records that the call failed (with any usage it still cost). */

@@ -97,7 +97,7 @@ interface Result {
 async function sh(command: string, cwd: string): Promise<Result> {
   const started = performance.now();
   try {
-    const { stdout, stderr } = await execFileAsync('sh', ['-c', command], { cwd, env: userEnv(), timeout: 180_000, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout, stderr } = await execFileAsync('sh', ['-c', command], { cwd, env: userEnv(), timeout: 420_000, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout, stderr, ms: performance.now() - started };
   } catch (error) {
     const failed = error as { code?: unknown; stdout?: string; stderr?: string; signal?: string };

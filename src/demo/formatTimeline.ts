@@ -58,6 +58,8 @@ export function eventFacts(event: OaoEvent): string {
       return `${event.payload.rule}: ${event.payload.message}`;
     case 'ERROR':
       return `${event.payload.phase} · ${event.payload.error.code}: ${event.payload.error.message}`;
+    case 'EXECUTION_FAILED':
+      return `${event.payload.error.code}: ${event.payload.error.message}`;
     case 'EXECUTION_TIMEOUT':
       return `deadline of ${event.payload.timeoutMs} ms passed`;
     case 'EXECUTION_CANCELLED':

@@ -141,7 +141,8 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       retryInMs: z.number().nonnegative().nullable(),
     }),
   ),
-  event('EXECUTION_TIMEOUT', z.object({ timeoutMs: z.number().int().positive() })),
+  event('EXECUTION_TIMEOUT', z.object({ timeoutMs: z.number().int().positive(), message: z.string().optional() })),
+  event('EXECUTION_FAILED', z.object({ error: serializedErrorSchema })),
   event('EXECUTION_CANCELLED', z.object({ reason: z.string() })),
   event('EXECUTION_COMPLETE', z.object({ report: executionReportSchema })),
 ]);

@@ -114,6 +114,7 @@ export const agentLifecycleMachine = setup({
     CANCEL: { target: '.FAILED' },
     DEADLINE: { target: '.FAILED' },
     VIOLATION: { target: '.FAILED' },
+    STORE_FAILED: { target: '.FAILED' },
   },
   states: {
     INIT: {

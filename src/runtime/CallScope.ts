@@ -164,6 +164,7 @@ class GovernedContext implements AgentContext {
     const meter = (usage: UsageReport | null | undefined) => (usage == null ? null : parseUsage(usage, 'usage'));
     return {
       callId: record.callId,
+      ready: record.ready,
       get signal() {
         return scope.signal;
       },

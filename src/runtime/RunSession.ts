@@ -22,6 +22,8 @@ import type { Clock } from './clock.js';
 import { toRecordable, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
 import type { SharedBudget } from './SharedBudget.js';
+import { RunLog } from '../store/RunLog.js';
+import type { RunStore } from '../store/RunStore.js';
 
 /**
  * Where a session delivers its events besides its own record (the orchestrator's stream and
@@ -47,6 +49,8 @@ export interface RunSessionInit {
   readonly record: boolean;
   readonly syncOnly: boolean;
   readonly shared?: SharedBudget | undefined;
+  /** Where the run's log is written, if anywhere. */
+  readonly store?: RunStore | undefined;
   /** Whether the agent has `plan` / `review`, read once when the request was checked. */
   readonly hasPlanner?: boolean;
   readonly hasReviewer?: boolean;
@@ -61,12 +65,14 @@ interface StateRecord {
 /** The open record of one governed model call. */
 export interface ModelCallRecord {
   readonly callId: string;
+  /** Settles once the MODEL_CALL event is durable (at once without a store); rejects if it cannot be. */
+  readonly ready: Promise<void>;
   end(output: unknown, usage: TokenUsage | null): void;
   fail(error: unknown, usage: TokenUsage | null): void;
 }
 
 /** What the lifecycle machine is sent when something outside it ends the run. */
-export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' };
+export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' };
 
 type EventListener = (event: OaoEvent) => void;
 
@@ -126,6 +132,9 @@ export class RunSession {
   #toolSeq = 0;
   #modelSeq = 0;
   #activeScope: CallScope | undefined;
+  #log: RunLog | undefined;
+  /** The clock reading the next emitted event carries, when its caller recorded the same one. */
+  #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
   /** Tool bodies by name, own names only (never an inherited `constructor` or `toString`). */
   readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown>;
@@ -155,6 +164,12 @@ export class RunSession {
       }
     }
     this.#toolBodies = bodies;
+    if (init.store !== undefined) this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error));
+  }
+
+  /** The run's log writer, when the run is recorded in a store. */
+  get log(): RunLog | undefined {
+    return this.#log;
   }
 
   get finished(): boolean {
@@ -177,7 +192,10 @@ export class RunSession {
 
   /** Emits EXECUTION_START (and arms the deadline, unless told not to). Called once, before the actor starts. */
   begin(armDeadline: boolean): void {
+    // One clock reading: the report's startedAt is this event's timestamp, so a fold over the log
+    // gives the same report.
     this.startedAt = this.clock.now();
+    this.#at = this.startedAt;
     this.emit('EXECUTION_START', {
       agentName: this.agentName,
       // A copy: the task itself belongs to the caller and the agent; hooks see what was recorded.
@@ -203,17 +221,20 @@ export class RunSession {
 
   /** Whether an event emitted now would reach anyone (callers skip building payloads otherwise). */
   get wantsEvents(): boolean {
-    return this.record || this.#listeners !== undefined || (this.#sink !== undefined && this.#sink.observed);
+    return this.record || this.#log !== undefined || this.#listeners !== undefined || (this.#sink !== undefined && this.#sink.observed);
   }
 
   emit<T extends OaoEventType>(type: T, payload: OaoEventPayload<T>): void {
     const seq = this.#seq++;
+    // A timestamp the caller already read (and recorded elsewhere) is used once, for this event.
+    const at = this.#at;
+    this.#at = undefined;
     if (!this.wantsEvents) return;
     const event = {
       id: `${this.executionId}:${seq}`,
       executionId: this.executionId,
       seq,
-      timestamp: this.clock.now(),
+      timestamp: at ?? this.clock.now(),
       type,
       state: this.#state,
       counters: this.counters(),
@@ -222,6 +243,7 @@ export class RunSession {
     // Every value in a payload is the runtime's own copy; freezing them means no hook or subscriber
     // can change what another one (or the run's record) sees.
     deepFreeze(event);
+    this.#log?.add(event);
     if (this.record) this.events.push(event);
     if (this.#listeners !== undefined) {
       for (const listener of this.#listeners) listener(event);
@@ -253,13 +275,16 @@ export class RunSession {
     const wanted = this.wantsEvents;
     if (previous !== undefined) {
       previous.durationMs = Math.max(0, now - previous.enteredAt);
+      this.#at = now;
       if (wanted) this.emit('STATE_EXIT', { state: previous.state, durationMs: previous.durationMs });
       else this.#seq++;
     }
     this.#state = state;
     this.#history.push({ state, enteredAt: now, durationMs: 0 });
+    this.#at = now;
     if (wanted) this.emit('STATE_ENTER', { state });
     else this.#seq++;
+    this.#at = undefined;
   }
 
   // ---- steps and spend ----------------------------------------------------------------------
@@ -337,7 +362,7 @@ export class RunSession {
       willRetry,
       retryInMs,
     });
-    if (!willRetry) this.failWith(error);
+    if (!willRetry) this.failWith(error, false);
   }
 
   setActiveScope(scope: CallScope): void {
@@ -412,6 +437,25 @@ export class RunSession {
     this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
     this.shared?.chargeToolCall();
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
+    // Write-ahead: the TOOL_CALL that authorizes the body is durable before the body runs.
+    let ready: void | Promise<void>;
+    try {
+      ready = this.#log?.writeAhead();
+    } catch (error) {
+      return rejectHandled(error);
+    }
+    const run = (): Promise<unknown> => this.#runTool(scope, body, name, callId, step, args);
+    if (ready === undefined) return run();
+    return scope.race(
+      ready.then(() => {
+        const refusal = scope.refusal();
+        if (refusal !== undefined) throw refusal;
+        return run();
+      }),
+    );
+  }
+
+  #runTool(scope: CallScope, body: (...args: never[]) => unknown, name: string, callId: string, step: number, args: unknown): Promise<unknown> {
     const startedAt = this.clock.now();
     const settle = (ok: boolean, value: unknown): void => {
       if (this.finished) return;
@@ -473,6 +517,11 @@ export class RunSession {
     const callId = `m${++this.#modelSeq}`;
     const step = scope.step;
     this.emit('MODEL_CALL', { step, callId, model, input: toRecordable(input) });
+    // Write-ahead: with a synchronous store the MODEL_CALL is durable when this returns (a failed
+    // append throws here, before the model is called); with an asynchronous one, `ready` settles
+    // when it is, and callers that can wait await it before sending the request.
+    const written = this.#log?.writeAhead();
+    const ready = written === undefined ? RESOLVED : written;
     const startedAt = this.clock.now();
     let open = true;
     const settle = (ok: boolean, value: unknown, usage: TokenUsage | null): void => {
@@ -490,6 +539,7 @@ export class RunSession {
     };
     return {
       callId,
+      ready,
       end: (output, usage) => settle(true, output, usage),
       fail: (error, usage) => settle(false, error, usage),
     };
@@ -547,18 +597,37 @@ export class RunSession {
     const error = new RunAbortedError('OAO_ERR_TIMEOUT', message);
     this.error = error.toJSON();
     this.stopError = error;
-    this.emit('EXECUTION_TIMEOUT', { timeoutMs: this.limits.timeoutMs });
+    this.emit('EXECUTION_TIMEOUT', { timeoutMs: this.limits.timeoutMs, message });
     this.#activeScope?.abort(error);
     this.#stop({ type: 'DEADLINE' });
   }
 
-  /** The agent failed in a way that ends the run (not retried, or out of retries). */
-  failWith(error: unknown): void {
+  /**
+   * The run fails with reason `error`. After an agent call's ERROR event the failure is already in
+   * the log; otherwise (`record`) an EXECUTION_FAILED event records it.
+   */
+  failWith(error: unknown, record = true): void {
     if (this.termination !== undefined) return;
     const serialized = serializeError(error);
     this.termination = { reason: 'error', message: serialized.message };
     this.error = serialized;
     this.stopError = error;
+    if (record) this.emit('EXECUTION_FAILED', { error: serialized });
+  }
+
+  /**
+   * The run's log could not be written: the run ends FAILED with the store's error before it does
+   * anything more (the call in flight is aborted). A run never continues without its log.
+   */
+  #storeFailed(error: OaoError): void {
+    if (this.finished || this.termination !== undefined) return;
+    const serialized = error.toJSON();
+    this.termination = { reason: 'error', message: serialized.message };
+    this.error = serialized;
+    this.stopError = error;
+    this.emit('EXECUTION_FAILED', { error: serialized });
+    this.#activeScope?.abort(error);
+    this.#stop({ type: 'STORE_FAILED' });
   }
 
   /** Whether a stop is pending: the machine takes its FAILED edge at the next chance. */
@@ -600,6 +669,7 @@ export class RunSession {
     };
     // Frozen before anyone sees it: a hook cannot change the report the caller receives.
     this.report = deepFreeze(report);
+    this.#at = finishedAt;
     this.emit('EXECUTION_COMPLETE', { report });
     this.#listeners = undefined;
     this.#activeScope = undefined;
@@ -615,8 +685,10 @@ export class RunSession {
     if (this.report !== undefined) return this.report;
     if (this.termination === undefined) {
       const serialized = serializeError(error);
-      this.termination = { reason: 'error', message: `Internal error: ${serialized.message}` };
-      this.error = serialized;
+      const message = `Internal error: ${serialized.message}`;
+      this.termination = { reason: 'error', message };
+      this.error = { ...serialized, message };
+      this.emit('EXECUTION_FAILED', { error: this.error });
     }
     this.#activeScope?.abort(error);
     return this.finish('FAILED');
@@ -632,6 +704,7 @@ export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 }
 
 const noop = (): void => {};
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** A rejected promise already marked handled: an agent that ignores it cannot crash the process. */
 export function rejectHandled(error: unknown): Promise<never> {

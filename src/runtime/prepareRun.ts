@@ -10,6 +10,7 @@ import type { Clock } from './clock.js';
 import { RunSession, type EventSink } from './RunSession.js';
 import { isLangChainRunnable, runnableAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
+import type { RunStore } from '../store/RunStore.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
 export interface RunRequest {
@@ -45,6 +46,8 @@ export interface RunEnvironment {
   readonly record: boolean;
   /** Totals shared with sibling runs (a supervisor's budget). */
   readonly shared?: SharedBudget;
+  /** Where every event of the run is written. */
+  readonly store?: RunStore;
 }
 
 /**
@@ -73,6 +76,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     syncOnly: env.syncOnly,
     record: env.record,
     shared: env.shared,
+    store: env.store,
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
   });

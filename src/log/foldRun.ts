@@ -1,0 +1,202 @@
+import type { SerializedError } from '../errors.js';
+import type { OaoEvent } from '../events/schema.js';
+import type { PolicyLimits } from '../policy/schema.js';
+import type { ExecutionReport, JsonValue, LifecycleState, Termination } from '../report/schema.js';
+
+/**
+ * What a run's log says about it: a pure fold over its events (no I/O, no XState, no clock). The
+ * live run, replay, stores and what-if read a run through this one definition. Applied to a
+ * complete log it yields the same report as the run's own `EXECUTION_COMPLETE`; applied to a
+ * log cut short (a crash) it yields where the run stood.
+ */
+export interface RunFold {
+  readonly executionId: string;
+  readonly agentName: string;
+  readonly executionHash: string;
+  readonly task: unknown;
+  readonly policy: PolicyLimits;
+  readonly tools: readonly string[];
+  /** Timestamp of EXECUTION_START (ms since the epoch). */
+  readonly startedAt: number;
+  /** The next `seq`: how many events were folded. */
+  readonly seq: number;
+  readonly state: LifecycleState | undefined;
+  readonly stateHistory: readonly { readonly state: LifecycleState; readonly enteredAt: number; readonly durationMs: number }[];
+  /** Steps started (a retried step counts once). */
+  readonly steps: number;
+  /** Attempt of the current step. */
+  readonly attempt: number;
+  readonly tokens: { readonly input: number; readonly output: number; readonly total: number };
+  readonly toolCalls: number;
+  readonly toolCallsByName: ReadonlyMap<string, number>;
+  /** Output of the last completed step. */
+  readonly lastOutput: JsonValue;
+  /** How the run is bound to end, once decided (the first decision wins). */
+  readonly termination: Termination | undefined;
+  readonly error: SerializedError | undefined;
+  /** The report, once the fold reached EXECUTION_COMPLETE. */
+  readonly report: ExecutionReport | undefined;
+  /** Timestamp of the last folded event. */
+  readonly lastTimestamp: number;
+}
+
+/** Folds one event into the state before it. Throws a plain Error for a log that is out of order. */
+export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold {
+  if (state === undefined) {
+    if (event.type !== 'EXECUTION_START' || event.seq !== 0) {
+      throw new Error(`A run's log starts with EXECUTION_START at seq 0, not ${event.type} at seq ${event.seq}`);
+    }
+    const p = event.payload;
+    return {
+      executionId: event.executionId,
+      agentName: p.agentName,
+      executionHash: p.executionHash,
+      task: p.task,
+      policy: p.policy,
+      tools: p.tools,
+      startedAt: event.timestamp,
+      seq: 1,
+      state: undefined,
+      stateHistory: [],
+      steps: 0,
+      attempt: 0,
+      tokens: { input: 0, output: 0, total: 0 },
+      toolCalls: 0,
+      toolCallsByName: new Map(),
+      lastOutput: null,
+      termination: undefined,
+      error: undefined,
+      report: undefined,
+      lastTimestamp: event.timestamp,
+    };
+  }
+  if (event.seq !== state.seq || event.executionId !== state.executionId) {
+    throw new Error(`Expected event ${state.seq} of run "${state.executionId}", got event ${event.seq} of run "${event.executionId}"`);
+  }
+  const next: Mutable<RunFold> = { ...state, seq: state.seq + 1, lastTimestamp: event.timestamp };
+  switch (event.type) {
+    case 'EXECUTION_START':
+      throw new Error(`Run "${state.executionId}" has a second EXECUTION_START at seq ${event.seq}`);
+    case 'STATE_EXIT': {
+      const history = state.stateHistory.slice();
+      const last = history[history.length - 1];
+      if (last !== undefined) history[history.length - 1] = { ...last, durationMs: event.payload.durationMs };
+      next.stateHistory = history;
+      break;
+    }
+    case 'STATE_ENTER':
+      next.state = event.payload.state;
+      next.stateHistory = [...state.stateHistory, { state: event.payload.state, enteredAt: event.timestamp, durationMs: 0 }];
+      break;
+    case 'STEP_START':
+      if (event.payload.attempt === 1) next.steps = state.steps + 1;
+      next.attempt = event.payload.attempt;
+      break;
+    case 'STEP_COMPLETE':
+      next.lastOutput = event.payload.output as JsonValue;
+      break;
+    case 'TOKEN_USAGE': {
+      const p = event.payload;
+      next.tokens = { input: state.tokens.input + p.input, output: state.tokens.output + p.output, total: state.tokens.total + p.total };
+      break;
+    }
+    case 'TOOL_CALL': {
+      const byName = new Map(state.toolCallsByName);
+      byName.set(event.payload.tool, (byName.get(event.payload.tool) ?? 0) + 1);
+      next.toolCalls = state.toolCalls + 1;
+      next.toolCallsByName = byName;
+      break;
+    }
+    case 'POLICY_VIOLATION': {
+      if (state.termination !== undefined) break;
+      const p = event.payload;
+      next.termination =
+        p.scope === 'shared'
+          ? { reason: 'policy_violation', rule: p.rule, scope: 'shared', message: p.message }
+          : { reason: 'policy_violation', rule: p.rule, message: p.message };
+      next.error = {
+        name: 'PolicyViolationError',
+        code: 'OAO_ERR_POLICY_VIOLATION',
+        message: p.message,
+        details: {
+          rule: p.rule,
+          limit: p.limit,
+          attempted: p.attempted,
+          ...(p.tool === undefined ? {} : { tool: p.tool }),
+          ...(p.scope === 'shared' ? { scope: 'shared' } : {}),
+        },
+      };
+      break;
+    }
+    case 'EXECUTION_CANCELLED':
+      if (state.termination !== undefined) break;
+      next.termination = { reason: 'cancelled', message: event.payload.reason };
+      next.error = { name: 'RunAbortedError', code: 'OAO_ERR_CANCELLED', message: `The run was cancelled: ${event.payload.reason}` };
+      break;
+    case 'EXECUTION_TIMEOUT': {
+      if (state.termination !== undefined) break;
+      const message = event.payload.message ?? `The run exceeded its time limit of ${event.payload.timeoutMs} ms`;
+      next.termination = { reason: 'timeout', message };
+      next.error = { name: 'RunAbortedError', code: 'OAO_ERR_TIMEOUT', message };
+      break;
+    }
+    case 'ERROR':
+      if (event.payload.willRetry) {
+        next.attempt = state.attempt + 1;
+        break;
+      }
+      if (state.termination !== undefined) break;
+      next.termination = { reason: 'error', message: event.payload.error.message };
+      next.error = event.payload.error;
+      break;
+    case 'EXECUTION_FAILED':
+      if (state.termination !== undefined) break;
+      next.termination = { reason: 'error', message: event.payload.error.message };
+      next.error = event.payload.error;
+      break;
+    case 'EXECUTION_COMPLETE':
+      next.report = buildReport(state, event.timestamp);
+      break;
+    default:
+      // PLAN_COMPLETE, REVIEW_DECISION, MODEL_CALL, MODEL_RESULT, TOOL_RESULT, TOOL_DENIED: facts
+      // for replay and audit that change no counter (their spend arrives as its own event).
+      break;
+  }
+  return next;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Folds a whole log (or its prefix). */
+export function foldRun(events: Iterable<OaoEvent>): RunFold | undefined {
+  let state: RunFold | undefined;
+  for (const event of events) state = applyEvent(state, event);
+  return state;
+}
+
+/**
+ * The report a run's log implies, at `finishedAt`: SUCCESS when the run reached TERMINATE with
+ * nothing deciding otherwise, FAILED with the recorded termination otherwise.
+ */
+export function buildReport(state: RunFold, finishedAt: number): ExecutionReport {
+  // As the live run decides: reaching TERMINATE is success (the chart only goes there undisturbed).
+  const success = state.state === 'TERMINATE';
+  const termination: Termination = success ? { reason: 'completed' } : (state.termination ?? { reason: 'error', message: 'The run failed' });
+  const byTool: Record<string, number> = Object.fromEntries(state.toolCallsByName);
+  return {
+    executionId: state.executionId,
+    agentName: state.agentName,
+    status: success ? 'SUCCESS' : 'FAILED',
+    termination,
+    totalSteps: state.steps,
+    tokenUsage: { ...state.tokens },
+    toolUsage: { total: state.toolCalls, byTool },
+    executionTimeMs: Math.max(0, finishedAt - state.startedAt),
+    stateHistory: state.stateHistory.map((entry) => ({ ...entry })),
+    finalOutput: state.lastOutput,
+    ...(!success && state.error !== undefined ? { error: state.error } : {}),
+    startedAt: new Date(state.startedAt).toISOString(),
+    finishedAt: new Date(finishedAt).toISOString(),
+    executionHash: state.executionHash,
+  };
+}

@@ -240,9 +240,11 @@ export class RunSession {
       counters: this.counters(),
       payload,
     } as OaoEvent;
-    // Every value in a payload is the runtime's own copy; freezing them means no hook or subscriber
-    // can change what another one (or the run's record) sees.
-    deepFreeze(event);
+    // Every value in a payload is the runtime's own copy and already frozen (recorded values,
+    // usage, counters, limits, errors, the report); freezing the envelope and the payload means no
+    // hook or subscriber can change what another one (or the run's record) sees.
+    Object.freeze(payload);
+    Object.freeze(event);
     this.#log?.add(event);
     if (this.record) this.events.push(event);
     if (this.#listeners !== undefined) {
@@ -358,7 +360,7 @@ export class RunSession {
       phase,
       step: phase === 'plan' ? 0 : this.steps,
       attempt,
-      error: serializeError(error),
+      error: frozenError(error),
       willRetry,
       retryInMs,
     });
@@ -464,7 +466,7 @@ export class RunSession {
         'TOOL_RESULT',
         ok
           ? { step, callId, tool: name, ok, result: toRecordable(value), durationMs }
-          : { step, callId, tool: name, ok, error: serializeError(value), durationMs },
+          : { step, callId, tool: name, ok, error: frozenError(value), durationMs },
       );
     };
     let result: unknown;
@@ -533,7 +535,7 @@ export class RunSession {
         'MODEL_RESULT',
         ok
           ? { step, callId, model, ok, output: toRecordable(value), usage, durationMs }
-          : { step, callId, model, ok, error: serializeError(value), usage, durationMs },
+          : { step, callId, model, ok, error: frozenError(value), usage, durationMs },
       );
       if (usage !== null && !scope.aborted) this.addUsage(usage, 'model');
     };
@@ -608,7 +610,7 @@ export class RunSession {
    */
   failWith(error: unknown, record = true): void {
     if (this.termination !== undefined) return;
-    const serialized = serializeError(error);
+    const serialized = frozenError(error);
     this.termination = { reason: 'error', message: serialized.message };
     this.error = serialized;
     this.stopError = error;
@@ -621,7 +623,7 @@ export class RunSession {
    */
   #storeFailed(error: OaoError): void {
     if (this.finished || this.termination !== undefined) return;
-    const serialized = error.toJSON();
+    const serialized = deepFreeze(error.toJSON());
     this.termination = { reason: 'error', message: serialized.message };
     this.error = serialized;
     this.stopError = error;
@@ -687,7 +689,7 @@ export class RunSession {
       const serialized = serializeError(error);
       const message = `Internal error: ${serialized.message}`;
       this.termination = { reason: 'error', message };
-      this.error = { ...serialized, message };
+      this.error = deepFreeze({ ...serialized, message });
       this.emit('EXECUTION_FAILED', { error: this.error });
     }
     this.#activeScope?.abort(error);
@@ -704,6 +706,11 @@ export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
 }
 
 const noop = (): void => {};
+
+/** A serialized error, frozen: it goes into events and reports that are handed out. */
+function frozenError(error: unknown): SerializedError {
+  return deepFreeze(serializeError(error));
+}
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** A rejected promise already marked handled: an agent that ignores it cannot crash the process. */

@@ -1,6 +1,5 @@
 import { getHeapStatistics } from 'node:v8';
 import { parseArgs } from 'node:util';
-import { SimulatedClock } from 'xstate';
 import {
   executionReportSchema,
   MultiAgentOrchestrator,
@@ -8,7 +7,7 @@ import {
   type AgentContext,
   type ExecutionReport,
 } from 'open-agent-orchestrator';
-import { hostileCases, newSpy, POLICY } from '../test/hostileAgents.js';
+import { hostileCases, runHostileCase } from '../test/hostileAgents.js';
 
 /**
  * `npm run bench:adversarial [-- --scale 0.1]`: the adversarial pass at full size, outside the test
@@ -50,22 +49,7 @@ const flush = () => new Promise((resolve) => setImmediate(resolve));
 {
   let failures = 0;
   for (const c of hostileCases) {
-    const spy = newSpy();
-    const clock = new SimulatedClock();
-    const orch = new Orchestrator({ clock, policy: POLICY, onHookError: () => {} });
-    const handle = orch.start({ agent: c.agent(spy), task: 'attack', ...(c.tools ? { tools: c.tools(spy) } : {}), ...(c.policy ? { policy: c.policy } : {}) });
-    if (c.advance !== undefined) {
-      await Promise.resolve();
-      clock.increment(c.advance);
-    }
-    let finished = false;
-    void handle.report.then(() => (finished = true));
-    for (let i = 0; i < 20 && !finished; i++) {
-      await flush();
-      clock.increment(1);
-    }
-    const report = await handle.report;
-    await flush();
+    const { report, spy } = await runHostileCase(c);
     let held = report.status === c.status && report.termination.reason === c.reason && valid(report);
     try {
       c.held?.(report, spy);

@@ -1,34 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { SimulatedClock } from 'xstate';
-import { MultiAgentOrchestrator, Orchestrator, type ExecutionReport, type OaoEvent } from '../src/index.js';
+import { MultiAgentOrchestrator } from '../src/index.js';
 import { expectValidEvents, expectValidReport } from './helpers.js';
-import { hostileCases, newSpy, POLICY, type HostileCase, type Spy } from './hostileAgents.js';
-
-async function runCase(c: HostileCase): Promise<{ report: ExecutionReport; events: readonly OaoEvent[]; spy: Spy }> {
-  const spy = newSpy();
-  const clock = new SimulatedClock();
-  const orch = new Orchestrator({ clock, policy: POLICY, onHookError: () => {} });
-  const handle = orch.start({ agent: c.agent(spy), task: 'attack', ...(c.tools ? { tools: c.tools(spy) } : {}), ...(c.policy ? { policy: c.policy } : {}) });
-  if (c.advance !== undefined) {
-    await Promise.resolve();
-    clock.increment(c.advance);
-  }
-  let finished = false;
-  void handle.report.then(() => (finished = true));
-  // Retry backoff runs on the simulated clock: give it ticks while the run is live.
-  for (let i = 0; i < 20 && !finished; i++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    clock.increment(1);
-  }
-  const report = await handle.report;
-  // Detached callbacks get their chance to misbehave before the checks.
-  await new Promise((resolve) => setImmediate(resolve));
-  return { report, events: handle.events(), spy };
-}
+import { hostileCases, newSpy, POLICY, runHostileCase } from './hostileAgents.js';
 
 describe('hostile agents', () => {
   it.each(hostileCases.map((c) => [c.kind, c] as const))('%s', async (_kind, c) => {
-    const { report, events, spy } = await runCase(c);
+    const { report, events, spy } = await runHostileCase(c);
     expect(spy.calls).toBeLessThanOrEqual(50);
     expect({ status: report.status, reason: report.termination.reason }).toEqual({ status: c.status, reason: c.reason });
     if (c.rule !== undefined) expect(report.termination.rule).toBe(c.rule);

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { SimulatedClock } from 'xstate';
 import {
+  Orchestrator,
   type AgentContext,
   type AgentLike,
   type ExecutionReport,
+  type OaoEvent,
   type PolicyOptions,
   type ToolSet,
 } from '../src/index.js';
@@ -298,3 +301,25 @@ export const hostileCases: HostileCase[] = [
   },
 ];
 
+/** Runs one case on a simulated clock: its deadline and retry backoff fire without waiting. */
+export async function runHostileCase(c: HostileCase): Promise<{ report: ExecutionReport; events: readonly OaoEvent[]; spy: Spy }> {
+  const spy = newSpy();
+  const clock = new SimulatedClock();
+  const orch = new Orchestrator({ clock, policy: POLICY, onHookError: () => {} });
+  const handle = orch.start({ agent: c.agent(spy), task: 'attack', ...(c.tools ? { tools: c.tools(spy) } : {}), ...(c.policy ? { policy: c.policy } : {}) });
+  if (c.advance !== undefined) {
+    await Promise.resolve();
+    clock.increment(c.advance);
+  }
+  let finished = false;
+  void handle.report.then(() => (finished = true));
+  // Retry backoff runs on the simulated clock: give it ticks while the run is live.
+  for (let i = 0; i < 20 && !finished; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    clock.increment(1);
+  }
+  const report = await handle.report;
+  // Detached callbacks get their chance to misbehave before the checks.
+  await new Promise((resolve) => setImmediate(resolve));
+  return { report, events: handle.events(), spy };
+}

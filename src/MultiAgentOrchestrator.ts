@@ -3,6 +3,9 @@ import { filter, Observable, takeWhile } from 'rxjs';
 import { createActor, type Actor } from 'xstate';
 import type { AgentLike, ToolSet } from './agent.js';
 import { OaoError, safeString } from './errors.js';
+import type { RunStore } from './store/RunStore.js';
+import type { RunOwnership } from './store/RunLog.js';
+import { checkStore, resolveOwnership } from './store/storeOption.js';
 import { ownRecord } from './policy/schema.js';
 import type { BatchEvent, BatchEventOf, BatchEventType, BatchProgress } from './events/batchSchema.js';
 import { EventHub } from './events/EventHub.js';
@@ -55,6 +58,12 @@ export interface MultiAgentOrchestratorOptions {
   readonly onHookError?: (error: unknown, event: BatchEvent) => void;
   /** Makes execution and batch ids. @default crypto.randomUUID */
   readonly generateId?: () => string;
+  /** Where every child run's event log is written (see docs/durability.md). @default none */
+  readonly store?: RunStore;
+  /** The name child runs are leased under in the store. @default host name, process id and a random part */
+  readonly owner?: string;
+  /** How long a child run's lease lasts without renewal. @default 10000 */
+  readonly leaseTtlMs?: number;
 }
 
 /** A submitted batch. */
@@ -101,6 +110,8 @@ export class MultiAgentOrchestrator {
   readonly #clock: Clock;
   readonly #customClock: boolean;
   readonly #generateId: () => string;
+  readonly #store: RunStore | undefined;
+  readonly #ownership: RunOwnership | undefined;
 
   constructor(options: MultiAgentOrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -120,6 +131,8 @@ export class MultiAgentOrchestrator {
     this.#clock = options.clock ?? systemClock;
     this.#customClock = options.clock !== undefined;
     this.#generateId = options.generateId ?? randomUUID;
+    this.#store = checkStore(options.store);
+    this.#ownership = resolveOwnership(this.#store, options.owner, options.leaseTtlMs);
     this.#hub = new EventHub<BatchEvent>(options.onHookError ?? defaultHookError);
     this.events$ = this.#hub.events$;
   }
@@ -208,6 +221,7 @@ export class MultiAgentOrchestrator {
           syncOnly: false,
           record: false,
           shared,
+          ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
         });
         batch.add(session, ref, priority);
         if (jobSignal !== undefined) jobSignals.push([session.executionId, jobSignal]);
@@ -226,7 +240,7 @@ export class MultiAgentOrchestrator {
       ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
       ...(this.#customClock ? { clock: this.#clock } : {}),
     });
-    const reports = new Promise<ExecutionReport[]>((resolve) => {
+    const settled = new Promise<ExecutionReport[]>((resolve) => {
       actor.subscribe({
         complete: () => resolve(batch.reports),
         error: (error) => {
@@ -236,6 +250,19 @@ export class MultiAgentOrchestrator {
         },
       });
     });
+    // With a store, the batch's reports are handed out once every run's log is durable.
+    const reports =
+      this.#store === undefined
+        ? settled
+        : settled.then(async (all) => {
+            await Promise.all(
+              batch.jobs.map(async (job) => {
+                await job.session.log?.settled();
+                job.session.log?.end();
+              }),
+            );
+            return all;
+          });
     const onAbort = signal === undefined ? undefined : () => actor.send({ type: 'CANCEL', reason: abortReason(signal) });
     if (signal !== undefined && onAbort !== undefined) {
       signal.addEventListener('abort', onAbort, { once: true });

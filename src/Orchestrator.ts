@@ -13,6 +13,8 @@ import { typeOf } from './options.js';
 import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
 import type { RunSession } from './runtime/RunSession.js';
 import type { RunStore } from './store/RunStore.js';
+import type { RunOwnership } from './store/RunLog.js';
+import { checkStore, resolveOwnership } from './store/storeOption.js';
 import { replayLog } from './log/replayLog.js';
 
 export type { RunRequest };
@@ -57,6 +59,14 @@ export interface OrchestratorOptions {
    * before doing anything more. @default none: runs are not recorded
    */
   readonly store?: RunStore;
+  /**
+   * The name this orchestrator leases its recorded runs under: while a run is live its lease is
+   * renewed, so a run whose process died lists as `interrupted` once the lease expires.
+   * @default host name, process id and a random part
+   */
+  readonly owner?: string;
+  /** How long a run's lease lasts without renewal (renewed every third of it). @default 10000 */
+  readonly leaseTtlMs?: number;
 }
 
 const defaultHookError = (error: unknown, event: OaoEvent): void => {
@@ -86,6 +96,7 @@ export class Orchestrator {
   readonly #customClock: boolean;
   readonly #generateId: () => string;
   readonly #store: RunStore | undefined;
+  readonly #ownership: RunOwnership | undefined;
 
   constructor(options: OrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -97,6 +108,7 @@ export class Orchestrator {
     this.#customClock = options.clock !== undefined;
     this.#generateId = options.generateId ?? randomUUID;
     this.#store = checkStore(options.store);
+    this.#ownership = resolveOwnership(this.#store, options.owner, options.leaseTtlMs);
     const hub = new EventHub<OaoEvent>(options.onHookError ?? defaultHookError);
     this.#hub = hub;
     this.events$ = hub.events$;
@@ -131,6 +143,7 @@ export class Orchestrator {
     // comes after the report was final; it is reported like any store failure, never thrown.
     try {
       void session.log?.flush();
+      session.log?.end();
     } catch {
       // the stored log ends without EXECUTION_COMPLETE: the run lists as interrupted
     }
@@ -192,7 +205,7 @@ export class Orchestrator {
       syncOnly,
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
-      ...(this.#store === undefined ? {} : { store: this.#store }),
+      ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
     });
     const actor = createActor(agentLifecycleMachine, {
       id: session.executionId,
@@ -207,7 +220,11 @@ export class Orchestrator {
       const log = session.log;
       // Durable first: whoever awaits the report may rely on the whole log being stored.
       if (log === undefined || syncOnly) onFinish?.(report);
-      else void log.settled().then(() => onFinish?.(report));
+      else
+        void log.settled().then(() => {
+          log.end();
+          onFinish?.(report);
+        });
     });
     // An error inside the actor is a defect, but it must still end in a report.
     actor.subscribe({ error: (error) => session.crash(error) });
@@ -222,17 +239,6 @@ export class Orchestrator {
     if (!syncOnly) session.armDeadline();
     return { session, actor };
   }
-}
-
-function checkStore(store: unknown): RunStore | undefined {
-  if (store === undefined) return undefined;
-  const methods = typeof store === 'object' && store !== null ? (store as Record<string, unknown>) : {};
-  if (typeof methods.append !== 'function' || typeof methods.events !== 'function') {
-    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected "store" to be a RunStore (createMemoryStore(), createSqliteStore(), createPostgresStore()), got ${typeOf(store)}`, {
-      details: { field: 'store' },
-    });
-  }
-  return store as RunStore;
 }
 
 class Handle implements RunHandle {

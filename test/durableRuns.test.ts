@@ -16,9 +16,9 @@ function asyncStore(inner: RunStore): RunStore & { appends: number } {
   const store = {
     appends: 0,
     synchronous: false,
-    append: (id: string, events: readonly OaoEvent[]) => later(() => {
+    append: (id: string, events: readonly OaoEvent[], options?: Parameters<RunStore['append']>[2]) => later(() => {
       store.appends += 1;
-      return inner.append(id, events);
+      return inner.append(id, events, options);
     }),
     events: (id: string, options?: { fromSeq?: number }) => later(() => inner.events(id, options)),
     report: (id: string) => later(() => inner.report(id)),
@@ -38,16 +38,25 @@ function asyncStore(inner: RunStore): RunStore & { appends: number } {
 /** A store that fails every append from the `failFrom`-th on, as a full disk would. */
 function failingStore(inner: RunStore, failFrom: number): RunStore {
   let appends = 0;
-  return Object.assign(Object.create(inner) as RunStore, {
+  return {
     synchronous: true,
-    append: (id: string, events: readonly OaoEvent[]) => {
+    append: (id: string, events: readonly OaoEvent[], options?: Parameters<RunStore['append']>[2]) => {
       appends += 1;
       if (appends >= failFrom) throw new OaoError('OAO_ERR_STORE', 'disk full');
-      return inner.append(id, events);
+      return inner.append(id, events, options);
     },
     events: inner.events.bind(inner),
     report: inner.report.bind(inner),
-  });
+    get: inner.get.bind(inner),
+    list: inner.list.bind(inner),
+    prune: inner.prune.bind(inner),
+    acquireLease: inner.acquireLease.bind(inner),
+    renewLease: inner.renewLease.bind(inner),
+    releaseLease: inner.releaseLease.bind(inner),
+    charge: inner.charge.bind(inner),
+    counters: inner.counters.bind(inner),
+    close: inner.close.bind(inner),
+  };
 }
 
 const researcher = {

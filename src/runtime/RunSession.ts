@@ -22,7 +22,7 @@ import type { Clock } from './clock.js';
 import { toRecordable, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
 import type { SharedBudget } from './SharedBudget.js';
-import { RunLog } from '../store/RunLog.js';
+import { RunLog, type RunOwnership } from '../store/RunLog.js';
 import type { RunStore } from '../store/RunStore.js';
 
 /**
@@ -51,6 +51,8 @@ export interface RunSessionInit {
   readonly shared?: SharedBudget | undefined;
   /** Where the run's log is written, if anywhere. */
   readonly store?: RunStore | undefined;
+  /** Who leases the run in the store while it is live. */
+  readonly ownership?: RunOwnership | undefined;
   /** Whether the agent has `plan` / `review`, read once when the request was checked. */
   readonly hasPlanner?: boolean;
   readonly hasReviewer?: boolean;
@@ -164,7 +166,7 @@ export class RunSession {
       }
     }
     this.#toolBodies = bodies;
-    if (init.store !== undefined) this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error));
+    if (init.store !== undefined) this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership);
   }
 
   /** The run's log writer, when the run is recorded in a store. */

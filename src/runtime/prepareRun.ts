@@ -11,6 +11,7 @@ import { RunSession, type EventSink } from './RunSession.js';
 import { isLangChainRunnable, runnableAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
 import type { RunStore } from '../store/RunStore.js';
+import type { RunOwnership } from '../store/RunLog.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
 export interface RunRequest {
@@ -48,6 +49,8 @@ export interface RunEnvironment {
   readonly shared?: SharedBudget;
   /** Where every event of the run is written. */
   readonly store?: RunStore;
+  /** Who leases the run in the store while it is live. */
+  readonly ownership?: RunOwnership;
 }
 
 /**
@@ -77,6 +80,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     record: env.record,
     shared: env.shared,
     store: env.store,
+    ownership: env.ownership,
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
   });

@@ -1,6 +1,12 @@
 import { OaoError, serializeError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
-import type { AppendOptions, RunStore } from './RunStore.js';
+import type { Lease, RunStore } from './RunStore.js';
+
+/** Who holds a run while it is live, and for how long a lease lasts without renewal. */
+export interface RunOwnership {
+  readonly owner: string;
+  readonly ttlMs: number;
+}
 
 /**
  * Writes one run's events to a store. Events are batched per macrostep (everything emitted before
@@ -8,23 +14,55 @@ import type { AppendOptions, RunStore } from './RunStore.js';
  * that authorizes a side effect (a tool call, a model call) is durable before the effect starts.
  * Appends are strictly ordered; the first failure disables the log and is reported once through
  * `onFailure`, so the run can stop before doing anything more.
+ *
+ * With an `ownership`, the run is leased before its first append and every append carries the
+ * lease (a stale owner's appends are refused by the store); the lease is renewed every third of
+ * its time to live while the run is live and released by `end()`. A run whose process dies keeps
+ * an expiring lease, so it lists as `interrupted`.
  */
 export class RunLog {
   readonly #store: RunStore;
   readonly #executionId: string;
   readonly #onFailure: (error: OaoError) => void;
-  readonly #options: AppendOptions | undefined;
+  readonly #ownership: RunOwnership | undefined;
+  #lease: Lease | undefined;
+  #renewal: ReturnType<typeof setInterval> | undefined;
+  #ended = false;
   #buffer: OaoEvent[] = [];
   #scheduled = false;
   /** The chain of pending asynchronous appends; undefined while none is pending. */
   #tail: Promise<void> | undefined;
   #failed: OaoError | undefined;
 
-  constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, options?: AppendOptions) {
+  constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, ownership?: RunOwnership) {
     this.#store = store;
     this.#executionId = executionId;
     this.#onFailure = onFailure;
-    this.#options = options;
+    this.#ownership = ownership;
+  }
+
+  /** The run's lease, once taken. */
+  get lease(): Lease | undefined {
+    return this.#lease;
+  }
+
+  /**
+   * The run is over and its last events are flushed: stop renewing and give the lease up. A
+   * failure here loses nothing (the log is complete), so it is not reported.
+   */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#renewal !== undefined) clearInterval(this.#renewal);
+    this.#renewal = undefined;
+    const lease = this.#lease;
+    if (lease === undefined) return;
+    try {
+      const result = this.#store.releaseLease(lease);
+      if (result !== undefined) Promise.resolve(result).catch(() => {});
+    } catch {
+      // an expiring lease does the same, a little later
+    }
   }
 
   /** The failure that disabled the log, if any. */
@@ -101,9 +139,69 @@ export class RunLog {
 
   #append(batch: OaoEvent[]): void | Promise<void> {
     if (this.#failed !== undefined) return this.#throw();
+    if (this.#ownership !== undefined && this.#lease === undefined) {
+      let taken: Lease | undefined | Promise<Lease | undefined>;
+      try {
+        taken = this.#store.acquireLease(this.#executionId, this.#ownership.owner, this.#ownership.ttlMs);
+      } catch (error) {
+        return this.#fail(error);
+      }
+      if (taken instanceof Promise) {
+        return taken.then(
+          (lease) => {
+            this.#takeLease(lease);
+            return this.#appendNow(batch);
+          },
+          (error: unknown) => this.#fail(error),
+        );
+      }
+      this.#takeLease(taken);
+    }
+    return this.#appendNow(batch);
+  }
+
+  #takeLease(lease: Lease | undefined): void {
+    if (lease === undefined) {
+      this.#fail(new OaoError('OAO_ERR_LEASE_LOST', `Run "${this.#executionId}" is held by another owner`, { details: { executionId: this.#executionId } }));
+    }
+    this.#lease = lease;
+    const ownership = this.#ownership as RunOwnership;
+    if (this.#ended) return;
+    this.#renewal = setInterval(() => this.#renew(ownership.ttlMs), Math.max(10, Math.floor(ownership.ttlMs / 3)));
+    this.#renewal.unref?.();
+  }
+
+  #renew(ttlMs: number): void {
+    const lease = this.#lease;
+    if (lease === undefined || this.#failed !== undefined || this.#ended) return;
+    const lost = () => {
+      try {
+        this.#fail(new OaoError('OAO_ERR_LEASE_LOST', `Run "${this.#executionId}" was taken over by another owner`, { details: { executionId: this.#executionId } }));
+      } catch {
+        // reported through onFailure
+      }
+    };
+    const failed = (error: unknown) => {
+      try {
+        this.#fail(error);
+      } catch {
+        // reported through onFailure
+      }
+    };
+    try {
+      const renewed = this.#store.renewLease(lease, ttlMs);
+      if (renewed instanceof Promise) renewed.then((ok) => ok || lost(), failed);
+      else if (!renewed) lost();
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  #appendNow(batch: OaoEvent[]): void | Promise<void> {
+    if (this.#failed !== undefined) return this.#throw();
     let result: void | Promise<void>;
     try {
-      result = this.#store.append(this.#executionId, batch, this.#options);
+      result = this.#store.append(this.#executionId, batch, this.#lease === undefined ? undefined : { lease: this.#lease });
     } catch (error) {
       return this.#fail(error);
     }
@@ -124,6 +222,8 @@ export class RunLog {
     if (this.#failed === undefined) {
       this.#failed = typed;
       this.#buffer = [];
+      if (this.#renewal !== undefined) clearInterval(this.#renewal);
+      this.#renewal = undefined;
       this.#onFailure(typed);
     }
     throw typed;

@@ -1,0 +1,81 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { canonicalJson, MultiAgentOrchestrator, Orchestrator, type AgentContext } from '../src/index.js';
+import { createMemoryStore } from '../src/store/createMemoryStore.js';
+import { createSqliteStore } from '../src/store/sqlite/index.js';
+
+let dir: string | undefined;
+afterEach(async () => {
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+describe('leases of recorded runs', () => {
+  it('a live run is leased and running; a finished one has released its lease', async () => {
+    const store = createMemoryStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const orch = new Orchestrator({ store, owner: 'me', leaseTtlMs: 60_000 });
+    const handle = orch.start({ agent: async () => (await gate, 'ok'), task: 'x', executionId: 'leased' });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.get('leased')?.status).toBe('running');
+    // Another owner cannot take a live run.
+    expect(store.acquireLease('leased', 'intruder', 1_000)).toBeUndefined();
+    release();
+    await handle.report;
+    expect(store.get('leased')?.status).toBe('SUCCESS');
+    // Released: another owner may take it at once.
+    expect(store.acquireLease('leased', 'someone', 1_000)?.owner).toBe('someone');
+  });
+
+  it('a run whose process was killed lists as interrupted once its lease expires', { timeout: 30_000 }, async () => {
+    dir = await mkdtemp(join(tmpdir(), 'oao-lease-'));
+    const path = join(dir, 'runs.db');
+    const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/durableRunChild.ts', path, 'doomed', '500'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    const live = await new Promise<string>((resolve, reject) => {
+      lines.on('line', (line) => resolve(line));
+      child.on('exit', (code) => reject(new Error(`child exited early (${code})`)));
+    });
+    expect(JSON.parse(live)).toEqual({ live: 'doomed' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+
+    // Read the file as a later process would; its clock is past the lease's expiry.
+    const later = createSqliteStore({ path, now: () => Date.now() + 60_000 });
+    expect(later.get('doomed')?.status).toBe('interrupted');
+    const events = later.events('doomed');
+    expect(events.at(-1)?.type).toBe('TOOL_CALL');
+    expect((await later.list({ status: 'interrupted' })).runs.map((r) => r.executionId)).toEqual(['doomed']);
+    // The dead owner's lease has expired: a new owner can take the run over, with a newer token.
+    expect(later.acquireLease('doomed', 'heir', 1_000)?.token).toBeGreaterThan(1);
+    later.close();
+  });
+});
+
+describe('supervised batches in a store', () => {
+  it('records every child run; each replays to its report', async () => {
+    const store = createMemoryStore();
+    const multi = new MultiAgentOrchestrator({ maxConcurrency: 2, store, budget: { maxSteps: 3 } });
+    const agent = async (task: string, ctx: AgentContext) => {
+      await ctx.callTool('echo', { task });
+      return task;
+    };
+    const reports = await multi.map(agent, ['a', 'b', 'c', 'd'], { tools: { echo: (args: unknown) => args } });
+    const orch = new Orchestrator({ store });
+    for (const report of reports) {
+      expect(store.report(report.executionId)).toBeDefined();
+      expect(canonicalJson(await orch.replay(report.executionId))).toBe(canonicalJson(report));
+    }
+    // The shared step budget stopped part of the batch: those runs are recorded and replay too.
+    expect(reports.filter((r) => r.status === 'SUCCESS').length).toBeLessThanOrEqual(3);
+    expect(reports.some((r) => r.termination.scope === 'shared')).toBe(true);
+  });
+});

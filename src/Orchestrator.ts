@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Observable } from 'rxjs';
 import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
+import type { AgentLike, ToolSet } from './agent.js';
 import { OaoError, safeString } from './errors.js';
 import { EventHub } from './events/EventHub.js';
 import type { OaoEvent, OaoEventOf, OaoEventType } from './events/schema.js';
@@ -16,8 +17,23 @@ import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
 import { replayLog } from './log/replayLog.js';
+import { verifyReplay } from './log/verifyReplay.js';
 
 export type { RunRequest };
+
+/** Options of `orch.replay()`. */
+export interface ReplayOptions {
+  /**
+   * Re-run `agent` against the log (tool and model results served from it, zero tool bodies and
+   * model calls) and confirm it emits the same events; `OAO_ERR_REPLAY_DIVERGED` names the first
+   * difference. @default false: rebuild the report from the log alone
+   */
+  readonly verify?: boolean;
+  /** The agent's current code, for `verify`. */
+  readonly agent?: AgentLike;
+  /** The tools' names for `verify` (their bodies are never run). @default the recorded tool names */
+  readonly tools?: ToolSet;
+}
 
 /** A started run. */
 export interface RunHandle {
@@ -168,19 +184,25 @@ export class Orchestrator {
    * `OAO_ERR_LOG_CORRUPT`; a log that has not finished, or an id without a store,
    * `OAO_ERR_INVALID_ARGUMENT`.
    */
-  async replay(source: string | readonly OaoEvent[]): Promise<ExecutionReport> {
+  async replay(source: string | readonly OaoEvent[], options?: ReplayOptions): Promise<ExecutionReport> {
+    let events: readonly OaoEvent[];
     if (typeof source === 'string') {
       if (this.#store === undefined) {
         throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'replay(executionId) reads the run from the store: create the Orchestrator with a store, or pass the events', {
           details: { field: 'store' },
         });
       }
-      return replayLog(await this.#store.events(source));
-    }
-    if (!Array.isArray(source)) {
+      events = await this.#store.events(source);
+    } else if (Array.isArray(source)) {
+      events = source;
+    } else {
       throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected an execution id or an array of events, got ${typeOf(source)}`, { details: { field: 'source' } });
     }
-    return replayLog(source);
+    if (options === undefined || options.verify !== true) return replayLog(events);
+    if (options.agent === undefined) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'replay(..., { verify: true }) needs the agent to re-run', { details: { field: 'agent' } });
+    }
+    return verifyReplay(events, { agent: options.agent, ...(options.tools === undefined ? {} : { tools: options.tools }) });
   }
 
   /**

@@ -82,6 +82,12 @@ export interface ModelCall {
    * written ahead of the spend; it rejects if the run's log cannot be written.
    */
   readonly ready: Promise<void>;
+  /**
+   * Set only while `orch.replay(id, { agent, verify: true })` re-runs the agent: the recorded
+   * outcome of this call. Send nothing; pass it to `end()` (or `fail()`), so the re-run makes zero
+   * model calls.
+   */
+  readonly replayed?: { readonly ok: boolean; readonly output?: unknown; readonly error?: { readonly message: string }; readonly usage: TokenUsage | null };
   /** Records the response and meters its usage. Later calls of end/fail are ignored. */
   end(output: unknown, usage?: UsageReport | null): void;
   /** Records that the call failed (with any usage it still cost). */

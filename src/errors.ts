@@ -164,6 +164,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'The server does not support the request\'s Expect header',
   },
+  OAO_ERR_REPLAY_DIVERGED: {
+    status: 409,
+    retryable: false,
+    message: 'Re-running the agent against its recorded run produced different events',
+  },
   OAO_ERR_LOG_CORRUPT: {
     status: 500,
     retryable: false,

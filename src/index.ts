@@ -1,5 +1,5 @@
 export { Orchestrator } from './Orchestrator.js';
-export type { OaoInspector, OrchestratorOptions, RunHandle, RunRequest } from './Orchestrator.js';
+export type { OaoInspector, OrchestratorOptions, ReplayOptions, RunHandle, RunRequest } from './Orchestrator.js';
 export { StrictPolicy } from './policy/StrictPolicy.js';
 export { checkStepStart, checkTokens, checkToolCall, retryDelay } from './policy/checks.js';
 export { DEFAULT_LIMITS, policyLimitsSchema, policyOptionsSchema } from './policy/schema.js';

@@ -150,6 +150,9 @@ describe('the report is a fold over the log', () => {
         const folded = foldRun(events);
         expect(folded?.report).toBeDefined();
         expect(canonicalJson(folded?.report)).toBe(canonicalJson(live));
+        // The same code re-run against the log (tool and model results served from it) agrees.
+        const verified = await new Orchestrator().replay(events, { verify: true, agent: agentFor(s, new SimulatedClock()) });
+        expect(canonicalJson(verified)).toBe(canonicalJson(live));
         // The counters every event carries are the fold's counters before it.
         let state = undefined as ReturnType<typeof foldRun>;
         for (const event of events) {

@@ -165,6 +165,7 @@ class GovernedContext implements AgentContext {
     return {
       callId: record.callId,
       ready: record.ready,
+      ...(record.replayed === undefined ? {} : { replayed: record.replayed }),
       get signal() {
         return scope.signal;
       },

@@ -53,9 +53,30 @@ export interface RunSessionInit {
   readonly store?: RunStore | undefined;
   /** Who leases the run in the store while it is live. */
   readonly ownership?: RunOwnership | undefined;
+  /**
+   * Verify-replay: sees every event as it is emitted (to compare it with the recorded one) and
+   * the run arms no deadline (the recorded run's ending is replayed instead).
+   */
+  readonly replay?: ReplayObserver | undefined;
   /** Whether the agent has `plan` / `review`, read once when the request was checked. */
   readonly hasPlanner?: boolean;
   readonly hasReviewer?: boolean;
+}
+
+/** What verify-replay plugs into a session. */
+export interface ReplayObserver {
+  /** Called after every event is emitted, with the session (to end it as the recording did). */
+  observe(event: OaoEvent, session: RunSession): void;
+  /** The recorded outcome of a model call, served instead of calling the model. */
+  recordedModelResult(callId: string): RecordedModelResult | undefined;
+}
+
+/** A model call's outcome as the log recorded it. */
+export interface RecordedModelResult {
+  readonly ok: boolean;
+  readonly output?: unknown;
+  readonly error?: SerializedError;
+  readonly usage: TokenUsage | null;
 }
 
 interface StateRecord {
@@ -67,6 +88,8 @@ interface StateRecord {
 /** The open record of one governed model call. */
 export interface ModelCallRecord {
   readonly callId: string;
+  /** In verify-replay, the recorded outcome: use it instead of calling the model. */
+  readonly replayed: RecordedModelResult | undefined;
   /** Settles once the MODEL_CALL event is durable (at once without a store); rejects if it cannot be. */
   readonly ready: Promise<void>;
   end(output: unknown, usage: TokenUsage | null): void;
@@ -135,6 +158,7 @@ export class RunSession {
   #modelSeq = 0;
   #activeScope: CallScope | undefined;
   #log: RunLog | undefined;
+  readonly #replay: ReplayObserver | undefined;
   /** The clock reading the next emitted event carries, when its caller recorded the same one. */
   #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
@@ -166,6 +190,7 @@ export class RunSession {
       }
     }
     this.#toolBodies = bodies;
+    this.#replay = init.replay;
     if (init.store !== undefined) this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership);
   }
 
@@ -214,7 +239,7 @@ export class RunSession {
    * synchronous part of a run is over, so a run that finished at once never creates a timer.
    */
   armDeadline(): void {
-    if (this.finished || this.#deadline !== undefined) return;
+    if (this.finished || this.#deadline !== undefined || this.#replay !== undefined) return;
     const remaining = this.limits.timeoutMs - (this.clock.now() - this.startedAt);
     this.#deadline = this.clock.setTimeout(() => this.timeOut(), Math.max(0, remaining));
   }
@@ -253,6 +278,7 @@ export class RunSession {
       for (const listener of this.#listeners) listener(event);
     }
     if (this.#sink !== undefined && this.#sink.observed) this.#sink.emit(event);
+    this.#replay?.observe(event, this);
   }
 
   counters(): EventCounters {
@@ -543,6 +569,7 @@ export class RunSession {
     };
     return {
       callId,
+      replayed: this.#replay?.recordedModelResult(callId),
       ready,
       end: (output, usage) => settle(true, output, usage),
       fail: (error, usage) => settle(false, error, usage),

@@ -7,7 +7,7 @@ import type { PolicyOptions } from '../policy/schema.js';
 import { canonicalJson } from '../report/canonicalJson.js';
 import { executionHash } from '../report/executionHash.js';
 import type { Clock } from './clock.js';
-import { RunSession, type EventSink } from './RunSession.js';
+import { RunSession, type EventSink, type ReplayObserver } from './RunSession.js';
 import { isLangChainRunnable, runnableAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
 import type { RunStore } from '../store/RunStore.js';
@@ -51,6 +51,8 @@ export interface RunEnvironment {
   readonly store?: RunStore;
   /** Who leases the run in the store while it is live. */
   readonly ownership?: RunOwnership;
+  /** Verify-replay's observer (see src/log/verifyReplay.ts). */
+  readonly replay?: ReplayObserver;
 }
 
 /**
@@ -81,6 +83,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     shared: env.shared,
     store: env.store,
     ownership: env.ownership,
+    replay: env.replay,
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
   });

@@ -53,7 +53,7 @@ describe('leases of recorded runs', () => {
     expect(later.get('doomed')?.status).toBe('interrupted');
     const events = later.events('doomed');
     expect(events.at(-1)?.type).toBe('TOOL_CALL');
-    expect((await later.list({ status: 'interrupted' })).runs.map((r) => r.executionId)).toEqual(['doomed']);
+    expect(later.list({ status: 'interrupted' }).runs.map((r) => r.executionId)).toEqual(['doomed']);
     // The dead owner's lease has expired: a new owner can take the run over, with a newer token.
     expect(later.acquireLease('doomed', 'heir', 1_000)?.token).toBeGreaterThan(1);
     later.close();

@@ -7,12 +7,20 @@ import {
   type ExecutionReport,
   type OaoEvent,
 } from '../src/index.js';
-import { createMemoryStore } from '../src/store/createMemoryStore.js';
+import { createMemoryStore as createSyncMemoryStore } from '../src/store/createMemoryStore.js';
 import type { RunStore } from '../src/store/RunStore.js';
+
+/** A memory store seen through the general interface (whose methods may answer with promises). */
+const createMemoryStore = (): RunStore => createSyncMemoryStore();
 
 /** The same store, answering every call with a promise a macrotask later (as a database would). */
 function asyncStore(inner: RunStore): RunStore & { appends: number } {
-  const later = <T>(fn: () => T | Promise<T>) => new Promise<T>((resolve, reject) => setImmediate(() => Promise.resolve().then(fn).then(resolve, reject)));
+  const later = <T>(fn: () => T | Promise<T>) =>
+    new Promise<T>((resolve, reject) =>
+      setImmediate(() => {
+        Promise.resolve().then(fn).then(resolve, reject);
+      }),
+    );
   const store = {
     appends: 0,
     synchronous: false,
@@ -194,7 +202,7 @@ describe('replay', () => {
     await expect(orch.replay([...events.slice(0, 3), ...events.slice(4)])).rejects.toMatchObject({ code: 'OAO_ERR_LOG_CORRUPT' });
     await expect(orch.replay(events.slice(0, -1))).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT' });
     const tampered = events.map((e) =>
-      e.type === 'TOKEN_USAGE' ? ({ ...e, payload: { ...e.payload, total: e.payload.total + 1 } } as OaoEvent) : e,
+      e.type === 'TOKEN_USAGE' ? ({ ...e, payload: { ...e.payload, total: e.payload.total + 1 } }) : e,
     );
     await expect(orch.replay(tampered)).rejects.toMatchObject({ code: 'OAO_ERR_LOG_CORRUPT' });
     await expect(orch.replay([])).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT' });

@@ -209,3 +209,23 @@ describe('replay', () => {
     await expect(orch.replay('some-id')).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });
   });
 });
+
+describe('governed LangChain model calls and an asynchronous store', () => {
+  it('call the model only once their MODEL_CALL is durable', async () => {
+    const { fromChatModel } = await import('../src/adapters/langchain/index.js');
+    const { ScriptedChatModel } = await import('./adapters/scriptedChatModel.js');
+    const inner = createMemoryStore();
+    const seenByModel: string[][] = [];
+    class ProbingModel extends ScriptedChatModel {
+      override async _generate(...args: Parameters<ScriptedChatModel['_generate']>) {
+        seenByModel.push((await inner.events('lc-wal')).map((e) => e.type));
+        return super._generate(...args);
+      }
+    }
+    const model = new ProbingModel([{ content: 'hello', usage: { input: 3, output: 2 } }]);
+    const report = await new Orchestrator({ store: asyncStore(inner) }).run({ agent: fromChatModel(model), task: 'hi', executionId: 'lc-wal' });
+    expect(report.status).toBe('SUCCESS');
+    expect(seenByModel).toHaveLength(1);
+    expect(seenByModel[0]?.at(-1)).toBe('MODEL_CALL');
+  });
+});

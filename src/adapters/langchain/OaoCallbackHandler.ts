@@ -93,6 +93,8 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
   async #open(runId: string, model: string | undefined, input: unknown): Promise<void> {
     const call = await this.#bridge.openModelCall({ model, input });
     this.#calls.set(runId, call);
+    // Write-ahead with an asynchronous store: the model is called once MODEL_CALL is durable.
+    await call.ready;
   }
 
   #take(runId: string): ModelCall | undefined {

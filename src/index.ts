@@ -30,6 +30,8 @@ export { canonicalJson } from './report/canonicalJson.js';
 export { executionHash } from './report/executionHash.js';
 export type { ExecutionIdentity } from './report/executionHash.js';
 export { systemClock } from './runtime/clock.js';
+export { whatIf } from './log/whatIf.js';
+export type { WhatIfCounts, WhatIfFilter, WhatIfOptions, WhatIfResult, WhatIfRule, WhatIfRun, WhatIfStop, WhatIfTotals } from './log/whatIf.js';
 export { createMemoryStore } from './store/createMemoryStore.js';
 export type { MemoryRunStore } from './store/createMemoryStore.js';
 export { STORE_SCHEMA_VERSION } from './store/RunStore.js';

@@ -62,6 +62,11 @@ export interface BenchRow extends Summary {
   readonly samples: readonly number[];
   /** Operations per batch (time rows) or live population (heap rows). */
   readonly size?: number;
+  /**
+   * Why the row could not be measured (a service that is not reachable): the row is printed as
+   * skipped with this reason, has no samples, and ratios and targets naming it are left out.
+   */
+  readonly skipped?: string;
 }
 
 /** A ratio of two rows' medians; with a target, the runner prints whether it is met. */
@@ -72,6 +77,24 @@ export interface BenchRatio {
   readonly denominator: string;
   /** The ratio must be at most this. */
   readonly target?: number;
+}
+
+/**
+ * A rate one row must reach on its own, for the figures the requirements state in operations per
+ * second. Unlike a ratio it depends on the machine: read it with the load average printed above it.
+ */
+export interface BenchTarget {
+  readonly id: string;
+  readonly label: string;
+  readonly row: string;
+  /** Operations per second the row must reach: `1e9 / median` for time rows, the median for throughput rows. */
+  readonly atLeastPerSecond: number;
+}
+
+export interface TargetResult extends BenchTarget {
+  /** The row's operations per second. */
+  readonly perSecond: number;
+  readonly met: boolean;
 }
 
 export interface RatioResult extends BenchRatio {
@@ -235,9 +258,9 @@ export function shuffled<T>(items: readonly T[], random: () => number): T[] {
   return copy;
 }
 
-/** Computes ratios of row medians; a ratio naming a row that did not run is skipped. */
+/** Computes ratios of row medians; a ratio naming a row that did not run (or was skipped) is left out. */
 export function computeRatios(ratios: readonly BenchRatio[], rows: readonly BenchRow[]): RatioResult[] {
-  const byId = new Map(rows.map((row) => [row.id, row]));
+  const byId = new Map(rows.filter((row) => row.skipped === undefined).map((row) => [row.id, row]));
   const results: RatioResult[] = [];
   for (const ratio of ratios) {
     const numerator = byId.get(ratio.numerator);
@@ -249,6 +272,19 @@ export function computeRatios(ratios: readonly BenchRatio[], rows: readonly Benc
         ? numerator.samples.map((sample, i) => sample / (denominator.samples[i] as number))
         : [];
     results.push({ ...ratio, value, paired: paired.length > 0 ? summarize(paired) : undefined, met: ratio.target === undefined ? undefined : value <= ratio.target });
+  }
+  return results;
+}
+
+/** Checks rows against their rate targets; a target naming a row that did not run (or was skipped) is left out. */
+export function computeTargets(targets: readonly BenchTarget[], rows: readonly BenchRow[]): TargetResult[] {
+  const byId = new Map(rows.filter((row) => row.skipped === undefined).map((row) => [row.id, row]));
+  const results: TargetResult[] = [];
+  for (const target of targets) {
+    const row = byId.get(target.row);
+    if (row === undefined || (row.kind !== 'time' && row.kind !== 'throughput')) continue;
+    const perSecond = row.kind === 'time' ? 1e9 / row.median : row.median;
+    results.push({ ...target, perSecond, met: perSecond >= target.atLeastPerSecond });
   }
   return results;
 }

@@ -4,14 +4,16 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { RUNTIME_VERSION } from 'open-agent-orchestrator';
-import { benchCases, benchRatios } from './cases/index.js';
+import { benchCases, benchRatios, benchTargets } from './cases/index.js';
 import {
   computeRatios,
+  computeTargets,
   exposeGc,
   measureInterleaved,
   type BenchEnv,
   type BenchRow,
   type RatioResult,
+  type TargetResult,
   type TimeCase,
   type TimingOptions,
 } from './harness.js';
@@ -59,6 +61,7 @@ for (const custom of cases) {
   if (custom.kind === 'custom') rows.push(...(await custom.run(env)));
 }
 const ratios = computeRatios(benchRatios, rows);
+const targets = computeTargets(benchTargets, rows);
 const wallSeconds = (performance.now() - wallStart) / 1000;
 
 // ---- report -------------------------------------------------------------------------------
@@ -102,6 +105,7 @@ function formatCount(n: number): string {
 }
 
 function formatValue(row: BenchRow, value: number): string {
+  if (row.skipped !== undefined) return 'skipped';
   switch (row.kind) {
     case 'time':
       return `${formatNs(value)}/op`;
@@ -114,6 +118,7 @@ function formatValue(row: BenchRow, value: number): string {
 
 /** The column that reads the median the other way round: ops/s for time, ns per event for throughput. */
 function formatDerived(row: BenchRow): string {
+  if (row.skipped !== undefined) return '';
   switch (row.kind) {
     case 'time':
       return `${formatCount(1e9 / row.median)} ops/s`;
@@ -126,6 +131,7 @@ function formatDerived(row: BenchRow): string {
 
 /** Half the interquartile range, relative to the median: how much a typical repetition strayed. */
 function spread(row: BenchRow): string {
+  if (row.skipped !== undefined) return '';
   return `±${(((row.p75 - row.p25) / 2 / row.median) * 100).toFixed(1)}%`;
 }
 
@@ -138,6 +144,10 @@ function table(header: readonly string[], body: readonly (readonly string[])[], 
 
 function formatRatio(value: number): string {
   return `${value >= 100 ? value.toFixed(0) : value.toFixed(2)}x`;
+}
+
+function formatRate(perSecond: number): string {
+  return `${formatCount(perSecond)}/s`;
 }
 
 function ratioStatus(ratio: RatioResult): string {
@@ -164,6 +174,9 @@ out.push(
     [false, false, true, true, true],
   ),
 );
+for (const row of rows) {
+  if (row.skipped !== undefined) out.push(`skipped: ${row.group} / ${row.label}: ${row.skipped}`);
+}
 out.push('');
 out.push(
   table(
@@ -178,13 +191,27 @@ out.push(
     [false, true, true, true, false],
   ),
 );
+if (targets.length > 0) {
+  out.push('');
+  out.push(
+    table(
+      ['rate on this machine', 'measured', 'target', 'status'],
+      targets.map((t: TargetResult) => [t.label, formatRate(t.perSecond), `>= ${formatRate(t.atLeastPerSecond)}`, t.met ? 'met' : 'MISSED']),
+      [false, true, true, false],
+    ),
+  );
+}
 const targeted = ratios.filter((r) => r.met !== undefined);
-const missed = targeted.filter((r) => r.met === false);
+const missed = [
+  ...targeted.filter((r) => r.met === false).map((r) => `${r.label} ${r.value.toFixed(2)}x > ${r.target}x`),
+  ...targets.filter((t) => !t.met).map((t) => `${t.label} ${formatRate(t.perSecond)} < ${formatRate(t.atLeastPerSecond)}`),
+];
+const targetCount = targeted.length + targets.length;
 out.push('');
 out.push(
   missed.length === 0
-    ? `All ${targeted.length} targets met.`
-    : `TARGETS MISSED: ${missed.length} of ${targeted.length} (${missed.map((r) => `${r.label} ${r.value.toFixed(2)}x > ${r.target}x`).join('; ')}). Reported only; the exit code stays 0.`,
+    ? `All ${targetCount} targets met.`
+    : `TARGETS MISSED: ${missed.length} of ${targetCount} (${missed.join('; ')}). Reported only; the exit code stays 0.`,
 );
 out.push(`Total ${wallSeconds.toFixed(1)} s. Results written to ${resultsPath}.`);
 out.push('');
@@ -200,5 +227,6 @@ const results = {
   wallSeconds: Number(wallSeconds.toFixed(1)),
   rows,
   ratios,
+  targets,
 };
 writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);

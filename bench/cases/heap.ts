@@ -11,7 +11,7 @@ import { createGate, heapUsed, nextTurn, summarize, type BenchEnv, type BenchRat
  */
 
 /** An agent that answers once the gate opens, like a model call still in flight. */
-class WaitingAgent implements TrivialAgent {
+export class WaitingAgent implements TrivialAgent {
   readonly #gate: Gate;
 
   constructor(gate: Gate) {
@@ -23,7 +23,7 @@ class WaitingAgent implements TrivialAgent {
   }
 }
 
-interface Population {
+export interface Population {
   readonly id: string;
   readonly label: string;
   readonly description: string;
@@ -46,7 +46,7 @@ function governedPopulation(): Population {
   };
 }
 
-function barePopulation(): Population {
+export function barePopulation(): Population {
   return {
     id: 'heap.bare',
     label: 'heap / live bare XState actor',
@@ -57,7 +57,7 @@ function barePopulation(): Population {
 }
 
 /** Bytes of heap per live run of one population of `count` runs. */
-async function bytesPerLiveRun(population: Population, count: number, env: BenchEnv): Promise<number> {
+export async function bytesPerLiveRun(population: Population, count: number, env: BenchEnv): Promise<number> {
   const gate = createGate();
   const agent = new WaitingAgent(gate);
   // Allocated before the baseline, so the array itself is not counted.

@@ -1,5 +1,6 @@
-import type { BenchCase, BenchRatio } from '../harness.js';
+import type { BenchCase, BenchRatio, BenchTarget } from '../harness.js';
 import { coreCases, coreRatios } from './core.js';
+import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, durableTargets } from './durable.js';
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
 import { httpCase, httpRatios } from './http.js';
@@ -9,9 +10,30 @@ import { supervisorCase, supervisorRatios } from './supervisor.js';
 /**
  * Every case `npm run bench` runs, in table order, and the ratios it reports. A new group (the
  * supervisor, an adapter, the HTTP service) adds a file next to these that exports its cases and
- * ratios, and appends them here. Time cases are measured interleaved with each other; custom cases
- * run one after another after them.
+ * ratios (and rate targets, if it has any), and appends them here. Time cases are measured
+ * interleaved with each other; custom cases run one after another after them.
  */
-export const benchCases: readonly BenchCase[] = [...coreCases, ...langchainCases, heapCase, eventsCase, supervisorCase, httpCase];
+export const benchCases: readonly BenchCase[] = [
+  ...coreCases,
+  ...langchainCases,
+  ...durableCases,
+  heapCase,
+  eventsCase,
+  supervisorCase,
+  httpCase,
+  durablePostgresCase,
+  durableHeapCase,
+];
 
-export const benchRatios: readonly BenchRatio[] = [...coreRatios, ...langchainRatios, ...heapRatios, ...eventsRatios, ...supervisorRatios, ...httpRatios];
+export const benchRatios: readonly BenchRatio[] = [
+  ...coreRatios,
+  ...langchainRatios,
+  ...heapRatios,
+  ...eventsRatios,
+  ...supervisorRatios,
+  ...httpRatios,
+  ...durableRatios,
+];
+
+/** Rates that rows must reach on their own (ops/s), where the requirements state them so. */
+export const benchTargets: readonly BenchTarget[] = [...durableTargets];

@@ -1,0 +1,478 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Orchestrator, createMemoryStore, type ExecutionReport, type OaoEvent, type RunStore } from 'open-agent-orchestrator';
+import { createPostgresStore, type PostgresRunStore } from 'open-agent-orchestrator/postgres';
+import { createSqliteStore, type SqliteRunStore } from 'open-agent-orchestrator/sqlite';
+import pg from 'pg';
+import { DummyAgent, TASK } from '../baselines.js';
+import {
+  quantile,
+  summarize,
+  type BenchCase,
+  type BenchEnv,
+  type BenchRatio,
+  type BenchRow,
+  type BenchTarget,
+  type CustomCase,
+  type Op,
+} from '../harness.js';
+import { barePopulation, bytesPerLiveRun, type Population } from './heap.js';
+
+/**
+ * Durable runs: what recording every event of a run to a store costs, against the same trivial
+ * run with no store, measured in the same process.
+ *
+ * - Time rows (interleaved with every other time case): `await orch.run()` with no store, with a
+ *   memory store, with SQLite at `synchronous` NORMAL and FULL (a temp file); the floor of a
+ *   bare better-sqlite3 transaction of the same 13 events; and replay, from a store by id and
+ *   from events in hand.
+ * - PostgreSQL: runs/s, p50 and p99 of durable runs, sequential and 50 concurrent, on a database
+ *   of the bench's own at 127.0.0.1:5432 (created and dropped here). When the server cannot be
+ *   reached the rows are printed as skipped with the reason; the bench goes on.
+ * - Heap per live run with a store against a live bare XState actor (bench/cases/heap.ts).
+ */
+
+const agent = new DummyAgent();
+
+/** Runs recorded before the replay rows are measured; replay cycles through them. */
+const RECORDED_RUNS = 1_000;
+
+/** Concurrent callers of the concurrent PostgreSQL row. */
+const PG_CONCURRENCY = 50;
+
+/** The server's maintenance database: where the bench creates and drops a database of its own. */
+const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+// ---- temp files and stores, closed and removed when the bench process ends ------------------
+
+let tempDir: string | undefined;
+const openStores: { close(): unknown }[] = [];
+
+/** A fresh SQLite file path in the bench's temp dir (removed, with the stores closed, at exit). */
+function tempDbPath(name: string): string {
+  if (tempDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'oao-bench-durable-'));
+    tempDir = dir;
+    process.once('exit', () => {
+      for (const store of openStores) {
+        try {
+          store.close();
+        } catch {
+          // the file goes away with the directory
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    });
+  }
+  return join(tempDir, `${name}.db`);
+}
+
+function sqliteStore(name: string, synchronous: 'NORMAL' | 'FULL'): SqliteRunStore {
+  const store = createSqliteStore({ path: tempDbPath(name), synchronous });
+  openStores.push(store);
+  return store;
+}
+
+// ---- checks --------------------------------------------------------------------------------
+
+function expectSuccess(report: ExecutionReport): void {
+  if (report.status !== 'SUCCESS' || report.finalOutput !== `Processed: ${TASK}`) {
+    throw new Error(`bench: a durable run did not succeed: ${JSON.stringify(report.termination)}`);
+  }
+}
+
+/** One run, and its log as the store holds it: complete, and folding back to the same report. */
+async function expectRecorded(orch: Orchestrator, store: RunStore): Promise<void> {
+  const report = await orch.run({ agent, task: TASK });
+  expectSuccess(report);
+  const stored = await store.get(report.executionId);
+  const events = await store.events(report.executionId);
+  if (stored?.status !== 'SUCCESS' || events.at(-1)?.type !== 'EXECUTION_COMPLETE') {
+    throw new Error(`bench: the store did not record run ${report.executionId} (${stored?.status ?? 'missing'}, ${events.length} events)`);
+  }
+  const replayed = await orch.replay(report.executionId);
+  if (replayed.executionHash !== report.executionHash) throw new Error('bench: replay did not rebuild the recorded report');
+}
+
+/** Records `count` runs through `orch` (and so in its store) and returns their ids. */
+async function recordRuns(orch: Orchestrator, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const report = await orch.run({ agent, task: TASK });
+    expectSuccess(report);
+    ids.push(report.executionId);
+  }
+  return ids;
+}
+
+/** A durable run case: `await orch.run()` with the store `makeStore` gives. */
+function runCase(id: string, label: string, description: string, makeStore: () => RunStore): BenchCase {
+  return {
+    kind: 'time',
+    id,
+    group: 'durable',
+    label,
+    description,
+    mode: 'async',
+    setup: async () => {
+      const store = makeStore();
+      const orch = new Orchestrator({ store });
+      await expectRecorded(orch, store);
+      return () => orch.run({ agent, task: TASK });
+    },
+  };
+}
+
+/** A replay case: `orch.replay(id)` over runs recorded in the store `makeStore` gives. */
+function replayCase(id: string, label: string, description: string, makeStore: () => RunStore): BenchCase {
+  return {
+    kind: 'time',
+    id,
+    group: 'durable',
+    label,
+    description,
+    mode: 'async',
+    setup: async (env: BenchEnv) => {
+      const store = makeStore();
+      const orch = new Orchestrator({ store });
+      await expectRecorded(orch, store);
+      const ids = await recordRuns(orch, env.quick ? RECORDED_RUNS / 5 : RECORDED_RUNS);
+      let next = 0;
+      const op: Op = () => orch.replay(ids[next++ % ids.length] as string);
+      return op;
+    },
+  };
+}
+
+export const durableCases: readonly BenchCase[] = [
+  {
+    kind: 'time',
+    id: 'durable.plain',
+    group: 'durable',
+    label: 'in memory: await orch.run(), no store',
+    description: 'new Orchestrator() with no store and no subscriber: the run the durable rows are compared with.',
+    mode: 'async',
+    setup: async () => {
+      const orch = new Orchestrator();
+      expectSuccess(await orch.run({ agent, task: TASK }));
+      return () => orch.run({ agent, task: TASK });
+    },
+  },
+  runCase(
+    'durable.memory',
+    'memory store: await orch.run()',
+    'new Orchestrator({ store: createMemoryStore({ maxRuns: 10000 }) }): every event kept in the heap, the oldest runs pruned as runs finish.',
+    () => createMemoryStore({ maxRuns: 10_000 }),
+  ),
+  runCase(
+    'durable.sqlite',
+    'SQLite NORMAL: await orch.run()',
+    'new Orchestrator({ store: createSqliteStore({ path }) }) on a temp file, WAL, synchronous NORMAL (the default).',
+    () => sqliteStore('normal', 'NORMAL'),
+  ),
+  runCase(
+    'durable.sqliteFull',
+    'SQLite FULL: await orch.run()',
+    "The same with synchronous: 'FULL': every append synced to disk before it returns.",
+    () => sqliteStore('full', 'FULL'),
+  ),
+  {
+    kind: 'time',
+    id: 'durable.sqliteFloor',
+    group: 'durable',
+    label: 'floor: better-sqlite3, one 13-row transaction',
+    description:
+      "A trivial run's 13 events as JSON, inserted with one prepared statement in one transaction into a keyed table " +
+      '(WAL, synchronous NORMAL, a temp file), with better-sqlite3 alone: what any SQLite-durable run pays to store its log.',
+    mode: 'sync',
+    setup: async () => {
+      const store = createMemoryStore();
+      const report = await new Orchestrator({ store }).run({ agent, task: TASK });
+      const bodies = store.events(report.executionId).map((event) => JSON.stringify(event));
+      const db = new Database(tempDbPath('floor'));
+      openStores.push(db);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec('CREATE TABLE events (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, seq))');
+      const insert = db.prepare('INSERT INTO events (execution_id, seq, body) VALUES (?, ?, ?)');
+      const appendRun = db.transaction((executionId: string) => {
+        for (let seq = 0; seq < bodies.length; seq++) insert.run(executionId, seq, bodies[seq]);
+      });
+      return () => appendRun(randomUUID());
+    },
+  },
+  replayCase(
+    'durable.replay.memory',
+    'replay: orch.replay(id), memory store',
+    `orch.replay(executionId) cycling over ${RECORDED_RUNS} recorded runs in a memory store: read the log, fold it, check it against its report.`,
+    () => createMemoryStore(),
+  ),
+  replayCase(
+    'durable.replay.sqlite',
+    'replay: orch.replay(id), SQLite',
+    `The same from a SQLite file: each replay reads and decodes the run's rows (one query), then folds and checks them.`,
+    () => sqliteStore('replay', 'NORMAL'),
+  ),
+  {
+    kind: 'time',
+    id: 'durable.replay.events',
+    group: 'durable',
+    label: 'replay: orch.replay(events) in hand',
+    description: `orch.replay(events) (replayLog: fold and check) over the logs of ${RECORDED_RUNS} recorded runs already in hand: no store read.`,
+    mode: 'async',
+    setup: async (env: BenchEnv) => {
+      const store = createMemoryStore();
+      const orch = new Orchestrator({ store });
+      const ids = await recordRuns(orch, env.quick ? RECORDED_RUNS / 5 : RECORDED_RUNS);
+      const logs: (readonly OaoEvent[])[] = ids.map((id) => store.events(id));
+      const replayer = new Orchestrator();
+      const first = await replayer.replay(logs[0] as readonly OaoEvent[]);
+      if (first.executionHash !== store.report(ids[0] as string)?.executionHash) throw new Error('bench: replay(events) did not rebuild the report');
+      let next = 0;
+      return () => replayer.replay(logs[next++ % logs.length] as readonly OaoEvent[]);
+    },
+  },
+];
+
+// ---- PostgreSQL ------------------------------------------------------------------------------
+
+interface PgSample {
+  readonly perSecond: number;
+  /** Nanoseconds. */
+  readonly p50: number;
+  readonly p99: number;
+}
+
+/** Runs `callers` loops of awaited durable runs for `seconds`; every run's latency is kept. */
+async function pgSample(orch: Orchestrator, callers: number, seconds: number): Promise<PgSample> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const deadline = started + seconds * 1_000;
+  const caller = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      const report = await orch.run({ agent, task: TASK });
+      latencies.push((performance.now() - t0) * 1e6);
+      expectSuccess(report);
+    }
+  };
+  await Promise.all(Array.from({ length: callers }, caller));
+  const elapsed = (performance.now() - started) / 1_000;
+  return { perSecond: latencies.length / elapsed, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
+}
+
+/**
+ * A database of the bench's own on the server `adminUrl` points at (its maintenance database):
+ * created now, dropped by `drop()`. Throws when the server cannot be reached.
+ */
+async function benchDatabase(adminUrl: string): Promise<{ readonly connectionString: string; drop(): Promise<void> }> {
+  const name = `oao_bench_${randomBytes(5).toString('hex')}`;
+  const admin = async (sql: string): Promise<void> => {
+    const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 3_000 });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      await client.query(sql);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    connectionString: url.toString(),
+    drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
+const PG_ROWS = [
+  ['durable.pg.seq.rps', 'PostgreSQL sequential: runs/s', 'throughput', 'runs/s'],
+  ['durable.pg.seq.p50', 'PostgreSQL sequential: p50 latency', 'time', 'ns/op'],
+  ['durable.pg.seq.p99', 'PostgreSQL sequential: p99 latency', 'time', 'ns/op'],
+  ['durable.pg.c50.rps', `PostgreSQL ${PG_CONCURRENCY} concurrent: runs/s`, 'throughput', 'runs/s'],
+  ['durable.pg.c50.p50', `PostgreSQL ${PG_CONCURRENCY} concurrent: p50 latency`, 'time', 'ns/op'],
+  ['durable.pg.c50.p99', `PostgreSQL ${PG_CONCURRENCY} concurrent: p99 latency`, 'time', 'ns/op'],
+] as const;
+
+const PG_DESCRIPTION =
+  'await orch.run() with createPostgresStore() (pool of 10) on a database of its own at 127.0.0.1:5432; ' +
+  `one caller, or ${PG_CONCURRENCY} callers at once, looping for a fixed time; p50/p99 over every run of a repetition.`;
+
+function pgRows(sequential: readonly PgSample[], concurrent: readonly PgSample[], skipped?: string): BenchRow[] {
+  const values = [
+    sequential.map((s) => s.perSecond),
+    sequential.map((s) => s.p50),
+    sequential.map((s) => s.p99),
+    concurrent.map((s) => s.perSecond),
+    concurrent.map((s) => s.p50),
+    concurrent.map((s) => s.p99),
+  ];
+  return PG_ROWS.map(([id, label, kind, unit], i): BenchRow => {
+    const samples = values[i] ?? [];
+    return {
+      id,
+      group: 'durable',
+      label,
+      description: PG_DESCRIPTION,
+      kind,
+      unit,
+      ...(samples.length > 0 ? summarize(samples) : { median: Number.NaN, min: Number.NaN, max: Number.NaN, p25: Number.NaN, p75: Number.NaN }),
+      samples,
+      size: i < 3 ? 1 : PG_CONCURRENCY,
+      ...(skipped === undefined ? {} : { skipped }),
+    };
+  });
+}
+
+/**
+ * The PostgreSQL rows, on the server whose maintenance database `adminUrl` names. When that server
+ * cannot be reached (or refuses to create a database), every row comes back skipped with the reason.
+ */
+export function postgresCase(adminUrl: string): CustomCase {
+  return {
+    kind: 'custom',
+    id: 'durable.pg',
+    group: 'durable',
+    label: 'PostgreSQL-durable runs',
+    async run(env) {
+      let database: Awaited<ReturnType<typeof benchDatabase>>;
+      try {
+        database = await benchDatabase(adminUrl);
+      } catch (error) {
+        const where = new URL(adminUrl);
+        const reason = `PostgreSQL is not reachable at ${where.host} as ${where.username} (${(error as Error).message})`;
+        env.log(`skipping durable.pg: ${reason}`);
+        return pgRows([], [], reason);
+      }
+      let store: PostgresRunStore | undefined;
+      try {
+        store = await createPostgresStore({ connectionString: database.connectionString });
+        const orch = new Orchestrator({ store });
+        const seconds = env.quick ? 1 : 2;
+        const repetitions = env.quick ? 2 : 5;
+        env.log('warming up durable.pg');
+        await expectRecorded(orch, store);
+        await pgSample(orch, 1, 1);
+        await pgSample(orch, PG_CONCURRENCY, 1);
+        const sequential: PgSample[] = [];
+        const concurrent: PgSample[] = [];
+        for (let rep = 0; rep < repetitions; rep++) {
+          env.log(`durable.pg repetition ${rep + 1}/${repetitions}`);
+          // Alternate which goes first, so neither always runs in the other's wake (autovacuum, GC).
+          if (rep % 2 === 0) {
+            sequential.push(await pgSample(orch, 1, seconds));
+            concurrent.push(await pgSample(orch, PG_CONCURRENCY, seconds));
+          } else {
+            concurrent.push(await pgSample(orch, PG_CONCURRENCY, seconds));
+            sequential.push(await pgSample(orch, 1, seconds));
+          }
+        }
+        return pgRows(sequential, concurrent);
+      } finally {
+        await store?.close();
+        await database.drop();
+      }
+    },
+  };
+}
+
+export const durablePostgresCase: CustomCase = postgresCase(PG_ADMIN);
+
+// ---- heap ------------------------------------------------------------------------------------
+
+function durablePopulation(id: string, label: string, description: string, store: RunStore | undefined): Population {
+  const orch = new Orchestrator(store === undefined ? {} : { store });
+  return {
+    id,
+    label,
+    description,
+    start: (waiting) => orch.run({ agent: waiting, task: TASK }),
+    check: (result) => (result as { status?: string }).status === 'SUCCESS',
+  };
+}
+
+export const durableHeapCase: CustomCase = {
+  kind: 'custom',
+  id: 'durable.heap',
+  group: 'durable',
+  label: 'heap per live durable run',
+  async run(env) {
+    const count = env.quick ? 2_000 : 10_000;
+    const repetitions = env.quick ? 1 : 3;
+    const bare = barePopulation();
+    const populations: Population[] = [
+      { ...bare, id: 'durable.heap.bare', label: 'heap / live bare XState actor (durable group)' },
+      durablePopulation(
+        'durable.heap.plain',
+        'heap / live run, no store',
+        'orch.run() with no store and no subscriber, waiting in EXECUTE on its agent.',
+        undefined,
+      ),
+      durablePopulation(
+        'durable.heap.sqlite',
+        'heap / live run, SQLite store',
+        'orch.run() recording to a SQLite file (NORMAL), waiting in EXECUTE: its log is on disk, the heap holds the run and its unwritten batch.',
+        sqliteStore('heap', 'NORMAL'),
+      ),
+      durablePopulation(
+        'durable.heap.memory',
+        'heap / live run, memory store',
+        'orch.run() recording to createMemoryStore({ maxRuns: 1000 }), waiting in EXECUTE: the events recorded so far are kept in the heap by design.',
+        createMemoryStore({ maxRuns: 1_000 }),
+      ),
+    ];
+    for (const population of populations) {
+      env.log(`warming up ${population.id}`);
+      await bytesPerLiveRun(population, 1_000, env);
+    }
+    const samples = new Map<string, number[]>(populations.map((p) => [p.id, []]));
+    for (let rep = 0; rep < repetitions; rep++) {
+      env.log(`durable heap repetition ${rep + 1}/${repetitions} (${count} live runs each)`);
+      for (let k = 0; k < populations.length; k++) {
+        const population = populations[(k + rep) % populations.length] as Population;
+        samples.get(population.id)?.push(await bytesPerLiveRun(population, count, env));
+      }
+    }
+    return populations.map((population): BenchRow => {
+      const values = samples.get(population.id) ?? [];
+      return {
+        id: population.id,
+        group: 'durable',
+        label: population.label,
+        description: population.description,
+        kind: 'heap',
+        unit: 'bytes/run',
+        ...summarize(values),
+        samples: values,
+        size: count,
+      };
+    });
+  },
+};
+
+export const durableRatios: readonly BenchRatio[] = [
+  { id: 'durable sqlite/plain', label: 'SQLite NORMAL run / in-memory run', numerator: 'durable.sqlite', denominator: 'durable.plain', target: 3 },
+  { id: 'durable sqliteFull/plain', label: 'SQLite FULL run / in-memory run', numerator: 'durable.sqliteFull', denominator: 'durable.plain' },
+  { id: 'durable memory/plain', label: 'memory-store run / in-memory run', numerator: 'durable.memory', denominator: 'durable.plain' },
+  { id: 'durable replay/plain', label: 'replay(id) from SQLite / in-memory run', numerator: 'durable.replay.sqlite', denominator: 'durable.plain' },
+  {
+    id: 'durable heap sqlite/bare',
+    label: 'heap: live SQLite-durable run / live bare actor',
+    numerator: 'durable.heap.sqlite',
+    denominator: 'durable.heap.bare',
+    target: 1.5,
+  },
+  { id: 'durable heap memory/bare', label: 'heap: live memory-store run / live bare actor', numerator: 'durable.heap.memory', denominator: 'durable.heap.bare' },
+  { id: 'durable heap sqlite/plain', label: 'heap: live SQLite-durable run / live run, no store', numerator: 'durable.heap.sqlite', denominator: 'durable.heap.plain' },
+];
+
+export const durableTargets: readonly BenchTarget[] = [
+  { id: 'durable sqlite runs/s', label: 'SQLite NORMAL durable runs/s, one process', row: 'durable.sqlite', atLeastPerSecond: 3_000 },
+  { id: 'durable replay memory/s', label: 'replay(id) from a memory store, runs/s', row: 'durable.replay.memory', atLeastPerSecond: 20_000 },
+  { id: 'durable replay sqlite/s', label: 'replay(id) from SQLite, runs/s', row: 'durable.replay.sqlite', atLeastPerSecond: 20_000 },
+  { id: 'durable pg seq runs/s', label: 'PostgreSQL durable runs/s, sequential (aim)', row: 'durable.pg.seq.rps', atLeastPerSecond: 1_500 },
+];

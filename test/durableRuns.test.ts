@@ -9,6 +9,8 @@ import {
 } from '../src/index.js';
 import { createMemoryStore as createSyncMemoryStore } from '../src/store/createMemoryStore.js';
 import type { RunStore } from '../src/store/RunStore.js';
+import { fromChatModel } from '../src/adapters/langchain/index.js';
+import { ScriptedChatModel } from './adapters/scriptedChatModel.js';
 
 /** A memory store seen through the general interface (whose methods may answer with promises). */
 const createMemoryStore = (): RunStore => createSyncMemoryStore();
@@ -212,8 +214,6 @@ describe('replay', () => {
 
 describe('governed LangChain model calls and an asynchronous store', () => {
   it('call the model only once their MODEL_CALL is durable', async () => {
-    const { fromChatModel } = await import('../src/adapters/langchain/index.js');
-    const { ScriptedChatModel } = await import('./adapters/scriptedChatModel.js');
     const inner = createMemoryStore();
     const seenByModel: string[][] = [];
     class ProbingModel extends ScriptedChatModel {

@@ -72,6 +72,7 @@ const app = {
   chart: null,
   runs: [],
   runsTotal: 0,
+  runsCapped: false,
   polling: false,
   pollInFlight: false,
   /** Bumped each time the page locks: answers to requests sent before it are ignored. */
@@ -339,6 +340,8 @@ async function refreshRuns(generation = app.keyGeneration) {
   if (generation !== app.keyGeneration) return;
   app.runs = page.runs;
   app.runsTotal = page.total;
+  // The server counts up to a bound; past it, the count is a floor.
+  app.runsCapped = page.totalCapped === true;
   renderRuns();
 }
 
@@ -352,7 +355,7 @@ function renderRuns() {
     return { ...run, status: view.report.status, termination: view.report.termination, finishedAt: view.report.finishedAt };
   });
   renderRunList(el.runList, runs, { selectedId: app.selected?.id ?? null, now: serverNow(), onSelect: select });
-  el.runCount.textContent = app.runsTotal > runs.length ? `${runs.length} of ${app.runsTotal}` : String(runs.length);
+  el.runCount.textContent = app.runsTotal > runs.length ? `${runs.length} of ${app.runsTotal}${app.runsCapped ? '+' : ''}` : String(runs.length);
 }
 
 // ---- the selected run -----------------------------------------------------------------------
@@ -422,7 +425,7 @@ async function loadRun(selected) {
 
 async function follow(selected) {
   try {
-    await followRunEvents({
+    const outcome = await followRunEvents({
       url: api.url(runPath(selected.id, '/events')),
       headers: api.authHeaders,
       signal: selected.controller.signal,
@@ -437,6 +440,8 @@ async function follow(selected) {
         scheduleRender();
       },
     });
+    // Interrupted (its process stopped): no more events will come; GET /runs/:id says so.
+    if (outcome.ended && app.selected === selected) await loadRun(selected);
   } catch (error) {
     if (app.selected !== selected) return;
     if (error.status === 401) {
@@ -594,10 +599,14 @@ const STREAM_TEXT = { connecting: 'connecting…', open: 'following live', recon
 function render() {
   const selected = app.selected;
   if (selected === null) return;
-  const view = deriveRun(selected.events, { now: serverNow(), report: selected.summary?.report ?? null });
+  // The events of an interrupted run end without a report: the server's status says what it is,
+  // and its open spans end where its events do rather than growing with the clock.
+  const interrupted = selected.summary?.status === 'interrupted' && selected.summary.report == null;
+  const now = interrupted ? (selected.events.at(-1)?.timestamp ?? serverNow()) : serverNow();
+  const view = deriveRun(selected.events, { now, report: selected.summary?.report ?? null });
   const wasFinished = selected.view?.finished ?? false;
   selected.view = view;
-  const status = view.status ?? selected.summary?.status ?? null;
+  const status = interrupted && !view.finished ? 'interrupted' : (view.status ?? selected.summary?.status ?? null);
   const reason = view.report?.termination.reason ?? null;
 
   el.detail.setAttribute('data-run-id', selected.id);
@@ -619,7 +628,13 @@ function render() {
     el.detailStatus.className = `badge badge-${String(status ?? 'unknown').toLowerCase()}`;
     el.detailStatus.setAttribute('data-status', status ?? '');
   }
-  el.streamState.textContent = view.finished ? (selected.events.length > 0 ? 'complete' : 'from the report') : (STREAM_TEXT[selected.streamStatus] ?? '');
+  el.streamState.textContent = view.finished
+    ? selected.events.length > 0
+      ? 'complete'
+      : 'from the report'
+    : status === 'interrupted'
+      ? 'interrupted: its process stopped'
+      : (STREAM_TEXT[selected.streamStatus] ?? '');
   // Only a running run can be cancelled: a finished one has no button at all.
   el.cancelButton.hidden = status !== 'running';
   el.cancelButton.disabled = status !== 'running' || selected.cancelling;

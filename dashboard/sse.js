@@ -96,8 +96,10 @@ function sleep(ms, signal) {
  * (or fails) earlier is opened again after the stream's `retry` delay (backing off to
  * `maxRetryMs`), with `Last-Event-ID` set to the last seq received.
  *
- * Resolves `{ completed: true, lastSeq }` after EXECUTION_COMPLETE, `{ completed: false }` when
- * `signal` aborts; rejects with the ApiError of an answer that retrying cannot fix (401, 404...).
+ * Resolves `{ completed: true, lastSeq }` after EXECUTION_COMPLETE, `{ completed: false, ended: true,
+ * lastSeq }` when the server answers 204 (the run was interrupted: no event will ever follow the
+ * last one), `{ completed: false }` when `signal` aborts; rejects with the ApiError of an answer
+ * that retrying cannot fix (401, 404...).
  * `onStatus` hears 'connecting', 'open', 'reconnecting' and 'closed'.
  */
 export async function followRunEvents({
@@ -129,6 +131,11 @@ export async function followRunEvents({
         const error = await errorOf(response);
         error.final = isFinal(response.status);
         throw error;
+      }
+      // No Content: the standard answer that tells an event-stream client to stop reconnecting.
+      if (response.status === 204) {
+        onStatus('closed');
+        return { completed: false, ended: true, lastSeq };
       }
       onStatus('open');
       failures = 0;

@@ -1,7 +1,7 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { OaoError, executionReportSchema, type AgentContext, type StepResult } from '../src/index.js';
+import { OaoError, createMemoryStore, executionReportSchema, type AgentContext, type StepResult } from '../src/index.js';
 import {
   createMemoryRunStore,
   createServer,
@@ -186,10 +186,10 @@ describe('policy over HTTP: a request can only narrow the server policy', () => 
   });
 
   it('the narrowed limits are what the run records', async () => {
-    const store = createMemoryRunStore();
+    const store = createMemoryStore();
     const app = await build({ store, policy: { maxSteps: 4, maxTokens: 1_000, timeoutMs: 10_000 } });
     const report = (await post(app, '/run', { agent: 'echo', task: 'e', policy: { maxTokens: 100, maxSteps: 9 } })).json();
-    const start = (await store.get(report.executionId))?.events?.[0];
+    const start = store.events(report.executionId)[0];
     expect(start?.type).toBe('EXECUTION_START');
     expect(start?.payload).toMatchObject({ policy: { maxSteps: 4, maxTokens: 100, timeoutMs: 10_000 } });
   });
@@ -400,7 +400,7 @@ describe('the run resource', () => {
   });
 
   it('evicts the oldest finished runs when the store is full', async () => {
-    const app = await build({ store: createMemoryRunStore({ maxRuns: 2 }) });
+    const app = await build({ store: createMemoryStore({ maxRuns: 2 }) });
     for (const id of ['one', 'two', 'three']) await post(app, '/run', { agent: 'echo', task: id, executionId: id });
     expectError(await app.inject({ method: 'GET', url: '/runs/one' }), 404, 'OAO_ERR_RUN_NOT_FOUND');
     expect((await app.inject({ method: 'GET', url: '/runs/three' })).json().status).toBe('SUCCESS');
@@ -519,13 +519,18 @@ describe('admission: maxConcurrentRuns', () => {
     expect((await batch).statusCode).toBe(200);
   });
 
-  it('a store full of running runs refuses new ones with 429', async () => {
-    const app = await build({ store: createMemoryRunStore({ maxRuns: 1 }) });
-    expect((await post(app, '/runs', { agent: 'gated', task: 'full' })).statusCode).toBe(202);
-    expectError(await post(app, '/run', { agent: 'echo', task: 'x' }), 429, 'OAO_ERR_TOO_MANY_RUNS');
-    gate('full').resolve();
-    await waitFor(async () => (await app.inject({ method: 'GET', url: '/runs?status=running' })).json().total === 0, 'the run to end');
+  it("the store's retention drops finished runs only: a running run is kept and new runs are admitted", async () => {
+    const app = await build({ store: createMemoryStore({ maxRuns: 1 }) });
+    const { executionId } = (await post(app, '/runs', { agent: 'gated', task: 'kept' })).json();
     expect((await post(app, '/run', { agent: 'echo', task: 'x' })).statusCode).toBe(200);
+    expect((await post(app, '/run', { agent: 'echo', task: 'y' })).statusCode).toBe(200);
+    const listed = (await app.inject({ method: 'GET', url: '/runs' })).json();
+    expect(listed.runs.map((run: { executionId: string; status: string }) => [run.executionId === executionId, run.status])).toEqual([
+      [false, 'SUCCESS'],
+      [true, 'running'],
+    ]);
+    gate('kept').resolve();
+    await waitFor(async () => (await app.inject({ method: 'GET', url: '/runs?status=running' })).json().total === 0, 'the run to end');
   });
 });
 
@@ -643,14 +648,14 @@ describe('options and startServer', () => {
   });
 
   it('closing the server cancels the runs still live; they are filed with their report', async () => {
-    const store = createMemoryRunStore();
+    const store = createMemoryStore();
     const app = await createServer({ agents, store, apiKeys: [] });
     const { executionId } = (await post(app, '/runs', { agent: 'gated', task: 'forever' })).json();
     await waitFor(() => concurrent === 1, 'the run');
     await app.close();
-    const record = await store.get(executionId);
-    expect(record?.status).toBe('FAILED');
-    expect(record?.report?.termination).toEqual({ reason: 'cancelled', message: 'the server is shutting down' });
+    expect(store.get(executionId)?.status).toBe('FAILED');
+    expect(store.report(executionId)?.termination).toEqual({ reason: 'cancelled', message: 'the server is shutting down' });
+    expect(store.events(executionId).at(-1)?.type).toBe('EXECUTION_COMPLETE');
   });
 });
 

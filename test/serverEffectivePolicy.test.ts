@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { executionReportSchema, type AgentContext } from '../src/index.js';
-import { createMemoryRunStore, createServer, serverPolicyResponseSchema, type RunRecord, type RunStore, type ServerOptions } from '../src/server/index.js';
+import { createMemoryStore, executionReportSchema, type AgentContext } from '../src/index.js';
+import { createServer, serverPolicyResponseSchema, type ServerOptions } from '../src/server/index.js';
 import { createGates } from './helpers.js';
 
 /**
@@ -109,36 +109,15 @@ describe('effectivePolicy beside the report', () => {
     expect(started.effectivePolicy).toMatchObject({ maxSteps: 4, maxTokens: 1_000, tools: { allow: null, deny: ['shell'], maxCalls: { search: 2 } } });
   });
 
-  it('come from the run\'s EXECUTION_START when the store kept no limits, and are null when it kept neither', async () => {
-    const inner = createMemoryRunStore();
-    const withoutLimits = (record: RunRecord): RunRecord => {
-      const { policy: _policy, ...rest } = record;
-      return rest;
-    };
-    const forgetful: RunStore = {
-      put: (record) => inner.put(withoutLimits(record)),
-      get: (id) => inner.get(id),
-      list: (filter, page) => inner.list(filter, page),
-      delete: (id) => inner.delete(id),
-    };
-    const app = await build({ store: forgetful });
+  it("come from the run's EXECUTION_START in the store: another server on the same store reads them too", async () => {
+    const store = createMemoryStore();
+    const app = await build({ store });
     await post(app, '/run', { agent: 'echo', task: 'x', policy: GREEDY, executionId: 'from-events' });
-    expect((await inner.get('from-events'))?.policy).toBeUndefined();
-    expect((await app.inject({ method: 'GET', url: '/runs/from-events' })).json().effectivePolicy).toEqual(EFFECTIVE);
-
-    const bare = createMemoryRunStore();
-    const amnesic: RunStore = {
-      put: (record) => {
-        const { policy: _policy, events: _events, ...rest } = record;
-        return bare.put(rest);
-      },
-      get: (id) => bare.get(id),
-      list: (filter, page) => bare.list(filter, page),
-      delete: (id) => bare.delete(id),
-    };
-    const other = await build({ store: amnesic });
-    await post(other, '/run', { agent: 'echo', task: 'x', executionId: 'forgotten' });
-    expect((await other.inject({ method: 'GET', url: '/runs/forgotten' })).json().effectivePolicy).toBeNull();
+    const start = store.events('from-events')[0];
+    expect(start?.type === 'EXECUTION_START' && start.payload.policy).toEqual(EFFECTIVE);
+    await app.close();
+    const later = await build({ store });
+    expect((await later.inject({ method: 'GET', url: '/runs/from-events' })).json().effectivePolicy).toEqual(EFFECTIVE);
   });
 });
 

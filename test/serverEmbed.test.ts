@@ -2,10 +2,10 @@ import cors from '@fastify/cors';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OaoError, type AgentContext } from '../src/index.js';
+import { OaoError, createMemoryStore, type AgentContext } from '../src/index.js';
 import { createMetrics } from '../src/observability/metrics/index.js';
 import { DASHBOARD_ASSET_NAMES } from '../src/server/dashboard/loadDashboardAssets.js';
-import { createMemoryRunStore, createServer, errorBodySchema, oaoPlugin, type OaoPluginOptions } from '../src/server/index.js';
+import { createServer, errorBodySchema, oaoPlugin, type OaoPluginOptions } from '../src/server/index.js';
 import { createGates } from './helpers.js';
 
 /**
@@ -264,12 +264,11 @@ describe('options, lifecycle and the router', () => {
   });
 
   it("closing the user's app cancels the API's live runs and files them", async () => {
-    const store = createMemoryRunStore();
+    const store = createMemoryStore();
     const { app } = await userApp({ store });
     const { executionId } = (await post(app, '/oao/runs', { agent: 'gated', task: 'forever' })).json();
     await app.close();
-    const record = await store.get(executionId);
-    expect(record?.report?.termination).toEqual({ reason: 'cancelled', message: 'the server is shutting down' });
+    expect(store.report(executionId)?.termination).toEqual({ reason: 'cancelled', message: 'the server is shutting down' });
   });
 
   it("refuses a run id longer than the user's router can match, so every run stays reachable", async () => {

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Orchestrator, type AgentContext } from '../src/index.js';
+import { Orchestrator, createMemoryStore, type AgentContext } from '../src/index.js';
 import { createMetrics } from '../src/observability/metrics/index.js';
-import { createMemoryRunStore, createServer, errorBodySchema, type ServerOptions } from '../src/server/index.js';
+import { createServer, errorBodySchema, type ServerOptions } from '../src/server/index.js';
 
 /**
  * Names a user chooses (agent names, job names, tool names in a request's policy) key records in
@@ -132,14 +132,14 @@ describe('the registered name is the run\'s agentName', () => {
   }
 
   it('an object literal registered as echo reports agentName "echo", not "agent"', async () => {
-    const store = createMemoryRunStore();
+    const store = createMemoryStore();
     const metrics = createMetrics();
     const app = await build({ agents: { echo: anonymous, other: { invoke: anonymous.invoke } }, store, metrics });
     const echo = (await post(app, '/run', { agent: 'echo', task: 'a' })).json();
     const other = (await post(app, '/run', { agent: 'other', task: 'a' })).json();
     expect(echo.agentName).toBe('echo');
     expect(other.agentName).toBe('other');
-    const start = (await store.get(echo.executionId))?.events?.[0];
+    const start = store.events(echo.executionId)[0];
     expect(start).toMatchObject({ type: 'EXECUTION_START', payload: { agentName: 'echo' } });
     const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(text).toContain('oao_runs_total{status="SUCCESS",agent="echo",reason="completed"} 1');

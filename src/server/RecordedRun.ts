@@ -1,7 +1,13 @@
 import { Observable, type Subscriber } from 'rxjs';
 import type { OaoEvent } from '../events/schema.js';
+import type { RunHandle } from '../Orchestrator.js';
 import type { ExecutionReport } from '../report/schema.js';
-import type { LiveRun } from './RunStore.js';
+
+/**
+ * What the server needs of a run while it is live in this process. The core's `RunHandle`
+ * satisfies it; runs of a POST /run-multi batch get a {@link RecordedRun}.
+ */
+export type LiveRun = Pick<RunHandle, 'executionId' | 'events$' | 'events' | 'report' | 'cancel'>;
 
 /**
  * A live run fed from outside: the server records a batch child's events (from the batch's

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { from, Observable } from 'rxjs';
 import type { AgentLike, ToolSet } from '../agent.js';
 import { OaoError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
@@ -9,16 +11,20 @@ import type { PolicyLimits, PolicyOptions } from '../policy/schema.js';
 import type { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport } from '../report/schema.js';
 import type { Clock } from '../runtime/clock.js';
-import { RecordedRun } from './RecordedRun.js';
-import type { LiveRun, RunRecord, RunStatus, RunStore } from './RunStore.js';
+import type { Lease, RunListFilter, RunStore, StoredRun } from '../store/RunStore.js';
+import { AppendTracker } from './AppendTracker.js';
+import { RecordedRun, type LiveRun } from './RecordedRun.js';
 import {
+  MAX_COUNTED_RUNS,
   MAX_TASK_DEPTH,
   type RunMultiRequestBody,
   type RunRequestBody,
   type RunState,
+  type RunStatus,
   type RunSummary,
   type ServerPolicyResponse,
 } from './schemas.js';
+import { storeCall } from './storeCall.js';
 
 export interface RunServiceInit {
   readonly agents: ReadonlyMap<string, AgentLike>;
@@ -30,13 +36,16 @@ export interface RunServiceInit {
   /** Longest id a request may give its run: what the router can serve in `/runs/:id`. */
   readonly maxExecutionIdLength: number;
   readonly bodyLimit: number;
+  /** Where every run is recorded, and where lists, runs and event streams are read from. */
   readonly store: RunStore;
+  /** How long a run's lease lasts without renewal. */
+  readonly runLeaseTtlMs: number;
   readonly clock: Clock | undefined;
   /** Counts every run and batch of this service. */
   readonly metrics?: Metrics | undefined;
   /** Sees every run actor and supervisor actor of this service. */
   readonly inspect?: OaoInspector | undefined;
-  /** Where failures nobody awaits go (a store that throws while filing a finished run). */
+  /** Where failures nobody awaits go. */
   readonly logError: (error: unknown, message: string) => void;
 }
 
@@ -64,23 +73,51 @@ export interface CancelOutcome {
   readonly termination: ExecutionReport['termination'] | null;
 }
 
-export type EventSource = { readonly run: LiveRun } | { readonly events: readonly OaoEvent[] };
+/**
+ * Where a run's event stream comes from: events (stored, then live or followed in the store)
+ * that complete after EXECUTION_COMPLETE, or nothing more to send because the run was interrupted.
+ */
+export type EventSource = { readonly events$: Observable<OaoEvent> } | { readonly interrupted: true };
 
+/** A run live in this process, with what the server knew of it before its first event. */
 interface Live {
   readonly run: LiveRun;
-  /** Settles once the finished run is filed in the store. */
-  readonly filed: Promise<RunRecord>;
+  readonly agent: string;
+  /** Admission time (ISO 8601): a queued batch run has no EXECUTION_START yet. */
+  readonly admittedAt: string;
+  readonly policy: PolicyLimits;
+}
+
+/** A finished run of this process whose log the store could not complete. */
+interface Unfiled {
+  readonly agent: string;
+  readonly report: ExecutionReport;
+  readonly events: readonly OaoEvent[];
+  readonly policy: PolicyLimits;
 }
 
 /** How long a cancel request waits for the run to reach its final state before answering 202. */
 const CANCEL_SETTLE_MS = 1_000;
+/** How often a stream of a run live in another process looks for its new events. */
+const FOLLOW_POLL_MS = 250;
+/** Runs per page when the service counts or skips runs through the store's pages. */
+const SCAN_PAGE = 1_000;
+/** Finished runs of this process remembered in memory (their batch, or a report the store lacks). */
+const REMEMBERED_RUNS = 10_000;
+/** The store's retention is applied after this many runs end here, or this long after the last time. */
+const PRUNE_EVERY_RUNS = 64;
+const PRUNE_EVERY_MS = 60_000;
 const SHUTDOWN_REASON = 'the server is shutting down';
+/** The codes a run's report carries when its own log could not be written. */
+const LOG_FAILURES: ReadonlySet<string> = new Set(['OAO_ERR_STORE', 'OAO_ERR_STORE_UNAVAILABLE', 'OAO_ERR_LEASE_LOST']);
 
 /**
- * The runs of one server: admission (maxConcurrentRuns), policy narrowing, task limits, the run
- * store, and the live runs of this process. Routes are thin wrappers around it. It holds the
- * orchestrator's configuration and the live handles, never a run's state: that is in each run's
- * actor, and in the store once finished.
+ * The runs of one server: admission (maxConcurrentRuns), policy narrowing, task limits, and the
+ * live runs of this process. Every run is recorded in the store by the orchestrator that runs it
+ * (its event log, leased to this service); lists, finished runs and the streams of runs that are
+ * not live here are read back from the store, so they outlive the process. Routes are thin
+ * wrappers around it. It never holds a run's state: that is in each run's actor while it is
+ * live, and in its log.
  */
 export class RunService {
   readonly #agents: ReadonlyMap<string, AgentLike>;
@@ -91,7 +128,13 @@ export class RunService {
   readonly #maxConcurrentRuns: number;
   readonly #maxExecutionIdLength: number;
   readonly #bodyLimit: number;
+  /** The store, as lists and reads use it. */
   readonly #store: RunStore;
+  /** The same store, as this service's runs are recorded to it (its appends tracked). */
+  readonly #recorded: RunStore;
+  readonly #appends = new AppendTracker();
+  readonly #owner: string;
+  readonly #leaseTtlMs: number;
   readonly #clock: Clock | undefined;
   readonly #logError: (error: unknown, message: string) => void;
   readonly #metrics: Metrics | undefined;
@@ -101,9 +144,16 @@ export class RunService {
   readonly #live = new Map<string, Live>();
   /** Ids taken by runs that are being set up (checked for duplicates like live ones). */
   readonly #reserved = new Set<string>();
+  /** Slots held by admitted requests; `active` is their sum. */
+  readonly #admitted = new Set<{ readonly slots: number }>();
+  /** The batch of each batch run of this process (the log does not record it). */
+  readonly #batchOf = new Map<string, string>();
+  readonly #unfiled = new Map<string, Unfiled>();
   readonly #pending = new Set<Promise<unknown>>();
-  #active = 0;
   #closing = false;
+  /** Runs ended since the store's retention was last applied, and when that was (ms). */
+  #endedSincePrune = 0;
+  #prunedAt = Number.NEGATIVE_INFINITY;
 
   constructor(init: RunServiceInit) {
     this.#agents = init.agents;
@@ -115,12 +165,19 @@ export class RunService {
     this.#maxExecutionIdLength = init.maxExecutionIdLength;
     this.#bodyLimit = init.bodyLimit;
     this.#store = init.store;
+    this.#recorded = this.#appends.wrap(init.store);
+    // One owner per service: a run leased by it is live in this process and nowhere else.
+    this.#owner = `oao-server:${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.#leaseTtlMs = init.runLeaseTtlMs;
     this.#clock = init.clock;
     this.#logError = init.logError;
     this.#metrics = init.metrics;
     this.#inspect = init.inspect;
     this.#orchestrator = new Orchestrator({
       policy: init.policy,
+      store: this.#recorded,
+      owner: this.#owner,
+      leaseTtlMs: init.runLeaseTtlMs,
       ...(init.clock === undefined ? {} : { clock: init.clock }),
       ...(init.inspect === undefined ? {} : { inspect: init.inspect }),
       onHookError: (error) => init.logError(error, 'an event hook failed'),
@@ -135,7 +192,9 @@ export class RunService {
 
   /** Runs executing now, over all endpoints. */
   get active(): number {
-    return this.#active;
+    let slots = 0;
+    for (const admission of this.#admitted) slots += admission.slots;
+    return slots;
   }
 
   /** The server's own limits: what a request's policy and body can at most be. */
@@ -160,25 +219,21 @@ export class RunService {
   }
 
   /**
-   * Starts one run and returns at once; `finished` settles with its report once the run is filed
-   * in the store (so a GET right after sees it finished). `effectivePolicy` is what the run runs
-   * under: the server's policy narrowed by the request's.
+   * Starts one run and returns at once; `finished` settles with its report once the run's whole
+   * log is in the store (so a GET right after sees it finished). `effectivePolicy` is what the
+   * run runs under: the server's policy narrowed by the request's. A store that cannot take the
+   * run is `OAO_ERR_STORE_UNAVAILABLE`, and then no run was started.
    */
   async start(body: RunRequestBody): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
     const agent = this.#agent(body.agent, 'body.agent');
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
-    const executionId = await this.#claimId(body.executionId);
-    const base: RunRecord = { executionId, agent: body.agent, status: 'running', startedAt: this.#now(), policy: policy.limits };
+    const release = this.#admit(1);
+    let executionId: string;
     let handle: RunHandle;
     try {
-      this.#admit(1);
-      try {
-        await this.#store.put(base);
-      } catch (error) {
-        this.#active -= 1;
-        throw error;
-      }
+      const claim = await this.#claim(body.executionId);
+      executionId = claim.executionId;
       try {
         handle = this.#orchestrator.start({
           agent,
@@ -190,29 +245,24 @@ export class RunService {
           ...(this.#tools === undefined ? {} : { tools: this.#tools }),
         });
       } catch (error) {
-        this.#active -= 1;
-        await this.#forget(executionId);
+        this.#releaseLease(claim.lease);
         throw bodyField(error);
+      } finally {
+        this.#reserved.delete(executionId);
       }
-    } finally {
-      this.#reserved.delete(executionId);
+    } catch (error) {
+      release();
+      throw error;
     }
     const started = handle;
-    const filed = started.report.then((report) => this.#file(base, report, started.events()));
-    this.#live.set(executionId, { run: started, filed });
+    this.#live.set(executionId, { run: started, agent: body.agent, admittedAt: this.#now(), policy: policy.limits });
     const finished = this.#track(
-      filed.then((record) => {
-        this.#active -= 1;
-        return record.report as ExecutionReport;
+      started.report.then((report) => {
+        this.#settle(executionId, report);
+        release();
+        return report;
       }),
     );
-    try {
-      // Issued before the run can finish (its report settles on a later tick), so it cannot
-      // overwrite the finished record.
-      await this.#store.put({ ...base, handle: started });
-    } catch (error) {
-      this.#logError(error, `the run store could not keep the handle of run ${executionId}`);
-    }
     return { executionId, effectivePolicy: policy.limits, finished };
   }
 
@@ -224,78 +274,77 @@ export class RunService {
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
     const maxConcurrency = Math.min(body.maxConcurrency ?? this.#maxConcurrency, this.#maxConcurrency, this.#maxConcurrentRuns);
-    const slots = Math.min(jobs.length, maxConcurrency);
-    this.#admit(slots);
+    const release = this.#admit(Math.min(jobs.length, maxConcurrency));
     const batchId = randomUUID();
-    const startedAt = this.#now();
+    const admittedAt = this.#now();
     const controllers = jobs.map(() => new AbortController());
-    const runs = jobs.map((_, index) => new RecordedRun(randomUUID(), (reason) => controllers[index]?.abort(reason)));
-    const bases = runs.map((run, index): RunRecord => ({
-      executionId: run.executionId,
-      agent: (jobs[index] as Job).agentName,
-      status: 'running',
-      startedAt,
-      batchId,
-      policy: policy.limits,
-    }));
-    const stored: string[] = [];
+    let runs: RecordedRun[];
+    let handle: BatchHandle;
+    let stopObservingBatch: () => void;
     try {
-      for (const [index, base] of bases.entries()) {
-        await this.#store.put({ ...base, handle: runs[index] });
-        stored.push(base.executionId);
+      // The first job's id is claimed in the store (its lease taken) before anything starts: a
+      // store that cannot take runs now refuses the whole batch.
+      const claim = await this.#claim(undefined);
+      const ids = jobs.map((_, index) => (index === 0 ? claim.executionId : randomUUID()));
+      runs = ids.map((id, index) => new RecordedRun(id, (reason) => controllers[index]?.abort(reason)));
+      let batchIdGiven = false;
+      const multi = new MultiAgentOrchestrator({
+        maxConcurrency,
+        policy: this.#policy,
+        store: this.#recorded,
+        owner: this.#owner,
+        leaseTtlMs: this.#leaseTtlMs,
+        ...(this.#clock === undefined ? {} : { clock: this.#clock }),
+        ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
+        // Every job has its execution id, so the only id made here is the batch's.
+        generateId: () => (batchIdGiven ? randomUUID() : ((batchIdGiven = true), batchId)),
+        onHookError: (error) => this.#logError(error, 'a batch event hook failed'),
+      });
+      // One supervisor per request: it is observed for as long as its batch runs.
+      stopObservingBatch = this.#metrics?.observeSupervisor(multi) ?? (() => undefined);
+      try {
+        handle = multi.submit(
+          jobs.map((job, index) => ({
+            name: job.name,
+            agent: job.agent,
+            agentName: job.agentName,
+            task: body.task,
+            policy,
+            executionId: ids[index] as string,
+            signal: (controllers[index] as AbortController).signal,
+            ...(this.#tools === undefined ? {} : { tools: this.#tools }),
+          })),
+        );
+      } catch (error) {
+        stopObservingBatch();
+        this.#releaseLease(claim.lease);
+        throw bodyField(error);
+      } finally {
+        this.#reserved.delete(claim.executionId);
       }
     } catch (error) {
-      this.#active -= slots;
-      await Promise.all(stored.map((id) => this.#forget(id)));
+      release();
       throw error;
     }
-    let batchIdGiven = false;
-    const multi = new MultiAgentOrchestrator({
-      maxConcurrency,
-      policy: this.#policy,
-      ...(this.#clock === undefined ? {} : { clock: this.#clock }),
-      ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
-      // Every job has its execution id, so the only id made here is the batch's: the one stored.
-      generateId: () => (batchIdGiven ? randomUUID() : ((batchIdGiven = true), batchId)),
-      onHookError: (error) => this.#logError(error, 'a batch event hook failed'),
-    });
-    const requests = jobs.map((job, index) => ({
-      name: job.name,
-      agent: job.agent,
-      agentName: job.agentName,
-      task: body.task,
-      policy,
-      executionId: (runs[index] as RecordedRun).executionId,
-      signal: (controllers[index] as AbortController).signal,
-      ...(this.#tools === undefined ? {} : { tools: this.#tools }),
-    }));
-    // One supervisor per request: it is observed for as long as its batch runs.
-    const stopObservingBatch = this.#metrics?.observeSupervisor(multi) ?? (() => undefined);
-    let handle: BatchHandle;
-    try {
-      handle = multi.submit(requests);
-    } catch (error) {
-      stopObservingBatch();
-      this.#active -= slots;
-      await Promise.all(stored.map((id) => this.#forget(id)));
-      throw bodyField(error);
+    for (const [index, run] of runs.entries()) {
+      this.#live.set(run.executionId, { run, agent: (jobs[index] as Job).agentName, admittedAt, policy: policy.limits });
+      this.#remember(this.#batchOf, run.executionId, batchId);
     }
     const subscription = handle.events$.subscribe((event) => {
       if (event.type === 'RUN_EVENT') runs[event.payload.job.index]?.record(event.payload.event);
     });
-    // Each child is filed as soon as it finishes, not when the whole batch does.
-    const filed = runs.map((run, index) => {
-      const record = run.report.then((report) => this.#file(bases[index] as RunRecord, report, run.events()));
-      this.#live.set(run.executionId, { run, filed: record });
-      return record;
-    });
+    // A child reads as finished as soon as its EXECUTION_COMPLETE arrives (from its live events);
+    // it is read from the store once the batch has handed out its reports, when every log is durable.
     const reports = await this.#track(
-      handle.reports.then(async (batchReports) => {
+      handle.reports.then((batchReports) => {
         subscription.unsubscribe();
         stopObservingBatch();
-        batchReports.forEach((report, index) => runs[index]?.settle(report));
-        await Promise.all(filed);
-        this.#active -= slots;
+        batchReports.forEach((report, index) => {
+          const run = runs[index] as RecordedRun;
+          run.settle(report);
+          this.#settle(run.executionId, report);
+        });
+        release();
         return batchReports;
       }),
     );
@@ -304,86 +353,140 @@ export class RunService {
     return { batchId, maxConcurrency, effectivePolicy: policy.limits, reports: byName };
   }
 
+  /** A run: from its live events when it runs in this process, else from its log in the store. */
   async state(executionId: string): Promise<RunState> {
-    const record = await this.#record(executionId);
-    const live = this.#live.get(executionId)?.run ?? record.handle;
-    return toRunState(record, live);
+    const live = this.#live.get(executionId);
+    if (live !== undefined) {
+      const events = live.run.events();
+      const report = reportOf(events);
+      return project({
+        executionId,
+        agent: live.agent,
+        status: report?.status ?? 'running',
+        startedAt: startOf(events)?.timestamp ?? live.admittedAt,
+        batchId: this.#batchOf.get(executionId),
+        report,
+        events,
+        policy: live.policy,
+      });
+    }
+    const unfiled = this.#unfiled.get(executionId);
+    if (unfiled !== undefined) return this.#unfiledState(executionId, unfiled);
+    const run = await this.#read(() => this.#store.get(executionId));
+    if (run === undefined) throw runNotFound(executionId);
+    const [events, report] = await Promise.all([
+      this.#read(() => this.#store.events(executionId)),
+      isFinished(run.status) ? this.#read(() => this.#store.report(executionId)) : undefined,
+    ]);
+    return project({
+      executionId,
+      agent: run.agentName,
+      status: run.status,
+      startedAt: run.startedAt,
+      batchId: this.#batchOf.get(executionId),
+      report,
+      events,
+      policy: undefined,
+    });
   }
 
-  async list(query: RunListQuery): Promise<{ runs: RunSummary[]; total: number; nextCursor: string | null }> {
+  /**
+   * A page of the store's runs, newest first, with how many match over all pages (counted up to
+   * MAX_COUNTED_RUNS). `offset` and the total walk the store's pages: a cursor is the cheap way
+   * through a long list.
+   */
+  async list(query: RunListQuery): Promise<{ runs: RunSummary[]; total: number; totalCapped?: true; nextCursor: string | null }> {
     if (query.offset !== undefined && query.cursor !== undefined) {
       throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'query.cursor: pass either offset or cursor, not both', { details: { field: 'query.cursor' } });
     }
-    let page;
-    try {
-      page = await this.#store.list(
-        { ...(query.status === undefined ? {} : { status: query.status }), ...(query.agent === undefined ? {} : { agent: query.agent }) },
-        {
-          limit: query.limit,
-          ...(query.offset === undefined ? {} : { offset: query.offset }),
-          ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
-        },
-      );
-    } catch (error) {
-      throw OaoError.isInstance(error) && error.details?.field === 'cursor'
-        ? new OaoError(error.code, `query.cursor: ${error.message}`, { details: { ...error.details, field: 'query.cursor' } })
-        : error;
+    const filter: RunListFilter = {
+      ...(query.status === undefined ? {} : { status: query.status }),
+      ...(query.agent === undefined ? {} : { agentName: query.agent }),
+    };
+    let cursor = query.cursor;
+    if (query.offset !== undefined && query.offset > 0) {
+      const after = await this.#skip(filter, query.offset);
+      if (after === null) return { runs: [], ...(await this.#count(filter)), nextCursor: null };
+      cursor = after;
     }
-    return { runs: page.runs.map(toSummary), total: page.total, nextCursor: page.nextCursor };
+    const page = await this.#page(filter, query.limit, cursor);
+    const [runs, counted] = await Promise.all([Promise.all(page.runs.map((run) => this.#summary(run))), this.#count(filter)]);
+    return { runs, ...counted, nextCursor: page.nextCursor };
   }
 
   async cancel(executionId: string, reason: string): Promise<CancelOutcome> {
     const live = this.#live.get(executionId);
     if (live !== undefined) {
       live.run.cancel(reason);
-      const record = await settleWithin(live.filed, CANCEL_SETTLE_MS);
-      if (record === undefined) {
+      const report = await settleWithin(live.run.report, CANCEL_SETTLE_MS);
+      if (report === undefined) {
         return { executionId, cancelled: true, settled: false, status: 'running', message: 'Cancellation requested; the run is stopping', termination: null };
       }
-      const cancelled = record.report?.termination.reason === 'cancelled';
+      const cancelled = report.termination.reason === 'cancelled';
       return {
         executionId,
         cancelled,
         settled: true,
-        status: record.status,
-        message: cancelled ? `Run ${executionId} was cancelled` : `Run ${executionId} finished (${record.status}) before it could be cancelled`,
-        termination: record.report?.termination ?? null,
+        status: report.status,
+        message: cancelled ? `Run ${executionId} was cancelled` : `Run ${executionId} finished (${report.status}) before it could be cancelled`,
+        termination: report.termination,
       };
     }
-    const record = await this.#record(executionId);
-    if (record.report !== undefined) {
+    const known = this.#unfiled.get(executionId)?.report;
+    const run = known === undefined ? await this.#read(() => this.#store.get(executionId)) : undefined;
+    if (known === undefined && run === undefined) throw runNotFound(executionId);
+    const report = known ?? (run !== undefined && isFinished(run.status) ? await this.#read(() => this.#store.report(executionId)) : undefined);
+    if (report !== undefined) {
       return {
         executionId,
         cancelled: false,
         settled: true,
-        status: record.status,
-        message: `Run ${executionId} had already finished (${record.status}); there was nothing to cancel`,
-        termination: record.report.termination,
+        status: report.status,
+        message: `Run ${executionId} had already finished (${report.status}); there was nothing to cancel`,
+        termination: report.termination,
+      };
+    }
+    if (run?.status === 'interrupted') {
+      return {
+        executionId,
+        cancelled: false,
+        settled: true,
+        status: 'interrupted',
+        message: `Run ${executionId} was interrupted: the process that ran it stopped before it ended, so nothing runs it to cancel`,
+        termination: null,
       };
     }
     return {
       executionId,
       cancelled: false,
       settled: false,
-      status: record.status,
-      message: `Run ${executionId} is not running in this server process (it is starting, or was started by another one)`,
+      status: 'running',
+      message: `Run ${executionId} is not running in this server process (it is starting, or another process runs it)`,
       termination: null,
     };
   }
 
-  /** Where a run's events come from: its live stream, or the events kept with its record. */
-  async eventSource(executionId: string): Promise<EventSource> {
+  /**
+   * Where a run's events after `afterSeq` come from: a run live here streams from memory (what
+   * it recorded, then live, each event once the store holds it); any other from its log in the
+   * store, followed there while another process runs it. An interrupted run with nothing after
+   * `afterSeq` has nothing more to send.
+   */
+  async eventSource(executionId: string, afterSeq: number): Promise<EventSource> {
     const live = this.#live.get(executionId);
-    if (live !== undefined) return { run: live.run };
-    const record = await this.#record(executionId);
-    if (record.handle !== undefined) return { run: record.handle };
-    if (record.events !== undefined) return { events: record.events };
-    throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `The events of run ${executionId} are no longer kept; GET /runs/${executionId} has its report`, {
-      details: { executionId },
-    });
+    // Each event once it is stored: an id a client has seen is one any later process can resume after.
+    if (live !== undefined) return { events$: this.#appends.stored(executionId, live.run.events$) };
+    const unfiled = this.#unfiled.get(executionId);
+    if (unfiled !== undefined) return { events$: from(unfiled.events) };
+    const run = await this.#read(() => this.#store.get(executionId));
+    if (run === undefined) throw runNotFound(executionId);
+    const events = await this.#read(() => this.#store.events(executionId, { fromSeq: afterSeq + 1 }));
+    if (run.status === 'running') return { events$: this.#follow(executionId, afterSeq + 1, events) };
+    if (run.status === 'interrupted' && events.length === 0) return { interrupted: true };
+    return { events$: from(events) };
   }
 
-  /** Cancels every live run and waits until each is filed; no new run is admitted after. */
+  /** Cancels every live run and waits until each has its report and log; no new run is admitted after. */
   async close(): Promise<void> {
     this.#closing = true;
     for (const { run } of this.#live.values()) run.cancel(SHUTDOWN_REASON);
@@ -458,71 +561,221 @@ export class RunService {
     if (length > max) throw taskError(`body.task is ${length} characters of JSON; this server accepts at most ${max}`, max);
   }
 
-  async #claimId(requested: string | undefined): Promise<string> {
-    if (requested === undefined) {
-      const id = randomUUID();
-      this.#reserved.add(id);
-      return id;
+  /**
+   * Takes an id for a new run (the requested one, or a new one) and the run's lease in the store
+   * for this service's owner: one write that proves the store can take runs now, and that no
+   * other process is running a run with that id. The orchestrator's run then renews that lease.
+   * A requested id is first looked up, so that the id of a stored run (an interrupted one
+   * included) is refused without touching its lease. The id stays reserved until the caller has
+   * started the run (or given up).
+   */
+  async #claim(requested: string | undefined): Promise<{ executionId: string; lease: Lease }> {
+    if (requested !== undefined) {
+      if (requested.length > this.#maxExecutionIdLength) {
+        throw new OaoError(
+          'OAO_ERR_INVALID_ARGUMENT',
+          `body.executionId is ${requested.length} characters long; this server can serve ids of at most ${this.#maxExecutionIdLength} ` +
+            '(its router\'s maxParamLength)',
+          { details: { field: 'body.executionId', maxLength: this.#maxExecutionIdLength } },
+        );
+      }
+      if (this.#live.has(requested) || this.#reserved.has(requested) || this.#unfiled.has(requested)) throw idTaken(requested);
     }
-    if (requested.length > this.#maxExecutionIdLength) {
-      throw new OaoError(
-        'OAO_ERR_INVALID_ARGUMENT',
-        `body.executionId is ${requested.length} characters long; this server can serve ids of at most ${this.#maxExecutionIdLength} ` +
-          '(its router\'s maxParamLength)',
-        { details: { field: 'body.executionId', maxLength: this.#maxExecutionIdLength } },
-      );
+    const executionId = requested ?? randomUUID();
+    this.#reserved.add(executionId);
+    try {
+      if (requested !== undefined && (await storeCall('start', () => this.#store.get(executionId))) !== undefined) throw idTaken(executionId);
+      const lease = await storeCall('start', () => this.#store.acquireLease(executionId, this.#owner, this.#leaseTtlMs));
+      // Another process holds it: a run of its own with that id is starting or running.
+      if (lease === undefined) throw idTaken(executionId);
+      if (this.#closing) {
+        // The server began to close while the store answered: start nothing it would not stop.
+        this.#releaseLease(lease);
+        throw shuttingDown();
+      }
+      return { executionId, lease };
+    } catch (error) {
+      this.#reserved.delete(executionId);
+      throw error;
     }
-    const taken = () => this.#live.has(requested) || this.#reserved.has(requested);
-    if (taken() || (await this.#store.get(requested)) !== undefined || taken()) {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `body.executionId: a run with id "${requested}" already exists`, {
-        details: { field: 'body.executionId' },
-      });
-    }
-    this.#reserved.add(requested);
-    return requested;
   }
 
-  #admit(slots: number): void {
-    if (this.#closing) {
-      throw new OaoError('OAO_ERR_TOO_MANY_RUNS', 'The server is shutting down and starts no new runs');
-    }
-    if (this.#active + slots > this.#maxConcurrentRuns) {
+  /** Gives a claimed lease back (a run that did not start); a failure only delays it to its expiry. */
+  #releaseLease(lease: Lease): void {
+    void Promise.resolve()
+      .then(() => this.#store.releaseLease(lease))
+      .catch((error: unknown) => this.#logError(error, `the run store could not release the lease of run ${lease.executionId}`));
+  }
+
+  /** Admits a request that runs `slots` runs at once; returns how to give the slots back (once). */
+  #admit(slots: number): () => void {
+    if (this.#closing) throw shuttingDown();
+    const active = this.active;
+    if (active + slots > this.#maxConcurrentRuns) {
       throw new OaoError(
         'OAO_ERR_TOO_MANY_RUNS',
-        `The server is running ${this.#active} of at most ${this.#maxConcurrentRuns} runs at once; this request needs ${slots} more`,
-        { details: { active: this.#active, maxConcurrentRuns: this.#maxConcurrentRuns, requested: slots } },
+        `The server is running ${active} of at most ${this.#maxConcurrentRuns} runs at once; this request needs ${slots} more`,
+        { details: { active, maxConcurrentRuns: this.#maxConcurrentRuns, requested: slots } },
       );
     }
-    this.#active += slots;
+    const admission = { slots };
+    this.#admitted.add(admission);
+    return () => this.#admitted.delete(admission);
   }
 
-  async #record(executionId: string): Promise<RunRecord> {
-    const record = await this.#store.get(executionId);
-    if (record === undefined) {
-      throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${executionId}" is known to this server (it may have been evicted)`, {
-        details: { executionId },
-      });
+  /** A live run has its report (and its log is as complete as the store let it be): let it go. */
+  #settle(executionId: string, report: ExecutionReport): void {
+    const live = this.#live.get(executionId);
+    if (live === undefined) return;
+    this.#live.delete(executionId);
+    this.#appends.release(executionId);
+    this.#pruneWhenDue();
+    if (report.termination.reason === 'error' && report.error !== undefined && LOG_FAILURES.has(report.error.code)) {
+      // The store lacks the end of this run: this process keeps what it knows, so that GET
+      // /runs/:id answers with the report rather than a log cut short.
+      this.#remember(this.#unfiled, executionId, { agent: live.agent, report, events: live.run.events(), policy: live.policy });
+      this.#logError(report.error, `run ${executionId} could not be recorded to the end; its report is kept in memory`);
     }
-    return record;
   }
 
-  /** Files a finished run in the store (without its live handle), then lets the handle go. */
-  async #file(base: RunRecord, report: ExecutionReport, events: readonly OaoEvent[]): Promise<RunRecord> {
-    const record: RunRecord = { ...base, status: report.status, finishedAt: report.finishedAt, report, events };
-    try {
-      await this.#store.put(record);
-    } catch (error) {
-      this.#logError(error, `the run store could not file the finished run ${base.executionId}`);
+  /**
+   * Applies the store's retention (`maxRuns`, `maxAgeMs`) now and then as runs end: at the first
+   * run, then every PRUNE_EVERY_RUNS runs or PRUNE_EVERY_MS, whichever comes first. A store that
+   * fails here only delays it.
+   */
+  #pruneWhenDue(): void {
+    this.#endedSincePrune += 1;
+    const now = Date.now();
+    if (this.#endedSincePrune < PRUNE_EVERY_RUNS && now - this.#prunedAt < PRUNE_EVERY_MS) return;
+    this.#endedSincePrune = 0;
+    this.#prunedAt = now;
+    void Promise.resolve()
+      .then(() => this.#store.prune())
+      .catch((error: unknown) => this.#logError(error, 'the run store could not apply its retention'));
+  }
+
+  #unfiledState(executionId: string, unfiled: Unfiled): RunState {
+    return project({
+      executionId,
+      agent: unfiled.agent,
+      status: unfiled.report.status,
+      startedAt: unfiled.report.startedAt,
+      batchId: this.#batchOf.get(executionId),
+      report: unfiled.report,
+      events: unfiled.events,
+      policy: unfiled.policy,
+    });
+  }
+
+  /** A stored run as GET /runs lists it. */
+  async #summary(run: StoredRun): Promise<RunSummary> {
+    const unfiled = this.#unfiled.get(run.executionId)?.report;
+    const report = unfiled ?? (isFinished(run.status) ? await this.#read(() => this.#store.report(run.executionId)) : undefined);
+    return {
+      executionId: run.executionId,
+      agent: run.agentName,
+      status: report?.status ?? run.status,
+      startedAt: run.startedAt,
+      finishedAt: report?.finishedAt ?? run.finishedAt ?? null,
+      batchId: this.#batchOf.get(run.executionId) ?? null,
+      termination: report?.termination ?? null,
+    };
+  }
+
+  #page(filter: RunListFilter, limit: number, cursor: string | undefined) {
+    return this.#read(() => this.#store.list(filter, { limit, ...(cursor === undefined ? {} : { cursor }) })).catch((error: unknown) => {
+      throw OaoError.isInstance(error) && error.code === 'OAO_ERR_INVALID_ARGUMENT' && error.details?.field === 'cursor'
+        ? new OaoError(error.code, `query.cursor: ${error.message}`, { details: { ...error.details, field: 'query.cursor' } })
+        : error;
+    });
+  }
+
+  /** The cursor after the first `offset` runs, or null when there are no more. */
+  async #skip(filter: RunListFilter, offset: number): Promise<string | null> {
+    let cursor: string | undefined;
+    let left = offset;
+    while (left > 0) {
+      const page = await this.#page(filter, Math.min(left, SCAN_PAGE), cursor);
+      left -= page.runs.length;
+      if (page.nextCursor === null) return null;
+      cursor = page.nextCursor;
     }
-    this.#live.delete(base.executionId);
-    return record;
+    return cursor ?? null;
   }
 
-  async #forget(executionId: string): Promise<void> {
-    try {
-      await this.#store.delete(executionId);
-    } catch (error) {
-      this.#logError(error, `the run store could not forget run ${executionId}`);
+  /** How many stored runs match the filter, up to MAX_COUNTED_RUNS (then `totalCapped`). */
+  async #count(filter: RunListFilter): Promise<{ total: number; totalCapped?: true }> {
+    let total = 0;
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await this.#page(filter, Math.min(SCAN_PAGE, MAX_COUNTED_RUNS + 1 - total), cursor);
+      total += page.runs.length;
+      if (total > MAX_COUNTED_RUNS) return { total: MAX_COUNTED_RUNS, totalCapped: true };
+      if (page.nextCursor === null) return { total };
+      cursor = page.nextCursor;
+    }
+  }
+
+  /**
+   * The events of a run that another process runs: those already read, then new ones as they
+   * are stored. Completes after EXECUTION_COMPLETE, when the run is interrupted or gone, or when
+   * the store fails (the client resumes with Last-Event-ID).
+   */
+  #follow(executionId: string, fromSeq: number, first: readonly OaoEvent[]): Observable<OaoEvent> {
+    return new Observable<OaoEvent>((subscriber) => {
+      let next = fromSeq;
+      let timer: NodeJS.Timeout | undefined;
+      /** Sends what is new; true once the run's EXECUTION_COMPLETE is sent. */
+      const emit = (events: readonly OaoEvent[]): boolean => {
+        for (const event of events) {
+          if (subscriber.closed) return true;
+          if (event.seq < next) continue;
+          next = event.seq + 1;
+          subscriber.next(event);
+          if (event.type === 'EXECUTION_COMPLETE') {
+            subscriber.complete();
+            return true;
+          }
+        }
+        return false;
+      };
+      const schedule = () => {
+        timer = setTimeout(() => void poll(), FOLLOW_POLL_MS);
+        timer.unref();
+      };
+      const poll = async (): Promise<void> => {
+        try {
+          const events = await this.#read(() => this.#store.events(executionId, { fromSeq: next }));
+          if (subscriber.closed || emit(events)) return;
+          if (events.length === 0) {
+            const run = await this.#read(() => this.#store.get(executionId));
+            if (subscriber.closed) return;
+            if (run === undefined || run.status === 'interrupted') {
+              subscriber.complete();
+              return;
+            }
+          }
+          // A run that finished between the two reads has its last events read on the next poll.
+          schedule();
+        } catch {
+          subscriber.complete();
+        }
+      };
+      if (!emit(first)) schedule();
+      return () => clearTimeout(timer);
+    });
+  }
+
+  /** A read of the store for a request: a store that fails answers 503 with the cause. */
+  #read<T>(call: () => T | Promise<T>): Promise<T> {
+    return storeCall('read', call);
+  }
+
+  #remember<T>(map: Map<string, T>, executionId: string, value: T): void {
+    map.set(executionId, value);
+    if (map.size > REMEMBERED_RUNS) {
+      const oldest = map.keys().next();
+      if (oldest.done !== true) map.delete(oldest.value);
     }
   }
 
@@ -548,6 +801,22 @@ function taskError(message: string, max: number): OaoError {
   return new OaoError('OAO_ERR_INVALID_ARGUMENT', message, { details: { field: 'body.task', maxTaskLength: max } });
 }
 
+function shuttingDown(): OaoError {
+  return new OaoError('OAO_ERR_TOO_MANY_RUNS', 'The server is shutting down and starts no new runs');
+}
+
+function idTaken(executionId: string): OaoError {
+  return new OaoError('OAO_ERR_INVALID_ARGUMENT', `body.executionId: a run with id "${executionId}" already exists`, {
+    details: { field: 'body.executionId' },
+  });
+}
+
+function runNotFound(executionId: string): OaoError {
+  return new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${executionId}" is known to this server (it may have been removed by the store's retention)`, {
+    details: { executionId },
+  });
+}
+
 /** Errors the core raised about a request field name it without the `body.` prefix. */
 function bodyField(error: unknown): unknown {
   if (!OaoError.isInstance(error)) return error;
@@ -567,47 +836,58 @@ function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined
   });
 }
 
+function isFinished(status: RunStatus): status is 'SUCCESS' | 'FAILED' {
+  return status === 'SUCCESS' || status === 'FAILED';
+}
+
+function startOf(events: readonly OaoEvent[]): { readonly timestamp: string; readonly policy: PolicyLimits } | undefined {
+  const first = events[0];
+  if (first?.type !== 'EXECUTION_START') return undefined;
+  return { timestamp: new Date(first.timestamp).toISOString(), policy: first.payload.policy };
+}
+
+function reportOf(events: readonly OaoEvent[]): ExecutionReport | undefined {
+  const last = events.at(-1);
+  return last?.type === 'EXECUTION_COMPLETE' ? last.payload.report : undefined;
+}
+
 const NO_SPEND = Object.freeze({ steps: 0, tokens: 0, toolCalls: 0 });
 
-function toSummary(record: RunRecord): RunSummary {
-  return {
-    executionId: record.executionId,
-    agent: record.agent,
-    status: record.status,
-    startedAt: record.startedAt,
-    finishedAt: record.finishedAt ?? null,
-    batchId: record.batchId ?? null,
-    termination: record.report?.termination ?? null,
-  };
+interface Projection {
+  readonly executionId: string;
+  readonly agent: string;
+  readonly status: RunStatus;
+  readonly startedAt: string;
+  readonly batchId: string | undefined;
+  readonly report: ExecutionReport | undefined;
+  /** The run's events (all of them; a queued batch run has none yet). */
+  readonly events: readonly OaoEvent[];
+  /** The limits the server gave the run, when it is known without its events. */
+  readonly policy: PolicyLimits | undefined;
 }
 
-function toRunState(record: RunRecord, live: LiveRun | undefined): RunState {
-  const report = record.report;
-  if (report !== undefined) {
-    return {
-      ...toSummary(record),
-      state: report.stateHistory.at(-1)?.state ?? (report.status === 'SUCCESS' ? 'TERMINATE' : 'FAILED'),
-      counters: { steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total },
-      events: record.events?.length ?? 0,
-      report,
-      effectivePolicy: effectivePolicyOf(record, record.events),
-    };
-  }
-  const events = live?.events() ?? [];
+/** GET /runs/:id's view of a run: the report once there is one, else where its events stand. */
+function project(run: Projection): RunState {
+  const { report, events } = run;
   const last = events.at(-1);
-  return {
-    ...toSummary(record),
-    state: last?.state ?? null,
-    counters: last?.counters ?? { ...NO_SPEND },
-    events: events.length,
-    report: null,
-    effectivePolicy: effectivePolicyOf(record, events),
+  const summary = {
+    executionId: run.executionId,
+    agent: run.agent,
+    status: report?.status ?? run.status,
+    startedAt: run.startedAt,
+    finishedAt: report?.finishedAt ?? null,
+    batchId: run.batchId ?? null,
+    termination: report?.termination ?? null,
   };
-}
-
-/** The run's limits: as filed, else from its EXECUTION_START (a store may keep one or the other). */
-function effectivePolicyOf(record: RunRecord, events: readonly OaoEvent[] | undefined): PolicyLimits | null {
-  if (record.policy !== undefined) return record.policy;
-  const start = events?.find((event) => event.type === 'EXECUTION_START');
-  return start?.type === 'EXECUTION_START' ? start.payload.policy : null;
+  return {
+    ...summary,
+    state: report !== undefined ? (report.stateHistory.at(-1)?.state ?? (report.status === 'SUCCESS' ? 'TERMINATE' : 'FAILED')) : (last?.state ?? null),
+    counters:
+      report !== undefined
+        ? { steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total }
+        : (last?.counters ?? { ...NO_SPEND }),
+    events: events.length,
+    report: report ?? null,
+    effectivePolicy: startOf(events)?.policy ?? run.policy ?? null,
+  };
 }

@@ -25,7 +25,7 @@ export function registryError(code: OaoErrorCode, message: string, details?: Rea
 function fromOaoError(error: OaoError): HttpError {
   const headers: Record<string, string> = {};
   if (error.code === 'OAO_ERR_UNAUTHORIZED') headers['www-authenticate'] = 'Bearer realm="oao"';
-  if (error.code === 'OAO_ERR_TOO_MANY_RUNS') headers['retry-after'] = '1';
+  if (error.code === 'OAO_ERR_TOO_MANY_RUNS' || error.code === 'OAO_ERR_STORE_UNAVAILABLE') headers['retry-after'] = '1';
   return { status: error.status, body: errorBody(error.code, error.message, error.details), headers };
 }
 

@@ -9,18 +9,19 @@ export type { OaoPluginOptions } from './oaoPlugin.js';
 export { oaoCheckExpectation, oaoClientErrorHandler, oaoFrameworkErrors } from './clientErrorHandler.js';
 export { startServer, isLoopbackHost } from './startServer.js';
 export type { StartServerOptions, StartedServer } from './startServer.js';
-export { DEFAULT_SERVER_LIMITS } from './serverOptions.js';
+export { DEFAULT_RUN_LEASE_TTL_MS, DEFAULT_SERVER_LIMITS, DEFAULT_STORE_MAX_RUNS } from './serverOptions.js';
 export type { ServerLimits, ServerOptions } from './serverOptions.js';
+// Deprecated aliases, removed in the next release: the server's store is the core RunStore.
 export { createMemoryRunStore } from './createMemoryRunStore.js';
-export type { MemoryRunStoreOptions } from './createMemoryRunStore.js';
-export type { LiveRun, RunFilter, RunPage, RunPageRequest, RunRecord, RunStatus, RunStore } from './RunStore.js';
+export type { MemoryRunStoreOptions, RunStore } from './createMemoryRunStore.js';
 export { formatSseEvent } from './sse.js';
 export {
   errorBodySchema,
   runMultiRequestSchema,
   runRequestSchema,
   runStateSchema,
+  runStatusSchema,
   runSummarySchema,
   serverPolicyResponseSchema,
 } from './schemas.js';
-export type { ErrorBody, RunMultiRequestBody, RunRequestBody, RunState, RunSummary, ServerPolicyResponse } from './schemas.js';
+export type { ErrorBody, RunMultiRequestBody, RunRequestBody, RunState, RunStatus, RunSummary, ServerPolicyResponse } from './schemas.js';

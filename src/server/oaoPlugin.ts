@@ -84,6 +84,7 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
     maxExecutionIdLength: Math.min(MAX_EXECUTION_ID_LENGTH, routerMaxParamLength(app)),
     bodyLimit: resolved.limits.bodyLimit,
     store: resolved.store,
+    runLeaseTtlMs: resolved.runLeaseTtlMs,
     clock: resolved.clock,
     metrics: resolved.metrics,
     inspect: resolved.inspect,

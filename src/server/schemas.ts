@@ -62,6 +62,11 @@ function ownKeyRecord<V extends z.ZodType>(
 export const MAX_AGENTS_PER_BATCH = 1_000;
 /** How deeply a JSON task may nest (arrays and objects). */
 export const MAX_TASK_DEPTH = 64;
+/**
+ * How many runs GET /runs counts at most for its `total`: counting walks the store's index, so a
+ * list of a store of millions of runs stays as cheap as one of ten thousand.
+ */
+export const MAX_COUNTED_RUNS = 10_000;
 
 // Recursive: it must be a component, so that its self-references resolve inside the document.
 component(jsonValueSchema, 'JsonValue', 'Any JSON value.');
@@ -171,9 +176,11 @@ export const runMultiResponseSchema = z.object({
 });
 
 export const runStatusSchema = described(
-  z.enum(['running', 'SUCCESS', 'FAILED']),
-  '`running` until the run has its report (queued runs of a batch included).',
+  z.enum(['running', 'interrupted', 'SUCCESS', 'FAILED']),
+  '`running` until the run has its report (queued runs of a batch included); `interrupted` when the process that ran it stopped ' +
+    'before the run ended (its lease expired), so nobody runs it any more; `SUCCESS` or `FAILED` once it has its report.',
 );
+export type RunStatus = z.infer<typeof runStatusSchema>;
 
 export const startRunResponseSchema = z.object({
   executionId: z.string(),
@@ -207,8 +214,14 @@ export const runListQuerySchema = z.object({
 
 export const runListResponseSchema = z.object({
   runs: z.array(runSummarySchema),
-  /** Runs that match the filter, over all pages. */
-  total: z.number().int().nonnegative(),
+  total: described(
+    z.number().int().nonnegative(),
+    `Runs that match the filter, over all pages, counted up to ${MAX_COUNTED_RUNS} (then \`totalCapped\` is true and there are more).`,
+  ),
+  totalCapped: described(
+    z.literal(true).optional(),
+    `Present (true) only when more runs match than \`total\` counts (${MAX_COUNTED_RUNS}): page on with \`nextCursor\`.`,
+  ),
   nextCursor: z.string().nullable(),
 });
 

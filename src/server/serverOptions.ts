@@ -8,8 +8,8 @@ import type { PolicyOptions } from '../policy/schema.js';
 import type { Clock } from '../runtime/clock.js';
 import { invalidOption, positiveIntegerOption, typeOf } from '../options.js';
 import { checkAgent } from '../runtime/prepareRun.js';
-import { createMemoryRunStore } from './createMemoryRunStore.js';
-import type { RunStore } from './RunStore.js';
+import { createMemoryStore } from '../store/createMemoryStore.js';
+import type { RunStore } from '../store/RunStore.js';
 
 export interface ServerLimits {
   /**
@@ -53,8 +53,22 @@ export interface OaoPluginOptions {
    * `Authorization: Bearer <key>`. When absent, read from env `OAO_API_KEYS` (comma-separated).
    */
   readonly apiKeys?: readonly string[];
-  /** @default createMemoryRunStore() */
+  /**
+   * Where every run is recorded, as its event log: `createMemoryStore()` (from
+   * `open-agent-orchestrator`), `createSqliteStore()` (`open-agent-orchestrator/sqlite`) or
+   * `createPostgresStore()` (`open-agent-orchestrator/postgres`). `GET /runs`, `/runs/:id` and
+   * `/runs/:id/events` read it, so with a durable store every run, report and event outlives the
+   * process. The server never closes a store you pass: close it after the server.
+   * @default createMemoryStore({ maxRuns: 1000 }): in memory, the 1000 newest finished runs
+   */
   readonly store?: RunStore;
+  /**
+   * How long a run's lease lasts without renewal, in ms. The server leases every run it starts
+   * and renews the lease while the run is live; a run whose process died lists as `interrupted`
+   * once its lease has expired (at most this long after the crash).
+   * @default 10000
+   */
+  readonly runLeaseTtlMs?: number;
   /** Time source of the runs (timestamps, deadlines); XState's SimulatedClock fits. @default the system clock */
   readonly clock?: Clock;
   /**
@@ -88,6 +102,10 @@ export const DEFAULT_SERVER_LIMITS = Object.freeze({
   maxConcurrentRuns: 100,
 });
 
+/** The runs the default store keeps: the newest finished ones (running runs are never dropped). */
+export const DEFAULT_STORE_MAX_RUNS = 1_000;
+export const DEFAULT_RUN_LEASE_TTL_MS = 10_000;
+
 /** ServerOptions checked, with every default filled in. */
 export interface ResolvedServerOptions {
   readonly agents: ReadonlyMap<string, AgentLike>;
@@ -97,6 +115,7 @@ export interface ResolvedServerOptions {
   readonly limits: Required<ServerLimits>;
   readonly apiKeys: readonly string[];
   readonly store: RunStore;
+  readonly runLeaseTtlMs: number;
   readonly logger: boolean | FastifyLoggerOptions;
   readonly clock: Clock | undefined;
   readonly metrics: Metrics | undefined;
@@ -124,6 +143,7 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
     },
     apiKeys: resolveApiKeys(options.apiKeys, env),
     store: resolveStore(options.store),
+    runLeaseTtlMs: positiveIntegerOption(options.runLeaseTtlMs ?? DEFAULT_RUN_LEASE_TTL_MS, 'runLeaseTtlMs'),
     logger: resolveLogger(options.logger),
     clock: resolveClock(options.clock),
     metrics: resolveMetrics(options.metrics),
@@ -190,12 +210,26 @@ function resolveTools(tools: unknown): ToolSet | undefined {
   return tools as ToolSet;
 }
 
+/** What the server calls on a store: the Orchestrator's writes, and its own reads, leases and retention. */
+const STORE_METHODS = ['append', 'events', 'report', 'get', 'list', 'prune', 'acquireLease', 'renewLease', 'releaseLease'] as const;
+
 function resolveStore(store: unknown): RunStore {
-  if (store === undefined) return createMemoryRunStore();
-  const candidate = store as Record<string, unknown> | null;
-  for (const method of ['put', 'get', 'list', 'delete']) {
-    if (typeof candidate?.[method] !== 'function') {
-      throw invalidOption('store', `Expected store to implement RunStore (put, get, list, delete); "${method}" is missing`);
+  if (store === undefined) return createMemoryStore({ maxRuns: DEFAULT_STORE_MAX_RUNS });
+  if (typeof store !== 'object' || store === null) {
+    throw invalidOption('store', `Expected store to be a RunStore (createMemoryStore(), createSqliteStore(), createPostgresStore()), got ${typeOf(store)}`);
+  }
+  const candidate = store as Record<string, unknown>;
+  if (typeof candidate.append !== 'function' && typeof candidate.put === 'function' && typeof candidate.delete === 'function') {
+    // The server's own store interface of earlier releases: it kept records, not event logs.
+    throw invalidOption(
+      'store',
+      'Expected store to be a RunStore of open-agent-orchestrator (createMemoryStore(), createSqliteStore(), createPostgresStore()); ' +
+        'this one has put/get/list/delete, the interface of the server\'s former store, which the server no longer takes (see docs/server.md, "Migrating from the server\'s former store")',
+    );
+  }
+  for (const method of STORE_METHODS) {
+    if (typeof candidate[method] !== 'function') {
+      throw invalidOption('store', `Expected store to be a RunStore (createMemoryStore(), createSqliteStore(), createPostgresStore()); "${method}" is missing`);
     }
   }
   return store as RunStore;

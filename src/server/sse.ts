@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import type { OaoEvent } from '../events/schema.js';
-import type { EventSource } from './RunService.js';
 
 /** A comment line every so often keeps proxies and load balancers from closing a quiet stream. */
 const HEARTBEAT_MS = 15_000;
@@ -23,13 +22,14 @@ export function formatSseEvent(event: OaoEvent): string {
 }
 
 /**
- * Writes a run's events to a hijacked response as Server-Sent Events: events with a seq after
- * `afterSeq`, replayed then live, ending after EXECUTION_COMPLETE. Stops cleanly when the client
- * goes away (the subscription and the heartbeat are released).
+ * Writes a run's events to a hijacked response as Server-Sent Events: the events of `events$`
+ * with a seq after `afterSeq` (recorded ones, then live ones), ending when `events$` completes
+ * (after EXECUTION_COMPLETE). Stops cleanly when the client goes away (the subscription and the
+ * heartbeat are released).
  */
-export function streamRunEvents(res: ServerResponse, source: EventSource, afterSeq: number, onEnd: (stream: SseStream) => void): SseStream {
+export function streamRunEvents(res: ServerResponse, events$: Observable<OaoEvent>, afterSeq: number, onEnd: (stream: SseStream) => void): SseStream {
   const stream = new RunEventStream(res, afterSeq, onEnd);
-  stream.start(source);
+  stream.start(events$);
   return stream;
 }
 
@@ -52,7 +52,7 @@ class RunEventStream implements SseStream {
     return this.#ended;
   }
 
-  start(source: EventSource): void {
+  start(events$: Observable<OaoEvent>): void {
     const res = this.#res;
     res.on('close', this.#onClose);
     res.writeHead(200, {
@@ -64,16 +64,11 @@ class RunEventStream implements SseStream {
     });
     // Tells EventSource clients how soon to reconnect, and sends the headers at once.
     res.write('retry: 1000\n\n');
-    if ('events' in source) {
-      for (const event of source.events) this.#send(event);
-      this.end();
-      return;
-    }
     this.#heartbeat = setInterval(() => {
       if (!this.#ended) res.write(': keep-alive\n\n');
     }, HEARTBEAT_MS);
     this.#heartbeat.unref();
-    const subscription = source.run.events$.subscribe({
+    const subscription = events$.subscribe({
       next: (event) => this.#send(event),
       complete: () => this.end(),
       error: () => this.end(),

@@ -1,6 +1,6 @@
 import { errorBodySchema } from '../schemas.js';
 
-type ErrorStatus = 400 | 401 | 404 | 413 | 415 | 429;
+type ErrorStatus = 400 | 401 | 404 | 413 | 415 | 429 | 503;
 
 const DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
   400: 'Invalid input (OAO_ERR_INVALID_JSON, OAO_ERR_INVALID_ARGUMENT or OAO_ERR_INVALID_POLICY); `details.field` names the field',
@@ -9,6 +9,7 @@ const DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
   413: "OAO_ERR_PAYLOAD_TOO_LARGE: the body is over the server's limit",
   415: 'OAO_ERR_UNSUPPORTED_MEDIA_TYPE: the body is not `application/json` in UTF-8',
   429: 'OAO_ERR_TOO_MANY_RUNS: the server runs as many runs as it allows; retry later',
+  503: 'OAO_ERR_STORE_UNAVAILABLE: the run store cannot serve the request now (`details.cause` names why); retry later',
 };
 
 interface ErrorResponse {

@@ -7,7 +7,8 @@ import { errorResponses } from './errorResponses.js';
 
 /**
  * GET /runs/:id/events as Server-Sent Events: the events recorded so far, then live ones; the
- * stream ends after EXECUTION_COMPLETE. Streams still open when the server closes are ended.
+ * stream ends after EXECUTION_COMPLETE (or, for an interrupted run, after its last stored event).
+ * Streams still open when the server closes are ended.
  */
 export const eventsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
   const streams = new Set<SseStream>();
@@ -25,22 +26,33 @@ export const eventsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (
         summary: 'Follow a run\'s events (Server-Sent Events)',
         description:
           'Each message is `id: <seq>`, `event: <type>`, `data: <the event as JSON>`. Replays the events already recorded, then streams ' +
-          'live ones, and closes after EXECUTION_COMPLETE. Send `Last-Event-ID: <seq>` (or `?lastEventId=`) to resume after that event.',
+          'live ones, and closes after EXECUTION_COMPLETE. Send `Last-Event-ID: <seq>` (or `?lastEventId=`) to resume after that event. ' +
+          'Events come from the run store, so a stream resumes across a restart of the server. A run another process runs is followed ' +
+          'in the store; the stream of an interrupted run (its process stopped) ends after its last stored event, and asking again ' +
+          'past that event answers 204: nothing more will come.',
         params: runIdParamsSchema,
         querystring: eventsQuerySchema,
         headers: eventsHeadersSchema,
         response: {
           200: { description: 'An event stream', content: { 'text/event-stream': { schema: z.string() } } },
-          ...errorResponses(400, 401, 404),
+          ...errorResponses(400, 401, 404, 503),
         },
       },
     },
     async (request, reply) => {
-      const source = await service.eventSource(request.params.id);
       const resumeFrom = request.headers['last-event-id'] ?? request.query.lastEventId;
+      const afterSeq = resumeFrom === undefined ? -1 : Number(resumeFrom);
+      const source = await service.eventSource(request.params.id, afterSeq);
       reply.hijack();
-      const stream = streamRunEvents(reply.raw, source, resumeFrom === undefined ? -1 : Number(resumeFrom), (ended) => streams.delete(ended));
+      if ('interrupted' in source) {
+        // 204 is how a server tells an EventSource to stop reconnecting: nothing more will come.
+        reply.raw.writeHead(204, { 'cache-control': 'no-cache, no-transform' });
+        reply.raw.end();
+        return reply;
+      }
+      const stream = streamRunEvents(reply.raw, source.events$, afterSeq, (ended) => streams.delete(ended));
       if (!stream.ended) streams.add(stream);
+      return reply;
     },
   );
   done();

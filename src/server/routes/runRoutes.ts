@@ -18,7 +18,7 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app
           'Pass your own `executionId` to watch the run live on GET /runs/{id}/events while this request waits. The body is the bare report; ' +
           'the limits the run ran under are in GET /runs/{id} (`effectivePolicy`) and in its EXECUTION_START event.',
         body: runRequestSchema,
-        response: { 200: jsonResponse('The report of the finished run', executionReportSchema), ...errorResponses(400, 401, 404, 413, 415, 429) },
+        response: { 200: jsonResponse('The report of the finished run', executionReportSchema), ...errorResponses(400, 401, 404, 413, 415, 429, 503) },
       },
     },
     async (request) => {
@@ -38,7 +38,7 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app
           'At most `maxConcurrency` runs at once (never more than the server\'s); one report per agent (or per job name in the map form), ' +
           'whatever each run did. `effectivePolicy` is the limits every run of the batch ran under.',
         body: runMultiRequestSchema,
-        response: { 200: jsonResponse('One report per job', runMultiResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429) },
+        response: { 200: jsonResponse('One report per job', runMultiResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429, 503) },
       },
     },
     (request) => service.runMulti(request.body),

@@ -29,7 +29,7 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
           'Answers 202 with the run\'s id, where to follow it (`Location` points at GET /runs/{id}), and `effectivePolicy`: the limits ' +
           'the run runs under, the server\'s policy narrowed by the request\'s (a requested limit above the server\'s is lowered, not refused).',
         body: runRequestSchema,
-        response: { 202: jsonResponse('The run started', startRunResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429) },
+        response: { 202: jsonResponse('The run started', startRunResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -53,9 +53,12 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
         operationId: 'listRuns',
         tags: ['runs'],
         summary: 'List runs, newest first',
-        description: 'Page with `limit` and either `offset` or `cursor` (the previous page\'s `nextCursor`); filter by `status` and `agent`.',
+        description:
+          'Every run in the run store (also those of earlier server processes and of other processes on the same store). Page with ' +
+          '`limit` and either `cursor` (the previous page\'s `nextCursor`) or `offset`; filter by `status` (`interrupted`: its process ' +
+          'stopped before the run ended) and `agent`.',
         querystring: runListQuerySchema,
-        response: { 200: jsonResponse('One page of runs', runListResponseSchema), ...errorResponses(400, 401) },
+        response: { 200: jsonResponse('One page of runs', runListResponseSchema), ...errorResponses(400, 401, 503) },
       },
     },
     (request) => service.list(request.query),
@@ -68,9 +71,11 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
         operationId: 'getRun',
         tags: ['runs'],
         summary: 'A run: live state and spend while it runs, its report once finished',
-        description: '`effectivePolicy` holds the limits the run runs under, beside the report (the report itself is hashed and does not change).',
+        description:
+          '`effectivePolicy` holds the limits the run runs under, beside the report (the report itself is hashed and does not change). ' +
+          'Read from the run\'s live events while this process runs it, else from its log in the run store.',
         params: runIdParamsSchema,
-        response: { 200: jsonResponse('The run', runStateSchema), ...errorResponses(400, 401, 404) },
+        response: { 200: jsonResponse('The run', runStateSchema), ...errorResponses(400, 401, 404, 503) },
       },
     },
     (request) => service.state(request.params.id),
@@ -91,7 +96,7 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
         response: {
           200: jsonResponse('Nothing to cancel', cancelResponseSchema),
           202: jsonResponse('The run was cancelled', cancelResponseSchema),
-          ...errorResponses(400, 401, 404, 413, 415),
+          ...errorResponses(400, 401, 404, 413, 415, 503),
         },
       },
     },

@@ -32,7 +32,7 @@ describe('oao serve --inspect with no inspector listening', () => {
     const port = await freePort();
     const url = `ws://127.0.0.1:${port}`;
     const cli = serveIo();
-    const exit = runCli(['serve', 'examples/agents.ts', '--port', '0', '--no-dashboard', '--inspect', url], cli.io);
+    const exit = runCli(['serve', 'examples/agents.ts', '--store', 'memory', '--port', '0', '--no-dashboard', '--inspect', url], cli.io);
     await cli.listening;
     await until(cli.err, (text) => inspectorLines(text).length > 0, 5_000);
     // The socket retries after 250 ms, then 500 ms: at least two more failures happen in this wait.

@@ -64,6 +64,29 @@ describe('oao runs against a server that requires a key', () => {
   });
 });
 
+describe('oao runs --server with --since and --status interrupted', () => {
+  it('keeps the runs that started at or after --since, as with --store', async () => {
+    const all = captureIo({ env: { OAO_API_KEY: KEY } });
+    expect(await runCli(['runs', '--server', server.url, '--since', '1h', '--json'], all.io)).toBe(ExitCode.OK);
+    const listed = JSON.parse(all.out()) as { runs: { executionId: string }[] };
+    expect(listed.runs.map((run) => run.executionId).sort()).toEqual([failedId, succeededId].sort());
+
+    const later = captureIo({ env: { OAO_API_KEY: KEY } });
+    expect(await runCli(['runs', '--server', server.url, '--since', new Date(Date.now() + 60_000).toISOString(), '--json'], later.io)).toBe(ExitCode.OK);
+    expect(JSON.parse(later.out())).toEqual({ runs: [], total: 0, nextCursor: null });
+
+    const text = captureIo({ env: { OAO_API_KEY: KEY } });
+    expect(await runCli(['runs', '--server', server.url, '--since', new Date(Date.now() + 60_000).toISOString()], text.io)).toBe(ExitCode.OK);
+    expect(text.out()).toBe('No runs.\n');
+  });
+
+  it('asks the server for interrupted runs (none here)', async () => {
+    const t = captureIo({ env: { OAO_API_KEY: KEY } });
+    expect(await runCli(['runs', '--server', server.url, '--status', 'interrupted'], t.io), t.err()).toBe(ExitCode.OK);
+    expect(t.out()).toBe('No runs.\n');
+  });
+});
+
 describe('oao runs show', () => {
   it('exits 1 for a FAILED run, as oao run does, and 0 for a successful one', async () => {
     const failed = captureIo({ env: { OAO_API_KEY: KEY } });

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -9,9 +12,12 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 let child: ChildProcess;
 let base = '';
 let output = '';
+/** The server's SQLite store (its default kind of store), in a directory of this test's own. */
+const storeDir = mkdtempSync(join(tmpdir(), 'oao-cli-serve-'));
 
 beforeAll(async () => {
-  child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'src/cli/oao.ts', 'serve', 'examples/agents.ts', '--port', '0'], {
+  const store = `sqlite:${join(storeDir, 'runs.db')}`;
+  child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'src/cli/oao.ts', 'serve', 'examples/agents.ts', '--port', '0', '--store', store], {
     cwd: root,
     env: { ...process.env, OAO_API_KEYS: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,10 +38,12 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
+  if (child.exitCode === null) {
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  rmSync(storeDir, { recursive: true, force: true });
 });
 
 interface CurlCall {

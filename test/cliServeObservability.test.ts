@@ -14,7 +14,7 @@ describe('oao serve --metrics --inspect --no-dashboard', () => {
     const inspectUrl = `ws://127.0.0.1:${(endpoint.address() as AddressInfo).port}`;
 
     const cli = serveIo();
-    const exit = runCli(['serve', 'examples/agents.ts', '--port', '0', '--metrics', '--inspect', inspectUrl, '--no-dashboard'], cli.io);
+    const exit = runCli(['serve', 'examples/agents.ts', '--store', 'memory', '--port', '0', '--metrics', '--inspect', inspectUrl, '--no-dashboard'], cli.io);
     const base = await cli.listening;
     expect(cli.out()).toContain(`metrics at ${base}/metrics`);
     expect(cli.out()).toContain(`inspector at ${inspectUrl}`);

@@ -25,7 +25,8 @@ afterAll(async () => {
 /** Runs `oao serve` expecting it not to start: it must return on its own, never wait to be stopped. */
 async function serveFails(argv: readonly string[]) {
   const cli = serveIo({ untilStopped: () => Promise.reject(new Error('oao serve started, but it should not have')) });
-  const code = await runCli(['serve', 'examples/agents.ts', ...argv], cli.io);
+  // In memory: a server that never starts leaves no store file behind in the repository.
+  const code = await runCli(['serve', 'examples/agents.ts', '--store', 'memory', ...argv], cli.io);
   return { code, err: cli.err(), out: cli.out() };
 }
 

@@ -1,25 +1,34 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AgentLike } from '../agent.js';
 import { OaoError } from '../errors.js';
+import { whatIf, type WhatIfResult } from '../log/whatIf.js';
 import { MultiAgentOrchestrator } from '../MultiAgentOrchestrator.js';
 import { Orchestrator } from '../Orchestrator.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport } from '../report/schema.js';
+import type { RunStore, StoredRunStatus } from '../store/RunStore.js';
 import { RUNTIME_VERSION } from '../version.js';
-import { ExitCode } from './exitCodes.js';
+import { ExitCode, type ExitCodeValue } from './exitCodes.js';
 import { formatReport, summaryTable } from './formatReport.js';
 import { loadAgentModule } from './loadModule.js';
 import type { RunInspector } from '../observability/inspect/index.js';
 import type { RunState, RunSummary } from '../server/schemas.js';
+import { DEFAULT_SERVE_STORE, describeStore, openDefaultServeStore, openStore, parseStoreUrl, STORE_FORMS, type StoreLocation } from './openStore.js';
 import { INSPECT_PACKAGES, requirePackages, SERVER_PACKAGES } from './optionalPackages.js';
+import { parseSince } from './parseSince.js';
 import { STARTER_FILE, writeStarterModule } from './starterModule.js';
 import { listenFailure } from './startupError.js';
+import { listStoredRuns, storedRunView, type RunListing, type RunView } from './storedRuns.js';
 import { colorWanted, createStyle, table, type Style } from './style.js';
 
 interface RunList {
   readonly runs: readonly RunSummary[];
-  readonly total: number;
+  /** Older servers count every matching run; a server reading a store may only say whether more match. */
+  readonly total?: number;
+  readonly nextCursor?: string | null;
 }
 
 /** Where the CLI reads and writes; the real process in `oao`, buffers in tests. */
@@ -83,6 +92,8 @@ interface ServeFlags {
   metrics?: boolean;
   dashboard: boolean;
   inspect?: string;
+  store?: string;
+  leaseTtlMs?: number;
 }
 
 function inspectorUrl(value: string): string {
@@ -91,6 +102,41 @@ function inspectorUrl(value: string): string {
   }
   return value;
 }
+
+/**
+ * Opens the store of `--store` (or a command's default). A store whose file or schema cannot be
+ * used at all (written by a newer version, damaged) could not be opened: exit 5, with its code.
+ */
+async function openStoreFor(location: StoreLocation, io: CliIO, readOnly: boolean): Promise<RunStore> {
+  try {
+    return await openStore(location, { cwd: io.cwd, readOnly });
+  } catch (error) {
+    if (OaoError.isInstance(error) && (error.code === 'OAO_ERR_LOG_VERSION' || error.code === 'OAO_ERR_LOG_CORRUPT')) throw new StoreOpenError(error);
+    throw error;
+  }
+}
+
+/** Closes a store the CLI opened. Nothing is left to lose by then, so a failure to close is not reported. */
+async function closeStore(store: RunStore | undefined): Promise<void> {
+  try {
+    await store?.close();
+  } catch {
+    // every append was acknowledged before the command ended
+  }
+}
+
+/** Opens a store for a command that only reads, runs `use`, and closes the store whatever happens. */
+async function readStore<T>(url: string, io: CliIO, use: (store: RunStore) => Promise<T>): Promise<T> {
+  const store = await openStoreFor(parseStoreUrl(url), io, true);
+  try {
+    return await use(store);
+  } finally {
+    await closeStore(store);
+  }
+}
+
+const STORE_FLAG = '--store <url>';
+const STORE_HELP = `where runs are kept: ${STORE_FORMS}`;
 
 /**
  * Starts streaming to the inspector. It reconnects with backoff by itself; the log says when the
@@ -137,6 +183,7 @@ interface RunFlags {
   concurrency?: number;
   json?: boolean;
   color: boolean;
+  store?: string;
 }
 
 function policyFromFlags(flags: RunFlags): PolicyOptions {
@@ -232,10 +279,12 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     .option('--max-tool-calls <n>', 'narrow maxToolCalls', nonNegativeInt('--max-tool-calls'))
     .option('--timeout-ms <n>', 'narrow timeoutMs', positiveInt('--timeout-ms'))
     .option('-c, --concurrency <n>', 'parallel runs with several agents', positiveInt('--concurrency'), 4)
+    .option(STORE_FLAG, `record the runs' event logs there (${STORE_FORMS})`)
     .option('--json', 'print the report as JSON')
     .option('--no-color', 'disable colours')
     .action(async (modulePath: string, flags: RunFlags) => {
       const style = styleFor(io, flags.color);
+      const location = flags.store === undefined ? undefined : parseStoreUrl(flags.store);
       const mod = await loadAgentModule(modulePath, io.cwd);
       const names = Object.keys(mod.agents);
       let chosen: string[];
@@ -251,33 +300,40 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
       const base = mod.policy instanceof StrictPolicy ? mod.policy : new StrictPolicy(mod.policy ?? {});
       noticeWidening(flags, base, io);
       const policy = base.narrow(policyFromFlags(flags));
+      const store = location === undefined ? undefined : await openStoreFor(location, io, false);
       const results: [string, ExecutionReport][] = [];
-      if (chosen.length === 1) {
-        const name = chosen[0] as string;
-        const orch = new Orchestrator({ policy });
-        results.push([name, await orch.run({ agent: mod.agents[name] as AgentLike, task: flags.task, tools: mod.tools })]);
-      } else {
-        const multi = new MultiAgentOrchestrator({ policy, maxConcurrency: flags.concurrency ?? 4 });
-        const handle = multi.submit(
-          chosen.map((name) => ({ name, agent: mod.agents[name] as AgentLike, task: flags.task, tools: mod.tools })),
-        );
-        const live = io.isTTY && flags.json !== true;
-        if (live) {
-          handle.events$.subscribe((event) => {
-            if (event.type !== 'BATCH_PROGRESS' && event.type !== 'BATCH_COMPLETE') return;
-            const p = event.payload;
-            io.stderr(`\r${style.cyan('▶')} ${p.finished}/${p.total} finished · ${p.running} running · ${p.queued} queued · ${style.green(String(p.succeeded))} ok · ${style.red(String(p.failed))} failed  `);
-            if (event.type === 'BATCH_COMPLETE') io.stderr('\n');
-          });
+      try {
+        if (chosen.length === 1) {
+          const name = chosen[0] as string;
+          const orch = new Orchestrator({ policy, ...(store === undefined ? {} : { store }) });
+          results.push([name, await orch.run({ agent: mod.agents[name] as AgentLike, task: flags.task, tools: mod.tools })]);
+        } else {
+          const multi = new MultiAgentOrchestrator({ policy, maxConcurrency: flags.concurrency ?? 4, ...(store === undefined ? {} : { store }) });
+          const handle = multi.submit(
+            chosen.map((name) => ({ name, agent: mod.agents[name] as AgentLike, task: flags.task, tools: mod.tools })),
+          );
+          const live = io.isTTY && flags.json !== true;
+          if (live) {
+            handle.events$.subscribe((event) => {
+              if (event.type !== 'BATCH_PROGRESS' && event.type !== 'BATCH_COMPLETE') return;
+              const p = event.payload;
+              io.stderr(`\r${style.cyan('▶')} ${p.finished}/${p.total} finished · ${p.running} running · ${p.queued} queued · ${style.green(String(p.succeeded))} ok · ${style.red(String(p.failed))} failed  `);
+              if (event.type === 'BATCH_COMPLETE') io.stderr('\n');
+            });
+          }
+          const reports = await handle.reports;
+          chosen.forEach((name, i) => results.push([name, reports[i] as ExecutionReport]));
         }
-        const reports = await handle.reports;
-        chosen.forEach((name, i) => results.push([name, reports[i] as ExecutionReport]));
+      } finally {
+        // A run's promise settles once its log is stored: closing now loses nothing.
+        await closeStore(store);
       }
       if (flags.json === true) {
         io.stdout(`${JSON.stringify(results.length === 1 ? results[0]?.[1] : Object.fromEntries(results), null, 2)}\n`);
       } else {
         for (const [name, report] of results) io.stdout(`${formatReport(name, report, style)}\n\n`);
         if (results.length > 1) io.stdout(`${summaryTable(results, style)}\n`);
+        if (location !== undefined) io.stdout(style.dim(`recorded in ${describeStore(location)}\n`));
       }
       setExit(results.every(([, r]) => r.status === 'SUCCESS') ? ExitCode.OK : ExitCode.RUN_FAILED);
     });
@@ -292,21 +348,42 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     .option('--max-concurrent-runs <n>', 'runs the server executes at once before answering 429', positiveInt('--max-concurrent-runs'))
     .option('--metrics', 'count Prometheus metrics of every run and serve them at GET /metrics')
     .option('--no-dashboard', 'do not serve the live dashboard at /dashboard/')
+    .option(STORE_FLAG, `${STORE_HELP} (default ${DEFAULT_SERVE_STORE}, or memory when better-sqlite3 is not installed)`)
+    .option('--lease-ttl-ms <ms>', 'how long a run stays leased without renewal: a run whose server died lists as interrupted that long after (default 10000)', positiveInt('--lease-ttl-ms'))
     .addOption(
       new Option('--inspect [url]', 'stream every run actor to an @statelyai/inspect WebSocket inspector').preset(DEFAULT_INSPECT_URL).argParser(inspectorUrl),
     )
     .action(async (modulePath: string, flags: ServeFlags) => {
+      const requested = flags.store === undefined ? undefined : parseStoreUrl(flags.store);
       const mod = await loadAgentModule(modulePath, io.cwd);
       await requirePackages('oao serve', SERVER_PACKAGES);
       const { startServer } = await import('../server/index.js');
       const envKeys = (io.env.OAO_API_KEYS ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0);
       const apiKeys = [...(flags.apiKey ?? []), ...envKeys];
       const metrics = flags.metrics === true ? (await import('../observability/metrics/index.js')).createMetrics() : undefined;
-      const inspector = flags.inspect === undefined ? undefined : await startInspector(flags.inspect, io);
+      const { store, location, notice } =
+        requested === undefined
+          ? await openDefaultServeStore(io.cwd)
+          : {
+              // memory: the server's own store, which keeps the newest finished runs (as before --store existed).
+              store: requested.kind === 'memory' ? undefined : await openStoreFor(requested, io, false),
+              location: requested,
+              notice: undefined,
+            };
+      if (notice !== undefined) io.stderr(`notice: ${notice}\n`);
+      let inspector: RunInspector | undefined;
+      try {
+        inspector = flags.inspect === undefined ? undefined : await startInspector(flags.inspect, io);
+      } catch (error) {
+        await closeStore(store);
+        throw error;
+      }
       let server;
       try {
         server = await startServer({
           agents: mod.agents,
+          ...(store === undefined ? {} : { store }),
+          ...(flags.leaseTtlMs === undefined ? {} : { runLeaseTtlMs: flags.leaseTtlMs }),
           ...(mod.tools === undefined ? {} : { tools: mod.tools }),
           ...(mod.policy === undefined ? {} : { policy: mod.policy }),
           ...(apiKeys.length === 0 ? {} : { apiKeys }),
@@ -319,9 +396,11 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
         });
       } catch (error) {
         await inspector?.stop();
+        await closeStore(store);
         throw listenFailure(error, { host: flags.host, port: flags.port }) ?? new ServerStartError(error);
       }
       const where = [
+        `store ${describeStore(location)}`,
         `docs at ${server.url}/docs`,
         ...(flags.dashboard ? [`dashboard at ${server.url}/dashboard/`] : []),
         ...(metrics === undefined ? [] : [`metrics at ${server.url}/metrics`]),
@@ -331,6 +410,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
       await (io.untilStopped?.() ?? new Promise<void>(() => {}));
       await server.close();
       await inspector?.stop();
+      await closeStore(store);
       io.stdout('OAO server stopped\n');
       setExit(ExitCode.OK);
     });
@@ -338,33 +418,59 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
   const runs = program
     .command('runs')
     .enablePositionalOptions()
-    .description('List the runs of a running OAO server.')
+    .description('List runs: those of a running OAO server (--server), or those kept in a store (--store), newest first.')
     .option('-s, --server <url>', 'the server', serverUrl, 'http://127.0.0.1:3000')
     .option('-k, --api-key <key>', 'bearer key (default: env OAO_API_KEY)')
-    .addOption(new Option('--status <status>', 'only runs with this status').choices(['running', 'SUCCESS', 'FAILED']))
+    .option(STORE_FLAG, `read the runs from a store instead of a server: ${STORE_FORMS}`)
+    .addOption(
+      new Option('--status <status>', 'only runs with this status (interrupted: its process died before it finished)').choices([
+        'running',
+        'interrupted',
+        'SUCCESS',
+        'FAILED',
+      ]),
+    )
     .option('--agent <name>', 'only runs of this agent')
+    .option('--since <time>', 'only runs started at or after this ISO 8601 time, or this long ago (30m, 12h, 7d)')
     .option('--limit <n>', 'at most this many', positiveInt('--limit'), 20)
     .option('--json', 'print JSON')
     .option('--no-color', 'disable colours')
-    .action(async (flags: { server: string; apiKey?: string; status?: string; agent?: string; limit: number; json?: boolean; color: boolean }) => {
-      const query = new URLSearchParams({ limit: String(flags.limit) });
-      if (flags.status !== undefined) query.set('status', flags.status);
-      if (flags.agent !== undefined) query.set('agent', flags.agent);
-      const body = await request(`${flags.server}/runs?${query.toString()}`, flags.apiKey ?? io.env.OAO_API_KEY);
+    .action(async (flags: RunsFlags, command: Command) => {
+      const since = flags.since === undefined ? undefined : parseSince(flags.since, Date.now());
+      const store = storeInsteadOfServer(flags, command);
+      let body: { runs: readonly RunListing[] | readonly RunSummary[]; total?: number; nextCursor?: string | null };
+      if (store !== undefined) {
+        const filter = {
+          ...(flags.status === undefined ? {} : { status: flags.status }),
+          ...(flags.agent === undefined ? {} : { agentName: flags.agent }),
+          ...(since === undefined ? {} : { since }),
+        };
+        body = await readStore(store, io, (opened) => listStoredRuns(opened, filter, flags.limit));
+      } else {
+        const query = new URLSearchParams({ limit: String(flags.limit) });
+        if (flags.status !== undefined) query.set('status', flags.status);
+        if (flags.agent !== undefined) query.set('agent', flags.agent);
+        const page = (await request(`${flags.server}/runs?${query.toString()}`, flags.apiKey ?? io.env.OAO_API_KEY)) as RunList;
+        body = since === undefined ? page : startedSince(page, since);
+      }
       if (flags.json === true) {
         io.stdout(`${JSON.stringify(body, null, 2)}\n`);
-      } else {
-        const style = styleFor(io, flags.color);
-        const list = (body as RunList).runs;
-        if (list.length === 0) io.stdout('No runs.\n');
-        else {
-          const rows = [['id', 'agent', 'status', 'reason', 'started']];
-          for (const r of list) {
-            const status = r.status === 'SUCCESS' ? style.green(r.status) : r.status === 'FAILED' ? style.red(r.status) : style.yellow(r.status);
-            rows.push([r.executionId, r.agent, status, r.termination?.reason ?? '', r.startedAt]);
-          }
-          io.stdout(`${table(rows, style)}\n`);
-          if (list.length < (body as RunList).total) io.stdout(style.dim(`${list.length} of ${(body as RunList).total} runs shown; use --limit for more\n`));
+        setExit(ExitCode.OK);
+        return;
+      }
+      const style = styleFor(io, flags.color);
+      const list = body.runs;
+      if (list.length === 0) io.stdout('No runs.\n');
+      else {
+        const rows = [['id', 'agent', 'status', 'reason', 'started']];
+        for (const r of list) {
+          const status = r.status === 'SUCCESS' ? style.green(r.status) : r.status === 'FAILED' ? style.red(r.status) : style.yellow(r.status);
+          rows.push([r.executionId, r.agent, status, r.termination?.reason ?? '', r.startedAt]);
+        }
+        io.stdout(`${table(rows, style)}\n`);
+        if (body.total !== undefined && list.length < body.total) io.stdout(style.dim(`${list.length} of ${body.total} runs shown; use --limit for more\n`));
+        else if (body.total === undefined && body.nextCursor !== null && body.nextCursor !== undefined) {
+          io.stdout(style.dim(`${list.length} runs shown and more match; use --limit for more\n`));
         }
       }
       setExit(ExitCode.OK);
@@ -372,31 +478,206 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
 
   runs
     .command('show')
-    .description('Show one run of a running OAO server.')
+    .description('Show one run: of a running OAO server (--server), or kept in a store (--store).')
     .argument('<id>', 'execution id')
     .option('-s, --server <url>', 'the server', serverUrl, 'http://127.0.0.1:3000')
     .option('-k, --api-key <key>', 'bearer key (default: env OAO_API_KEY)')
+    .option(STORE_FLAG, `read the run from a store instead of a server: ${STORE_FORMS}`)
     .option('--json', 'print JSON')
     .option('--no-color', 'disable colours')
-    .action(async (id: string, flags: { server: string; apiKey?: string; json?: boolean; color: boolean }) => {
-      const body = await request(`${flags.server}/runs/${encodeURIComponent(id)}`, flags.apiKey ?? io.env.OAO_API_KEY);
+    .action(async (id: string, flags: { server: string; apiKey?: string; store?: string; json?: boolean; color: boolean }, command: Command) => {
+      // `oao runs --store x show <id>` reads the same store as `oao runs show <id> --store x`.
+      const parentStore = command.parent?.opts<{ store?: string }>().store;
+      const store = storeInsteadOfServer({ store: flags.store ?? parentStore }, command);
+      let run: RunState | RunView;
+      if (store !== undefined) {
+        const view = await readStore(store, io, (opened) => storedRunView(opened, id));
+        if (view === undefined) {
+          throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${id}" in ${describeStore(parseStoreUrl(store))}`, { details: { executionId: id } });
+        }
+        run = view;
+      } else {
+        run = (await request(`${flags.server}/runs/${encodeURIComponent(id)}`, flags.apiKey ?? io.env.OAO_API_KEY)) as RunState;
+      }
+      // The run rule: a FAILED run exits 1; a run still going (or interrupted, so not ended) has not failed.
+      setExit(run.status === 'FAILED' ? ExitCode.RUN_FAILED : ExitCode.OK);
       if (flags.json === true) {
-        io.stdout(`${JSON.stringify(body, null, 2)}\n`);
-        setExit((body as RunState).status === 'FAILED' ? ExitCode.RUN_FAILED : ExitCode.OK);
+        io.stdout(`${JSON.stringify(run, null, 2)}\n`);
         return;
       }
-      const run = body as RunState;
       if (run.report !== null && run.report !== undefined) {
         io.stdout(`${formatReport(run.agent, run.report, styleFor(io, flags.color))}\n`);
       } else {
         const c = run.counters;
         io.stdout(`${run.agent}  ${run.status}  state ${run.state ?? '-'} · steps ${c.steps} · tokens ${c.tokens} · tool calls ${c.toolCalls}\n`);
       }
-      // The run rule: a FAILED run exits 1; a run still going has not failed (yet).
-      setExit(run.status === 'FAILED' ? ExitCode.RUN_FAILED : ExitCode.OK);
+    });
+
+  program
+    .command('replay')
+    .description("Rebuild a stored run's report from its event log, with zero agent, tool and model calls; with --verify, re-run the agent's current code against the log.")
+    .argument('<id>', 'execution id')
+    .option(STORE_FLAG, `the store that holds the run: ${STORE_FORMS}`, DEFAULT_SERVE_STORE)
+    .option('--verify <module>', "re-run the agent of this module (as oao run loads it) with every tool and model result served from the log, and fail at the first event that differs")
+    .option('-a, --agent <name>', "with --verify: the module's agent to re-run (default: the one named like the recorded agent)")
+    .option('--json', 'print the report as JSON')
+    .option('--no-color', 'disable colours')
+    .action(async (id: string, flags: ReplayFlags) => {
+      const location = parseStoreUrl(flags.store);
+      if (flags.agent !== undefined && flags.verify === undefined) {
+        throw new OaoError('OAO_ERR_CLI_USAGE', '--agent chooses the agent to re-run with --verify <module>; without --verify nothing is re-run.', { details: { field: '--agent' } });
+      }
+      const mod = flags.verify === undefined ? undefined : await loadAgentModule(flags.verify, io.cwd);
+      const { report, events } = await readStore(flags.store, io, async (store) => {
+        const stored = await store.get(id);
+        if (stored === undefined) {
+          throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${id}" in ${describeStore(location)}`, { details: { executionId: id } });
+        }
+        const orch = new Orchestrator({ store });
+        if (mod === undefined) return { report: await orch.replay(id), events: stored.eventCount };
+        const agentName = flags.agent ?? stored.agentName;
+        const agent = Object.hasOwn(mod.agents, agentName) ? mod.agents[agentName] : undefined;
+        if (agent === undefined) {
+          throw new OaoError(
+            'OAO_ERR_UNKNOWN_AGENT',
+            `No agent "${agentName}" in ${flags.verify ?? ''} to re-run${flags.agent === undefined ? ' (the run recorded that name; choose another with --agent <name>)' : ''}; it exports: ${Object.keys(mod.agents).join(', ')}`,
+          );
+        }
+        const report = await orch.replay(id, { verify: true, agent, ...(mod.tools === undefined ? {} : { tools: mod.tools }) });
+        return { report, events: stored.eventCount };
+      });
+      if (flags.json === true) {
+        io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+      } else {
+        const style = styleFor(io, flags.color);
+        io.stdout(`${formatReport(report.agentName, report, style)}\n`);
+        const how =
+          mod === undefined
+            ? 'rebuilt from the log with zero agent, tool and model calls; it matches the recorded report'
+            : `re-ran the agent's current code with every tool and model result served from the log; all ${events} events match`;
+        io.stdout(style.dim(`replayed ${events} events: ${how}\n`));
+      }
+      // Replay succeeded whatever the run's own outcome: its report is the recorded one.
+      setExit(ExitCode.OK);
+    });
+
+  program
+    .command('what-if')
+    .description("Evaluate a policy against recorded runs, from their logs alone: which runs it would have stopped, where, and what that would have saved.")
+    .requiredOption('--policy <file>', 'a JSON file of policy options, as StrictPolicy takes them (a limit left out takes its default)')
+    .option(STORE_FLAG, `the store that holds the runs: ${STORE_FORMS}`, DEFAULT_SERVE_STORE)
+    .option('--agent <name>', 'only runs of this agent')
+    .option('--since <time>', 'only runs started at or after this ISO 8601 time, or this long ago (30m, 12h, 7d)')
+    .option('--json', 'print JSON')
+    .option('--no-color', 'disable colours')
+    .action(async (flags: WhatIfFlags) => {
+      parseStoreUrl(flags.store);
+      const since = flags.since === undefined ? undefined : parseSince(flags.since, Date.now());
+      const policy = await readPolicyFile(flags.policy, io.cwd);
+      const filter = { ...(flags.agent === undefined ? {} : { agentName: flags.agent }), ...(since === undefined ? {} : { since }) };
+      const result = await readStore(flags.store, io, (store) => whatIf({ store, policy, filter }));
+      if (flags.json === true) io.stdout(`${JSON.stringify(result, null, 2)}\n`);
+      else io.stdout(formatWhatIf(result, styleFor(io, flags.color)));
+      setExit(ExitCode.OK);
     });
 
   return program;
+}
+
+interface WhatIfFlags {
+  policy: string;
+  store: string;
+  agent?: string;
+  since?: string;
+  json?: boolean;
+  color: boolean;
+}
+
+/**
+ * Reads a policy file: JSON policy options. A file that is missing or not JSON is
+ * `OAO_ERR_CLI_USAGE`; options that are not a valid policy are `OAO_ERR_INVALID_POLICY` naming the
+ * field (`details.field`), both exit 2.
+ */
+async function readPolicyFile(file: string, cwd: string): Promise<StrictPolicy> {
+  const path = resolve(cwd, file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? `No policy file at ${path}` : `Cannot read the policy file ${path}: ${code ?? (error as Error).message}`;
+    throw new OaoError('OAO_ERR_CLI_USAGE', why, { details: { field: '--policy', path } });
+  }
+  let options: unknown;
+  try {
+    options = JSON.parse(text);
+  } catch (error) {
+    throw new OaoError('OAO_ERR_CLI_USAGE', `The policy file ${file} is not JSON: ${(error as Error).message}`, { details: { field: '--policy', path } });
+  }
+  try {
+    return new StrictPolicy(options as PolicyOptions);
+  } catch (error) {
+    if (!OaoError.isInstance(error)) throw error;
+    throw new OaoError(error.code, `${file}: ${error.message}`, { details: { ...error.details, path } });
+  }
+}
+
+/** The verdicts as a table, then the totals and why some runs cannot be judged. */
+function formatWhatIf(result: WhatIfResult, style: Style): string {
+  if (result.runs.length === 0) return 'No runs to evaluate.\n';
+  const rows = [['id', 'agent', 'same', 'would stop at', 'saved steps', 'tokens', 'tool calls']];
+  for (const run of result.runs) {
+    const same = run.same === true ? style.green('yes') : run.same === false ? style.red('no') : style.yellow('?');
+    const stop = run.wouldStop === null ? '-' : `seq ${run.wouldStop.seq} ${run.wouldStop.rule}`;
+    rows.push([run.executionId, run.agentName, same, stop, String(run.saved.steps), String(run.saved.tokens), String(run.saved.toolCalls)]);
+  }
+  const { totals } = result;
+  const lines = [
+    table(rows, style),
+    `${totals.runs} run${totals.runs === 1 ? '' : 's'}: ${totals.same} the same, ${totals.changed} changed, ${totals.unknown} unknown · ` +
+      `stopping them would have saved ${totals.saved.steps} steps, ${totals.saved.tokens} tokens, ${totals.saved.toolCalls} tool calls`,
+  ];
+  for (const run of result.runs) if (run.reason !== undefined) lines.push(style.dim(`? ${run.executionId}: ${run.reason}`));
+  return `${lines.join('\n')}\n`;
+}
+
+interface ReplayFlags {
+  store: string;
+  verify?: string;
+  agent?: string;
+  json?: boolean;
+  color: boolean;
+}
+
+interface RunsFlags {
+  server: string;
+  apiKey?: string;
+  store?: string;
+  status?: StoredRunStatus;
+  agent?: string;
+  since?: string;
+  limit: number;
+  json?: boolean;
+  color: boolean;
+}
+
+/**
+ * The runs of a server's page that started at or after `since`. Runs come newest first, so those
+ * are the page's first ones, and the newest `limit` runs since then are all on the first page.
+ */
+function startedSince(page: RunList, since: number): RunList {
+  const runs = page.runs.filter((run) => Date.parse(run.startedAt) >= since);
+  return runs.length === page.runs.length ? page : { runs, total: runs.length, nextCursor: null };
+}
+
+/** `--store` when given; `--server` too is bad usage (one source of runs per command). */
+function storeInsteadOfServer(flags: { store?: string }, command: Command): string | undefined {
+  if (flags.store === undefined) return undefined;
+  if (command.getOptionValueSource('server') === 'cli') {
+    throw new OaoError('OAO_ERR_CLI_USAGE', 'Pass --server <url> or --store <url>, not both: runs are read from one place.', { details: { field: '--store' } });
+  }
+  parseStoreUrl(flags.store);
+  return flags.store;
 }
 
 /** The server answered a well-formed request with an error; `code` is the server's OAO_ERR_* code. */
@@ -407,6 +688,13 @@ class ServerAnswerError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** A store that exists but cannot be used at all: written by a newer version, or damaged. */
+class StoreOpenError extends Error {
+  constructor(readonly original: OaoError) {
+    super(original.message);
   }
 }
 
@@ -458,12 +746,37 @@ interface Failure {
   readonly message: string;
   readonly exitCode: number;
   readonly status?: number;
+  /** The typed error's details (`--json` only): the run and seq of a damaged log or a divergence, say. */
+  readonly details?: Readonly<Record<string, unknown>>;
   /** Only for defects in oao itself. */
   readonly stack?: string;
 }
 
 /** Startup failures that are the caller's to fix (flags), not the machine's. */
 const USAGE_CODES = new Set(['OAO_ERR_CLI_USAGE', 'OAO_ERR_INVALID_MODULE', 'OAO_ERR_UNKNOWN_AGENT', 'OAO_ERR_INVALID_POLICY', 'OAO_ERR_INVALID_ARGUMENT', 'OAO_ERR_INSECURE_BIND']);
+
+/** Details that survive JSON (they are printed with `--json`); none when they would not. */
+function jsonDetails(details: Readonly<Record<string, unknown>> | undefined): { details?: Readonly<Record<string, unknown>> } {
+  if (details === undefined) return {};
+  try {
+    return { details: JSON.parse(JSON.stringify(details)) as Record<string, unknown> };
+  } catch {
+    return {};
+  }
+}
+
+/** Exit codes of errors that are not bad usage. */
+const EXIT_BY_CODE: Partial<Record<string, ExitCodeValue>> = {
+  OAO_ERR_SERVER_UNREACHABLE: ExitCode.UNREACHABLE,
+  OAO_ERR_STORE_UNAVAILABLE: ExitCode.UNREACHABLE,
+  OAO_ERR_LISTEN_FAILED: ExitCode.COULD_NOT_START,
+  OAO_ERR_MISSING_PACKAGE: ExitCode.COULD_NOT_START,
+  OAO_ERR_STORE: ExitCode.COULD_NOT_START,
+  // A stored log that cannot be read back, or a re-run that differs from it: the replay failed.
+  OAO_ERR_LOG_CORRUPT: ExitCode.RUN_FAILED,
+  OAO_ERR_LOG_VERSION: ExitCode.RUN_FAILED,
+  OAO_ERR_REPLAY_DIVERGED: ExitCode.RUN_FAILED,
+};
 
 function describeFailure(error: unknown): Failure {
   if (error instanceof CommanderError) {
@@ -479,14 +792,16 @@ function describeFailure(error: unknown): Failure {
     }
     return { code: 'OAO_ERR_LISTEN_FAILED', message: error.message, exitCode: ExitCode.COULD_NOT_START };
   }
+  if (error instanceof StoreOpenError) {
+    return { code: error.original.code, message: error.message, exitCode: ExitCode.COULD_NOT_START };
+  }
   if (OaoError.isInstance(error)) {
-    const exitCode =
-      error.code === 'OAO_ERR_SERVER_UNREACHABLE'
-        ? ExitCode.UNREACHABLE
-        : error.code === 'OAO_ERR_LISTEN_FAILED' || error.code === 'OAO_ERR_MISSING_PACKAGE'
-          ? ExitCode.COULD_NOT_START
-          : ExitCode.USAGE;
-    return { code: error.code, message: error.message, exitCode };
+    return {
+      code: error.code,
+      message: error.message,
+      exitCode: EXIT_BY_CODE[error.code] ?? ExitCode.USAGE,
+      ...jsonDetails(error.details),
+    };
   }
   const message = error instanceof Error ? error.message : String(error);
   return { code: 'OAO_ERR_INTERNAL', message, exitCode: ExitCode.INTERNAL, ...(error instanceof Error && error.stack !== undefined ? { stack: error.stack } : {}) };

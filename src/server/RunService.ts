@@ -7,10 +7,12 @@ import type { OaoEvent } from '../events/schema.js';
 import { MultiAgentOrchestrator, type BatchHandle } from '../MultiAgentOrchestrator.js';
 import type { Metrics } from '../observability/metrics/createMetrics.js';
 import { Orchestrator, type OaoInspector, type RunHandle } from '../Orchestrator.js';
+import { parseTimeBound } from '../log/parseTimeBound.js';
+import { whatIf, type WhatIfFilter } from '../log/whatIf.js';
 import type { PolicyLimits, PolicyOptions } from '../policy/schema.js';
-import type { StrictPolicy } from '../policy/StrictPolicy.js';
+import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport } from '../report/schema.js';
-import type { Clock } from '../runtime/clock.js';
+import { systemClock, type Clock } from '../runtime/clock.js';
 import type { Lease, RunListFilter, RunStore, StoredRun } from '../store/RunStore.js';
 import { AppendTracker } from './AppendTracker.js';
 import { RecordedRun, type LiveRun } from './RecordedRun.js';
@@ -23,6 +25,8 @@ import {
   type RunStatus,
   type RunSummary,
   type ServerPolicyResponse,
+  type WhatIfRequestBody,
+  type WhatIfResponse,
 } from './schemas.js';
 import { storeCall } from './storeCall.js';
 
@@ -414,6 +418,31 @@ export class RunService {
     return { runs, ...counted, nextCursor: page.nextCursor };
   }
 
+  /**
+   * POST /what-if: the request's policy evaluated against the runs in the store, from their logs
+   * alone (see `whatIf`). The policy is taken as it is, not narrowed by the server's: it runs
+   * nothing, so it may be wider or narrower. A duration in `since` or `until` is read against the
+   * server's clock, the one the runs' timestamps come from.
+   */
+  async whatIf(body: WhatIfRequestBody): Promise<WhatIfResponse> {
+    const policy = inRequestPolicy(() => new StrictPolicy(body.policy));
+    const now = (this.#clock ?? systemClock).now();
+    const since = timeBound(body.since, now, 'since');
+    const until = timeBound(body.until, now, 'until');
+    if (since !== undefined && until !== undefined && until <= since) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `body.until: must be later than since (${new Date(since).toISOString()})`, {
+        details: { field: 'body.until' },
+      });
+    }
+    const filter: WhatIfFilter = {
+      ...(body.agent === undefined ? {} : { agentName: body.agent }),
+      ...(since === undefined ? {} : { since }),
+      ...(until === undefined ? {} : { until }),
+    };
+    const { runs, totals } = await whatIf({ policy, store: readThrough(this.#store), filter, ...(body.runs === undefined ? {} : { runs: body.runs }) });
+    return { runs: [...runs], totals };
+  }
+
   async cancel(executionId: string, reason: string): Promise<CancelOutcome> {
     const live = this.#live.get(executionId);
     if (live !== undefined) {
@@ -524,16 +553,7 @@ export class RunService {
 
   #narrow(policy: PolicyOptions | undefined): StrictPolicy {
     if (policy === undefined) return this.#policy;
-    try {
-      return this.#policy.narrow(policy);
-    } catch (error) {
-      if (!OaoError.isInstance(error)) throw error;
-      const field = `body.policy${typeof error.details?.field === 'string' && error.details.field !== 'policy' ? `.${error.details.field}` : ''}`;
-      throw new OaoError(error.code, error.message.replace(/^Invalid policy option "[^"]*"/, `Invalid policy option "${field}"`), {
-        details: { ...error.details, field },
-        cause: error,
-      });
-    }
+    return inRequestPolicy(() => this.#policy.narrow(policy));
   }
 
   #checkTask(task: unknown): void {
@@ -890,4 +910,44 @@ function project(run: Projection): RunState {
     report: report ?? null,
     effectivePolicy: startOf(events)?.policy ?? run.policy ?? null,
   };
+}
+
+/** Builds a policy from a request's `policy`: an invalid option is named as the body's field (`body.policy.<field>`). */
+function inRequestPolicy(build: () => StrictPolicy): StrictPolicy {
+  try {
+    return build();
+  } catch (error) {
+    if (!OaoError.isInstance(error)) throw error;
+    const field = `body.policy${typeof error.details?.field === 'string' && error.details.field !== 'policy' ? `.${error.details.field}` : ''}`;
+    throw new OaoError(error.code, error.message.replace(/^Invalid policy option "[^"]*"/, `Invalid policy option "${field}"`), {
+      details: { ...error.details, field },
+      cause: error,
+    });
+  }
+}
+
+/** A request's `since` or `until` in ms since the epoch (its form was checked by the body's schema). */
+function timeBound(value: string | undefined, now: number, field: 'since' | 'until'): number | undefined {
+  if (value === undefined) return undefined;
+  const time = parseTimeBound(value, now);
+  if (time === undefined) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `body.${field}: expected an ISO 8601 time or a duration such as 7d`, { details: { field: `body.${field}` } });
+  }
+  return time;
+}
+
+/**
+ * The store as a request reads it: every call goes through `storeCall('read')`, so a store that
+ * cannot be read answers 503 `OAO_ERR_STORE_UNAVAILABLE`, while what the reader itself raises
+ * (an unknown run, a damaged log) keeps its own code.
+ */
+function readThrough(store: RunStore): RunStore {
+  return new Proxy(store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      // Called on the store itself: a class with private fields needs its own `this`.
+      return (...args: unknown[]) => storeCall('read', () => (value as (...rest: unknown[]) => unknown).apply(target, args));
+    },
+  });
 }

@@ -6,6 +6,7 @@ import { eventsRoutes } from './routes/eventsRoutes.js';
 import { policyRoutes } from './routes/policyRoutes.js';
 import { runRoutes } from './routes/runRoutes.js';
 import { runsRoutes } from './routes/runsRoutes.js';
+import { whatIfRoutes } from './routes/whatIfRoutes.js';
 import type { RunService } from './RunService.js';
 
 export interface ApiPluginOptions {
@@ -28,5 +29,6 @@ export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { 
   await app.register(runRoutes, { service });
   await app.register(runsRoutes, { service, basePath });
   await app.register(eventsRoutes, { service });
+  await app.register(whatIfRoutes, { service });
   if (service.metrics !== undefined) await app.register(metricsPlugin(service.metrics));
 };

@@ -23,5 +23,17 @@ export {
   runStatusSchema,
   runSummarySchema,
   serverPolicyResponseSchema,
+  whatIfRequestSchema,
+  whatIfResponseSchema,
 } from './schemas.js';
-export type { ErrorBody, RunMultiRequestBody, RunRequestBody, RunState, RunStatus, RunSummary, ServerPolicyResponse } from './schemas.js';
+export type {
+  ErrorBody,
+  RunMultiRequestBody,
+  RunRequestBody,
+  RunState,
+  RunStatus,
+  RunSummary,
+  ServerPolicyResponse,
+  WhatIfRequestBody,
+  WhatIfResponse,
+} from './schemas.js';

@@ -38,7 +38,7 @@ export async function registerDocs(app: FastifyInstance, { secured, basePath }: 
           'ExecutionReport that says what happened and why it stopped. Every error answer is `{ error: { code, message, details? } }`.',
       },
       tags: [
-        { name: 'runs', description: 'Start, follow, list and cancel runs' },
+        { name: 'runs', description: 'Start, follow, list and cancel runs; evaluate a policy against recorded ones' },
         { name: 'agents', description: 'The agents this server runs' },
         { name: 'service', description: 'The service itself' },
       ],

@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import { eventCountersSchema } from '../events/schema.js';
+import { parseTimeBound, TIME_BOUND_FORMS } from '../log/parseTimeBound.js';
 import { policyLimitsSchema, policyOptionsSchema } from '../policy/schema.js';
 import {
   executionReportSchema,
   jsonValueSchema,
   lifecycleStateSchema,
+  policyRuleSchema,
   terminationSchema,
 } from '../report/schema.js';
 
@@ -285,3 +287,93 @@ export const serverPolicyResponseSchema = z.object({
   }),
 });
 export type ServerPolicyResponse = z.infer<typeof serverPolicyResponseSchema>;
+
+/** Execution ids one POST /what-if may name. */
+export const MAX_WHAT_IF_RUNS = 1_000;
+
+function timeBoundSchema(description: string) {
+  return described(
+    z
+      .string()
+      .min(1)
+      .max(64)
+      // The form only: a duration is read against the server's clock when the request is served.
+      .refine((value) => parseTimeBound(value, 0) !== undefined, `Expected ${TIME_BOUND_FORMS}`),
+    description,
+  );
+}
+
+export const whatIfRequestSchema = component(
+  z.strictObject({
+    policy: component(
+      // A copy: the same checks as a run's `policy`, described as what it is here.
+      policyOptionsSchema.clone(),
+      'WhatIfPolicy',
+      'The policy to evaluate, as every run\'s effective policy: options as `new StrictPolicy()` takes them (a limit left out takes its ' +
+        'default, not the recorded one). It is not narrowed by the server\'s policy: it may be wider or narrower.',
+    ),
+    agent: described(z.string().min(1).max(200).optional(), 'Only runs of this agent (the `agentName` the run recorded).'),
+    since: timeBoundSchema(`Only runs that started at or after this time: ${TIME_BOUND_FORMS}.`).optional(),
+    until: timeBoundSchema(`Only runs that started before this time: ${TIME_BOUND_FORMS}.`).optional(),
+    runs: described(
+      z.array(executionIdSchema).min(1).max(MAX_WHAT_IF_RUNS).optional(),
+      `These runs (at most ${MAX_WHAT_IF_RUNS}), in this order, instead of every run the store lists; the filters apply to them too. ` +
+        'An id the store has no events of is 404 OAO_ERR_RUN_NOT_FOUND.',
+    ),
+  }),
+  'WhatIfRequest',
+);
+export type WhatIfRequestBody = z.infer<typeof whatIfRequestSchema>;
+
+const whatIfCountsShape = {
+  steps: z.number().int().nonnegative(),
+  tokens: z.number().nonnegative(),
+  toolCalls: z.number().int().nonnegative(),
+};
+const whatIfCountsSchema = described(z.object(whatIfCountsShape), 'Steps started, tokens (total) and tool calls.');
+
+export const whatIfRunSchema = component(
+  z.object({
+    executionId: z.string(),
+    agentName: z.string(),
+    same: described(
+      z.boolean().nullable(),
+      'Whether the run would have ended the same way having spent the same; null when its log cannot tell (see `reason`).',
+    ),
+    wouldStop: described(
+      z
+        .object({
+          seq: z.number().int().nonnegative(),
+          rule: z.union([policyRuleSchema, z.enum(['timeout', 'max_retries'])]),
+          message: z.string(),
+        })
+        .nullable(),
+      'Where the policy would have stopped the run: the `seq` of the refused event and the rule that refused it; null when it would not have.',
+    ),
+    saved: described(whatIfCountsSchema, 'What stopping at `wouldStop` would have saved; zeros without a stop.'),
+    reason: described(z.string().optional(), 'Why `same` is null: present exactly then.'),
+    recorded: described(
+      z.object({ ...whatIfCountsShape, termination: terminationSchema.nullable() }),
+      'How the recorded run ended (null while its log has no ending) and what it spent.',
+    ),
+  }),
+  'WhatIfRun',
+  'The verdict of the policy on one recorded run.',
+);
+
+export const whatIfResponseSchema = component(
+  z.object({
+    runs: z.array(whatIfRunSchema),
+    totals: z.object({
+      runs: z.number().int().nonnegative(),
+      same: z.number().int().nonnegative(),
+      changed: z.number().int().nonnegative(),
+      unknown: z.number().int().nonnegative(),
+      saved: whatIfCountsSchema,
+    }),
+  }),
+  'WhatIfResult',
+  'One verdict per run (newest first, or in the order of `runs`) and the totals: runs evaluated, how many would have ended the same, ' +
+    'otherwise, or cannot be judged, and the sum of `saved`.',
+);
+export type WhatIfResponse = z.infer<typeof whatIfResponseSchema>;

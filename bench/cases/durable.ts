@@ -19,7 +19,7 @@ import {
   type CustomCase,
   type Op,
 } from '../harness.js';
-import { barePopulation, bytesPerLiveRun, type Population } from './heap.js';
+import { barePopulation, measureHeapPopulations, type Population } from './heap.js';
 
 /**
  * Durable runs: what recording every event of a run to a store costs, against the same trivial
@@ -425,32 +425,7 @@ export const durableHeapCase: CustomCase = {
         createMemoryStore({ maxRuns: 1_000 }),
       ),
     ];
-    for (const population of populations) {
-      env.log(`warming up ${population.id}`);
-      await bytesPerLiveRun(population, 1_000, env);
-    }
-    const samples = new Map<string, number[]>(populations.map((p) => [p.id, []]));
-    for (let rep = 0; rep < repetitions; rep++) {
-      env.log(`durable heap repetition ${rep + 1}/${repetitions} (${count} live runs each)`);
-      for (let k = 0; k < populations.length; k++) {
-        const population = populations[(k + rep) % populations.length] as Population;
-        samples.get(population.id)?.push(await bytesPerLiveRun(population, count, env));
-      }
-    }
-    return populations.map((population): BenchRow => {
-      const values = samples.get(population.id) ?? [];
-      return {
-        id: population.id,
-        group: 'durable',
-        label: population.label,
-        description: population.description,
-        kind: 'heap',
-        unit: 'bytes/run',
-        ...summarize(values),
-        samples: values,
-        size: count,
-      };
-    });
+    return measureHeapPopulations(populations, { count, repetitions, group: 'durable', label: 'durable heap' }, env);
   },
 };
 

@@ -77,6 +77,44 @@ export async function bytesPerLiveRun(population: Population, count: number, env
   return (after - before) / count;
 }
 
+/**
+ * Bytes per live run of each population: a warm-up, then `repetitions` rounds in rotating order
+ * (so no population always runs first), one heap row each.
+ */
+export async function measureHeapPopulations(
+  populations: readonly Population[],
+  options: { readonly count: number; readonly repetitions: number; readonly group: string; readonly label: string },
+  env: BenchEnv,
+): Promise<BenchRow[]> {
+  const { count, repetitions, group, label } = options;
+  for (const population of populations) {
+    env.log(`warming up ${population.id}`);
+    await bytesPerLiveRun(population, 1_000, env);
+  }
+  const samples = new Map<string, number[]>(populations.map((p) => [p.id, []]));
+  for (let rep = 0; rep < repetitions; rep++) {
+    env.log(`${label} repetition ${rep + 1}/${repetitions} (${count} live runs each)`);
+    for (let k = 0; k < populations.length; k++) {
+      const population = populations[(k + rep) % populations.length] as Population;
+      samples.get(population.id)?.push(await bytesPerLiveRun(population, count, env));
+    }
+  }
+  return populations.map((population): BenchRow => {
+    const values = samples.get(population.id) ?? [];
+    return {
+      id: population.id,
+      group,
+      label: population.label,
+      description: population.description,
+      kind: 'heap',
+      unit: 'bytes/run',
+      ...summarize(values),
+      samples: values,
+      size: count,
+    };
+  });
+}
+
 export const heapCase: CustomCase = {
   kind: 'custom',
   id: 'heap',
@@ -86,32 +124,7 @@ export const heapCase: CustomCase = {
     const count = env.quick ? 2_000 : 10_000;
     const repetitions = env.quick ? 1 : 3;
     const populations = [governedPopulation(), barePopulation()];
-    for (const population of populations) {
-      env.log(`warming up ${population.id}`);
-      await bytesPerLiveRun(population, 1_000, env);
-    }
-    const samples = new Map<string, number[]>(populations.map((p) => [p.id, []]));
-    for (let rep = 0; rep < repetitions; rep++) {
-      env.log(`heap repetition ${rep + 1}/${repetitions} (${count} live runs each)`);
-      for (let k = 0; k < populations.length; k++) {
-        const population = populations[(k + rep) % populations.length] as Population;
-        samples.get(population.id)?.push(await bytesPerLiveRun(population, count, env));
-      }
-    }
-    return populations.map((population): BenchRow => {
-      const values = samples.get(population.id) ?? [];
-      return {
-        id: population.id,
-        group: 'heap',
-        label: population.label,
-        description: population.description,
-        kind: 'heap',
-        unit: 'bytes/run',
-        ...summarize(values),
-        samples: values,
-        size: count,
-      };
-    });
+    return measureHeapPopulations(populations, { count, repetitions, group: 'heap', label: 'heap' }, env);
   },
 };
 

@@ -45,6 +45,7 @@ export type {
   RunStoreOptions,
   StoredRun,
   StoredRunStatus,
+  SynchronousRunStore,
 } from './store/RunStore.js';
 export type { Clock } from './runtime/clock.js';
 export type {

@@ -97,6 +97,26 @@ export interface RunStore {
 
 export type Awaitable<T> = T | Promise<T>;
 
+/**
+ * A store whose every method answers synchronously (memory, SQLite): callers that hold it by this
+ * type (a synchronous run, a test) need not await, and `runSync` can record to it.
+ */
+export interface SynchronousRunStore extends RunStore {
+  readonly synchronous: true;
+  append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): void;
+  events(executionId: string, options?: { readonly fromSeq?: number }): readonly OaoEvent[];
+  report(executionId: string): ExecutionReport | undefined;
+  get(executionId: string): StoredRun | undefined;
+  list(filter?: RunListFilter, page?: RunPageRequest): RunPage;
+  prune(): number;
+  acquireLease(executionId: string, owner: string, ttlMs: number): Lease | undefined;
+  renewLease(lease: Lease, ttlMs: number): boolean;
+  releaseLease(lease: Lease): void;
+  charge(scope: string, window: string, amounts: Readonly<Record<string, number>>): Readonly<Record<string, number>>;
+  counters(scope: string, window: string): Readonly<Record<string, number>>;
+  close(): void;
+}
+
 export interface AppendOptions {
   /** The writer's lease: the append fails with `OAO_ERR_LEASE_LOST` unless it is current. */
   readonly lease?: Lease;

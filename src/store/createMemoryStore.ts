@@ -7,9 +7,9 @@ import type {
   RunListFilter,
   RunPage,
   RunPageRequest,
-  RunStore,
   RunStoreOptions,
   StoredRun,
+  SynchronousRunStore,
 } from './RunStore.js';
 import {
   appendArguments,
@@ -31,21 +31,7 @@ import {
  * The memory store: a `RunStore` whose every method answers synchronously, so callers that hold
  * it by this type (a synchronous run, a test) need not await.
  */
-export interface MemoryRunStore extends RunStore {
-  readonly synchronous: true;
-  append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): void;
-  events(executionId: string, options?: { readonly fromSeq?: number }): readonly OaoEvent[];
-  report(executionId: string): ExecutionReport | undefined;
-  get(executionId: string): StoredRun | undefined;
-  list(filter?: RunListFilter, page?: RunPageRequest): RunPage;
-  prune(): number;
-  acquireLease(executionId: string, owner: string, ttlMs: number): Lease | undefined;
-  renewLease(lease: Lease, ttlMs: number): boolean;
-  releaseLease(lease: Lease): void;
-  charge(scope: string, window: string, amounts: Readonly<Record<string, number>>): Readonly<Record<string, number>>;
-  counters(scope: string, window: string): Readonly<Record<string, number>>;
-  close(): void;
-}
+export type MemoryRunStore = SynchronousRunStore;
 
 /**
  * A run store in this process's memory: runs, leases and counters live as long as the store

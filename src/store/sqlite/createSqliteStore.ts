@@ -4,17 +4,13 @@ import type { Database, Statement } from 'better-sqlite3';
 import { OaoError } from '../../errors.js';
 import type { OaoEvent } from '../../events/schema.js';
 import { invalidOption, typeOf } from '../../options.js';
-import type { ExecutionReport } from '../../report/schema.js';
 import {
   STORE_SCHEMA_VERSION,
-  type AppendOptions,
   type Lease,
   type RunListFilter,
-  type RunPage,
-  type RunPageRequest,
-  type RunStore,
   type RunStoreOptions,
   type StoredRun,
+  type SynchronousRunStore,
 } from '../RunStore.js';
 import { decodeCursor, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
 import {
@@ -66,23 +62,9 @@ export interface SqliteStoreOptions extends RunStoreOptions {
  * The SQLite store answers every call synchronously (better-sqlite3 is synchronous), so it also
  * serves code that cannot await. Errors are thrown, not returned as rejected promises.
  */
-export interface SqliteRunStore extends RunStore {
+export interface SqliteRunStore extends SynchronousRunStore {
   /** The file it was opened on. */
   readonly path: string;
-  /** Always true: every method answers synchronously, so `runSync` can record to this store. */
-  readonly synchronous: true;
-  append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): void;
-  events(executionId: string, options?: { readonly fromSeq?: number }): readonly OaoEvent[];
-  report(executionId: string): ExecutionReport | undefined;
-  get(executionId: string): StoredRun | undefined;
-  list(filter?: RunListFilter, page?: RunPageRequest): RunPage;
-  prune(): number;
-  acquireLease(executionId: string, owner: string, ttlMs: number): Lease | undefined;
-  renewLease(lease: Lease, ttlMs: number): boolean;
-  releaseLease(lease: Lease): void;
-  charge(scope: string, window: string, amounts: Readonly<Record<string, number>>): Readonly<Record<string, number>>;
-  counters(scope: string, window: string): Readonly<Record<string, number>>;
-  close(): void;
 }
 
 interface RunRow {

@@ -129,7 +129,7 @@ export class RunSession {
   tokensTotal = 0;
   toolCalls = 0;
   /** Keyed by tool name; a Map, since a tool may be named "constructor" or "__proto__". */
-  readonly toolCallsByName = new Map<string, number>();
+  readonly toolCallsByName: Map<string, number> = new Map();
   lastOutput: JsonValue = null;
   /** Frozen: handed to `review`, which must not be able to change what the run recorded. */
   lastStep: Readonly<{ step: number; input: unknown; output: JsonValue; usage: TokenUsage | null }> | null = null;
@@ -163,7 +163,8 @@ export class RunSession {
   #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
   /** Tool bodies by name, own names only (never an inherited `constructor` or `toString`). */
-  readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown>;
+  /** Undefined for a run without tools (most runs): no Map to build. */
+  readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown> | undefined;
 
   constructor(init: RunSessionInit) {
     this.executionId = init.executionId;
@@ -181,15 +182,15 @@ export class RunSession {
     this.shared = init.shared;
     this.hasPlanner = init.hasPlanner ?? typeof (init.agent as { plan?: unknown }).plan === 'function';
     this.hasReviewer = init.hasReviewer ?? typeof (init.agent as { review?: unknown }).review === 'function';
-    const bodies = new Map<string, (...args: never[]) => unknown>();
     const tools = init.tools;
-    if (tools !== undefined) {
+    if (tools !== undefined && init.toolNames.length > 0) {
+      const bodies = new Map<string, (...args: never[]) => unknown>();
       for (const name of init.toolNames) {
         const body = Object.hasOwn(tools, name) ? tools[name] : undefined;
         if (typeof body === 'function') bodies.set(name, body as (...args: never[]) => unknown);
       }
+      this.#toolBodies = bodies;
     }
-    this.#toolBodies = bodies;
     this.#replay = init.replay;
     if (init.store !== undefined) this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership);
   }
@@ -454,7 +455,7 @@ export class RunSession {
       this.violate(violation);
       return rejectHandled(error);
     }
-    const body = this.#toolBodies.get(name);
+    const body = this.#toolBodies?.get(name);
     if (body === undefined) {
       return rejectHandled(
         new OaoError('OAO_ERR_UNKNOWN_TOOL', `The run has no tool named "${name}"`, {
@@ -680,26 +681,29 @@ export class RunSession {
     const finishedAt = this.clock.now();
     const termination: Termination =
       status === 'SUCCESS' ? { reason: 'completed' } : (this.termination ?? { reason: 'error', message: 'The run failed' });
-    const byTool = ownRecord(this.toolCallsByName);
-    const report: ExecutionReport = {
+    // Frozen as it is built, before anyone sees it: a hook cannot change the report the caller
+    // receives. Its parts are frozen one by one (recorded outputs and errors already are), which is
+    // cheaper than walking the whole report.
+    for (const entry of this.#history) Object.freeze(entry);
+    Object.freeze(this.#history);
+    const report: ExecutionReport = Object.freeze({
       executionId: this.executionId,
       agentName: this.agentName,
       status,
-      termination,
+      termination: Object.freeze(termination),
       totalSteps: this.steps,
-      tokenUsage: { input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal },
-      toolUsage: { total: this.toolCalls, byTool },
+      tokenUsage: Object.freeze({ input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal }),
+      toolUsage: Object.freeze({ total: this.toolCalls, byTool: this.toolCalls === 0 ? NO_TOOL_CALLS : Object.freeze(ownRecord(this.toolCallsByName)) }),
       executionTimeMs: Math.max(0, finishedAt - this.startedAt),
       // Handed over, not copied: the records are final once the run is (the last state never exits).
       stateHistory: this.#history,
       finalOutput: this.lastOutput,
-      ...(status === 'FAILED' && this.error !== undefined ? { error: this.error } : {}),
+      ...(status === 'FAILED' && this.error !== undefined ? { error: deepFreeze(this.error) } : {}),
       startedAt: new Date(this.startedAt).toISOString(),
       finishedAt: new Date(finishedAt).toISOString(),
       executionHash: this.executionHash,
-    };
-    // Frozen before anyone sees it: a hook cannot change the report the caller receives.
-    this.report = deepFreeze(report);
+    });
+    this.report = report;
     this.#at = finishedAt;
     this.emit('EXECUTION_COMPLETE', { report });
     this.#listeners = undefined;
@@ -741,6 +745,7 @@ function frozenError(error: unknown): SerializedError {
   return deepFreeze(serializeError(error));
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+const NO_TOOL_CALLS: Readonly<Record<string, number>> = Object.freeze({});
 
 /** A rejected promise already marked handled: an agent that ignores it cannot crash the process. */
 export function rejectHandled(error: unknown): Promise<never> {

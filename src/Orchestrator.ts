@@ -11,15 +11,16 @@ import type { PolicyOptions } from './policy/schema.js';
 import type { ExecutionReport } from './report/schema.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import { typeOf } from './options.js';
-import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
+import { abortReason, prepareResume, prepareRun, type ResumeRequest, type RunRequest } from './runtime/prepareRun.js';
 import type { RunSession } from './runtime/RunSession.js';
 import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
 import { replayLog } from './log/replayLog.js';
 import { verifyReplay } from './log/verifyReplay.js';
+import { resumePoint } from './log/resumePoint.js';
 
-export type { RunRequest };
+export type { RunRequest, ResumeRequest };
 
 /** Options of `orch.replay()`. */
 export interface ReplayOptions {
@@ -213,6 +214,102 @@ export class Orchestrator {
     return this.#hub.on(type, hook as (event: OaoEvent) => unknown);
   }
 
+  /**
+   * Continues a run whose process died (or that was unloaded) from its log in this
+   * orchestrator's store, under the same `executionId`: `seq` continues without a gap, completed
+   * steps are not run again, and the step that was in flight runs again with its recorded tool
+   * calls, model calls and usage served from the log (a tool call recorded without a result runs
+   * again under the same `ctx.callId`). Limits count everything already spent; time while no
+   * process held the run is not charged to `timeoutMs` (the report's `wallTimeMs` includes it).
+   *
+   * The run is leased first: `OAO_ERR_LEASE_HELD` while another owner's lease is live, so two
+   * processes never continue the same run. A run that has already finished resolves with its
+   * stored report. An unknown id is `OAO_ERR_RUN_NOT_FOUND`.
+   */
+  async resume(executionId: string, request: ResumeRequest): Promise<ExecutionReport> {
+    const started = await this.#resume(executionId, request, false);
+    if ('report' in started) return started.report;
+    return started.done;
+  }
+
+  /**
+   * `resume()`, returning the continued run's handle once its lease is taken and its log read:
+   * its `events$` and `events()` carry the events emitted from here on. A run that has already
+   * finished is `OAO_ERR_RUN_FINISHED`.
+   */
+  async startResumed(executionId: string, request: ResumeRequest): Promise<RunHandle> {
+    const started = await this.#resume(executionId, request, true);
+    if ('report' in started) {
+      throw new OaoError('OAO_ERR_RUN_FINISHED', `Run "${executionId}" has finished: there is nothing to resume`, {
+        details: { executionId, status: started.report.status },
+      });
+    }
+    return new Handle(started.session, started.actor, started.done);
+  }
+
+  async #resume(
+    executionId: string,
+    request: ResumeRequest,
+    keepEvents: boolean,
+  ): Promise<{ report: ExecutionReport } | { session: RunSession; actor: Actor<AgentLifecycleMachine>; done: Promise<ExecutionReport> }> {
+    const store = this.#store;
+    const ownership = this.#ownership;
+    if (store === undefined || ownership === undefined) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'resume() continues a run from its stored log: create the Orchestrator with a store', {
+        details: { field: 'store' },
+      });
+    }
+    if (typeof executionId !== 'string' || executionId.length === 0) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected an execution id, got ${typeOf(executionId)}`, { details: { field: 'executionId' } });
+    }
+    const stored = await store.get(executionId);
+    if (stored === undefined) {
+      throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `The store has no run "${executionId}"`, { details: { executionId } });
+    }
+    const finished = await store.report(executionId);
+    if (finished !== undefined) return { report: finished };
+    const lease = await store.acquireLease(executionId, ownership.owner, ownership.ttlMs);
+    if (lease === undefined) {
+      throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${executionId}" is held by another owner whose lease is still live`, {
+        details: { executionId },
+      });
+    }
+    let point;
+    try {
+      // Read after the lease is taken: a stale owner can append nothing from now on.
+      const events = await store.events(executionId);
+      if (events[events.length - 1]?.type === 'EXECUTION_COMPLETE') {
+        await store.releaseLease(lease);
+        return { report: (await store.report(executionId)) as ExecutionReport };
+      }
+      point = resumePoint(events);
+    } catch (error) {
+      await Promise.resolve(store.releaseLease(lease)).catch(() => {});
+      throw error;
+    }
+    let prepared;
+    try {
+      prepared = prepareResume(point, request, {
+        policy: this.policy,
+        clock: this.#clock,
+        sink: this.#hub,
+        generateId: this.#generateId,
+        syncOnly: false,
+        record: keepEvents,
+        store,
+        ownership,
+        lease,
+      });
+    } catch (error) {
+      await Promise.resolve(store.releaseLease(lease)).catch(() => {});
+      throw error;
+    }
+    let settle!: (report: ExecutionReport) => void;
+    const done = new Promise<ExecutionReport>((resolve) => (settle = resolve));
+    const { session, actor } = this.#startSession(prepared.session, prepared.signal, false, settle, ownership.owner);
+    return { session, actor, done };
+  }
+
   #launch(
     request: RunRequest,
     syncOnly: boolean,
@@ -229,6 +326,17 @@ export class Orchestrator {
       record: keepEvents,
       ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
     });
+    return this.#startSession(session, signal, syncOnly, onFinish);
+  }
+
+  /** Starts a prepared run's actor; `resumedBy` marks a run continued from its log. */
+  #startSession(
+    session: RunSession,
+    signal: AbortSignal | undefined,
+    syncOnly: boolean,
+    onFinish?: (report: ExecutionReport) => void,
+    resumedBy?: string,
+  ): { session: RunSession; actor: Actor<AgentLifecycleMachine> } {
     const actor = createActor(agentLifecycleMachine, {
       id: session.executionId,
       input: { session },
@@ -250,7 +358,8 @@ export class Orchestrator {
     });
     // An error inside the actor is a defect, but it must still end in a report.
     actor.subscribe({ error: (error) => session.crash(error) });
-    session.begin(false);
+    if (resumedBy === undefined) session.begin(false);
+    else session.beginResumed(resumedBy, false);
     actor.start();
     if (signal !== undefined && onAbort !== undefined) {
       if (signal.aborted) onAbort();

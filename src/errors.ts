@@ -189,6 +189,16 @@ export const errorRegistry = {
     retryable: false,
     message: 'Another owner holds the run now; this writer\'s lease is no longer current',
   },
+  OAO_ERR_LEASE_HELD: {
+    status: 409,
+    retryable: true,
+    message: 'Another owner holds a live lease on the run',
+  },
+  OAO_ERR_INTERRUPTED: {
+    status: 500,
+    retryable: false,
+    message: 'The run\'s process died and the run could not be resumed',
+  },
   OAO_ERR_STORE: {
     status: 500,
     retryable: true,

@@ -1,5 +1,5 @@
 export { Orchestrator } from './Orchestrator.js';
-export type { OaoInspector, OrchestratorOptions, ReplayOptions, RunHandle, RunRequest } from './Orchestrator.js';
+export type { OaoInspector, OrchestratorOptions, ReplayOptions, ResumeRequest, RunHandle, RunRequest } from './Orchestrator.js';
 export { StrictPolicy } from './policy/StrictPolicy.js';
 export { checkStepStart, checkTokens, checkToolCall, retryDelay } from './policy/checks.js';
 export { DEFAULT_LIMITS, policyLimitsSchema, policyOptionsSchema } from './policy/schema.js';
@@ -31,6 +31,8 @@ export { executionHash } from './report/executionHash.js';
 export type { ExecutionIdentity } from './report/executionHash.js';
 export { systemClock } from './runtime/clock.js';
 export { whatIf } from './log/whatIf.js';
+export { resumePoint } from './log/resumePoint.js';
+export type { RecordedCalls, RecordedModelCall, RecordedToolCall, ResumePoint, ResumePointKind } from './log/resumePoint.js';
 export type { WhatIfCounts, WhatIfFilter, WhatIfOptions, WhatIfResult, WhatIfRule, WhatIfRun, WhatIfStop, WhatIfTotals } from './log/whatIf.js';
 export { createMemoryStore } from './store/createMemoryStore.js';
 export type { MemoryRunStore } from './store/createMemoryStore.js';

@@ -35,6 +35,8 @@ export function eventFacts(event: OaoEvent): string {
       const usage = event.payload.usage === null ? '' : ` · usage ${event.payload.usage.total}`;
       return `step ${event.payload.step} · output ${preview(event.payload.output)}${usage}`;
     }
+    case 'EXECUTION_RESUMED':
+      return `at ${event.payload.point} · idle ${event.payload.idleMs.toFixed(0)} ms${event.payload.owner === null ? '' : ` · by ${event.payload.owner}`}`;
     case 'REVIEW_DECISION':
       return event.payload.done ? `step ${event.payload.step}: done` : `step ${event.payload.step}: another step`;
     case 'TOKEN_USAGE': {

@@ -144,6 +144,17 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
   event('EXECUTION_TIMEOUT', z.object({ timeoutMs: z.number().int().positive(), message: z.string().optional() })),
   event('EXECUTION_FAILED', z.object({ error: serializedErrorSchema })),
   event('EXECUTION_CANCELLED', z.object({ reason: z.string() })),
+  event(
+    'EXECUTION_RESUMED',
+    z.object({
+      /** Milliseconds between the log's last event and the resume: not charged to `timeoutMs`. */
+      idleMs: z.number().nonnegative(),
+      /** Who holds the run now (the lease owner), or null without a lease. */
+      owner: z.string().nullable(),
+      /** Where the lifecycle continues (see docs/suspend-resume.md). */
+      point: z.enum(['start', 'plan', 'step', 'retry', 'review', 'next', 'terminate', 'failed']),
+    }),
+  ),
   event('EXECUTION_COMPLETE', z.object({ report: executionReportSchema })),
 ]);
 

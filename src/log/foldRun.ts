@@ -38,6 +38,8 @@ export interface RunFold {
   readonly report: ExecutionReport | undefined;
   /** Timestamp of the last folded event. */
   readonly lastTimestamp: number;
+  /** Time no process held the run (the gaps before each EXECUTION_RESUMED): not live time. */
+  readonly idleMs: number;
 }
 
 /** Folds one event into the state before it. Throws a plain Error for a log that is out of order. */
@@ -68,6 +70,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       error: undefined,
       report: undefined,
       lastTimestamp: event.timestamp,
+      idleMs: 0,
     };
   }
   if (event.seq !== state.seq || event.executionId !== state.executionId) {
@@ -154,6 +157,9 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       next.termination = { reason: 'error', message: event.payload.error.message };
       next.error = event.payload.error;
       break;
+    case 'EXECUTION_RESUMED':
+      next.idleMs = state.idleMs + event.payload.idleMs;
+      break;
     case 'EXECUTION_COMPLETE':
       next.report = buildReport(state, event.timestamp);
       break;
@@ -191,7 +197,8 @@ export function buildReport(state: RunFold, finishedAt: number): ExecutionReport
     totalSteps: state.steps,
     tokenUsage: { ...state.tokens },
     toolUsage: { total: state.toolCalls, byTool },
-    executionTimeMs: Math.max(0, finishedAt - state.startedAt),
+    executionTimeMs: Math.max(0, finishedAt - state.startedAt - state.idleMs),
+    wallTimeMs: Math.max(0, finishedAt - state.startedAt),
     stateHistory: state.stateHistory.map((entry) => ({ ...entry })),
     finalOutput: state.lastOutput,
     ...(!success && state.error !== undefined ? { error: state.error } : {}),

@@ -35,10 +35,18 @@ export function replayLog(events: readonly OaoEvent[]): ExecutionReport {
       { details: { field: 'events', executionId, seq: last.seq } },
     );
   }
-  if (canonicalJson(state.report) !== canonicalJson(last.payload.report)) {
+  const recorded = last.payload.report;
+  // A report recorded before `wallTimeMs` existed is compared without it.
+  const rebuilt = recorded.wallTimeMs === undefined ? withoutWallTime(state.report) : state.report;
+  if (canonicalJson(rebuilt) !== canonicalJson(recorded)) {
     throw new OaoError('OAO_ERR_LOG_CORRUPT', `The log of run "${executionId}" does not add up to the report it recorded`, {
       details: { executionId, seq: last.seq },
     });
   }
-  return state.report;
+  return rebuilt;
+}
+
+function withoutWallTime(report: ExecutionReport): ExecutionReport {
+  const { wallTimeMs: _wall, ...rest } = report;
+  return rest;
 }

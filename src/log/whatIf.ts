@@ -222,7 +222,7 @@ type Outcome =
   | { readonly kind: 'ended' };
 
 /** Events that only record the lifecycle: the deadline timer cannot fire between them and what caused them. */
-const bookkeeping: ReadonlySet<OaoEvent['type']> = new Set(['EXECUTION_START', 'STATE_ENTER', 'STATE_EXIT', 'EXECUTION_COMPLETE']);
+const bookkeeping: ReadonlySet<OaoEvent['type']> = new Set(['EXECUTION_START', 'STATE_ENTER', 'STATE_EXIT', 'EXECUTION_RESUMED', 'EXECUTION_COMPLETE']);
 
 /** Walks one log under the new limits until the first decision: a stop, the recorded ending, or "cannot tell". */
 class Walk {
@@ -244,7 +244,8 @@ class Walk {
     const limits = this.#limits;
     const recorded = before.policy;
     if (!bookkeeping.has(event.type) && !ends(event) && this.#deadlineTighter(recorded)) {
-      const elapsed = event.timestamp - before.startedAt + this.#shift;
+      // Live time: the time no process held the run (before each resume) is not charged.
+      const elapsed = event.timestamp - before.startedAt - after.idleMs + this.#shift;
       if (deadlinePassed(limits, elapsed)) {
         this.#stop(event, 'timeout', `The run would have passed its time limit of ${limits.timeoutMs} ms (this event came ${elapsed} ms after the start)`, before);
         return;
@@ -367,7 +368,7 @@ class Walk {
   #timeout(event: Extract<OaoEvent, { type: 'EXECUTION_TIMEOUT' }>, before: RunFold): void {
     const limits = this.#limits;
     const recorded = before.policy.timeoutMs;
-    const elapsed = event.timestamp - before.startedAt + this.#shift;
+    const elapsed = event.timestamp - before.startedAt - before.idleMs + this.#shift;
     const own = event.payload.message === undefined || event.payload.message === `The run exceeded its time limit of ${event.payload.timeoutMs} ms`;
     if (own ? limits.timeoutMs - this.#shift <= recorded : elapsed >= limits.timeoutMs) {
       this.#stop(event, 'timeout', `The run would have exceeded its time limit of ${limits.timeoutMs} ms`, before);

@@ -1,4 +1,4 @@
-import { assign, setup } from 'xstate';
+import { and, assign, setup } from 'xstate';
 import type { ReviewDecision } from '../agent.js';
 import { agentCallLogic, type AgentCallEvent } from '../actors/agentCall.js';
 import { isRetryable } from '../errors.js';
@@ -6,6 +6,7 @@ import { retryDelay } from '../policy/checks.js';
 import type { ExecutionReport, LifecycleState } from '../report/schema.js';
 import type { NormalizedStep } from '../runtime/agentOutput.js';
 import type { RunSession, StopEvent } from '../runtime/RunSession.js';
+import type { ResumePointKind } from '../log/resumePoint.js';
 
 export interface LifecycleInput {
   readonly session: RunSession;
@@ -56,6 +57,8 @@ export const agentLifecycleMachine = setup({
   },
   guards: {
     stopRequested: ({ context }) => context.session.stopping,
+    /** A run continued from its log (orch.resume) goes on where the log left it. */
+    resumesAt: ({ context }, params: { kind: ResumePointKind }) => context.session.resumeKind === params.kind,
     hasPlanner: ({ context }) => context.session.hasPlanner,
     hasReviewer: ({ context }) => context.session.hasReviewer,
     canStartStep: ({ context }) => context.session.canStartStep(),
@@ -78,8 +81,11 @@ export const agentLifecycleMachine = setup({
     enterState: ({ context }, params: { state: LifecycleState }) => context.session.enterState(params.state),
     recordPlan: ({ context, event }) => context.session.recordPlan((event as Done).value),
     takePlan: assign({ input: ({ event }) => (event as Done).value }),
+    takeResumeInput: assign({ input: ({ context }) => context.session.resumeInput }),
     beginStep: ({ context }) => {
       const session = context.session;
+      // A resumed run's step that was in flight is the same step: not counted or announced again.
+      if (session.takeResumedStep()) return;
       session.enterState('EXECUTE');
       session.beginStep();
       session.announceAttempt(context.input);
@@ -122,7 +128,25 @@ export const agentLifecycleMachine = setup({
       // An explicit START, not an eventless edge: XState resolves eventless transitions when the actor
       // is created and starts the invoked children of that initial state before running entry
       // actions, which would call the agent before the run has even recorded that it began.
-      on: { START: [{ guard: 'stopRequested', target: 'FAILED' }, { target: 'PLAN' }] },
+      // A resumed run (orch.resume) enters the state its log left open; one that never got past
+      // INIT starts as a new run would.
+      on: {
+        START: [
+          { guard: 'stopRequested', target: 'FAILED' },
+          { guard: { type: 'resumesAt', params: { kind: 'plan' } }, target: 'PLAN' },
+          { guard: { type: 'resumesAt', params: { kind: 'step' } }, target: 'EXECUTE.running', actions: 'takeResumeInput' },
+          { guard: { type: 'resumesAt', params: { kind: 'retry' } }, target: 'EXECUTE.backingOff', actions: 'takeResumeInput' },
+          { guard: { type: 'resumesAt', params: { kind: 'review' } }, target: 'REVIEW', actions: 'takeResumeInput' },
+          {
+            guard: and([{ type: 'resumesAt', params: { kind: 'next' as const } }, 'canStartStep']),
+            target: 'EXECUTE',
+            actions: 'takeResumeInput',
+          },
+          { guard: { type: 'resumesAt', params: { kind: 'next' } }, target: 'FAILED', actions: 'refuseStep' },
+          { guard: { type: 'resumesAt', params: { kind: 'terminate' } }, target: 'TERMINATE' },
+          { target: 'PLAN' },
+        ],
+      },
     },
     PLAN: {
       entry: { type: 'enterState', params: { state: 'PLAN' } },

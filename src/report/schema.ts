@@ -71,7 +71,16 @@ export const executionReportSchema = z.object({
     total: z.number().int().nonnegative(),
     byTool: z.record(z.string(), z.number().int().nonnegative()),
   }),
+  /**
+   * Live time: the time charged to `timeoutMs`. Time while no process held the run (between a
+   * crash and its resume) is not counted.
+   */
   executionTimeMs: z.number().nonnegative(),
+  /**
+   * The span from `startedAt` to `finishedAt`, live or not. Equal to `executionTimeMs` for a run
+   * that was never interrupted. Absent in reports recorded before it existed.
+   */
+  wallTimeMs: z.number().nonnegative().optional(),
   stateHistory: z.array(stateHistoryEntrySchema),
   finalOutput: jsonValueSchema,
   error: serializedErrorSchema.optional(),

@@ -200,6 +200,6 @@ class LiveBudget implements BudgetView {
 
   get timeMs(): BudgetLine {
     const s = this.#session;
-    return line(Math.max(0, s.clock.now() - s.startedAt), s.limits.timeoutMs);
+    return line(s.liveMs(), s.limits.timeoutMs);
   }
 }

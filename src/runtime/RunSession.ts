@@ -23,7 +23,9 @@ import { toRecordable, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
 import type { SharedBudget } from './SharedBudget.js';
 import { RunLog, type RunOwnership } from '../store/RunLog.js';
-import type { RunStore } from '../store/RunStore.js';
+import type { Lease, RunStore } from '../store/RunStore.js';
+import type { RecordedModelCall, RecordedToolCall, ResumePoint, ResumePointKind } from '../log/resumePoint.js';
+import { canonicalJson } from '../report/canonicalJson.js';
 
 /**
  * Where a session delivers its events besides its own record (the orchestrator's stream and
@@ -61,6 +63,11 @@ export interface RunSessionInit {
   /** Whether the agent has `plan` / `review`, read once when the request was checked. */
   readonly hasPlanner?: boolean;
   readonly hasReviewer?: boolean;
+  /**
+   * A run continued from its log (see `orch.resume()`): the ledger starts where the log left off,
+   * and the interrupted call's recorded tool calls, model calls and usage are served from it.
+   */
+  readonly resume?: { readonly point: ResumePoint; readonly lease?: Lease | undefined } | undefined;
 }
 
 /** What verify-replay plugs into a session. */
@@ -159,6 +166,19 @@ export class RunSession {
   #activeScope: CallScope | undefined;
   #log: RunLog | undefined;
   readonly #replay: ReplayObserver | undefined;
+  /** Time no process held the run (between a crash and its resume): not charged to timeoutMs. */
+  #idleMs = 0;
+  /** Idle time inside the state that was open when the run was resumed (left out of its duration). */
+  #openIdleMs = 0;
+  /** A resumed run: the lifecycle state its log left open, until the machine is back in it. */
+  #resumedState: LifecycleState | undefined;
+  /** A resumed run: where it continues (read by the machine once, at START). */
+  #resumeKind: ResumePointKind | undefined;
+  /** A resumed run whose step (or retry) was in flight: EXECUTE is re-entered without a new step. */
+  #resumeInStep = false;
+  /** What the interrupted call recorded, served to its re-run in order. */
+  #ledger: ResumeLedger | undefined;
+  #lastTimestamp = 0;
   /** The clock reading the next emitted event carries, when its caller recorded the same one. */
   #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
@@ -192,7 +212,64 @@ export class RunSession {
       this.#toolBodies = bodies;
     }
     this.#replay = init.replay;
-    if (init.store !== undefined) this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership);
+    if (init.resume !== undefined) this.#restore(init.resume.point);
+    if (init.store !== undefined) {
+      this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership, init.resume?.lease === undefined ? undefined : { lease: init.resume.lease });
+    }
+  }
+
+  /** Takes the ledger to where the log left the run. */
+  #restore(point: ResumePoint): void {
+    const fold = point.fold;
+    this.#seq = fold.seq;
+    this.startedAt = fold.startedAt;
+    this.#lastTimestamp = fold.lastTimestamp;
+    this.#idleMs = fold.idleMs;
+    this.steps = fold.steps;
+    this.attempt = point.kind === 'retry' && point.retry !== undefined ? point.retry.attempt : fold.attempt;
+    this.tokensIn = fold.tokens.input;
+    this.tokensOut = fold.tokens.output;
+    this.tokensTotal = fold.tokens.total;
+    this.toolCalls = fold.toolCalls;
+    for (const [name, count] of fold.toolCallsByName) this.toolCallsByName.set(name, count);
+    this.lastOutput = fold.lastOutput;
+    if (point.lastStep !== null) this.lastStep = Object.freeze({ ...point.lastStep });
+    this.#history = fold.stateHistory.map((entry) => ({ state: entry.state, enteredAt: entry.enteredAt, durationMs: entry.durationMs }));
+    this.#state = fold.state ?? 'INIT';
+    this.#resumedState = fold.state;
+    this.#resumeKind = point.kind;
+    this.#resumeInStep = point.kind === 'step' || point.kind === 'retry';
+    if (fold.termination !== undefined) {
+      this.termination = fold.termination;
+      this.error = fold.error === undefined ? undefined : deepFreeze({ ...fold.error });
+      this.stopError = new OaoError('OAO_ERR_RUN_FINISHED', fold.termination.message ?? 'The run is ending');
+    }
+    this.#toolSeq = point.toolSeq;
+    this.#modelSeq = point.modelSeq;
+    const recorded = point.recorded;
+    if (recorded !== undefined && (recorded.tools.length > 0 || recorded.models.length > 0 || recorded.usages.length > 0)) {
+      this.#toolSeq = recorded.toolSeqBefore;
+      this.#modelSeq = recorded.modelSeqBefore;
+      this.#ledger = new ResumeLedger(recorded.tools, recorded.models, recorded.usages, recorded.toolSeqEnd, recorded.modelSeqEnd);
+    }
+  }
+
+  /** Where a resumed run continues; undefined for a run that starts from the beginning. */
+  get resumeKind(): ResumePointKind | undefined {
+    return this.#resumeKind;
+  }
+
+  /** The input the resumed run's next (or interrupted) step takes, set by `orch.resume()`. */
+  resumeInput: unknown;
+
+  /**
+   * EXECUTE is entered to continue a step that was in flight (or about to be retried): no new
+   * step is counted or announced. True once, for that entry.
+   */
+  takeResumedStep(): boolean {
+    const inStep = this.#resumeInStep;
+    this.#resumeInStep = false;
+    return inStep;
   }
 
   /** The run's log writer, when the run is recorded in a store. */
@@ -236,12 +313,31 @@ export class RunSession {
   }
 
   /**
+   * Emits EXECUTION_RESUMED for a run continued from its log (instead of `begin()`): the time since
+   * the log's last event is idle time, not charged to `timeoutMs`.
+   */
+  beginResumed(owner: string | null, armDeadline: boolean): void {
+    const now = this.clock.now();
+    const idleMs = Math.max(0, now - this.#lastTimestamp);
+    this.#idleMs += idleMs;
+    this.#openIdleMs += idleMs;
+    this.#at = now;
+    this.emit('EXECUTION_RESUMED', { idleMs, owner, point: this.#resumeKind ?? 'start' });
+    if (armDeadline) this.armDeadline();
+  }
+
+  /** Live time so far: since `begin()`, less the time no process held the run. */
+  liveMs(now = this.clock.now()): number {
+    return Math.max(0, now - this.startedAt - this.#idleMs);
+  }
+
+  /**
    * Arms the run's deadline, measured from `begin()`. The orchestrator arms it only once the
    * synchronous part of a run is over, so a run that finished at once never creates a timer.
    */
   armDeadline(): void {
     if (this.finished || this.#deadline !== undefined || this.#replay !== undefined) return;
-    const remaining = this.limits.timeoutMs - (this.clock.now() - this.startedAt);
+    const remaining = this.limits.timeoutMs - this.liveMs();
     this.#deadline = this.clock.setTimeout(() => this.timeOut(), Math.max(0, remaining));
   }
 
@@ -301,11 +397,19 @@ export class RunSession {
    * needs no exit actions.
    */
   enterState(state: LifecycleState): void {
+    if (this.#resumedState !== undefined) {
+      // A resumed run: its log already has INIT, and the state it left open stays open.
+      if (state === 'INIT') return;
+      const open = this.#resumedState;
+      this.#resumedState = undefined;
+      if (state === open) return;
+    }
     const now = this.clock.now();
     const previous = this.#history[this.#history.length - 1];
     const wanted = this.wantsEvents;
     if (previous !== undefined) {
-      previous.durationMs = Math.max(0, now - previous.enteredAt);
+      previous.durationMs = Math.max(0, now - previous.enteredAt - this.#openIdleMs);
+      this.#openIdleMs = 0;
       this.#at = now;
       if (wanted) this.emit('STATE_EXIT', { state: previous.state, durationMs: previous.durationMs });
       else this.#seq++;
@@ -322,7 +426,7 @@ export class RunSession {
 
   /** Has the run been live longer than its time limit, by its clock now? */
   get pastDeadline(): boolean {
-    return deadlinePassed(this.limits, this.clock.now() - this.startedAt);
+    return deadlinePassed(this.limits, this.liveMs());
   }
 
   /** Would charging `tokens` more take the run (or its batch) past a token budget? */
@@ -350,6 +454,7 @@ export class RunSession {
   }
 
   recordPlan(input: unknown): void {
+    this.#endLedger();
     if (this.wantsEvents) this.emit('PLAN_COMPLETE', { input: toRecordable(input) });
     else this.#seq++;
   }
@@ -360,6 +465,7 @@ export class RunSession {
   }
 
   completeStep(input: unknown, result: NormalizedStep): void {
+    this.#endLedger();
     this.lastOutput = result.output;
     this.lastStep = Object.freeze({ step: this.steps, input, output: result.output, usage: result.usage });
     if (this.wantsEvents) this.emit('STEP_COMPLETE', { step: this.steps, attempt: this.attempt, output: result.output, usage: result.usage });
@@ -368,6 +474,7 @@ export class RunSession {
   }
 
   recordReview(decision: ReviewDecision): void {
+    this.#endLedger();
     this.emit(
       'REVIEW_DECISION',
       !decision.done && decision.input !== undefined
@@ -379,6 +486,7 @@ export class RunSession {
   /** An agent call failed: record it, and either count a retry or end the run with reason error. */
   agentError(phase: CallPhase, error: unknown, willRetry: boolean): void {
     if (this.termination !== undefined) return;
+    this.#endLedger();
     const attempt = phase === 'step' ? this.attempt : 1;
     let retryInMs: number | null = null;
     if (willRetry) {
@@ -407,6 +515,8 @@ export class RunSession {
   /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
   addUsage(usage: TokenUsage, source: 'reported' | 'output' | 'model', notifyActor = true): void {
     if (usage.total === 0 && usage.input === 0 && usage.output === 0) return;
+    // The re-run of an interrupted call reports again what the log already charged: not twice.
+    if (source === 'reported' && this.#ledger !== undefined && this.#ledger.takeUsage(usage)) return;
     const total = this.tokensTotal + usage.total;
     if (!Number.isSafeInteger(total) || !Number.isSafeInteger(this.tokensIn + usage.input) || !Number.isSafeInteger(this.tokensOut + usage.output)) {
       // The totals would lose precision: refuse the charge (the counters stay exact) and stop the run.
@@ -436,6 +546,11 @@ export class RunSession {
   callTool(scope: CallScope, name: string, args: unknown): Promise<unknown> {
     const refusal = scope.refusal();
     if (refusal !== undefined) return rejectHandled(refusal);
+    if (this.#ledger !== undefined) {
+      const recorded = this.#ledger.takeTool(name, args);
+      if (recorded !== undefined) return this.#serveTool(scope, recorded, args);
+      this.#toolSeq = Math.max(this.#toolSeq, this.#ledger.toolSeqEnd);
+    }
     const callId = `t${++this.#toolSeq}`;
     const step = scope.step;
     const violation =
@@ -484,6 +599,39 @@ export class RunSession {
         return run();
       }),
     );
+  }
+
+  /**
+   * A call of a resumed run's interrupted step that matches a recorded one: its recorded result
+   * (the body does not run again), or, when the log has no result (the process died while it ran),
+   * the body runs again under the same call id. Either way it was counted and authorized when it
+   * was first made.
+   */
+  #serveTool(scope: CallScope, recorded: RecordedToolCall, args: unknown): Promise<unknown> {
+    this.#toolSeq += 1;
+    const result = recorded.result;
+    if (result !== undefined) {
+      if (result.ok) return Promise.resolve(copyJson(result.value));
+      return rejectHandled(Object.assign(new Error(result.error.message), { name: result.error.name }));
+    }
+    const body = this.#toolBodies?.get(recorded.tool);
+    if (body === undefined) {
+      return rejectHandled(
+        new OaoError('OAO_ERR_UNKNOWN_TOOL', `The run has no tool named "${recorded.tool}"`, {
+          details: { tool: recorded.tool, tools: [...this.toolNames] },
+        }),
+      );
+    }
+    return this.#runTool(scope, body, recorded.tool, recorded.callId, scope.step, args);
+  }
+
+  /** The interrupted call has recorded its outcome: later calls are all live. */
+  #endLedger(): void {
+    const ledger = this.#ledger;
+    if (ledger === undefined) return;
+    this.#ledger = undefined;
+    this.#toolSeq = Math.max(this.#toolSeq, ledger.toolSeqEnd);
+    this.#modelSeq = Math.max(this.#modelSeq, ledger.modelSeqEnd);
   }
 
   #runTool(scope: CallScope, body: (...args: never[]) => unknown, name: string, callId: string, step: number, args: unknown): Promise<unknown> {
@@ -539,6 +687,11 @@ export class RunSession {
   beginModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
     const refusal = scope.refusal();
     if (refusal !== undefined) throw refusal;
+    if (this.#ledger !== undefined) {
+      const recorded = this.#ledger.takeModel(model, input);
+      if (recorded !== undefined) return this.#serveModelCall(scope, recorded, model);
+      this.#modelSeq = Math.max(this.#modelSeq, this.#ledger.modelSeqEnd);
+    }
     const violation = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
     if (violation !== null) {
       if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
@@ -553,6 +706,29 @@ export class RunSession {
     // when it is, and callers that can wait await it before sending the request.
     const written = this.#log?.writeAhead();
     const ready = written === undefined ? RESOLVED : written;
+    return this.#openModelCall(scope, callId, model, ready);
+  }
+
+  /**
+   * A model call of a resumed run's interrupted step that matches a recorded one: the recorded
+   * outcome is served (`replayed`; ending it records and charges nothing again), or, when the log
+   * has none, the call is made again under the same call id and its result recorded and charged.
+   */
+  #serveModelCall(scope: CallScope, recorded: RecordedModelCall, model: string | null): ModelCallRecord {
+    this.#modelSeq += 1;
+    const result = recorded.result;
+    if (result === undefined) return this.#openModelCall(scope, recorded.callId, model, RESOLVED);
+    return {
+      callId: recorded.callId,
+      replayed: Object.freeze({ ...result }),
+      ready: RESOLVED,
+      end: noop,
+      fail: noop,
+    };
+  }
+
+  #openModelCall(scope: CallScope, callId: string, model: string | null, ready: Promise<void>): ModelCallRecord {
+    const step = scope.step;
     const startedAt = this.clock.now();
     let open = true;
     const settle = (ok: boolean, value: unknown, usage: TokenUsage | null): void => {
@@ -694,7 +870,8 @@ export class RunSession {
       totalSteps: this.steps,
       tokenUsage: Object.freeze({ input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal }),
       toolUsage: Object.freeze({ total: this.toolCalls, byTool: this.toolCalls === 0 ? NO_TOOL_CALLS : Object.freeze(ownRecord(this.toolCallsByName)) }),
-      executionTimeMs: Math.max(0, finishedAt - this.startedAt),
+      executionTimeMs: this.liveMs(finishedAt),
+      wallTimeMs: Math.max(0, finishedAt - this.startedAt),
       // Handed over, not copied: the records are final once the run is (the last state never exits).
       stateHistory: this.#history,
       finalOutput: this.lastOutput,
@@ -745,6 +922,77 @@ function frozenError(error: unknown): SerializedError {
   return deepFreeze(serializeError(error));
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** A fresh, mutable copy of a recorded JSON value: the agent may change what it receives. */
+function copyJson(value: unknown): unknown {
+  return value === undefined ? undefined : JSON.parse(JSON.stringify(value));
+}
+
+/**
+ * What a resumed run's interrupted call recorded, matched in order against its re-run: the n-th
+ * tool call (same name and arguments), the n-th model call (same model and input) and the n-th
+ * usage report (same counts). The first mismatch ends the recorded prefix for that kind: from
+ * there on, calls are live.
+ */
+class ResumeLedger {
+  #tools: readonly RecordedToolCall[] | undefined;
+  #models: readonly RecordedModelCall[] | undefined;
+  #usages: readonly TokenUsage[] | undefined;
+  #tool = 0;
+  #model = 0;
+  #usage = 0;
+
+  constructor(
+    tools: readonly RecordedToolCall[],
+    models: readonly RecordedModelCall[],
+    usages: readonly TokenUsage[],
+    readonly toolSeqEnd: number,
+    readonly modelSeqEnd: number,
+  ) {
+    this.#tools = tools;
+    this.#models = models;
+    this.#usages = usages;
+  }
+
+  takeTool(name: string, args: unknown): RecordedToolCall | undefined {
+    const next = this.#tools?.[this.#tool];
+    if (next !== undefined && next.tool === name && sameJson(next.args, args)) {
+      this.#tool += 1;
+      return next;
+    }
+    this.#tools = undefined;
+    return undefined;
+  }
+
+  takeModel(model: string | null, input: unknown): RecordedModelCall | undefined {
+    const next = this.#models?.[this.#model];
+    if (next !== undefined && next.model === model && sameJson(next.input, input)) {
+      this.#model += 1;
+      return next;
+    }
+    this.#models = undefined;
+    return undefined;
+  }
+
+  takeUsage(usage: TokenUsage): boolean {
+    const next = this.#usages?.[this.#usage];
+    if (next !== undefined && next.input === usage.input && next.output === usage.output && next.total === usage.total) {
+      this.#usage += 1;
+      return true;
+    }
+    this.#usages = undefined;
+    return false;
+  }
+}
+
+/** Whether a live value records as the recorded one. */
+function sameJson(recorded: unknown, live: unknown): boolean {
+  try {
+    return canonicalJson(recorded) === canonicalJson(toRecordable(live));
+  } catch {
+    return false;
+  }
+}
 const NO_TOOL_CALLS: Readonly<Record<string, number>> = Object.freeze({});
 
 /** A rejected promise already marked handled: an agent that ignores it cannot crash the process. */

@@ -12,6 +12,8 @@ import { isLangChainRunnable, runnableAgent } from './runnableAgent.js';
 import type { SharedBudget } from './SharedBudget.js';
 import type { RunStore } from '../store/RunStore.js';
 import type { RunOwnership } from '../store/RunLog.js';
+import type { Lease } from '../store/RunStore.js';
+import type { ResumePoint } from '../log/resumePoint.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
 export interface RunRequest {
@@ -87,6 +89,63 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
   });
+  return { session, signal: checked.signal };
+}
+
+/** What `orch.resume()` is given besides the run's log: the code to continue it with. */
+export interface ResumeRequest {
+  /** The agent's code (the log names it; the code itself is not recorded). */
+  readonly agent: AgentLike;
+  /** Tool bodies, by the names the run recorded. A recorded tool missing here is OAO_ERR_UNKNOWN_TOOL when called. */
+  readonly tools?: ToolSet;
+  /** Aborting it cancels the resumed run. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Builds the ledger of a run continued from its log: the recorded request (agent name, task,
+ * effective policy, tool names, identity hash) with the agent and tool bodies given now. The
+ * ledger starts where the log left off; nothing has started yet.
+ */
+export function prepareResume(
+  point: ResumePoint,
+  request: ResumeRequest,
+  env: RunEnvironment & { readonly lease?: Lease | undefined },
+): { session: RunSession; signal: AbortSignal | undefined } {
+  if (typeof request !== 'object' || request === null) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the resume options to be an object, got ${typeOf(request)}`);
+  }
+  const fold = point.fold;
+  const checked = checkRequest({
+    agent: readField(request, 'agent', 'agent') as AgentLike,
+    task: fold.task,
+    tools: readField(request, 'tools', 'tools') as ToolSet | undefined,
+    signal: readField(request, 'signal', 'signal') as AbortSignal | undefined,
+    executionId: fold.executionId,
+    agentName: fold.agentName,
+  });
+  const session = new RunSession({
+    executionId: fold.executionId,
+    agent: checked.agent,
+    agentName: fold.agentName,
+    task: fold.task,
+    tools: checked.tools,
+    // The recorded names: the policy and the identity hash were decided with them.
+    toolNames: Object.freeze([...fold.tools]),
+    limits: StrictPolicy.fromLimits(fold.policy).limits,
+    executionHash: fold.executionHash,
+    clock: env.clock,
+    sink: env.sink,
+    syncOnly: false,
+    record: env.record,
+    shared: env.shared,
+    store: env.store,
+    ownership: env.ownership,
+    hasPlanner: checked.hasPlanner,
+    hasReviewer: checked.hasReviewer,
+    resume: { point, lease: env.lease },
+  });
+  session.resumeInput = point.input;
   return { session, signal: checked.signal };
 }
 

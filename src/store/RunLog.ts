@@ -34,11 +34,16 @@ export class RunLog {
   #tail: Promise<void> | undefined;
   #failed: OaoError | undefined;
 
-  constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, ownership?: RunOwnership) {
+  /**
+   * @param options.lease a lease the caller already took (a resumed run): used from the first
+   *   append, renewed and released like one taken here.
+   */
+  constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, ownership?: RunOwnership, options?: { readonly lease?: Lease }) {
     this.#store = store;
     this.#executionId = executionId;
     this.#onFailure = onFailure;
     this.#ownership = ownership;
+    if (options?.lease !== undefined && ownership !== undefined) this.#takeLease(options.lease);
   }
 
   /** The run's lease, once taken. */

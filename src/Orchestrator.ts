@@ -12,7 +12,8 @@ import type { ExecutionReport } from './report/schema.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import { typeOf } from './options.js';
 import { abortReason, prepareResume, prepareRun, type ResumeRequest, type RunRequest } from './runtime/prepareRun.js';
-import type { RunSession } from './runtime/RunSession.js';
+import type { PendingApprovalView, RunSession } from './runtime/RunSession.js';
+import { foldRun } from './log/foldRun.js';
 import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
@@ -49,7 +50,27 @@ export interface RunHandle {
   cancel(reason?: string): void;
   /** The events emitted so far. */
   events(): readonly OaoEvent[];
+  /** Tool calls of this run waiting for a decision now (see the policy's `tools.approve`). */
+  pendingApprovals(): readonly PendingApprovalView[];
+  /**
+   * Approves a waiting tool call: its body runs (with `args` in place of the requested arguments
+   * when given, checked by the policy again). `OAO_ERR_UNKNOWN_APPROVAL` for a call that does not
+   * wait, `OAO_ERR_ALREADY_DECIDED` for one already decided or a finished run.
+   */
+  approve(callId: string, decision?: ApprovalDecision): void;
+  /** Denies a waiting tool call: its body never runs and the run ends `policy_violation` (rule `approval_denied`). */
+  deny(callId: string, decision?: Omit<ApprovalDecision, 'args'>): void;
 }
+
+/** Who decided on a waiting tool call, and why; an approver may also edit its arguments. */
+export interface ApprovalDecision {
+  readonly by?: string;
+  readonly reason?: string;
+  /** Arguments to run the tool with instead of the requested ones (JSON; the tool's schema, if any, must accept them). */
+  readonly args?: unknown;
+}
+
+export type { PendingApprovalView };
 
 export type OaoInspector = Observer<InspectionEvent> | ((event: InspectionEvent) => void);
 
@@ -114,6 +135,8 @@ export class Orchestrator {
   readonly #generateId: () => string;
   readonly #store: RunStore | undefined;
   readonly #ownership: RunOwnership | undefined;
+  /** Runs live in this orchestrator, by id: decisions by execution id reach them. */
+  readonly #live = new Map<string, RunSession>();
 
   constructor(options: OrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -226,6 +249,64 @@ export class Orchestrator {
    * processes never continue the same run. A run that has already finished resolves with its
    * stored report. An unknown id is `OAO_ERR_RUN_NOT_FOUND`.
    */
+  /**
+   * Approves a tool call waiting for a decision, by run and call id: a run live in this
+   * orchestrator continues at once; a run held by the store (its process died, or it was left by
+   * another process) gets the decision recorded in its log, and continues when it is resumed
+   * (`resume()`; `oao serve` resumes such runs itself). Typed errors: `OAO_ERR_RUN_NOT_FOUND`,
+   * `OAO_ERR_UNKNOWN_APPROVAL`, `OAO_ERR_ALREADY_DECIDED`, `OAO_ERR_LEASE_HELD` (another live
+   * process holds the run: decide there).
+   */
+  async approve(executionId: string, callId: string, decision: ApprovalDecision = {}): Promise<void> {
+    await this.#decide(executionId, callId, true, decision);
+  }
+
+  /** Denies a waiting tool call by run and call id (see `approve()`); the run ends `policy_violation`. */
+  async deny(executionId: string, callId: string, decision: Omit<ApprovalDecision, 'args'> = {}): Promise<void> {
+    await this.#decide(executionId, callId, false, decision);
+  }
+
+  /** Tool calls waiting for a decision in the runs live in this orchestrator. */
+  pendingApprovals(): readonly (PendingApprovalView & { readonly executionId: string; readonly agentName: string })[] {
+    const pending: (PendingApprovalView & { executionId: string; agentName: string })[] = [];
+    for (const session of this.#live.values()) {
+      if (!session.waitingForApproval) continue;
+      for (const view of session.pendingApprovals) pending.push({ ...view, executionId: session.executionId, agentName: session.agentName });
+    }
+    return pending;
+  }
+
+  async #decide(executionId: string, callId: string, approve: boolean, decision: ApprovalDecision): Promise<void> {
+    if (typeof decision !== 'object' || decision === null) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the decision to be an object, got ${typeOf(decision)}`, { details: { field: 'decision' } });
+    }
+    const live = this.#live.get(executionId);
+    if (live !== undefined) {
+      live.decide(callId, { approve, by: decision.by, reason: decision.reason, ...(approve && decision.args !== undefined ? { args: decision.args } : {}) });
+      return;
+    }
+    const store = this.#store;
+    const ownership = this.#ownership;
+    if (store === undefined || ownership === undefined) {
+      throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${safeString(executionId)}" is live in this orchestrator, and it has no store to find it in`, {
+        details: { executionId: safeString(executionId) },
+      });
+    }
+    const stored = await store.get(executionId);
+    if (stored === undefined) throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `The store has no run "${executionId}"`, { details: { executionId } });
+    const lease = await store.acquireLease(executionId, ownership.owner, ownership.ttlMs);
+    if (lease === undefined) {
+      throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${executionId}" is live in another process: decide there`, { details: { executionId } });
+    }
+    try {
+      const events = await store.events(executionId);
+      const event = recordDecision(events, callId, approve, decision, this.#clock.now());
+      await store.append(executionId, [event], { lease });
+    } finally {
+      await Promise.resolve(store.releaseLease(lease)).catch(() => {});
+    }
+  }
+
   async resume(executionId: string, request: ResumeRequest): Promise<ExecutionReport> {
     const started = await this.#resume(executionId, request, false);
     if ('report' in started) return started.report;
@@ -344,8 +425,10 @@ export class Orchestrator {
       ...(this.#customClock ? { clock: this.#clock } : {}),
     });
     session.bindActor(actor);
+    this.#live.set(session.executionId, session);
     const onAbort = signal === undefined ? undefined : () => session.cancel(abortReason(signal));
     session.onFinish((report) => {
+      if (this.#live.get(session.executionId) === session) this.#live.delete(session.executionId);
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
       const log = session.log;
       // Durable first: whoever awaits the report may rely on the whole log being stored.
@@ -400,6 +483,69 @@ class Handle implements RunHandle {
   events(): readonly OaoEvent[] {
     return this.#session.events.slice();
   }
+
+  pendingApprovals(): readonly PendingApprovalView[] {
+    return this.#session.pendingApprovals;
+  }
+
+  approve(callId: string, decision: ApprovalDecision = {}): void {
+    this.#session.decide(callId, { approve: true, by: decision.by, reason: decision.reason, ...(decision.args === undefined ? {} : { args: decision.args }) });
+  }
+
+  deny(callId: string, decision: Omit<ApprovalDecision, 'args'> = {}): void {
+    this.#session.decide(callId, { approve: false, by: decision.by, reason: decision.reason });
+  }
+}
+
+/**
+ * The event that records a decision on a call a stored run left waiting, or the typed error
+ * that says why there is nothing to decide.
+ */
+function recordDecision(events: readonly OaoEvent[], callId: string, approve: boolean, decision: ApprovalDecision, now: number): OaoEvent {
+  const fold = foldRun(events);
+  const executionId = events[0]?.executionId ?? '';
+  if (fold === undefined) throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `The store has no run "${executionId}"`, { details: { executionId } });
+  if (fold.report !== undefined || fold.termination !== undefined) {
+    throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Run "${executionId}" has finished (or is ending): nothing is left to decide`, { details: { executionId, callId } });
+  }
+  const pending = fold.pendingApprovals.get(callId);
+  if (pending === undefined) {
+    if (fold.approvals.some((record) => record.callId === callId)) {
+      throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Tool call ${callId} of run "${executionId}" was already decided`, { details: { executionId, callId } });
+    }
+    throw new OaoError('OAO_ERR_UNKNOWN_APPROVAL', `Run "${executionId}" has no tool call ${safeString(callId)} awaiting approval`, {
+      details: { executionId, callId: safeString(callId), pending: [...fold.pendingApprovals.keys()] },
+    });
+  }
+  const text = (value: unknown, field: string): string | null => {
+    if (value === undefined || value === null) return null;
+    if (typeof value !== 'string' || value.length > 2_000) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${field}" must be a string of at most 2000 characters`, { details: { field } });
+    }
+    return value;
+  };
+  const by = text(decision.by, 'by');
+  const reason = text(decision.reason, 'reason');
+  let args: unknown;
+  if (approve && decision.args !== undefined) {
+    try {
+      args = JSON.parse(JSON.stringify(decision.args));
+    } catch {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'The edited arguments must be JSON', { details: { field: 'args' } });
+    }
+  }
+  const seq = fold.seq;
+  const base = {
+    id: `${executionId}:${seq}`,
+    executionId,
+    seq,
+    timestamp: Math.max(now, fold.lastTimestamp),
+    state: fold.state ?? 'EXECUTE',
+    counters: { steps: fold.steps, tokens: fold.tokens.total, toolCalls: fold.toolCalls },
+  };
+  return approve
+    ? { ...base, type: 'APPROVAL_GRANTED', payload: { step: pending.step, callId, tool: pending.tool, by, reason, ...(args === undefined ? {} : { args }) } }
+    : { ...base, type: 'APPROVAL_DENIED', payload: { step: pending.step, callId, tool: pending.tool, by, reason, timedOut: false } };
 }
 
 function replayThenLive(session: RunSession): Observable<OaoEvent> {

@@ -189,6 +189,16 @@ export const errorRegistry = {
     retryable: false,
     message: 'Another owner holds the run now; this writer\'s lease is no longer current',
   },
+  OAO_ERR_UNKNOWN_APPROVAL: {
+    status: 404,
+    retryable: false,
+    message: 'The run has no tool call awaiting approval with that id',
+  },
+  OAO_ERR_ALREADY_DECIDED: {
+    status: 409,
+    retryable: false,
+    message: 'The tool call was already decided, or the run has finished',
+  },
   OAO_ERR_LEASE_HELD: {
     status: 409,
     retryable: true,
@@ -271,7 +281,9 @@ export type PolicyRule =
   | 'max_tool_calls'
   | 'tool_max_calls'
   | 'tool_not_allowed'
-  | 'tool_denied';
+  | 'tool_denied'
+  | 'approval_denied'
+  | 'approval_timeout';
 
 export interface PolicyViolation {
   readonly rule: PolicyRule;

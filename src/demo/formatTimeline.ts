@@ -35,6 +35,12 @@ export function eventFacts(event: OaoEvent): string {
       const usage = event.payload.usage === null ? '' : ` · usage ${event.payload.usage.total}`;
       return `step ${event.payload.step} · output ${preview(event.payload.output)}${usage}`;
     }
+    case 'APPROVAL_REQUESTED':
+      return `${event.payload.callId} ${event.payload.tool} awaits approval · args ${preview(event.payload.args)}`;
+    case 'APPROVAL_GRANTED':
+      return `${event.payload.callId} approved${event.payload.by === null ? '' : ` by ${event.payload.by}`}${event.payload.args === undefined ? '' : ` · args edited to ${preview(event.payload.args)}`}`;
+    case 'APPROVAL_DENIED':
+      return `${event.payload.callId} ${event.payload.timedOut ? 'not decided in time' : 'denied'}${event.payload.by === null ? '' : ` by ${event.payload.by}`}`;
     case 'EXECUTION_RESUMED':
       return `at ${event.payload.point} · idle ${event.payload.idleMs.toFixed(0)} ms${event.payload.owner === null ? '' : ` · by ${event.payload.owner}`}`;
     case 'REVIEW_DECISION':

@@ -144,6 +144,31 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
   event('EXECUTION_TIMEOUT', z.object({ timeoutMs: z.number().int().positive(), message: z.string().optional() })),
   event('EXECUTION_FAILED', z.object({ error: serializedErrorSchema })),
   event('EXECUTION_CANCELLED', z.object({ reason: z.string() })),
+  event('APPROVAL_REQUESTED', z.object({ step: z.number().int(), callId: z.string(), tool: z.string(), args: z.unknown() })),
+  event(
+    'APPROVAL_GRANTED',
+    z.object({
+      step: z.number().int(),
+      callId: z.string(),
+      tool: z.string(),
+      by: z.string().nullable(),
+      reason: z.string().nullable(),
+      /** The arguments the approver put in place of the requested ones, when they edited them. */
+      args: z.unknown().optional(),
+    }),
+  ),
+  event(
+    'APPROVAL_DENIED',
+    z.object({
+      step: z.number().int(),
+      callId: z.string(),
+      tool: z.string(),
+      by: z.string().nullable(),
+      reason: z.string().nullable(),
+      /** True when nobody decided within `approvalTimeoutMs`. */
+      timedOut: z.boolean(),
+    }),
+  ),
   event(
     'EXECUTION_RESUMED',
     z.object({

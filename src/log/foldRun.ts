@@ -1,7 +1,7 @@
 import type { SerializedError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
 import type { PolicyLimits } from '../policy/schema.js';
-import type { ExecutionReport, JsonValue, LifecycleState, Termination } from '../report/schema.js';
+import type { ApprovalRecord, ExecutionReport, JsonValue, LifecycleState, Termination } from '../report/schema.js';
 
 /**
  * What a run's log says about it: a pure fold over its events (no I/O, no XState, no clock). The
@@ -38,8 +38,32 @@ export interface RunFold {
   readonly report: ExecutionReport | undefined;
   /** Timestamp of the last folded event. */
   readonly lastTimestamp: number;
-  /** Time no process held the run (the gaps before each EXECUTION_RESUMED): not live time. */
+  /**
+   * Time that is not live: the gaps before each EXECUTION_RESUMED (no process held the run) and
+   * the time while a tool call waited for approval. Not charged to `timeoutMs`.
+   */
   readonly idleMs: number;
+  /** Tool calls waiting for approval now, by call id. */
+  readonly pendingApprovals: ReadonlyMap<string, PendingApproval>;
+  /** Since when at least one call waits for approval (ms); undefined while none does. */
+  readonly waitingSince: number | undefined;
+  /** Every approval decision so far. */
+  readonly approvals: readonly ApprovalRecord[];
+}
+
+/** A tool call waiting for a person's decision. */
+export interface PendingApproval {
+  readonly callId: string;
+  readonly tool: string;
+  readonly args: unknown;
+  readonly step: number;
+  /** When it was requested (ms since the epoch). */
+  readonly requestedAt: number;
+}
+
+/** Non-live time up to `now`, counting an approval wait still open. */
+export function idleUntil(state: RunFold, now: number): number {
+  return state.idleMs + (state.waitingSince === undefined ? 0 : Math.max(0, now - state.waitingSince));
 }
 
 /** Folds one event into the state before it. Throws a plain Error for a log that is out of order. */
@@ -71,6 +95,9 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       report: undefined,
       lastTimestamp: event.timestamp,
       idleMs: 0,
+      pendingApprovals: NO_PENDING,
+      waitingSince: undefined,
+      approvals: [],
     };
   }
   if (event.seq !== state.seq || event.executionId !== state.executionId) {
@@ -158,8 +185,46 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       next.error = event.payload.error;
       break;
     case 'EXECUTION_RESUMED':
-      next.idleMs = state.idleMs + event.payload.idleMs;
+      if (state.waitingSince !== undefined) {
+        // The wait before the gap ends at the log's last event; the gap itself is the resume's idle time.
+        next.idleMs = state.idleMs + Math.max(0, state.lastTimestamp - state.waitingSince) + event.payload.idleMs;
+        next.waitingSince = event.timestamp;
+      } else {
+        next.idleMs = state.idleMs + event.payload.idleMs;
+      }
       break;
+    case 'APPROVAL_REQUESTED': {
+      const p = event.payload;
+      const pending = new Map(state.pendingApprovals);
+      pending.set(p.callId, { callId: p.callId, tool: p.tool, args: p.args, step: p.step, requestedAt: event.timestamp });
+      next.pendingApprovals = pending;
+      if (state.waitingSince === undefined) next.waitingSince = event.timestamp;
+      break;
+    }
+    case 'APPROVAL_GRANTED':
+    case 'APPROVAL_DENIED': {
+      const p = event.payload;
+      const pending = new Map(state.pendingApprovals);
+      pending.delete(p.callId);
+      next.pendingApprovals = pending;
+      if (pending.size === 0 && state.waitingSince !== undefined) {
+        next.idleMs = state.idleMs + Math.max(0, event.timestamp - state.waitingSince);
+        next.waitingSince = undefined;
+      }
+      next.approvals = [
+        ...state.approvals,
+        {
+          callId: p.callId,
+          tool: p.tool,
+          decision: event.type === 'APPROVAL_GRANTED' ? 'approved' : event.payload.timedOut ? 'timeout' : 'denied',
+          by: p.by,
+          reason: p.reason,
+          ...(event.type === 'APPROVAL_GRANTED' && event.payload.args !== undefined ? { args: event.payload.args } : {}),
+          decidedAt: new Date(event.timestamp).toISOString(),
+        },
+      ];
+      break;
+    }
     case 'EXECUTION_COMPLETE':
       next.report = buildReport(state, event.timestamp);
       break;
@@ -170,6 +235,8 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
   }
   return next;
 }
+
+const NO_PENDING: ReadonlyMap<string, PendingApproval> = new Map();
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -197,9 +264,10 @@ export function buildReport(state: RunFold, finishedAt: number): ExecutionReport
     totalSteps: state.steps,
     tokenUsage: { ...state.tokens },
     toolUsage: { total: state.toolCalls, byTool },
-    executionTimeMs: Math.max(0, finishedAt - state.startedAt - state.idleMs),
+    executionTimeMs: Math.max(0, finishedAt - state.startedAt - idleUntil(state, finishedAt)),
     wallTimeMs: Math.max(0, finishedAt - state.startedAt),
     stateHistory: state.stateHistory.map((entry) => ({ ...entry })),
+    ...(state.approvals.length === 0 ? {} : { approvals: state.approvals.map((record) => ({ ...record })) }),
     finalOutput: state.lastOutput,
     ...(!success && state.error !== undefined ? { error: state.error } : {}),
     startedAt: new Date(state.startedAt).toISOString(),

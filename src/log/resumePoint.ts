@@ -23,7 +23,15 @@ export type ResumePointKind = 'start' | 'plan' | 'step' | 'retry' | 'review' | '
 export interface RecordedToolCall {
   readonly callId: string;
   readonly tool: string;
+  /** The arguments the agent called it with. */
   readonly args: unknown;
+  /** Whether its TOOL_CALL was recorded (its body was authorized to run). */
+  readonly started: boolean;
+  /** For a call that needed approval: the decision so far. */
+  readonly approval?:
+    | { readonly status: 'pending' }
+    | { readonly status: 'granted'; readonly args?: unknown }
+    | { readonly status: 'denied'; readonly timedOut: boolean };
   readonly result?: { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: { readonly name: string; readonly message: string } };
 }
 
@@ -98,6 +106,9 @@ export function resumePoint(events: readonly OaoEvent[]): ResumePoint {
   let stepInput: unknown = input;
   let lastStep: ResumePoint['lastStep'] = null;
   let retry: ResumePoint['retry'];
+  // Tool call ids are given out once per call: at its approval request, or at its TOOL_CALL (or
+  // TOOL_DENIED) when it needed none.
+  const toolIds = new Set<string>();
   let toolSeq = 0;
   let modelSeq = 0;
   let open: OpenCalls | undefined;
@@ -156,12 +167,39 @@ export function resumePoint(events: readonly OaoEvent[]): ResumePoint {
           retry = { attempt: event.payload.attempt + 1, delayMs: event.payload.retryInMs ?? 0 };
         }
         break;
-      case 'TOOL_CALL':
-        toolSeq += 1;
-        open?.tools.push({ callId: event.payload.callId, tool: event.payload.tool, args: event.payload.args });
+      case 'APPROVAL_REQUESTED':
+        toolIds.add(event.payload.callId);
+        toolSeq = toolIds.size;
+        open?.tools.push({ callId: event.payload.callId, tool: event.payload.tool, args: event.payload.args, started: false, approval: { status: 'pending' } });
         break;
+      case 'APPROVAL_GRANTED':
+      case 'APPROVAL_DENIED': {
+        const calls = open?.tools;
+        const index = calls === undefined ? -1 : calls.findIndex((call) => call.callId === event.payload.callId);
+        if (calls !== undefined && index !== -1) {
+          calls[index] = {
+            ...(calls[index] as RecordedToolCall),
+            approval:
+              event.type === 'APPROVAL_GRANTED'
+                ? { status: 'granted', ...(event.payload.args === undefined ? {} : { args: event.payload.args }) }
+                : { status: 'denied', timedOut: event.payload.timedOut },
+          };
+        }
+        break;
+      }
+      case 'TOOL_CALL': {
+        const known = toolIds.has(event.payload.callId);
+        toolIds.add(event.payload.callId);
+        toolSeq = toolIds.size;
+        const calls = open?.tools;
+        const index = known && calls !== undefined ? calls.findIndex((call) => call.callId === event.payload.callId) : -1;
+        if (calls !== undefined && index !== -1) calls[index] = { ...(calls[index] as RecordedToolCall), started: true };
+        else open?.tools.push({ callId: event.payload.callId, tool: event.payload.tool, args: event.payload.args, started: true });
+        break;
+      }
       case 'TOOL_DENIED':
-        toolSeq += 1;
+        toolIds.add(event.payload.callId);
+        toolSeq = toolIds.size;
         break;
       case 'TOOL_RESULT': {
         const calls = open?.tools;

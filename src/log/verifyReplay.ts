@@ -84,6 +84,19 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
       }
       // What ended the recorded run from outside the agent happens here at the same point.
       const next = recorded[event.seq + 1];
+      // A person's decision on a waiting call is served from the log, as it was given.
+      if (next?.type === 'APPROVAL_GRANTED' || next?.type === 'APPROVAL_DENIED') {
+        const p = next.payload;
+        queueMicrotask(() => {
+          try {
+            if (next.type === 'APPROVAL_DENIED' && next.payload.timedOut) session.expireApproval(p.callId);
+            else session.decide(p.callId, { approve: next.type === 'APPROVAL_GRANTED', by: p.by ?? undefined, reason: p.reason ?? undefined, ...(next.type === 'APPROVAL_GRANTED' && next.payload.args !== undefined ? { args: next.payload.args } : {}) });
+          } catch {
+            // the re-run has no such waiting call: the next event it emits differs and is reported
+          }
+        });
+        return;
+      }
       if (next?.type === 'EXECUTION_CANCELLED') session.cancel(next.payload.reason);
       else if (next?.type === 'EXECUTION_TIMEOUT') session.timeOut(next.payload.message);
       else if (next?.type === 'EXECUTION_FAILED') session.failWith(Object.assign(new Error(next.payload.error.message), { name: next.payload.error.name }));

@@ -5,7 +5,7 @@ import { isRetryable } from '../errors.js';
 import { retryDelay } from '../policy/checks.js';
 import type { ExecutionReport, LifecycleState } from '../report/schema.js';
 import type { NormalizedStep } from '../runtime/agentOutput.js';
-import type { RunSession, StopEvent } from '../runtime/RunSession.js';
+import type { ApprovalEvent, RunSession, StopEvent } from '../runtime/RunSession.js';
 import type { ResumePointKind } from '../log/resumePoint.js';
 
 export interface LifecycleInput {
@@ -22,7 +22,7 @@ export interface LifecycleContext {
   readonly input: unknown;
 }
 
-export type LifecycleEvent = AgentCallEvent | StopEvent | { type: 'START' };
+export type LifecycleEvent = AgentCallEvent | StopEvent | ApprovalEvent | { type: 'START' };
 
 type Done = Extract<AgentCallEvent, { type: 'AGENT.DONE' }>;
 type Failed = Extract<AgentCallEvent, { type: 'AGENT.ERROR' }>;
@@ -184,6 +184,13 @@ export const agentLifecycleMachine = setup({
           invoke: {
             src: 'agentCall',
             input: ({ context }) => ({ session: context.session, phase: 'step' as const, value: context.input }),
+          },
+          // The step stays in flight while a tool call it made waits for a person's decision: the
+          // invoked call lives on `running`, so waiting is a substate of it, not a sibling.
+          initial: 'working',
+          states: {
+            working: { on: { 'APPROVAL.WAIT': 'AWAITING_APPROVAL' } },
+            AWAITING_APPROVAL: { on: { 'APPROVAL.DONE': 'working' } },
           },
           on: {
             'AGENT.DONE': [

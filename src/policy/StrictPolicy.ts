@@ -1,6 +1,6 @@
 import { OaoError } from '../errors.js';
 import { canonicalJson } from '../report/canonicalJson.js';
-import { DEFAULT_LIMITS, deepFreeze, ownRecord, policyOptionsSchema, type PolicyLimits, type PolicyOptions } from './schema.js';
+import { DEFAULT_LIMITS, deepFreeze, ownRecord, policyOptionsSchema, type ApprovalPredicate, type PolicyLimits, type PolicyOptions } from './schema.js';
 
 /**
  * The hard limits of a run: steps, tokens, tool calls, wall time, which tools may run and how often,
@@ -25,10 +25,23 @@ export class StrictPolicy {
   readonly timeoutMs: number;
   /** The resolved limits, frozen and JSON-safe. */
   readonly limits: PolicyLimits;
+  /**
+   * `tools.approve` given as a function: which calls wait for approval besides the listed tools.
+   * It is code, so it is neither in `limits` nor in the hash.
+   */
+  readonly approvalPredicate: ApprovalPredicate | undefined;
   #canonical: string | undefined;
 
   constructor(options: PolicyOptions = {}) {
-    this.limits = resolvedLimits.get(options) ?? resolveLimits(DEFAULT_LIMITS, parsePolicyOptions(options));
+    const resolved = resolvedLimits.get(options);
+    if (resolved !== undefined) {
+      this.limits = resolved.limits;
+      this.approvalPredicate = resolved.predicate;
+    } else {
+      const parsed = parsePolicyOptions(options);
+      this.limits = resolveLimits(DEFAULT_LIMITS, parsed);
+      this.approvalPredicate = typeof parsed.tools?.approve === 'function' ? parsed.tools.approve : undefined;
+    }
     this.maxSteps = this.limits.maxSteps;
     this.maxTokens = this.limits.maxTokens;
     this.maxToolCalls = this.limits.maxToolCalls;
@@ -37,9 +50,9 @@ export class StrictPolicy {
   }
 
   /** Builds a policy from already resolved limits (used when narrowing). */
-  static fromLimits(limits: PolicyLimits): StrictPolicy {
+  static fromLimits(limits: PolicyLimits, predicate?: ApprovalPredicate): StrictPolicy {
     const token = {};
-    resolvedLimits.set(token, deepFreeze(structuredClone(limits)));
+    resolvedLimits.set(token, { limits: deepFreeze(structuredClone(limits)), predicate });
     return new StrictPolicy(token);
   }
 
@@ -50,8 +63,21 @@ export class StrictPolicy {
    */
   narrow(override: StrictPolicy | PolicyOptions | undefined): StrictPolicy {
     if (override === undefined || override === this) return this;
-    const other = override instanceof StrictPolicy ? override.limits : resolveLimits(this.limits, parsePolicyOptions(override));
-    return StrictPolicy.fromLimits(intersectLimits(this.limits, other));
+    let other: PolicyLimits;
+    let predicate: ApprovalPredicate | undefined;
+    if (override instanceof StrictPolicy) {
+      other = override.limits;
+      predicate = override.approvalPredicate;
+    } else {
+      const parsed = parsePolicyOptions(override);
+      other = resolveLimits(this.limits, parsed);
+      predicate = typeof parsed.tools?.approve === 'function' ? parsed.tools.approve : undefined;
+    }
+    // Narrowing can only add approvals: a call waits when either policy says so.
+    const mine = this.approvalPredicate;
+    const both: ApprovalPredicate | undefined =
+      mine === undefined ? predicate : predicate === undefined ? mine : (call) => mine(call) || predicate(call);
+    return StrictPolicy.fromLimits(intersectLimits(this.limits, other), both);
   }
 
   /** Canonical JSON of the limits, computed once; part of every run's executionHash. */
@@ -66,7 +92,7 @@ export class StrictPolicy {
 }
 
 /** Lets fromLimits hand resolved limits to the constructor without a public back door. */
-const resolvedLimits = new WeakMap<object, PolicyLimits>();
+const resolvedLimits = new WeakMap<object, { limits: PolicyLimits; predicate: ApprovalPredicate | undefined }>();
 
 function parsePolicyOptions(options: unknown): PolicyOptions {
   const parsed = policyOptionsSchema.safeParse(options);
@@ -90,6 +116,8 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
       allow: options.tools?.allow ? [...new Set(options.tools.allow)].sort() : base.tools.allow,
       deny: options.tools?.deny ? [...new Set(options.tools.deny)].sort() : base.tools.deny,
       maxCalls: options.tools?.maxCalls ? ownRecord(Object.entries(options.tools.maxCalls)) : base.tools.maxCalls,
+      // Left out unless some tool needs approval, so policies without approvals keep their hash.
+      ...approveList(Array.isArray(options.tools?.approve) ? [...new Set(options.tools.approve as readonly string[])].sort() : base.tools.approve),
     },
     retry: {
       maxRetries: options.retry?.maxRetries ?? base.retry.maxRetries,
@@ -97,7 +125,16 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
       backoffFactor: options.retry?.backoffFactor ?? base.retry.backoffFactor,
       maxDelayMs: options.retry?.maxDelayMs ?? base.retry.maxDelayMs,
     },
+    ...approvalTimeout(options.approvalTimeoutMs ?? base.approvalTimeoutMs),
   });
+}
+
+function approveList(list: readonly string[] | undefined): { approve?: string[] } {
+  return list === undefined || list.length === 0 ? {} : { approve: [...list] };
+}
+
+function approvalTimeout(ms: number | undefined): { approvalTimeoutMs?: number } {
+  return ms === undefined ? {} : { approvalTimeoutMs: ms };
 }
 
 function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
@@ -121,6 +158,7 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
       allow,
       deny: [...new Set([...a.tools.deny, ...b.tools.deny])].sort(),
       maxCalls: ownRecord(maxCalls),
+      ...approveList(a.tools.approve === undefined && b.tools.approve === undefined ? undefined : [...new Set([...(a.tools.approve ?? []), ...(b.tools.approve ?? [])])].sort()),
     },
     retry: {
       maxRetries: Math.min(a.retry.maxRetries, b.retry.maxRetries),
@@ -128,5 +166,8 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
       backoffFactor: b.retry.backoffFactor,
       maxDelayMs: b.retry.maxDelayMs,
     },
+    ...approvalTimeout(
+      a.approvalTimeoutMs === undefined ? b.approvalTimeoutMs : b.approvalTimeoutMs === undefined ? a.approvalTimeoutMs : Math.min(a.approvalTimeoutMs, b.approvalTimeoutMs),
+    ),
   };
 }

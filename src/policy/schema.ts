@@ -36,11 +36,21 @@ export function ownRecord<V>(entries: Iterable<readonly [string, V]>): Record<st
   return Object.fromEntries(entries);
 }
 
+/** `tools.approve`: names of tools whose calls wait for a person's decision, or (in code) a predicate. */
+const approveSchema = z.union([
+  z.array(z.string().min(1)),
+  z.custom<ApprovalPredicate>((value) => typeof value === 'function', { message: 'Expected a list of tool names or a function' }),
+]);
+
 export const toolRulesSchema = z.strictObject({
   allow: z.array(z.string().min(1)).optional(),
   deny: z.array(z.string().min(1)).optional(),
   maxCalls: toolLimitsSchema.optional(),
+  approve: approveSchema.optional(),
 });
+
+/** Decides, in code, whether a tool call waits for approval. Not part of the JSON limits or the hash. */
+export type ApprovalPredicate = (call: { readonly tool: string; readonly args: unknown }) => boolean;
 
 export const retryOptionsSchema = z.strictObject({
   maxRetries: count.optional(),
@@ -57,6 +67,7 @@ export const policyOptionsSchema = z.strictObject({
   timeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
   tools: toolRulesSchema.optional(),
   retry: retryOptionsSchema.optional(),
+  approvalTimeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
 });
 
 /** Which tools a run may call, and how often. */
@@ -67,6 +78,12 @@ export interface ToolRules {
   readonly deny?: readonly string[];
   /** Per-tool call limits, e.g. `{ search: 2 }`. @default {} */
   readonly maxCalls?: Readonly<Record<string, number>>;
+  /**
+   * Calls of these tools wait for a person's decision (`handle.approve()` / `deny()`) before their
+   * body runs; in code also a predicate over `{ tool, args }`. Over HTTP and in hashes only the
+   * list form. @default none
+   */
+  readonly approve?: readonly string[] | ApprovalPredicate;
 }
 
 /** How failed steps are retried (transient agent errors only; never policy violations). */
@@ -93,6 +110,11 @@ export interface PolicyOptions {
   readonly timeoutMs?: number;
   readonly tools?: ToolRules;
   readonly retry?: RetryOptions;
+  /**
+   * How long a tool call waits for its approval; then it is denied (rule `approval_timeout`).
+   * @default no limit
+   */
+  readonly approvalTimeoutMs?: number;
 }
 
 /** The fully resolved, JSON-safe limits of a policy, as they appear in reports and events. */
@@ -105,6 +127,8 @@ export const policyLimitsSchema = z.object({
     allow: z.array(z.string()).nullable(),
     deny: z.array(z.string()),
     maxCalls: z.record(z.string(), count),
+    /** Present only when a policy names tools whose calls need approval. */
+    approve: z.array(z.string()).optional(),
   }),
   retry: z.object({
     maxRetries: count,
@@ -112,6 +136,8 @@ export const policyLimitsSchema = z.object({
     backoffFactor: z.number(),
     maxDelayMs: count,
   }),
+  /** Present only when set. */
+  approvalTimeoutMs: positiveCount.optional(),
 });
 
 export type PolicyLimits = z.infer<typeof policyLimitsSchema>;

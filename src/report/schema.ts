@@ -15,6 +15,8 @@ export const policyRuleSchema = z.enum([
   'tool_max_calls',
   'tool_not_allowed',
   'tool_denied',
+  'approval_denied',
+  'approval_timeout',
 ]);
 
 export const serializedErrorSchema = z.object({
@@ -59,6 +61,20 @@ export const jsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
   ]),
 );
 
+/** One decision on a tool call that waited for approval. */
+export const approvalRecordSchema = z.object({
+  callId: z.string(),
+  tool: z.string(),
+  decision: z.enum(['approved', 'denied', 'timeout']),
+  by: z.string().nullable(),
+  reason: z.string().nullable(),
+  /** The arguments the approver put in place of the requested ones. */
+  args: z.unknown().optional(),
+  /** ISO 8601 time of the decision. */
+  decidedAt: z.iso.datetime(),
+});
+export type ApprovalRecord = z.infer<typeof approvalRecordSchema>;
+
 /** The structured, JSON-safe account of one run: what happened and why it stopped. */
 export const executionReportSchema = z.object({
   executionId: z.string().min(1),
@@ -82,6 +98,8 @@ export const executionReportSchema = z.object({
    */
   wallTimeMs: z.number().nonnegative().optional(),
   stateHistory: z.array(stateHistoryEntrySchema),
+  /** Every approval decision of the run, in order (the audit trail); absent when there was none. */
+  approvals: z.array(approvalRecordSchema).optional(),
   finalOutput: jsonValueSchema,
   error: serializedErrorSchema.optional(),
   startedAt: z.iso.datetime(),

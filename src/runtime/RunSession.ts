@@ -3,6 +3,7 @@ import {
   OaoError,
   PolicyViolationError,
   RunAbortedError,
+  safeString,
   serializeError,
   type PolicyViolation,
   type SerializedError,
@@ -10,8 +11,9 @@ import {
 import type { EventCounters, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
 import { checkModelCall, checkStepStart, checkTokens, checkToolCall, deadlinePassed, retryDelay } from '../policy/checks.js';
 import { deepFreeze, ownRecord } from '../policy/schema.js';
-import type { PolicyLimits } from '../policy/schema.js';
+import type { ApprovalPredicate, PolicyLimits } from '../policy/schema.js';
 import type {
+  ApprovalRecord,
   ExecutionReport,
   JsonValue,
   LifecycleState,
@@ -68,7 +70,34 @@ export interface RunSessionInit {
    * and the interrupted call's recorded tool calls, model calls and usage are served from it.
    */
   readonly resume?: { readonly point: ResumePoint; readonly lease?: Lease | undefined } | undefined;
+  /** `tools.approve` given as a function (see StrictPolicy.approvalPredicate). */
+  readonly approvalPredicate?: ApprovalPredicate | undefined;
 }
+
+/** A tool call waiting for approval, as `handle.pendingApprovals()` lists it. */
+export interface PendingApprovalView {
+  readonly callId: string;
+  readonly tool: string;
+  readonly args: JsonValue;
+  readonly step: number;
+  /** ISO 8601 */
+  readonly requestedAt: string;
+}
+
+interface PendingEntry {
+  readonly callId: string;
+  readonly tool: string;
+  readonly args: JsonValue;
+  readonly step: number;
+  readonly requestedAt: number;
+  readonly decide: (decision: Decision) => void;
+  timer: unknown;
+}
+
+type Decision =
+  | { readonly kind: 'approve'; readonly by: string | null; readonly reason: string | null; readonly args?: JsonValue }
+  | { readonly kind: 'deny'; readonly by: string | null; readonly reason: string | null }
+  | { readonly kind: 'timeout' };
 
 /** What verify-replay plugs into a session. */
 export interface ReplayObserver {
@@ -105,6 +134,9 @@ export interface ModelCallRecord {
 
 /** What the lifecycle machine is sent when something outside it ends the run. */
 export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' };
+
+/** What the lifecycle machine is sent when a tool call starts or stops waiting for approval. */
+export type ApprovalEvent = { type: 'APPROVAL.WAIT' } | { type: 'APPROVAL.DONE' };
 
 type EventListener = (event: OaoEvent) => void;
 
@@ -158,7 +190,7 @@ export class RunSession {
   #history: StateRecord[] = [];
   /** Shared by consecutive events until a counter changes. */
   #counters: EventCounters | undefined;
-  #send: ((event: StopEvent) => void) | undefined;
+  #send: ((event: StopEvent | ApprovalEvent) => void) | undefined;
   #deadline: unknown;
   #seq = 0;
   #toolSeq = 0;
@@ -179,6 +211,25 @@ export class RunSession {
   /** What the interrupted call recorded, served to its re-run in order. */
   #ledger: ResumeLedger | undefined;
   #lastTimestamp = 0;
+  /** A resumed run whose log left calls waiting: the wait goes on from the resume. */
+  #resumeWaiting = false;
+  /** The timestamp of the last event emitted. */
+  #lastEmitted = 0;
+  /** Calls waiting for a decision, by call id (in request order). */
+  readonly #pending = new Map<string, PendingEntry>();
+  /** Calls already decided: a second decision is refused. */
+  readonly #decided = new Set<string>();
+  /** Every decision, for the report. */
+  readonly #approvalLog: ApprovalRecord[] = [];
+  /** Since when at least one call waits for approval (not live time); undefined otherwise. */
+  #waitingSince: number | undefined;
+  /** The orchestrator armed the deadline: re-armed when a wait for approval ends. */
+  #deadlineWanted = false;
+  /** The machine was told that the run waits (AWAITING_APPROVAL). */
+  #waitSignalled = false;
+  /** A resumed run: when each call its log left waiting was requested. */
+  readonly #restoredRequests = new Map<string, number>();
+  readonly #approvalPredicate: ApprovalPredicate | undefined;
   /** The clock reading the next emitted event carries, when its caller recorded the same one. */
   #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
@@ -212,6 +263,7 @@ export class RunSession {
       this.#toolBodies = bodies;
     }
     this.#replay = init.replay;
+    this.#approvalPredicate = init.approvalPredicate;
     if (init.resume !== undefined) this.#restore(init.resume.point);
     if (init.store !== undefined) {
       this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership, init.resume?.lease === undefined ? undefined : { lease: init.resume.lease });
@@ -246,6 +298,14 @@ export class RunSession {
     }
     this.#toolSeq = point.toolSeq;
     this.#modelSeq = point.modelSeq;
+    this.#approvalLog.push(...fold.approvals.map((record) => Object.freeze({ ...record })));
+    for (const record of fold.approvals) this.#decided.add(record.callId);
+    for (const pending of fold.pendingApprovals.values()) this.#restoredRequests.set(pending.callId, pending.requestedAt);
+    if (fold.waitingSince !== undefined) {
+      // The wait before the gap ends at the log's last event; it goes on from the resume.
+      this.#idleMs += Math.max(0, fold.lastTimestamp - fold.waitingSince);
+      this.#resumeWaiting = true;
+    }
     const recorded = point.recorded;
     if (recorded !== undefined && (recorded.tools.length > 0 || recorded.models.length > 0 || recorded.usages.length > 0)) {
       this.#toolSeq = recorded.toolSeqBefore;
@@ -286,7 +346,7 @@ export class RunSession {
   }
 
   /** Connects the ledger to its run actor: stops decided outside the machine are sent to it. */
-  bindActor(actor: { send(event: StopEvent): void }): void {
+  bindActor(actor: { send(event: StopEvent | ApprovalEvent): void }): void {
     this.#send = (event) => actor.send(event);
   }
 
@@ -323,12 +383,19 @@ export class RunSession {
     this.#openIdleMs += idleMs;
     this.#at = now;
     this.emit('EXECUTION_RESUMED', { idleMs, owner, point: this.#resumeKind ?? 'start' });
+    if (this.#resumeWaiting) this.#waitingSince = now;
     if (armDeadline) this.armDeadline();
   }
 
   /** Live time so far: since `begin()`, less the time no process held the run. */
   liveMs(now = this.clock.now()): number {
-    return Math.max(0, now - this.startedAt - this.#idleMs);
+    const waiting = this.#waitingSince === undefined ? 0 : Math.max(0, now - this.#waitingSince);
+    return Math.max(0, now - this.startedAt - this.#idleMs - waiting);
+  }
+
+  /** The time the last event carried (or the clock, when no event is built). */
+  #eventTime(): number {
+    return this.wantsEvents ? this.#lastEmitted : this.clock.now();
   }
 
   /**
@@ -336,7 +403,9 @@ export class RunSession {
    * synchronous part of a run is over, so a run that finished at once never creates a timer.
    */
   armDeadline(): void {
-    if (this.finished || this.#deadline !== undefined || this.#replay !== undefined) return;
+    this.#deadlineWanted = true;
+    // While a call waits for approval the deadline does not run; it is armed when the wait ends.
+    if (this.finished || this.#deadline !== undefined || this.#replay !== undefined || this.#waitingSince !== undefined) return;
     const remaining = this.limits.timeoutMs - this.liveMs();
     this.#deadline = this.clock.setTimeout(() => this.timeOut(), Math.max(0, remaining));
   }
@@ -354,11 +423,13 @@ export class RunSession {
     const at = this.#at;
     this.#at = undefined;
     if (!this.wantsEvents) return;
+    const timestamp = at ?? this.clock.now();
+    this.#lastEmitted = timestamp;
     const event = {
       id: `${this.executionId}:${seq}`,
       executionId: this.executionId,
       seq,
-      timestamp: at ?? this.clock.now(),
+      timestamp,
       type,
       state: this.#state,
       counters: this.counters(),
@@ -551,25 +622,18 @@ export class RunSession {
       if (recorded !== undefined) return this.#serveTool(scope, recorded, args);
       this.#toolSeq = Math.max(this.#toolSeq, this.#ledger.toolSeqEnd);
     }
-    const callId = `t${++this.#toolSeq}`;
+    return this.#authorize(scope, name, args, `t${++this.#toolSeq}`, false);
+  }
+
+  /**
+   * Asks the policy about a tool call, then waits for its approval when the policy wants one
+   * (unless it was given), then counts it, records TOOL_CALL (write-ahead) and runs its body.
+   */
+  #authorize(scope: CallScope, name: string, args: unknown, callId: string, approved: boolean): Promise<unknown> {
     const step = scope.step;
     const violation =
       checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
-    if (violation !== null) {
-      this.emit('TOOL_DENIED', {
-        step,
-        callId,
-        tool: name,
-        args: toRecordable(args),
-        rule: violation.rule,
-        message: violation.message,
-      });
-      const error = new PolicyViolationError(violation, 'OAO_ERR_TOOL_DENIED');
-      // The batch halts first, so stopping this run cannot let a queued sibling start.
-      if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
-      this.violate(violation);
-      return rejectHandled(error);
-    }
+    if (violation !== null) return this.#denyTool(step, callId, name, args, violation);
     const body = this.#toolBodies?.get(name);
     if (body === undefined) {
       return rejectHandled(
@@ -578,6 +642,7 @@ export class RunSession {
         }),
       );
     }
+    if (!approved && this.#needsApproval(name, args)) return this.#requestApproval(scope, name, args, callId);
     this.#counters = undefined;
     this.toolCalls += 1;
     this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
@@ -601,14 +666,203 @@ export class RunSession {
     );
   }
 
+  #denyTool(step: number, callId: string, name: string, args: unknown, violation: PolicyViolation): Promise<never> {
+    this.emit('TOOL_DENIED', {
+      step,
+      callId,
+      tool: name,
+      args: toRecordable(args),
+      rule: violation.rule,
+      message: violation.message,
+    });
+    const error = new PolicyViolationError(violation, 'OAO_ERR_TOOL_DENIED');
+    // The batch halts first, so stopping this run cannot let a queued sibling start.
+    if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
+    this.violate(violation);
+    return rejectHandled(error);
+  }
+
+  // ---- approvals ----------------------------------------------------------------------------
+
+  /** Whether the policy makes this call wait for a person's decision. A predicate that throws says yes. */
+  #needsApproval(name: string, args: unknown): boolean {
+    if (this.limits.tools.approve?.includes(name) === true) return true;
+    const predicate = this.#approvalPredicate;
+    if (predicate === undefined) return false;
+    try {
+      return predicate({ tool: name, args }) === true;
+    } catch {
+      return true;
+    }
+  }
+
+  /** Tool calls waiting for a decision now, oldest first. */
+  get waitingForApproval(): boolean {
+    return this.#pending.size > 0;
+  }
+
+  get pendingApprovals(): readonly PendingApprovalView[] {
+    return [...this.#pending.values()].map((entry) => Object.freeze({ callId: entry.callId, tool: entry.tool, args: entry.args, step: entry.step, requestedAt: new Date(entry.requestedAt).toISOString() }));
+  }
+
+  /** Records the request, moves the run to AWAITING_APPROVAL and waits for the decision. */
+  #requestApproval(scope: CallScope, name: string, args: unknown, callId: string): Promise<unknown> {
+    const step = scope.step;
+    const recorded = toRecordable(args);
+    this.emit('APPROVAL_REQUESTED', { step, callId, tool: name, args: recorded });
+    let ready: void | Promise<void>;
+    try {
+      ready = this.#log?.writeAhead();
+    } catch (error) {
+      return rejectHandled(error);
+    }
+    return this.#awaitDecision(scope, name, args, recorded, callId, step, this.clock.now(), ready);
+  }
+
+  /** Registers a call as waiting (a new request, or one a resumed run found pending in its log). */
+  #awaitDecision(scope: CallScope, name: string, args: unknown, recorded: JsonValue, callId: string, step: number, requestedAt: number, ready: void | Promise<void>): Promise<unknown> {
+    let decide!: (decision: Decision) => void;
+    const decided = new Promise<Decision>((resolve) => (decide = resolve));
+    const entry: PendingEntry = { callId, tool: name, args: recorded, step, requestedAt, decide, timer: undefined };
+    this.#pending.set(callId, entry);
+    this.#startWaiting();
+    const timeoutMs = this.limits.approvalTimeoutMs;
+    if (timeoutMs !== undefined && this.#replay === undefined) {
+      const left = Math.max(0, timeoutMs - (this.clock.now() - requestedAt));
+      entry.timer = this.clock.setTimeout(() => {
+        entry.timer = undefined;
+        if (this.#pending.get(callId) === entry) this.#decide(entry, { kind: 'timeout' });
+      }, left);
+    }
+    const afterDecision = (decision: Decision): Promise<unknown> => {
+      const refusal = scope.refusal();
+      if (refusal !== undefined) throw refusal;
+      if (decision.kind === 'approve') return this.#authorize(scope, name, decision.args === undefined ? args : decision.args, callId, true);
+      const rule = decision.kind === 'timeout' ? 'approval_timeout' : 'approval_denied';
+      const message =
+        decision.kind === 'timeout'
+          ? `Tool call ${callId} (${name}) was not approved within ${this.limits.approvalTimeoutMs ?? 0} ms`
+          : `Tool call ${callId} (${name}) was denied${decision.by === null ? '' : ` by ${decision.by}`}${decision.reason === null ? '' : `: ${decision.reason}`}`;
+      return this.#denyTool(step, callId, name, args, { rule, message, limit: null, attempted: null, tool: name });
+    };
+    const waiting = ready === undefined ? decided : ready.then(() => decided);
+    return scope.race(waiting.then(afterDecision));
+  }
+
+  /**
+   * A person decides on a waiting tool call: approve (optionally with edited arguments, checked by
+   * the policy again and by the tool's schema when it has one) or deny. Exactly one decision per
+   * call: a second one is OAO_ERR_ALREADY_DECIDED, an unknown call OAO_ERR_UNKNOWN_APPROVAL.
+   */
+  decide(callId: string, decision: { readonly approve: boolean; readonly by?: string | undefined; readonly reason?: string | undefined; readonly args?: unknown }): void {
+    if (this.finished || this.termination !== undefined) {
+      throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Run "${this.executionId}" has finished (or is ending): nothing is left to decide`, {
+        details: { executionId: this.executionId, callId },
+      });
+    }
+    const entry = typeof callId === 'string' ? this.#pending.get(callId) : undefined;
+    if (entry === undefined) {
+      if (typeof callId === 'string' && this.#decided.has(callId)) {
+        throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Tool call ${callId} of run "${this.executionId}" was already decided`, {
+          details: { executionId: this.executionId, callId },
+        });
+      }
+      throw new OaoError('OAO_ERR_UNKNOWN_APPROVAL', `Run "${this.executionId}" has no tool call ${safeString(callId)} awaiting approval`, {
+        details: { executionId: this.executionId, callId: safeString(callId), pending: [...this.#pending.keys()] },
+      });
+    }
+    const by = decisionText(decision.by, 'by');
+    const reason = decisionText(decision.reason, 'reason');
+    if (!decision.approve) {
+      this.#decide(entry, { kind: 'deny', by, reason });
+      return;
+    }
+    let args: JsonValue | undefined;
+    if (decision.args !== undefined) {
+      args = checkEditedArgs(decision.args, this.#toolBodies?.get(entry.tool), entry.tool);
+    }
+    this.#decide(entry, { kind: 'approve', by, reason, ...(args === undefined ? {} : { args }) });
+  }
+
+  /** Verify-replay: a waiting call's approval timed out where the recording says it did. */
+  expireApproval(callId: string): void {
+    const entry = this.#pending.get(callId);
+    if (entry !== undefined) this.#decide(entry, { kind: 'timeout' });
+  }
+
+  #decide(entry: PendingEntry, decision: Decision): void {
+    this.#pending.delete(entry.callId);
+    this.#decided.add(entry.callId);
+    if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
+    entry.timer = undefined;
+    const by = decision.kind === 'timeout' ? null : decision.by;
+    const reason = decision.kind === 'timeout' ? `not decided within ${this.limits.approvalTimeoutMs ?? 0} ms` : decision.reason;
+    if (decision.kind === 'approve') {
+      this.emit('APPROVAL_GRANTED', { step: entry.step, callId: entry.callId, tool: entry.tool, by, reason, ...(decision.args === undefined ? {} : { args: decision.args }) });
+    } else {
+      this.emit('APPROVAL_DENIED', { step: entry.step, callId: entry.callId, tool: entry.tool, by, reason, timedOut: decision.kind === 'timeout' });
+    }
+    this.#approvalLog.push(
+      Object.freeze({
+        callId: entry.callId,
+        tool: entry.tool,
+        decision: decision.kind === 'approve' ? 'approved' : decision.kind === 'timeout' ? 'timeout' : 'denied',
+        by,
+        reason,
+        ...(decision.kind === 'approve' && decision.args !== undefined ? { args: decision.args } : {}),
+        decidedAt: new Date(this.#eventTime()).toISOString(),
+      } as const),
+    );
+    this.#stopWaiting();
+    entry.decide(decision);
+  }
+
+  /** The first waiting call: the run enters AWAITING_APPROVAL and its deadline stops running. */
+  #startWaiting(): void {
+    if (this.#waitingSince === undefined) {
+      this.#waitingSince = this.#eventTime();
+      if (this.#deadline !== undefined) {
+        this.clock.clearTimeout(this.#deadline);
+        this.#deadline = undefined;
+      }
+    }
+    if (!this.#waitSignalled) {
+      this.#waitSignalled = true;
+      this.#send?.({ type: 'APPROVAL.WAIT' });
+    }
+  }
+
+  /** The last waiting call was decided: the wait is not live time; the deadline runs again. */
+  #stopWaiting(): void {
+    if (this.#pending.size > 0 || this.#waitingSince === undefined) return;
+    this.#idleMs += Math.max(0, this.#eventTime() - this.#waitingSince);
+    this.#waitingSince = undefined;
+    if (this.#deadlineWanted) this.armDeadline();
+    if (this.#waitSignalled) {
+      this.#waitSignalled = false;
+      this.#send?.({ type: 'APPROVAL.DONE' });
+    }
+  }
+
   /**
    * A call of a resumed run's interrupted step that matches a recorded one: its recorded result
    * (the body does not run again), or, when the log has no result (the process died while it ran),
    * the body runs again under the same call id. Either way it was counted and authorized when it
-   * was first made.
+   * was first made. A call that was waiting for approval waits again (without a second request),
+   * and one decided while the run was not live gets that decision.
    */
   #serveTool(scope: CallScope, recorded: RecordedToolCall, args: unknown): Promise<unknown> {
     this.#toolSeq += 1;
+    const approval = recorded.approval;
+    if (!recorded.started && approval !== undefined) {
+      if (approval.status === 'granted') return this.#authorize(scope, recorded.tool, approval.args === undefined ? args : approval.args, recorded.callId, true);
+      if (approval.status === 'denied') {
+        const rule = approval.timedOut ? 'approval_timeout' : 'approval_denied';
+        return this.#denyTool(scope.step, recorded.callId, recorded.tool, args, { rule, message: `Tool call ${recorded.callId} (${recorded.tool}) was ${approval.timedOut ? 'not approved in time' : 'denied'}`, limit: null, attempted: null, tool: recorded.tool });
+      }
+      const requestedAt = this.#restoredRequests.get(recorded.callId) ?? this.clock.now();
+      return this.#awaitDecision(scope, recorded.tool, args, toRecordable(args), recorded.callId, scope.step, requestedAt, undefined);
+    }
     const result = recorded.result;
     if (result !== undefined) {
       if (result.ok) return Promise.resolve(copyJson(result.value));
@@ -622,7 +876,8 @@ export class RunSession {
         }),
       );
     }
-    return this.#runTool(scope, body, recorded.tool, recorded.callId, scope.step, args);
+    const runArgs = approval?.status === 'granted' && approval.args !== undefined ? approval.args : args;
+    return this.#runTool(scope, body, recorded.tool, recorded.callId, scope.step, runArgs);
   }
 
   /** The interrupted call has recorded its outcome: later calls are all live. */
@@ -874,6 +1129,7 @@ export class RunSession {
       wallTimeMs: Math.max(0, finishedAt - this.startedAt),
       // Handed over, not copied: the records are final once the run is (the last state never exits).
       stateHistory: this.#history,
+      ...(this.#approvalLog.length === 0 ? {} : { approvals: Object.freeze(this.#approvalLog.slice()) as ApprovalRecord[] }),
       finalOutput: this.lastOutput,
       ...(status === 'FAILED' && this.error !== undefined ? { error: deepFreeze(this.error) } : {}),
       startedAt: new Date(this.startedAt).toISOString(),
@@ -881,6 +1137,10 @@ export class RunSession {
       executionHash: this.executionHash,
     });
     this.report = report;
+    for (const entry of this.#pending.values()) {
+      if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
+    }
+    this.#pending.clear();
     this.#at = finishedAt;
     this.emit('EXECUTION_COMPLETE', { report });
     this.#listeners = undefined;
@@ -922,6 +1182,43 @@ function frozenError(error: unknown): SerializedError {
   return deepFreeze(serializeError(error));
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** Longest `by` or `reason` a decision may carry. */
+const MAX_DECISION_TEXT = 2_000;
+
+/** A decision's `by` or `reason`: a string (at most 2,000 characters) or nothing. */
+function decisionText(value: unknown, field: 'by' | 'reason'): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value.length > MAX_DECISION_TEXT) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${field}" must be a string of at most ${MAX_DECISION_TEXT} characters`, { details: { field } });
+  }
+  return value;
+}
+
+/**
+ * Arguments an approver put in place of the requested ones: JSON, and valid for the tool's schema
+ * when the tool carries one (a `schema` with `safeParse`, as zod schemas have).
+ */
+function checkEditedArgs(args: unknown, body: unknown, tool: string): JsonValue {
+  let json: JsonValue;
+  try {
+    json = JSON.parse(JSON.stringify(args)) as JsonValue;
+  } catch (error) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `The edited arguments of "${tool}" must be JSON: ${serializeError(error).message}`, { details: { field: 'args' } });
+  }
+  if (json === undefined) throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `The edited arguments of "${tool}" must be JSON`, { details: { field: 'args' } });
+  const schema = (body as { schema?: { safeParse?: (value: unknown) => { success: boolean; error?: { issues?: { message: string; path: PropertyKey[] }[] } } } } | undefined)?.schema;
+  if (schema !== undefined && typeof schema.safeParse === 'function') {
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error?.issues?.[0];
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `The edited arguments do not fit the schema of "${tool}": ${issue === undefined ? 'invalid' : `${issue.path.map(String).join('.') || 'args'}: ${issue.message}`}`, {
+        details: { field: 'args', tool },
+      });
+    }
+  }
+  return deepFreeze(json);
+}
 
 /** A fresh, mutable copy of a recorded JSON value: the agent may change what it receives. */
 function copyJson(value: unknown): unknown {

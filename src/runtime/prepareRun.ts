@@ -88,6 +88,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     replay: env.replay,
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
+    approvalPredicate: policy.approvalPredicate,
   });
   return { session, signal: checked.signal };
 }
@@ -143,6 +144,8 @@ export function prepareResume(
     ownership: env.ownership,
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
+    // The log records the approval list; a predicate is code, taken from the policy here.
+    approvalPredicate: env.policy.approvalPredicate,
     resume: { point, lease: env.lease },
   });
   session.resumeInput = point.input;

@@ -60,6 +60,13 @@ export interface RunHandle {
   approve(callId: string, decision?: ApprovalDecision): void;
   /** Denies a waiting tool call: its body never runs and the run ends `policy_violation` (rule `approval_denied`). */
   deny(callId: string, decision?: Omit<ApprovalDecision, 'args'>): void;
+  /**
+   * Takes a run that waits for approval out of this process, so that it costs no memory while a
+   * person decides: its actor stops, its log is flushed and its lease given up; `report` rejects
+   * with OAO_ERR_RUN_UNLOADED. Decide with `orch.approve(executionId, callId)` (any process on the
+   * store) and continue it with `orch.resume()`. Needs a store; only a waiting run can be unloaded.
+   */
+  unload(): Promise<void>;
 }
 
 /** Who decided on a waiting tool call, and why; an approver may also edit its arguments. */
@@ -198,7 +205,7 @@ export class Orchestrator {
     let settle!: (report: ExecutionReport) => void;
     const report = new Promise<ExecutionReport>((resolve) => (settle = resolve));
     const { session, actor } = this.#launch(request, false, (r) => settle(r), true);
-    return new Handle(session, actor, report);
+    return new Handle(session, actor, report, () => this.#forget(session));
   }
 
   /**
@@ -276,6 +283,10 @@ export class Orchestrator {
     return pending;
   }
 
+  #forget(session: RunSession): void {
+    if (this.#live.get(session.executionId) === session) this.#live.delete(session.executionId);
+  }
+
   async #decide(executionId: string, callId: string, approve: boolean, decision: ApprovalDecision): Promise<void> {
     if (typeof decision !== 'object' || decision === null) {
       throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the decision to be an object, got ${typeOf(decision)}`, { details: { field: 'decision' } });
@@ -325,7 +336,7 @@ export class Orchestrator {
         details: { executionId, status: started.report.status },
       });
     }
-    return new Handle(started.session, started.actor, started.done);
+    return new Handle(started.session, started.actor, started.done, () => this.#forget(started.session));
   }
 
   async #resume(
@@ -461,10 +472,33 @@ class Handle implements RunHandle {
   readonly report: Promise<ExecutionReport>;
   #events$: Observable<OaoEvent> | undefined;
 
-  constructor(session: RunSession, actor: Actor<AgentLifecycleMachine>, report: Promise<ExecutionReport>) {
+  readonly #forget: () => void;
+  #unloaded: ((error: OaoError) => void) | undefined;
+
+  constructor(session: RunSession, actor: Actor<AgentLifecycleMachine>, report: Promise<ExecutionReport>, forget: () => void) {
     this.#session = session;
     this.actor = actor;
-    this.report = report;
+    let reject!: (error: OaoError) => void;
+    const unloaded = new Promise<never>((_resolve, rejectWith) => (reject = rejectWith));
+    this.#unloaded = reject;
+    this.report = Promise.race([report, unloaded]);
+    // Only unload() rejects it; whoever unloads need not also await the report.
+    this.report.catch(() => {});
+    this.#forget = forget;
+  }
+
+  async unload(): Promise<void> {
+    const session = this.#session;
+    const error = session.unload();
+    this.#forget();
+    this.actor.stop();
+    const log = session.log;
+    if (log !== undefined) {
+      await log.settled();
+      log.end();
+    }
+    this.#unloaded?.(error);
+    this.#unloaded = undefined;
   }
 
   get executionId(): string {

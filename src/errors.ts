@@ -199,6 +199,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'The tool call was already decided, or the run has finished',
   },
+  OAO_ERR_RUN_UNLOADED: {
+    status: 409,
+    retryable: false,
+    message: 'The run was unloaded from this process while it waited; resume it to continue',
+  },
   OAO_ERR_LEASE_HELD: {
     status: 409,
     retryable: true,

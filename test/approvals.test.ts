@@ -269,4 +269,36 @@ describe('approvals in the log', () => {
     expect(calls).toEqual([{ to: 'y@example.com', body: 'b' }]);
     expect(report.approvals?.[0]).toMatchObject({ by: 'dave', decision: 'approved' });
   });
+
+  it('unload(): a waiting run leaves the process; a decision by id and resume() continue it', async () => {
+    const store = createMemoryStore();
+    const calls: unknown[] = [];
+    const orch = new Orchestrator({ store, owner: 'host', policy: { tools: { approve: ['sendEmail'] } } });
+    const busy = orch.start({ agent: () => new Promise(() => {}), task: 't', executionId: 'busy' });
+    await expect(busy.unload()).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'state' } });
+    busy.cancel();
+    const handle = orch.start({ agent: mailer(), task: 't', tools: tools(calls), executionId: 'u' });
+    await waitFor(() => handle.pendingApprovals().length === 1);
+    const seen = store.events('u').length;
+    await handle.unload();
+    await expect(handle.report).rejects.toMatchObject({ code: 'OAO_ERR_RUN_UNLOADED' });
+    expect(orch.pendingApprovals()).toEqual([]);
+    expect(handle.actor.getSnapshot().status).toBe('stopped');
+    expect(store.events('u')).toHaveLength(seen);
+    // Nobody holds it now: the decision is recorded in the log, and resume() continues from it.
+    await orch.approve('u', 't1', { by: 'erin' });
+    const report = await orch.resume('u', { agent: mailer(), tools: tools(calls) });
+    expect(report.status).toBe('SUCCESS');
+    expect(calls).toHaveLength(1);
+    expect(report.approvals?.[0]).toMatchObject({ by: 'erin' });
+  });
+
+  it('unload() needs a store', async () => {
+    const orch = new Orchestrator({ policy: { tools: { approve: ['sendEmail'] } } });
+    const handle = orch.start({ agent: mailer(), task: 't', tools: tools([]) });
+    await waitFor(() => handle.pendingApprovals().length === 1);
+    await expect(handle.unload()).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });
+    handle.deny('t1');
+    expect((await handle.report).status).toBe('FAILED');
+  });
 });

@@ -211,6 +211,7 @@ export class RunSession {
   /** What the interrupted call recorded, served to its re-run in order. */
   #ledger: ResumeLedger | undefined;
   #lastTimestamp = 0;
+  #unloaded = false;
   /** A resumed run whose log left calls waiting: the wait goes on from the resume. */
   #resumeWaiting = false;
   /** The timestamp of the last event emitted. */
@@ -418,6 +419,8 @@ export class RunSession {
   }
 
   emit<T extends OaoEventType>(type: T, payload: OaoEventPayload<T>): void {
+    // An unloaded run records nothing more here: its log goes on in whoever resumes it.
+    if (this.#unloaded) return;
     const seq = this.#seq++;
     // A timestamp the caller already read (and recorded elsewhere) is used once, for this event.
     const at = this.#at;
@@ -782,6 +785,48 @@ export class RunSession {
       args = checkEditedArgs(decision.args, this.#toolBodies?.get(entry.tool), entry.tool);
     }
     this.#decide(entry, { kind: 'approve', by, reason, ...(args === undefined ? {} : { args }) });
+  }
+
+  /** Whether `unload()` took the run out of this process. */
+  get unloaded(): boolean {
+    return this.#unloaded;
+  }
+
+  /**
+   * Takes a run that waits for approval out of this process: its timers stop, its in-flight step
+   * is aborted (signal reason OAO_ERR_RUN_UNLOADED) and nothing more is recorded here. Its log
+   * already holds everything (the approval request was written ahead); the caller flushes it and
+   * gives the lease up. Only a run recorded in a store, waiting for a decision, can be unloaded.
+   */
+  unload(): OaoError {
+    if (this.#log === undefined) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Only a run recorded in a store can be unloaded: create the Orchestrator with a store', { details: { field: 'store' } });
+    }
+    if (this.finished || this.termination !== undefined || this.#unloaded) {
+      throw new OaoError('OAO_ERR_RUN_FINISHED', `Run "${this.executionId}" has finished (or is ending, or was unloaded)`, { details: { executionId: this.executionId } });
+    }
+    if (this.#pending.size === 0) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Run "${this.executionId}" is not waiting for approval: only a waiting run can be unloaded`, {
+        details: { field: 'state', executionId: this.executionId },
+      });
+    }
+    const error = new OaoError('OAO_ERR_RUN_UNLOADED', `Run "${this.executionId}" was unloaded while it waited for approval; resume it to continue`, {
+      details: { executionId: this.executionId },
+    });
+    this.#unloaded = true;
+    this.stopError = error;
+    for (const entry of this.#pending.values()) {
+      if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
+    }
+    this.#pending.clear();
+    if (this.#deadline !== undefined) {
+      this.clock.clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
+    this.#listeners = undefined;
+    this.#onFinish = undefined;
+    this.#send = undefined;
+    return error;
   }
 
   /** Verify-replay: a waiting call's approval timed out where the recording says it did. */

@@ -3,6 +3,7 @@ import { coreCases, coreRatios } from './core.js';
 import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, durableTargets } from './durable.js';
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
+import { resumeCase, resumeRatios } from './resume.js';
 import { httpCase, httpRatios } from './http.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
@@ -23,6 +24,7 @@ export const benchCases: readonly BenchCase[] = [
   httpCase,
   durablePostgresCase,
   durableHeapCase,
+  resumeCase,
 ];
 
 export const benchRatios: readonly BenchRatio[] = [
@@ -33,6 +35,7 @@ export const benchRatios: readonly BenchRatio[] = [
   ...supervisorRatios,
   ...httpRatios,
   ...durableRatios,
+  ...resumeRatios,
 ];
 
 /** Rates that rows must reach on their own (ops/s), where the requirements state them so. */

@@ -32,6 +32,41 @@ describe('leases of recorded runs', () => {
     expect(store.acquireLease('leased', 'someone', 1_000)?.owner).toBe('someone');
   });
 
+  it('leases a run with its first append and releases it with its last: no lease call of its own', async () => {
+    const inner = createMemoryStore();
+    const calls: string[] = [];
+    const store = new Proxy(inner, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push(String(property));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const orch = new Orchestrator({ store, owner: 'me', leaseTtlMs: 60_000 });
+    await orch.run({ agent: (task: string) => task, task: 'x', executionId: 'trivial' });
+    // The whole log of a trivial run is one batch: one write.
+    expect(calls).toEqual(['append']);
+    calls.length = 0;
+    const tooled = await orch.run({
+      agent: async (_task: string, ctx: AgentContext) => String(await ctx.callTool('probe', {})),
+      task: 'y',
+      executionId: 'tooled',
+      tools: { probe: () => store.get('tooled')?.status },
+    });
+    // The TOOL_CALL is written ahead of the tool body, which saw the run leased and running.
+    expect(tooled.finalOutput).toBe('running');
+    const writes = calls.filter((call) => call !== 'get');
+    expect(writes.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(writes)).toEqual(new Set(['append']));
+    for (const id of ['trivial', 'tooled']) {
+      expect(store.get(id)?.status).toBe('SUCCESS');
+      expect(store.acquireLease(id, 'someone', 1_000)?.token).toBe(2);
+    }
+  });
+
   it('a run whose process was killed lists as interrupted once its lease expires', { timeout: 30_000 }, async () => {
     dir = await mkdtemp(join(tmpdir(), 'oao-lease-'));
     const path = join(dir, 'runs.db');

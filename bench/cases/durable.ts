@@ -185,8 +185,9 @@ export const durableCases: readonly BenchCase[] = [
     group: 'durable',
     label: 'floor: better-sqlite3, one 13-row transaction',
     description:
-      "A trivial run's 13 events as JSON, inserted with one prepared statement in one transaction into a keyed table " +
-      '(WAL, synchronous NORMAL, a temp file), with better-sqlite3 alone: what any SQLite-durable run pays to store its log.',
+      "A trivial run's 13 events as JSON, inserted with one prepared statement in one transaction into a table keyed by " +
+      '(execution_id, seq) (WAL, synchronous NORMAL, a temp file), with better-sqlite3 alone: what storing the log costs ' +
+      "in the simplest layout, without the run's index entry and lease.",
     mode: 'sync',
     setup: async () => {
       const store = createMemoryStore();

@@ -1,12 +1,25 @@
 import { OaoError, serializeError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
-import type { Lease, RunStore } from './RunStore.js';
+import type { AppendOptions, Lease, RunStore } from './RunStore.js';
 
 /** Who holds a run while it is live, and for how long a lease lasts without renewal. */
 export interface RunOwnership {
   readonly owner: string;
   readonly ttlMs: number;
 }
+
+/** Options of a {@link RunLog}. */
+export interface RunLogOptions {
+  /**
+   * A lease the caller took already (a resumed run is leased before its session starts): the log
+   * appends with it from the first append (it takes none), renews it every third of
+   * `ownership.ttlMs` (10 s without an ownership) and releases it as one it took itself.
+   */
+  readonly lease?: Lease;
+}
+
+/** Renewal period base of a given lease when the log has no ownership to take it from. */
+const DEFAULT_LEASE_TTL_MS = 10_000;
 
 /**
  * Writes one run's events to a store. Events are batched per macrostep (everything emitted before
@@ -15,10 +28,13 @@ export interface RunOwnership {
  * Appends are strictly ordered; the first failure disables the log and is reported once through
  * `onFailure`, so the run can stop before doing anything more.
  *
- * With an `ownership`, the run is leased before its first append and every append carries the
- * lease (a stale owner's appends are refused by the store); the lease is renewed every third of
- * its time to live while the run is live and released by `end()`. A run whose process dies keeps
- * an expiring lease, so it lists as `interrupted`.
+ * With an `ownership` (or a lease given in `options`), every append carries the run's lease (a
+ * stale owner's appends are refused by the store). The lease is taken by the run's first append
+ * (`AppendOptions.acquire`: no round trip of its own), renewed every third of its time to live
+ * while the run is live, and released by the append that holds `EXECUTION_COMPLETE`
+ * (`AppendOptions.release`), so a run whose whole log is one batch writes once. `end()` releases
+ * it when no append did (the log failed). A run whose process dies keeps an expiring lease, so it
+ * lists as `interrupted`.
  */
 export class RunLog {
   readonly #store: RunStore;
@@ -26,6 +42,8 @@ export class RunLog {
   readonly #onFailure: (error: OaoError) => void;
   readonly #ownership: RunOwnership | undefined;
   #lease: Lease | undefined;
+  /** The lease was released by an append: nothing left to renew or release. */
+  #released = false;
   #renewal: ReturnType<typeof setInterval> | undefined;
   #ended = false;
   #buffer: OaoEvent[] = [];
@@ -34,34 +52,34 @@ export class RunLog {
   #tail: Promise<void> | undefined;
   #failed: OaoError | undefined;
 
-  /**
-   * @param options.lease a lease the caller already took (a resumed run): used from the first
-   *   append, renewed and released like one taken here.
-   */
-  constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, ownership?: RunOwnership, options?: { readonly lease?: Lease }) {
+  constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, ownership?: RunOwnership, options?: RunLogOptions) {
     this.#store = store;
     this.#executionId = executionId;
     this.#onFailure = onFailure;
     this.#ownership = ownership;
-    if (options?.lease !== undefined && ownership !== undefined) this.#takeLease(options.lease);
+    const lease = options?.lease;
+    if (lease !== undefined) {
+      this.#lease = lease;
+      this.#renewEvery(ownership?.ttlMs ?? DEFAULT_LEASE_TTL_MS);
+    }
   }
 
-  /** The run's lease, once taken. */
+  /** The run's lease, once taken (or given). */
   get lease(): Lease | undefined {
     return this.#lease;
   }
 
   /**
-   * The run is over and its last events are flushed: stop renewing and give the lease up. A
-   * failure here loses nothing (the log is complete), so it is not reported.
+   * The run is over and its last events are flushed: stop renewing and give the lease up, unless
+   * the last append did. A failure here loses nothing (the log is complete), so it is not reported.
    */
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    if (this.#renewal !== undefined) clearInterval(this.#renewal);
-    this.#renewal = undefined;
+    this.#stopRenewal();
     const lease = this.#lease;
-    if (lease === undefined) return;
+    if (lease === undefined || this.#released) return;
+    this.#released = true;
     try {
       const result = this.#store.releaseLease(lease);
       if (result !== undefined) Promise.resolve(result).catch(() => {});
@@ -144,41 +162,84 @@ export class RunLog {
 
   #append(batch: OaoEvent[]): void | Promise<void> {
     if (this.#failed !== undefined) return this.#throw();
-    if (this.#ownership !== undefined && this.#lease === undefined) {
-      let taken: Lease | undefined | Promise<Lease | undefined>;
-      try {
-        taken = this.#store.acquireLease(this.#executionId, this.#ownership.owner, this.#ownership.ttlMs);
-      } catch (error) {
-        return this.#fail(error);
-      }
-      if (taken instanceof Promise) {
-        return taken.then(
-          (lease) => {
-            this.#takeLease(lease);
-            return this.#appendNow(batch);
-          },
-          (error: unknown) => this.#fail(error),
-        );
-      }
-      this.#takeLease(taken);
+    const lease = this.#lease;
+    const ownership = lease === undefined ? this.#ownership : undefined;
+    // The run's last batch gives the lease up with its events.
+    const release = (lease !== undefined || ownership !== undefined) && batch[batch.length - 1]?.type === 'EXECUTION_COMPLETE';
+    let taken: Lease | undefined;
+    let options: AppendOptions | undefined;
+    if (lease !== undefined) options = release ? { lease, release } : { lease };
+    else if (ownership !== undefined) {
+      const onAcquired = (acquired: Lease): void => {
+        taken = acquired;
+      };
+      const acquire = { owner: ownership.owner, ttlMs: ownership.ttlMs, onAcquired };
+      options = release ? { acquire, release } : { acquire };
     }
-    return this.#appendNow(batch);
+    let result: void | Promise<void>;
+    try {
+      result = this.#store.append(this.#executionId, batch, options);
+    } catch (error) {
+      return this.#fail(error);
+    }
+    if (result === undefined || typeof (result as { then?: unknown }).then !== 'function') return this.#appended(taken, ownership, release);
+    return Promise.resolve(result).then(
+      () => this.#appended(taken, ownership, release),
+      (error: unknown) => this.#fail(error),
+    );
   }
 
-  #takeLease(lease: Lease | undefined): void {
+  /**
+   * An append succeeded: keep the lease it took (`ownership`: it was asked to take one) and note
+   * a release. A store that took the lease without handing it over (a wrapper that dropped the
+   * callback) is asked for it again: its holder gets it back with the same token.
+   */
+  #appended(taken: Lease | undefined, ownership: RunOwnership | undefined, release: boolean): void | Promise<void> {
+    if (release) {
+      this.#released = true;
+      this.#stopRenewal();
+      if (taken !== undefined) this.#lease = taken;
+      return undefined;
+    }
+    if (ownership === undefined) return undefined;
+    if (taken !== undefined) return this.#takeLease(taken, ownership);
+    let again: Lease | undefined | Promise<Lease | undefined>;
+    try {
+      again = this.#store.acquireLease(this.#executionId, ownership.owner, ownership.ttlMs);
+    } catch (error) {
+      return this.#fail(error);
+    }
+    if (again instanceof Promise) {
+      return again.then(
+        (lease) => this.#takeLease(lease, ownership),
+        (error: unknown) => this.#fail(error),
+      );
+    }
+    return this.#takeLease(again, ownership);
+  }
+
+  #takeLease(lease: Lease | undefined, ownership: RunOwnership): void {
     if (lease === undefined) {
       this.#fail(new OaoError('OAO_ERR_LEASE_LOST', `Run "${this.#executionId}" is held by another owner`, { details: { executionId: this.#executionId } }));
     }
     this.#lease = lease;
-    const ownership = this.#ownership as RunOwnership;
-    if (this.#ended) return;
-    this.#renewal = setInterval(() => this.#renew(ownership.ttlMs), Math.max(10, Math.floor(ownership.ttlMs / 3)));
+    this.#renewEvery(ownership.ttlMs);
+  }
+
+  #renewEvery(ttlMs: number): void {
+    if (this.#ended || this.#renewal !== undefined) return;
+    this.#renewal = setInterval(() => this.#renew(ttlMs), Math.max(10, Math.floor(ttlMs / 3)));
     this.#renewal.unref?.();
+  }
+
+  #stopRenewal(): void {
+    if (this.#renewal !== undefined) clearInterval(this.#renewal);
+    this.#renewal = undefined;
   }
 
   #renew(ttlMs: number): void {
     const lease = this.#lease;
-    if (lease === undefined || this.#failed !== undefined || this.#ended) return;
+    if (lease === undefined || this.#failed !== undefined || this.#ended || this.#released) return;
     const lost = () => {
       try {
         this.#fail(new OaoError('OAO_ERR_LEASE_LOST', `Run "${this.#executionId}" was taken over by another owner`, { details: { executionId: this.#executionId } }));
@@ -202,18 +263,6 @@ export class RunLog {
     }
   }
 
-  #appendNow(batch: OaoEvent[]): void | Promise<void> {
-    if (this.#failed !== undefined) return this.#throw();
-    let result: void | Promise<void>;
-    try {
-      result = this.#store.append(this.#executionId, batch, this.#lease === undefined ? undefined : { lease: this.#lease });
-    } catch (error) {
-      return this.#fail(error);
-    }
-    if (result === undefined || typeof (result).then !== 'function') return undefined;
-    return Promise.resolve(result).then(undefined, (error: unknown) => this.#fail(error));
-  }
-
   #fail(error: unknown): never {
     // The store's own availability and ownership codes say more than a generic one; anything else
     // (a conflict, a driver error) is OAO_ERR_STORE with the original kept as the cause.
@@ -227,8 +276,7 @@ export class RunLog {
     if (this.#failed === undefined) {
       this.#failed = typed;
       this.#buffer = [];
-      if (this.#renewal !== undefined) clearInterval(this.#renewal);
-      this.#renewal = undefined;
+      this.#stopRenewal();
       this.#onFailure(typed);
     }
     throw typed;

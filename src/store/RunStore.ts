@@ -28,8 +28,16 @@ export interface RunStore {
    * unless that lease is the run's current one (the fencing token of a stale owner never writes).
    * Fencing is by token, not by clock: a lease past its `expiresAt` still writes until another
    * owner takes the run over or it is released.
+   *
+   * The lease can change hands in the same atomic step, which saves a writer a round trip each:
+   * with `acquire`, the append first takes the run's lease as {@link acquireLease} would (and is
+   * refused with `OAO_ERR_LEASE_LOST`, storing nothing, when another owner holds a live one), and
+   * hands it to `acquire.onAcquired` once stored; with `release`, it gives the lease (`lease`, or
+   * the one just taken) up as {@link releaseLease} would, after the events. Either happens only
+   * when the append succeeds, also when every event of the batch was stored already.
+   *
    * A store that cannot write throws `OAO_ERR_STORE` (or `OAO_ERR_STORE_UNAVAILABLE` when its
-   * server cannot be reached); nothing of the batch is then stored.
+   * server cannot be reached); nothing of the batch is then stored, and no lease changes.
    */
   append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): Awaitable<void>;
 
@@ -120,6 +128,32 @@ export interface SynchronousRunStore extends RunStore {
 export interface AppendOptions {
   /** The writer's lease: the append fails with `OAO_ERR_LEASE_LOST` unless it is current. */
   readonly lease?: Lease;
+  /**
+   * Takes the run's lease for `owner` for `ttlMs` in the same atomic step, before the events are
+   * written (as `acquireLease(executionId, owner, ttlMs)` would): a writer's first append. Not
+   * together with `lease`.
+   */
+  readonly acquire?: LeaseRequest;
+  /**
+   * Releases the lease (`lease`, or the one `acquire` takes) in the same atomic step, after the
+   * events are written (as `releaseLease` would): a run's last append, the one that holds its
+   * `EXECUTION_COMPLETE`. Needs `lease` or `acquire`.
+   * @default false
+   */
+  readonly release?: boolean;
+}
+
+/** The lease an append takes with `AppendOptions.acquire`. */
+export interface LeaseRequest {
+  readonly owner: string;
+  /** An integer from 1 up. */
+  readonly ttlMs: number;
+  /**
+   * Receives the lease the append took, once the append has succeeded: before `append` returns
+   * (a synchronous store) or its promise resolves. Not called when the append fails. It must not
+   * throw. A lease taken and released by the same append is handed over too (no longer held).
+   */
+  readonly onAcquired?: (lease: Lease) => void;
 }
 
 /** Ownership of a live run: whose appends count. */

@@ -1,5 +1,6 @@
 import type { OaoEvent } from '../events/schema.js';
 import type { ExecutionReport } from '../report/schema.js';
+import { leaseChange, leaseHeld } from './leaseChange.js';
 import { decodeCursor, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus } from './logRows.js';
 import type {
   AppendOptions,
@@ -108,11 +109,22 @@ class MemoryStore implements MemoryRunStore {
   append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): void {
     this.#open();
     const lease = appendArguments(executionId, events, options);
+    const { acquire, release } = leaseChange(options, lease);
     if (lease !== undefined && !this.#holds(executionId, lease)) throw leaseLost(executionId, lease);
-    let entry = this.#runs.get(executionId);
+    const now = acquire === undefined ? 0 : this.#now();
+    if (acquire !== undefined && !this.#available(executionId, acquire.owner, now)) throw leaseHeld(executionId, acquire.owner);
+    const entry = this.#runs.get(executionId);
     const fresh = newEvents(executionId, events, entry?.events.length ?? 0, (seq) => (entry === undefined ? undefined : textOf(entry, seq)));
-    if (fresh.length === 0) return;
-    // Nothing below can fail: the batch is stored whole.
+    // Nothing below can fail: the batch is stored whole, and the lease changes with it.
+    const taken = acquire === undefined ? undefined : this.#take(executionId, acquire.owner, acquire.ttlMs, now);
+    if (fresh.length > 0) this.#store(executionId, entry, fresh);
+    if (release) this.#release(taken ?? (lease as Lease));
+    if (taken !== undefined) acquire?.onAcquired?.(taken);
+  }
+
+  /** Stores checked new events of a run (creating its entry with the first ones); cannot fail. */
+  #store(executionId: string, existing: RunEntry | undefined, fresh: readonly OaoEvent[]): void {
+    let entry = existing;
     const update = indexUpdate(fresh);
     if (entry === undefined) {
       // newEvents guarantees a new run's batch starts with its EXECUTION_START.
@@ -203,19 +215,7 @@ class MemoryStore implements MemoryRunStore {
     leaseOwner(owner);
     leaseTtl(ttlMs);
     const now = this.#now();
-    const current = this.#leases.get(executionId);
-    if (current === undefined) {
-      const lease = { owner, token: 1, expiresAt: now + ttlMs };
-      this.#leases.set(executionId, lease);
-      return { executionId, ...lease };
-    }
-    if (current.owner !== owner) {
-      if (current.owner !== undefined && current.expiresAt > now) return undefined;
-      current.owner = owner;
-      current.token += 1;
-    }
-    current.expiresAt = now + ttlMs;
-    return { executionId, owner, token: current.token, expiresAt: current.expiresAt };
+    return this.#available(executionId, owner, now) ? this.#take(executionId, owner, ttlMs, now) : undefined;
   }
 
   renewLease(lease: Lease, ttlMs: number): boolean {
@@ -230,6 +230,33 @@ class MemoryStore implements MemoryRunStore {
   releaseLease(lease: Lease): void {
     this.#open();
     checkLease(lease);
+    this.#release(lease);
+  }
+
+  /** Whether `owner` may take the run's lease at `now`: nobody holds a live one, or `owner` does. */
+  #available(executionId: string, owner: string, now: number): boolean {
+    const current = this.#leases.get(executionId);
+    return current === undefined || current.owner === undefined || current.owner === owner || current.expiresAt <= now;
+  }
+
+  /** Takes the lease for `owner` (who may take it): a new holder gets the next token. */
+  #take(executionId: string, owner: string, ttlMs: number, now: number): Lease {
+    const current = this.#leases.get(executionId);
+    if (current === undefined) {
+      const lease = { owner, token: 1, expiresAt: now + ttlMs };
+      this.#leases.set(executionId, lease);
+      return { executionId, ...lease };
+    }
+    if (current.owner !== owner) {
+      current.owner = owner;
+      current.token += 1;
+    }
+    current.expiresAt = now + ttlMs;
+    return { executionId, owner, token: current.token, expiresAt: current.expiresAt };
+  }
+
+  /** Gives `lease` up if it is still the run's current one. */
+  #release(lease: Lease): void {
     if (!this.#holds(lease.executionId, lease)) return;
     const current = this.#leases.get(lease.executionId)!;
     current.owner = undefined;

@@ -20,9 +20,31 @@ export interface LogRow {
 
 const knownTypes: ReadonlySet<string> = new Set(oaoEventTypes);
 
-/** The text a store writes for an event: canonical JSON, so equal events give equal text. */
+/**
+ * The text a store writes for an event: its JSON, keys in the order the event has them. Cheaper
+ * than canonical JSON (about a third of its time), which is only needed to compare a retried event
+ * with a stored one whose text differs: see {@link sameEvent}.
+ */
 export function encodeEvent(event: OaoEvent): string {
-  return canonicalJson(event);
+  return JSON.stringify(event);
+}
+
+/**
+ * Whether the stored text of an event (undefined: none) holds the same event as `event`. Equal
+ * text is the common case (a retry of the same objects); otherwise both are compared as canonical
+ * JSON, so an equal event whose keys come in another order (a copy, a row written by an older
+ * release in canonical form) is the same event, and a different one is not.
+ */
+export function sameEvent(storedText: string | undefined, event: OaoEvent): boolean {
+  if (storedText === undefined) return false;
+  if (storedText === encodeEvent(event)) return true;
+  let stored: unknown;
+  try {
+    stored = JSON.parse(storedText);
+  } catch {
+    return false;
+  }
+  return canonicalJson(stored) === canonicalJson(event);
 }
 
 /**
@@ -96,7 +118,7 @@ export function newEvents(
     }
     previous = event.seq;
     if (event.seq < stored) {
-      if (storedText(event.seq) !== encodeEvent(event)) {
+      if (!sameEvent(storedText(event.seq), event)) {
         throw conflict(executionId, event.seq, 'the log already holds a different event at that seq');
       }
       continue;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  canonicalJson,
   DEFAULT_LIMITS,
   oaoEventSchema,
   type EventCounters,
@@ -7,7 +8,6 @@ import {
   type LifecycleState,
   type OaoEvent,
 } from '../../src/index.js';
-import { encodeEvent } from '../../src/store/logRows.js';
 
 /** 2026-01-01T00:00:00.000Z: the default start of fake runs. */
 export const FAKE_EPOCH = Date.UTC(2026, 0, 1);
@@ -138,9 +138,9 @@ export function reportOf(events: readonly OaoEvent[]): ExecutionReport | undefin
   return last?.type === 'EXECUTION_COMPLETE' ? last.payload.report : undefined;
 }
 
-/** Events as the canonical text stores compare: equal text, equal event. */
+/** Events as canonical text: equal text, equal event (whatever order their keys come in). */
 export function texts(events: readonly OaoEvent[]): string[] {
-  return events.map(encodeEvent);
+  return events.map(canonicalJson);
 }
 
 /** A copy of `event` that differs from it (a later timestamp): a conflicting event at the same seq. */

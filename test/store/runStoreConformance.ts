@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OaoError, type OaoErrorCode, type OaoEvent } from '../../src/index.js';
-import type { Lease, RunListFilter, RunStore, RunStoreOptions, StoredRun } from '../../src/store/RunStore.js';
+import type { AppendOptions, Lease, RunListFilter, RunStore, RunStoreOptions, StoredRun } from '../../src/store/RunStore.js';
 import { FAKE_EPOCH, altered, batches, fakeRun, reportOf, texts, type FakeRunOptions } from './fakeLog.js';
 
 /**
@@ -62,6 +62,13 @@ async function listAll(store: RunStore, filter: RunListFilter, limit: number, ma
 }
 
 const ids = (runs: readonly StoredRun[]): string[] => runs.map((run) => run.executionId);
+
+/** A deep copy of `value` with every object's keys in reverse order. */
+function reverseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(reverseKeys);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(Object.entries(value).reverse().map(([key, item]) => [key, reverseKeys(item)]));
+}
 
 /** Ids that sort the same in every collation (lowercase ASCII, zero-padded numbers). */
 const runName = (prefix: string, n: number): string => `${prefix}-${String(n).padStart(4, '0')}`;
@@ -162,6 +169,19 @@ export function describeRunStoreConformance(label: string, factory: RunStoreFact
         await store.append('run-a', events);
         expect(texts(await store.events('run-a'))).toEqual(texts(events));
         expect((await store.get('run-a'))?.eventCount).toBe(events.length);
+      });
+
+      it('compares a retried event by its value: keys in another order are the same event, a deep change is not', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        await store.append('run-a', events);
+        const reordered = events.map((event) => reverseKeys(event) as OaoEvent);
+        expect(JSON.stringify(reordered[7])).not.toBe(JSON.stringify(events[7]));
+        await store.append('run-a', reordered);
+        const deep = structuredClone(events[7]!) as Extract<OaoEvent, { type: 'STEP_COMPLETE' }>;
+        (deep.payload.output as { ok: boolean }).ok = false;
+        await expectCode(() => store.append('run-a', [deep]), 'OAO_ERR_LOG_CONFLICT', { executionId: 'run-a', seq: 7 });
+        expect(texts(await store.events('run-a'))).toEqual(texts(events));
       });
 
       it('refuses a different event at a seq the log holds, and keeps the log as it was', async () => {
@@ -757,6 +777,156 @@ export function describeRunStoreConformance(label: string, factory: RunStoreFact
         await expectCode(() => store.releaseLease(null as unknown as Lease), 'OAO_ERR_INVALID_ARGUMENT', { field: 'lease' });
         await expectCode(() => store.append('run-a', fakeRun('run-a'), { lease: 'mine' as unknown as Lease }), 'OAO_ERR_INVALID_ARGUMENT', { field: 'lease' });
         expect(await store.get('run-a')).toBeUndefined();
+      });
+    });
+
+    describe('leases taken and released by appends', () => {
+      /** Append options that acquire for `owner` and collect what onAcquired hands over. */
+      function acquiring(owner: string, ttlMs = 1_000, release = false) {
+        const handed: Lease[] = [];
+        const options = { acquire: { owner, ttlMs, onAcquired: (lease: Lease) => void handed.push(lease) }, ...(release ? { release } : {}) };
+        return { options, handed };
+      }
+
+      it('takes the lease with the first append and hands it over once stored; later appends write with it', async () => {
+        const clock = fakeClock();
+        const store = await open({ now: clock.now });
+        const events = fakeRun('run-a', { steps: 2 });
+        const { options, handed } = acquiring('worker-1');
+        const answer = store.append('run-a', events.slice(0, 4), options);
+        // A synchronous store has handed the lease over when append returns.
+        if (store.synchronous === true) expect(handed).toHaveLength(1);
+        await answer;
+        expect(handed).toEqual([{ executionId: 'run-a', owner: 'worker-1', token: expect.any(Number), expiresAt: clock.now() + 1_000 }]);
+        const lease = handed[0]!;
+        expect((await store.get('run-a'))?.status).toBe('running');
+        expect(await store.acquireLease('run-a', 'worker-2', 1_000)).toBeUndefined();
+        clock.advance(500);
+        expect(await store.renewLease(lease, 1_000)).toBe(true);
+        await store.append('run-a', events.slice(4), { lease });
+        expect(texts(await store.events('run-a'))).toEqual(texts(events));
+      });
+
+      it('refuses an acquiring append while another owner holds a live lease: nothing stored, nothing handed over', async () => {
+        const clock = fakeClock();
+        const store = await open({ now: clock.now });
+        const events = fakeRun('run-a');
+        const holder = (await store.acquireLease('run-a', 'worker-1', 1_000))!;
+        const { options, handed } = acquiring('worker-2');
+        await expectCode(() => store.append('run-a', events, options), 'OAO_ERR_LEASE_LOST', { executionId: 'run-a', owner: 'worker-2' });
+        expect(handed).toEqual([]);
+        expect(await store.get('run-a')).toBeUndefined();
+        expect(await store.renewLease(holder, 1_000)).toBe(true);
+        // Expired: the acquiring append takes the run over with a greater token, and fences the old holder.
+        clock.advance(1_000);
+        await store.append('run-a', events.slice(0, 5), options);
+        expect(handed).toHaveLength(1);
+        expect(handed[0]!.token).toBeGreaterThan(holder.token);
+        await expectCode(() => store.append('run-a', events.slice(5), { lease: holder }), 'OAO_ERR_LEASE_LOST');
+        expect((await store.get('run-a'))?.eventCount).toBe(5);
+      });
+
+      it('keeps the token when the holder appends with acquire, and renews the lease from now', async () => {
+        const clock = fakeClock();
+        const store = await open({ now: clock.now });
+        const lease = (await store.acquireLease('run-a', 'worker-1', 1_000))!;
+        clock.advance(600);
+        const { options, handed } = acquiring('worker-1');
+        await store.append('run-a', fakeRun('run-a').slice(0, 3), options);
+        expect(handed).toEqual([{ ...lease, expiresAt: clock.now() + 1_000 }]);
+        expect(await store.renewLease(lease, 1_000)).toBe(true);
+      });
+
+      it('takes no lease when the acquiring append conflicts or leaves a gap', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        await store.append('run-a', events.slice(0, 6));
+        const { options, handed } = acquiring('worker-1');
+        await expectCode(() => store.append('run-a', [altered(events[2]!), ...events.slice(3, 8)], options), 'OAO_ERR_LOG_CONFLICT');
+        await expectCode(() => store.append('run-a', events.slice(7), options), 'OAO_ERR_LOG_CONFLICT');
+        expect(handed).toEqual([]);
+        expect((await store.get('run-a'))?.eventCount).toBe(6);
+        // Nobody took it: the first owner to ask gets the first token.
+        expect((await store.acquireLease('run-a', 'worker-2', 1_000))?.token).toBe(1);
+      });
+
+      it('releases with the last append: the run is finished and its lease free at once', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        const lease = (await store.acquireLease('run-a', 'worker-1', 60_000))!;
+        await store.append('run-a', events.slice(0, 6), { lease });
+        await store.append('run-a', events.slice(6), { lease, release: true });
+        expect(await store.get('run-a')).toMatchObject({ status: 'SUCCESS', eventCount: events.length });
+        expect(await store.renewLease(lease, 1_000)).toBe(false);
+        const next = await store.acquireLease('run-a', 'worker-2', 60_000);
+        expect(next?.token).toBeGreaterThan(lease.token);
+      });
+
+      it('takes and releases in one append: a run written whole leaves its lease released, its token counted', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        const { options, handed } = acquiring('worker-1', 60_000, true);
+        await store.append('run-a', events, options);
+        expect(handed).toHaveLength(1);
+        const lease = handed[0]!;
+        expect(await store.get('run-a')).toMatchObject({ status: 'SUCCESS', eventCount: events.length });
+        expect(await store.renewLease(lease, 1_000)).toBe(false);
+        await expectCode(() => store.append('run-a', events, { lease }), 'OAO_ERR_LEASE_LOST');
+        expect((await store.acquireLease('run-a', 'worker-2', 60_000))?.token).toBeGreaterThan(lease.token);
+      });
+
+      it('lists a run released without its report as interrupted at once', async () => {
+        const store = await open();
+        const { options } = acquiring('worker-1', 60_000, true);
+        await store.append('run-a', fakeRun('run-a', { status: 'running' }), options);
+        expect((await store.get('run-a'))?.status).toBe('interrupted');
+      });
+
+      it('changes the lease even when every event was stored already (a retried append) or none is given', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        await store.append('run-a', events);
+        const retry = acquiring('worker-1', 60_000);
+        await store.append('run-a', events.slice(3, 8), retry.options);
+        expect(retry.handed).toHaveLength(1);
+        expect(await store.acquireLease('run-a', 'worker-2', 60_000)).toBeUndefined();
+        await store.append('run-a', [], { lease: retry.handed[0]!, release: true });
+        expect(await store.renewLease(retry.handed[0]!, 1_000)).toBe(false);
+        const empty = acquiring('worker-1', 60_000);
+        await store.append('run-b', [], empty.options);
+        expect(empty.handed).toHaveLength(1);
+        expect(await store.acquireLease('run-b', 'worker-2', 60_000)).toBeUndefined();
+        expect(await store.get('run-b')).toBeUndefined();
+      });
+
+      it('keeps the lease held when an append that would release it fails', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        const lease = (await store.acquireLease('run-a', 'worker-1', 60_000))!;
+        await store.append('run-a', events.slice(0, 6), { lease });
+        await expectCode(() => store.append('run-a', [altered(events[5]!), ...events.slice(6)], { lease, release: true }), 'OAO_ERR_LOG_CONFLICT');
+        expect(await store.renewLease(lease, 60_000)).toBe(true);
+        expect((await store.get('run-a'))?.status).toBe('running');
+      });
+
+      it('refuses acquire and release options it cannot apply, storing nothing', async () => {
+        const store = await open();
+        const events = fakeRun('run-a');
+        const other = (await store.acquireLease('run-x', 'worker-1', 60_000))!;
+        const cases: Array<[unknown, string]> = [
+          [{ acquire: 'worker-1' }, 'acquire'],
+          [{ acquire: { owner: '', ttlMs: 1_000 } }, 'owner'],
+          [{ acquire: { owner: 'worker-1', ttlMs: 0 } }, 'ttlMs'],
+          [{ acquire: { owner: 'worker-1', ttlMs: 1_000, onAcquired: 'me' } }, 'onAcquired'],
+          [{ acquire: { owner: 'worker-1', ttlMs: 1_000 }, lease: other }, 'acquire'],
+          [{ release: 'yes', lease: other }, 'release'],
+          [{ release: true }, 'release'],
+        ];
+        for (const [options, field] of cases) {
+          await expectCode(() => store.append('run-a', events, options as AppendOptions), 'OAO_ERR_INVALID_ARGUMENT', { field });
+        }
+        expect(await store.get('run-a')).toBeUndefined();
+        expect(await store.acquireLease('run-a', 'worker-2', 60_000)).toBeDefined();
       });
     });
 

@@ -6,11 +6,11 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OaoError, Orchestrator } from '../../src/index.js';
+import { OaoError, Orchestrator, canonicalJson } from '../../src/index.js';
 import { STORE_SCHEMA_VERSION } from '../../src/store/RunStore.js';
 import { encodeEvent } from '../../src/store/logRows.js';
 import { loadBetterSqlite } from '../../src/store/sqlite/loadBetterSqlite.js';
-import { SQLITE_SCHEMA_VERSION, createSqliteStore, type SqliteRunStore } from '../../src/store/sqlite/index.js';
+import { SQLITE_SCHEMA_VERSION, createSqliteStore, sqliteMigrations, type SqliteRunStore } from '../../src/store/sqlite/index.js';
 import { DummyAgent } from '../helpers.js';
 import { FAKE_EPOCH, batches, fakeRun, reportOf, texts } from './fakeLog.js';
 import { describeRunStoreConformance } from './runStoreConformance.js';
@@ -135,9 +135,9 @@ describe('createSqliteStore: the file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: SQLITE_SCHEMA_VERSION }]);
-      const rows = raw.prepare('SELECT execution_id, seq, version, type, body FROM events ORDER BY seq').all();
-      expect(rows).toEqual(events.map((event) => ({ execution_id: 'run-1', seq: event.seq, version: STORE_SCHEMA_VERSION, type: event.type, body: encodeEvent(event) })));
+      expect(raw.prepare('SELECT version FROM schema_version ORDER BY version').all()).toEqual(sqliteMigrations.map(({ version }) => ({ version })));
+      const rows = raw.prepare('SELECT execution_id, seq, version, body FROM events ORDER BY seq').all();
+      expect(rows).toEqual(events.map((event) => ({ execution_id: 'run-1', seq: event.seq, version: STORE_SCHEMA_VERSION, body: encodeEvent(event) })));
     } finally {
       raw.close();
     }
@@ -195,6 +195,102 @@ describe('createSqliteStore: the file', () => {
     expect(error.message).toContain(`schema version ${SQLITE_SCHEMA_VERSION + 1}`);
     expect(readFileSync(path).equals(before)).toBe(true);
     expect(thrown(() => createSqliteStore({ path, readonly: true })).code).toBe('OAO_ERR_LOG_VERSION');
+  });
+
+  it('migrates a file of schema version 1: runs, logs (canonical rows), leases and reports are kept, and logs continue', () => {
+    const path = join(dir, 'v1.db');
+    const raw = new Database(path);
+    raw.pragma('journal_mode = WAL');
+    raw.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    raw.exec(sqliteMigrations[0]!.sql);
+    raw.prepare('INSERT INTO schema_version (version, applied_at) VALUES (1, 0)').run();
+    // The rows as release 1 wrote them: canonical JSON bodies (sorted keys), a run index, a lease.
+    const done = fakeRun('done', { startedAt: FAKE_EPOCH });
+    const finished = fakeRun('running', { startedAt: FAKE_EPOCH + 1, steps: 2 });
+    const insertEvent = raw.prepare('INSERT INTO events (execution_id, seq, version, type, body) VALUES (?, ?, 1, ?, ?)');
+    const insertRun = raw.prepare('INSERT INTO runs (execution_id, agent_name, started_at, event_count) VALUES (?, ?, ?, ?)');
+    for (const [id, log] of [['done', done], ['running', finished.slice(0, 6)]] as const) {
+      for (const event of log) insertEvent.run(id, event.seq, event.type, canonicalJson(event));
+      insertRun.run(id, 'fake-agent', Math.trunc(log[0]!.timestamp), log.length);
+    }
+    const report = reportOf(done)!;
+    raw.prepare('UPDATE runs SET outcome = ?, finished_at = ?, finished_ms = ?, report_seq = ? WHERE execution_id = ?')
+      .run(report.status, report.finishedAt, Date.parse(report.finishedAt), done.length - 1, 'done');
+    raw.prepare('INSERT INTO leases (execution_id, owner, token, expires_at) VALUES (?, ?, ?, ?)').run('running', 'worker-a', 3, FAKE_EPOCH + 60_000);
+    raw.close();
+    expect(JSON.stringify(done[5])).not.toBe(canonicalJson(done[5]));
+
+    const sqlite = store({ path, now: () => FAKE_EPOCH + 10 });
+    const check = new Database(path, { readonly: true });
+    try {
+      expect(check.prepare('SELECT version FROM schema_version ORDER BY version').all()).toEqual(sqliteMigrations.map(({ version }) => ({ version })));
+    } finally {
+      check.close();
+    }
+    expect(texts(sqlite.events('done'))).toEqual(texts(done));
+    expect(sqlite.report('done')).toEqual(report);
+    expect(sqlite.list().runs.map((run) => [run.executionId, run.status, run.eventCount])).toEqual([
+      ['running', 'running', 6],
+      ['done', 'SUCCESS', done.length],
+    ]);
+    // A retried append compares with the canonical rows: the same events are a no-op, another one a conflict.
+    sqlite.append('done', done);
+    expect(thrown(() => sqlite.append('done', [{ ...done[4]!, timestamp: done[4]!.timestamp + 1 }])).code).toBe('OAO_ERR_LOG_CONFLICT');
+    // The lease holds its token: the holder finishes the run, another owner is fenced.
+    const lease = { executionId: 'running', owner: 'worker-a', token: 3, expiresAt: FAKE_EPOCH + 60_000 };
+    expect(sqlite.acquireLease('running', 'worker-b', 1_000)).toBeUndefined();
+    sqlite.append('running', finished.slice(6), { lease, release: true });
+    expect(texts(sqlite.events('running'))).toEqual(texts(finished));
+    expect(sqlite.get('running')?.status).toBe('SUCCESS');
+    // New runs go on after the migrated ones, and retention deletes whole runs of either kind.
+    const later = fakeRun('later', { startedAt: FAKE_EPOCH + 2 });
+    sqlite.append('later', later);
+    expect(texts(sqlite.events('later', { fromSeq: 3 }))).toEqual(texts(later.slice(3)));
+    // A writer of schema 1 still running on the file cannot insert into the new log; a row keyed by
+    // hand must match its seq.
+    const stale = new Database(path);
+    try {
+      expect(() => stale.prepare('INSERT INTO events (execution_id, seq, version, type, body) VALUES (?, ?, 1, ?, ?)')).toThrow(/no column named type/);
+      const keyed = stale.prepare('INSERT INTO events (event_key, execution_id, seq, version, body) VALUES (?, ?, ?, 1, ?)');
+      expect(() => keyed.run(2 ** 40 + 7, 'later', 8, '{}')).toThrow(expect.objectContaining({ code: 'SQLITE_CONSTRAINT_CHECK' }));
+    } finally {
+      stale.close();
+    }
+    open.pop()?.close();
+    const pruning = store({ path, maxRuns: 1 });
+    expect(pruning.prune()).toBe(2);
+    expect(pruning.list().runs.map((run) => run.executionId)).toEqual(['later']);
+    expect(pruning.events('done')).toEqual([]);
+    expect(texts(pruning.events('later'))).toEqual(texts(later));
+  });
+
+  it('records a trivial run in one write transaction, its lease taken and released in it', async () => {
+    const path = join(dir, 'runs.db');
+    const sqlite = store({ path });
+    const orchestrator = new Orchestrator({ store: sqlite, owner: 'worker-1', leaseTtlMs: 60_000 });
+    await orchestrator.run({ agent: new DummyAgent(), task: 'warm-up' });
+    const raw = new Database(path, { readonly: true });
+    let commits: number;
+    try {
+      const pageSize = raw.pragma('page_size', { simple: true }) as number;
+      const frames = (): Buffer => readFileSync(`${path}-wal`).subarray(32);
+      // Keep a reader on the current snapshot, so that the write-ahead log only grows.
+      raw.prepare('BEGIN').run();
+      raw.prepare('SELECT count(*) FROM runs').get();
+      const before = frames().length;
+      const report = await orchestrator.run({ agent: new DummyAgent(), task: 'durable', executionId: 'one-write' });
+      expect(report.status).toBe('SUCCESS');
+      // A frame whose header holds the database size after the commit ends a transaction.
+      const written = frames().subarray(before);
+      commits = 0;
+      for (let at = 0; at + 24 + pageSize <= written.length; at += 24 + pageSize) if (written.readUInt32BE(at + 4) !== 0) commits += 1;
+    } finally {
+      raw.close();
+    }
+    expect(commits).toBe(1);
+    expect(sqlite.get('one-write')?.status).toBe('SUCCESS');
+    // Released by that write: another owner takes the run at once, with the next token.
+    expect(sqlite.acquireLease('one-write', 'worker-2', 1_000)).toMatchObject({ owner: 'worker-2', token: 2 });
   });
 
   it('refuses a file that is not a SQLite database with OAO_ERR_STORE', () => {

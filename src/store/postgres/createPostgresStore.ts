@@ -5,6 +5,7 @@ import { OaoError } from '../../errors.js';
 import type { OaoEvent } from '../../events/schema.js';
 import { invalidOption, positiveIntegerOption, typeOf } from '../../options.js';
 import type { ExecutionReport } from '../../report/schema.js';
+import { leaseChange, leaseHeld, type LeaseChange } from '../leaseChange.js';
 import { decodeCursor, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
 import {
   STORE_SCHEMA_VERSION,
@@ -100,8 +101,9 @@ const MAX_SEQ = 2 ** 31 - 1;
  * loaded only here). Creates or upgrades its tables first (migrations under an advisory lock),
  * so it resolves once the store is ready to use.
  *
- * Each `append` is one statement, one round trip: it checks the lease and the log's length,
- * writes every event with one multi-row INSERT and updates the run's index entry, atomically.
+ * Each `append` is one statement, one round trip: it checks the lease (or takes it, with
+ * `acquire`) and the log's length, writes every event with one multi-row INSERT, updates the run's
+ * index entry and releases the lease (with `release`), atomically.
  * Failures are typed: `OAO_ERR_STORE_UNAVAILABLE` while the server cannot be reached (the same
  * store works again once it is back), `OAO_ERR_STORE` with the SQLSTATE in `details.code`
  * otherwise. See docs/durability.md.
@@ -217,6 +219,8 @@ interface RunRow {
 interface AppendRow {
   readonly appended: boolean;
   readonly lease_held: boolean;
+  /** The token of the lease the append took (bigint, as text), or null. */
+  readonly token: string | null;
 }
 
 interface Statement {
@@ -262,29 +266,43 @@ class PostgresStore implements PostgresRunStore {
   async append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): Promise<void> {
     this.#checkOpen();
     const lease = appendArguments(executionId, events, options);
+    const change = leaseChange(options, lease);
     // A copy: the caller may change its array while the append is on its way.
     const batch = [...events];
     const first = batch[0];
-    if (first === undefined) return;
-    // Order, run id and the start of a run are checked before any round trip.
-    newEvents(executionId, batch, first.seq, () => undefined);
-    const bodies = encodeBodies(batch);
+    let bodies: string[] = [];
+    if (first !== undefined) {
+      // Order, run id and the start of a run are checked before any round trip.
+      newEvents(executionId, batch, first.seq, () => undefined);
+      bodies = encodeBodies(batch);
+    }
     // A lease of another run is never this run's current one.
     if (lease !== undefined && lease.executionId !== executionId) throw leaseLost(executionId, lease);
+    let taken: Lease | undefined;
     try {
-      await this.#appendBatch(executionId, batch, bodies, lease);
+      taken = first === undefined ? await this.#changeLease(executionId, lease, change) : await this.#appendBatch(executionId, batch, bodies, lease, change);
     } catch (error) {
       throw toStoreError(error, 'append');
     }
+    if (taken !== undefined) change.acquire?.onAcquired?.(taken);
   }
 
-  async #appendBatch(executionId: string, events: readonly OaoEvent[], bodies: readonly string[], lease: Lease | undefined): Promise<void> {
+  async #appendBatch(
+    executionId: string,
+    events: readonly OaoEvent[],
+    bodies: readonly string[],
+    lease: Lease | undefined,
+    change: LeaseChange,
+  ): Promise<Lease | undefined> {
     let pending = events;
     let pendingBodies = bodies;
     for (let round = 1; ; round += 1) {
-      const outcome = await this.#tryAppend(executionId, pending, pendingBodies, lease);
-      if (outcome === 'appended') return;
-      if (outcome === 'lease lost' && lease !== undefined) throw leaseLost(executionId, lease);
+      const outcome = await this.#tryAppend(executionId, pending, pendingBodies, lease, change);
+      if (typeof outcome === 'object') return outcome.taken;
+      if (outcome === 'lease lost') {
+        if (lease !== undefined) throw leaseLost(executionId, lease);
+        if (change.acquire !== undefined) throw leaseHeld(executionId, change.acquire.owner);
+      }
       if (round >= MAX_APPEND_ROUNDS) {
         throw new OaoError('OAO_ERR_LOG_CONFLICT', `Cannot append to run "${executionId}": other writers kept extending its log`, {
           details: { executionId, seq: (pending[0] as OaoEvent).seq },
@@ -292,16 +310,47 @@ class PostgresStore implements PostgresRunStore {
       }
       // The log does not end where the batch starts: compare what it already holds, keep the rest.
       const fresh = await this.#unstoredEvents(executionId, events);
-      if (fresh.length === 0) return;
+      // Every event is stored already: the append succeeds, and changes the lease as asked.
+      if (fresh.length === 0) return this.#changeLease(executionId, lease, change);
       pending = fresh;
       pendingBodies = bodies.slice(bodies.length - fresh.length);
     }
   }
 
-  /** One round trip: the append, when the log ends where the batch starts and the lease holds. */
-  async #tryAppend(executionId: string, events: readonly OaoEvent[], bodies: readonly string[], lease: Lease | undefined): Promise<'appended' | 'lease lost' | 'elsewhere'> {
+  /**
+   * The lease change of an append that writes no event (an empty batch, or one the log holds
+   * already), with the statements of acquireLease and releaseLease.
+   */
+  async #changeLease(executionId: string, lease: Lease | undefined, change: LeaseChange): Promise<Lease | undefined> {
+    let taken: Lease | undefined;
+    if (change.acquire !== undefined) {
+      const { owner, ttlMs } = change.acquire;
+      const now = this.#now();
+      const answer = await this.#query<{ token: string; expires_ms: number }>(this.#sql.acquireLease, [executionId, owner, now + ttlMs, now]);
+      const row = answer.rows[0];
+      if (row === undefined) throw leaseHeld(executionId, owner);
+      taken = { executionId, owner, token: Number(row.token), expiresAt: row.expires_ms };
+    }
+    const released = taken ?? lease;
+    if (change.release && released !== undefined) await this.#query(this.#sql.releaseLease, [executionId, released.owner, released.token, this.#now()]);
+    return taken;
+  }
+
+  /**
+   * One round trip: the append, when the log ends where the batch starts and the lease holds (or,
+   * with `acquire`, can be taken). Answers the lease taken, if any, once appended.
+   */
+  async #tryAppend(
+    executionId: string,
+    events: readonly OaoEvent[],
+    bodies: readonly string[],
+    lease: Lease | undefined,
+    change: LeaseChange,
+  ): Promise<{ readonly taken: Lease | undefined } | 'lease lost' | 'elsewhere'> {
     const update = indexUpdate(events);
     const completed = update.report === undefined ? undefined : events.find((event) => event.type === 'EXECUTION_COMPLETE');
+    const now = change.acquire !== undefined || change.release ? this.#now() : null;
+    const expires = change.acquire === undefined ? null : (now as number) + change.acquire.ttlMs;
     let row: AppendRow | undefined;
     try {
       const answer = await this.#query<AppendRow>(this.#sql.append, [
@@ -309,7 +358,7 @@ class PostgresStore implements PostgresRunStore {
         (events[0] as OaoEvent).seq,
         bodies,
         STORE_SCHEMA_VERSION,
-        lease?.owner ?? null,
+        lease?.owner ?? change.acquire?.owner ?? null,
         lease?.token ?? null,
         update.agentName ?? null,
         // The index keeps whole milliseconds, as the ISO startedAt and list cursors do.
@@ -318,6 +367,9 @@ class PostgresStore implements PostgresRunStore {
         update.report?.finishedAt ?? null,
         update.report === undefined ? null : Date.parse(update.report.finishedAt),
         completed?.seq ?? null,
+        expires,
+        now,
+        change.release,
       ]);
       row = answer.rows[0];
     } catch (error) {
@@ -325,7 +377,11 @@ class PostgresStore implements PostgresRunStore {
       if (sqlStateOf(error) === '23505') return 'elsewhere';
       throw error;
     }
-    if (row?.appended === true) return 'appended';
+    if (row?.appended === true) {
+      const acquired = change.acquire;
+      if (acquired === undefined || row.token === null) return { taken: undefined };
+      return { taken: { executionId, owner: acquired.owner, token: Number(row.token), expiresAt: expires as number } };
+    }
     if (row?.lease_held === false) return 'lease lost';
     return 'elsewhere';
   }
@@ -543,20 +599,39 @@ function statements(runs: string, events: string, leases: string, counters: stri
      * Appends a batch in one statement. $1 run, $2 first seq, $3 event texts, $4 row format,
      * $5/$6 lease owner and token (NULL: no lease), $7/$8 agent and start (EXECUTION_START in the
      * batch), $9-$12 status, finishedAt, its ms and the report's seq (EXECUTION_COMPLETE in the
-     * batch). It writes only when the lease is current and the log ends at $2. The run's index
-     * row is locked (FOR UPDATE) and the lease row shared (FOR SHARE): a concurrent append or
-     * takeover waits, and is then judged on what it finds. Otherwise it says why it did not write.
+     * batch), $13 the expiry of a lease to acquire for $5 (NULL: none), $14 now (with $13 or $15),
+     * $15 release the lease after writing. It writes only when the lease is current (or, with
+     * $13, can be taken: free, expired or $5's already) and the log ends at $2. The run's index
+     * row is locked (FOR UPDATE) and the lease row shared (FOR SHARE) or taken (its upsert locks
+     * it): a concurrent append or takeover waits, and is then judged on what it finds. Otherwise
+     * it says why it did not write. A lease taken and released in one append is written released.
      */
     append: {
       name: 'append',
       text: `
         WITH run AS (
           SELECT event_count FROM ${runs} WHERE execution_id = $1 FOR UPDATE
+        ), stored AS (
+          SELECT coalesce((SELECT event_count FROM run), 0) AS n
+        ), taken AS (
+          INSERT INTO ${leases} AS l (execution_id, owner, token, expires_ms)
+          SELECT $1, CASE WHEN $15::boolean THEN NULL ELSE $5::text END, 1, CASE WHEN $15::boolean THEN $14::float8 ELSE $13::float8 END
+          FROM stored WHERE $13::float8 IS NOT NULL AND stored.n = $2::integer
+          ON CONFLICT (execution_id) DO UPDATE SET
+            token = CASE WHEN l.owner = $5::text THEN l.token ELSE l.token + 1 END,
+            owner = EXCLUDED.owner,
+            expires_ms = EXCLUDED.expires_ms
+          WHERE l.owner IS NULL OR l.owner = $5::text OR l.expires_ms <= $14::float8
+          RETURNING l.token
         ), holder AS (
           SELECT 1 FROM ${leases} WHERE execution_id = $1 AND owner = $5::text AND token = $6::bigint FOR SHARE
         ), checks AS (
-          SELECT ($5::text IS NULL OR EXISTS (SELECT 1 FROM holder)) AS lease_held,
-                 coalesce((SELECT event_count FROM run), 0) AS stored
+          SELECT CASE
+                   WHEN $13::float8 IS NOT NULL THEN stored.n <> $2::integer OR EXISTS (SELECT 1 FROM taken)
+                   ELSE $5::text IS NULL OR EXISTS (SELECT 1 FROM holder)
+                 END AS lease_held,
+                 stored.n AS stored
+          FROM stored
         ), verdict AS (
           SELECT lease_held AND stored = $2::integer AS go FROM checks
         ), started AS (
@@ -576,8 +651,12 @@ function statements(runs: string, events: string, leases: string, counters: stri
           SELECT $1, $2::integer + item.ord::integer - 1, $4::smallint, item.body
           FROM verdict, unnest($3::text[]) WITH ORDINALITY AS item(body, ord)
           WHERE verdict.go
+        ), released AS (
+          UPDATE ${leases} SET owner = NULL, expires_ms = least(expires_ms, $14::float8)
+          FROM verdict
+          WHERE verdict.go AND $15::boolean AND $13::float8 IS NULL AND execution_id = $1 AND owner = $5::text AND token = $6::bigint
         )
-        SELECT verdict.go AS appended, checks.lease_held FROM verdict, checks`,
+        SELECT verdict.go AS appended, checks.lease_held, (SELECT token FROM taken) AS token FROM verdict, checks`,
     },
     /** The log's length and the stored texts of seqs $2..$3 (to compare a retried batch with). */
     storedRange: {

@@ -12,6 +12,7 @@ import {
   type StoredRun,
   type SynchronousRunStore,
 } from '../RunStore.js';
+import { leaseChange, leaseHeld, type LeaseChange } from '../leaseChange.js';
 import { decodeCursor, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
 import {
   appendArguments,
@@ -28,7 +29,7 @@ import {
   storeOptions,
 } from '../storeArguments.js';
 import { loadBetterSqlite } from './loadBetterSqlite.js';
-import { migrate } from './migrations.js';
+import { MAX_SEQ, SEQ_SPAN, migrate } from './migrations.js';
 import { sqliteFailure } from './sqliteFailure.js';
 
 export interface SqliteStoreOptions extends RunStoreOptions {
@@ -78,11 +79,29 @@ interface RunRow {
   readonly lease_expires_at: number | null;
 }
 
+/** A run's key in the file, with what an append or a read needs first. */
+interface RunKeyRow {
+  readonly run_key: number;
+  readonly execution_id: string;
+  readonly event_count: number;
+}
+
 interface LeaseRow {
   readonly owner: string | null;
   readonly token: number;
   readonly expires_at: number;
 }
+
+/**
+ * Pages the write-ahead log may hold before an append copies them into the database file (SQLite's
+ * default is 1,000). Each such checkpoint syncs both files to disk; a trivial run adds about 12
+ * pages, so at the default a checkpoint came every 80 runs or so and cost a SQLite-durable run
+ * about a third of its time. Ten times as many pages make checkpoints ten times rarer and each
+ * one cheaper per run (a page written by many appends is copied once): the log file grows to about
+ * 40 MB before it is reused. With `synchronous: 'NORMAL'` the log is synced at checkpoints, so a
+ * power loss may lose more of the last appends; a process crash still loses none.
+ */
+const CHECKPOINT_PAGES = 10_000;
 
 const runColumns = `r.execution_id, r.agent_name, r.started_at, r.outcome, r.finished_at, r.report_seq, r.event_count,
   l.expires_at AS lease_expires_at`;
@@ -117,7 +136,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
   }
   let sql: ReturnType<typeof prepareStatements>;
   try {
-    if (!config.readonly) db.pragma('journal_mode = WAL');
+    if (!config.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`wal_autocheckpoint = ${CHECKPOINT_PAGES}`);
+    }
     db.pragma(`synchronous = ${config.synchronous}`);
     migrate(db, path, config.readonly, now);
     sql = prepareStatements(db);
@@ -144,34 +166,82 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     }
   }
 
-  const appendBatch = db.transaction((executionId: string, events: readonly OaoEvent[], lease: Lease | undefined) => {
+  /**
+   * Takes the run's lease for `owner` when it may (nobody holds a live one, or `owner` does);
+   * undefined when another owner holds it. With `releasing`, the row is written released at once
+   * (a run whose whole log is one append), so the lease row is written once either way.
+   */
+  function takeLease(executionId: string, owner: string, ttlMs: number, releasing: boolean): Lease | undefined {
+    const at = now();
+    const held = sql.leaseRow.get(executionId) as LeaseRow | undefined;
+    let token: number;
+    if (held?.owner === owner) {
+      // The holder takes it again: renewed, same token (nobody else wrote in between).
+      token = held.token;
+    } else {
+      if (held?.owner != null && held.expires_at > at) return undefined;
+      token = (held?.token ?? 0) + 1;
+    }
+    sql.upsertLease.run(executionId, releasing ? null : owner, token, releasing ? at : at + ttlMs);
+    return { executionId, owner, token, expiresAt: at + ttlMs };
+  }
+
+  const appendBatch = db.transaction((executionId: string, events: readonly OaoEvent[], lease: Lease | undefined, change: LeaseChange): Lease | undefined => {
+    let taken: Lease | undefined;
     if (lease !== undefined) {
       const held = sql.leaseRow.get(executionId) as LeaseRow | undefined;
       if (lease.executionId !== executionId || held?.owner !== lease.owner || held.token !== lease.token) throw leaseLost(executionId, lease);
+    } else if (change.acquire !== undefined) {
+      taken = takeLease(executionId, change.acquire.owner, change.acquire.ttlMs, change.release);
+      if (taken === undefined) throw leaseHeld(executionId, change.acquire.owner);
     }
-    const run = sql.runLog.get(executionId) as { event_count: number } | undefined;
+    const run = sql.runLog.get(executionId) as RunKeyRow | undefined;
     const stored = run?.event_count ?? 0;
-    const fresh = newEvents(executionId, events, stored, (seq) => sql.eventBody.get(executionId, seq) as string | undefined);
-    if (fresh.length === 0) return;
-    for (const event of fresh) sql.insertEvent.run(executionId, event.seq, STORE_SCHEMA_VERSION, event.type, encodeEvent(event));
-    const update = indexUpdate(fresh);
-    const count = stored + fresh.length;
-    if (run === undefined) {
-      // newEvents guarantees a new log starts with EXECUTION_START, which sets both.
-      sql.insertRun.run(executionId, update.agentName ?? '', new Date(update.startedAt ?? 0).getTime(), count);
-    } else {
-      sql.setCount.run(count, executionId);
+    // A throw from here on rolls the whole transaction back, the lease taken above included.
+    const fresh = newEvents(executionId, events, stored, (seq) =>
+      run === undefined || seq > MAX_SEQ ? undefined : (sql.eventBody.get(run.run_key, seq) as string | undefined),
+    );
+    if (fresh.length > 0) {
+      const count = stored + fresh.length;
+      if (count - 1 > MAX_SEQ) {
+        throw invalidOption('events', `Expected at most ${MAX_SEQ + 1} events in a run's log, got an event with seq ${count - 1}`);
+      }
+      const update = indexUpdate(fresh);
+      const report = update.report;
+      const reportSeq = report === undefined ? null : (fresh.find((event) => event.type === 'EXECUTION_COMPLETE')?.seq ?? null);
+      let runKey: number;
+      if (run === undefined) {
+        // newEvents guarantees a new log starts with EXECUTION_START, which sets both. A run whose
+        // whole log is one batch is indexed finished in the same write.
+        runKey = Number(
+          sql.insertRun.run(
+            executionId,
+            update.agentName ?? '',
+            update.startedAt ?? 0,
+            count,
+            report?.status ?? null,
+            report?.finishedAt ?? null,
+            report === undefined ? null : Date.parse(report.finishedAt),
+            reportSeq,
+          ).lastInsertRowid,
+        );
+      } else {
+        runKey = run.run_key;
+        if (report === undefined) sql.setCount.run(count, runKey);
+        else sql.finishRun.run(count, report.status, report.finishedAt, Date.parse(report.finishedAt), reportSeq, runKey);
+      }
+      for (const event of fresh) sql.insertEvent.run(runKey, event.seq, executionId, event.seq, STORE_SCHEMA_VERSION, encodeEvent(event));
     }
-    if (update.report !== undefined) {
-      const complete = fresh.find((event) => event.type === 'EXECUTION_COMPLETE');
-      sql.finishRun.run(update.report.status, update.report.finishedAt, Date.parse(update.report.finishedAt), complete?.seq ?? null, executionId);
-    }
+    // A lease taken in this append was written released already.
+    if (change.release && lease !== undefined) sql.releaseLease.run(now(), lease.executionId, lease.owner, lease.token);
+    return taken;
   });
 
   const readLog = db.transaction((executionId: string, fromSeq: number): OaoEvent[] => {
-    const run = sql.runLog.get(executionId) as { event_count: number } | undefined;
-    if (run === undefined) return [];
-    const rows = sql.eventsFrom.all(executionId, fromSeq) as LogRow[];
+    const run = sql.runLog.get(executionId) as RunKeyRow | undefined;
+    // A log never holds a seq past MAX_SEQ (appends refuse it), and no row key reaches beyond it.
+    if (run === undefined || fromSeq > MAX_SEQ) return [];
+    const rows = sql.eventsFrom.all(run.run_key, fromSeq, run.run_key) as LogRow[];
     const events = decodeRows(executionId, rows, fromSeq);
     const end = fromSeq + events.length;
     if (end < run.event_count) {
@@ -184,32 +254,20 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     return events;
   });
 
-  const acquire = db.transaction((executionId: string, owner: string, ttlMs: number): Lease | undefined => {
-    const at = now();
-    const held = sql.leaseRow.get(executionId) as LeaseRow | undefined;
-    if (held?.owner === owner) {
-      // The holder takes it again: renewed, same token (nobody else wrote in between).
-      sql.upsertLease.run(executionId, owner, held.token, at + ttlMs);
-      return { executionId, owner, token: held.token, expiresAt: at + ttlMs };
-    }
-    if (held?.owner != null && held.expires_at > at) return undefined;
-    const token = (held?.token ?? 0) + 1;
-    sql.upsertLease.run(executionId, owner, token, at + ttlMs);
-    return { executionId, owner, token, expiresAt: at + ttlMs };
-  });
+  const acquire = db.transaction((executionId: string, owner: string, ttlMs: number): Lease | undefined => takeLease(executionId, owner, ttlMs, false));
 
   const prune = db.transaction((): number => {
-    const doomed = new Set<string>();
+    const doomed = new Map<number, string>();
     if (config.maxAgeMs !== undefined) {
-      for (const id of sql.finishedBefore.all(now() - config.maxAgeMs) as string[]) doomed.add(id);
+      for (const run of sql.finishedBefore.all(now() - config.maxAgeMs) as RunKeyRow[]) doomed.set(run.run_key, run.execution_id);
     }
     if (config.maxRuns !== undefined) {
-      for (const id of sql.finishedBeyond.all(config.maxRuns) as string[]) doomed.add(id);
+      for (const run of sql.finishedBeyond.all(config.maxRuns) as RunKeyRow[]) doomed.set(run.run_key, run.execution_id);
     }
-    for (const id of doomed) {
-      sql.deleteEvents.run(id);
-      sql.deleteLease.run(id);
-      sql.deleteRun.run(id);
+    for (const [runKey, executionId] of doomed) {
+      sql.deleteEvents.run(runKey, runKey);
+      sql.deleteLease.run(executionId);
+      sql.deleteRun.run(runKey);
     }
     return doomed.size;
   });
@@ -269,7 +327,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
 
     append(executionId, events, appendOptions) {
       const lease = appendArguments(executionId, events, appendOptions);
-      guarded('append', executionId, () => appendBatch.immediate(executionId, events, lease));
+      const change = leaseChange(appendOptions, lease);
+      const taken = guarded('append', executionId, () => appendBatch.immediate(executionId, events, lease, change));
+      // Committed: the lease taken is the writer's.
+      if (taken !== undefined) change.acquire?.onAcquired?.(taken);
     },
 
     events(executionId, readOptions) {
@@ -281,9 +342,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     report(executionId) {
       runId(executionId);
       return guarded('report', executionId, () => {
-        const seq = sql.reportSeq.get(executionId) as number | null | undefined;
-        if (seq === undefined || seq === null) return undefined;
-        const row = sql.eventAt.get(executionId, seq) as LogRow | undefined;
+        const run = sql.reportSeq.get(executionId) as { run_key: number; report_seq: number | null } | undefined;
+        const seq = run?.report_seq;
+        if (run === undefined || seq === undefined || seq === null) return undefined;
+        const row = seq > MAX_SEQ ? undefined : (sql.eventAt.get(run.run_key, seq) as LogRow | undefined);
         if (row === undefined) {
           throw new OaoError('OAO_ERR_LOG_CORRUPT', `Event ${seq} of run "${executionId}" is damaged: the index names it as the run's EXECUTION_COMPLETE, but the log has no such row`, {
             details: { executionId, seq },
@@ -388,17 +450,25 @@ function createDirectory(path: string): void {
 }
 
 function prepareStatements(db: Database) {
+  // An event's row key is its run's key times 2^32 plus its seq (see migrations.ts).
+  const eventKey = (runKey: string, seq: string): string => `${runKey} * ${SEQ_SPAN} + ${seq}`;
   return {
-    runLog: db.prepare('SELECT event_count FROM runs WHERE execution_id = ?'),
-    reportSeq: db.prepare('SELECT report_seq FROM runs WHERE execution_id = ?').pluck(),
+    runLog: db.prepare('SELECT run_key, execution_id, event_count FROM runs WHERE execution_id = ?'),
+    reportSeq: db.prepare('SELECT run_key, report_seq FROM runs WHERE execution_id = ?'),
     getRun: db.prepare(`SELECT ${runColumns} FROM runs r LEFT JOIN leases l ON l.execution_id = r.execution_id WHERE r.execution_id = ?`),
-    eventBody: db.prepare('SELECT body FROM events WHERE execution_id = ? AND seq = ?').pluck(),
-    eventAt: db.prepare('SELECT seq, version, body FROM events WHERE execution_id = ? AND seq = ?'),
-    eventsFrom: db.prepare('SELECT seq, version, body FROM events WHERE execution_id = ? AND seq >= ? ORDER BY seq'),
-    insertEvent: db.prepare('INSERT INTO events (execution_id, seq, version, type, body) VALUES (?, ?, ?, ?, ?)'),
-    insertRun: db.prepare('INSERT INTO runs (execution_id, agent_name, started_at, event_count) VALUES (?, ?, ?, ?)'),
-    setCount: db.prepare('UPDATE runs SET event_count = ? WHERE execution_id = ?'),
-    finishRun: db.prepare('UPDATE runs SET outcome = ?, finished_at = ?, finished_ms = ?, report_seq = ? WHERE execution_id = ?'),
+    eventBody: db.prepare(`SELECT body FROM events WHERE event_key = ${eventKey('?', '?')}`).pluck(),
+    eventAt: db.prepare(`SELECT seq, version, body FROM events WHERE event_key = ${eventKey('?', '?')}`),
+    eventsFrom: db.prepare(
+      `SELECT seq, version, body FROM events
+       WHERE event_key BETWEEN ${eventKey('?', '?')} AND ${eventKey('?', String(MAX_SEQ))} ORDER BY event_key`,
+    ),
+    insertEvent: db.prepare(`INSERT INTO events (event_key, execution_id, seq, version, body) VALUES (${eventKey('?', '?')}, ?, ?, ?, ?)`),
+    insertRun: db.prepare(
+      `INSERT INTO runs (execution_id, agent_name, started_at, event_count, outcome, finished_at, finished_ms, report_seq)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    setCount: db.prepare('UPDATE runs SET event_count = ? WHERE run_key = ?'),
+    finishRun: db.prepare('UPDATE runs SET event_count = ?, outcome = ?, finished_at = ?, finished_ms = ?, report_seq = ? WHERE run_key = ?'),
     leaseRow: db.prepare('SELECT owner, token, expires_at FROM leases WHERE execution_id = ?'),
     upsertLease: db.prepare(
       `INSERT INTO leases (execution_id, owner, token, expires_at) VALUES (?, ?, ?, ?)
@@ -413,14 +483,14 @@ function prepareStatements(db: Database) {
       `INSERT INTO counters (scope, time_window, name, value) VALUES (?, ?, ?, ?)
        ON CONFLICT (scope, time_window, name) DO UPDATE SET value = value + excluded.value`,
     ),
-    finishedBefore: db.prepare('SELECT execution_id FROM runs WHERE outcome IS NOT NULL AND finished_ms < ?').pluck(),
+    finishedBefore: db.prepare('SELECT run_key, execution_id FROM runs WHERE outcome IS NOT NULL AND finished_ms < ?'),
     finishedBeyond: db.prepare(
-      `SELECT execution_id FROM runs WHERE outcome IS NOT NULL
+      `SELECT run_key, execution_id FROM runs WHERE outcome IS NOT NULL
        ORDER BY finished_ms DESC, execution_id DESC LIMIT -1 OFFSET ?`,
-    ).pluck(),
-    deleteEvents: db.prepare('DELETE FROM events WHERE execution_id = ?'),
+    ),
+    deleteEvents: db.prepare(`DELETE FROM events WHERE event_key BETWEEN ${eventKey('?', '0')} AND ${eventKey('?', String(MAX_SEQ))}`),
     deleteLease: db.prepare('DELETE FROM leases WHERE execution_id = ?'),
-    deleteRun: db.prepare('DELETE FROM runs WHERE execution_id = ?'),
+    deleteRun: db.prepare('DELETE FROM runs WHERE run_key = ?'),
   };
 }
 

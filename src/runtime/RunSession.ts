@@ -94,6 +94,17 @@ interface PendingEntry {
   timer: unknown;
 }
 
+interface ApprovalState {
+  /** Calls waiting for a decision, by call id (in request order). */
+  readonly pending: Map<string, PendingEntry>;
+  /** Calls already decided: a second decision is refused. */
+  readonly decided: Set<string>;
+  /** Every decision, for the report. */
+  readonly log: ApprovalRecord[];
+  /** A resumed run: when each call its log left waiting was requested. */
+  readonly restored: Map<string, number>;
+}
+
 type Decision =
   | { readonly kind: 'approve'; readonly by: string | null; readonly reason: string | null; readonly args?: JsonValue }
   | { readonly kind: 'deny'; readonly by: string | null; readonly reason: string | null }
@@ -217,11 +228,14 @@ export class RunSession {
   /** The timestamp of the last event emitted. */
   #lastEmitted = 0;
   /** Calls waiting for a decision, by call id (in request order). */
-  readonly #pending = new Map<string, PendingEntry>();
+  /** Approval bookkeeping, created by the first run that needs it (most never do). */
+  #approvalState: ApprovalState | undefined;
+
+  get #approvals(): ApprovalState {
+    return (this.#approvalState ??= { pending: new Map(), decided: new Set(), log: [], restored: new Map() });
+  }
   /** Calls already decided: a second decision is refused. */
-  readonly #decided = new Set<string>();
   /** Every decision, for the report. */
-  readonly #approvalLog: ApprovalRecord[] = [];
   /** Since when at least one call waits for approval (not live time); undefined otherwise. */
   #waitingSince: number | undefined;
   /** The orchestrator armed the deadline: re-armed when a wait for approval ends. */
@@ -229,7 +243,6 @@ export class RunSession {
   /** The machine was told that the run waits (AWAITING_APPROVAL). */
   #waitSignalled = false;
   /** A resumed run: when each call its log left waiting was requested. */
-  readonly #restoredRequests = new Map<string, number>();
   readonly #approvalPredicate: ApprovalPredicate | undefined;
   /** The clock reading the next emitted event carries, when its caller recorded the same one. */
   #at: number | undefined;
@@ -299,9 +312,12 @@ export class RunSession {
     }
     this.#toolSeq = point.toolSeq;
     this.#modelSeq = point.modelSeq;
-    this.#approvalLog.push(...fold.approvals.map((record) => Object.freeze({ ...record })));
-    for (const record of fold.approvals) this.#decided.add(record.callId);
-    for (const pending of fold.pendingApprovals.values()) this.#restoredRequests.set(pending.callId, pending.requestedAt);
+    if (fold.approvals.length > 0 || fold.pendingApprovals.size > 0) {
+      const approvals = this.#approvals;
+      approvals.log.push(...fold.approvals.map((record) => Object.freeze({ ...record })));
+      for (const record of fold.approvals) approvals.decided.add(record.callId);
+      for (const pending of fold.pendingApprovals.values()) approvals.restored.set(pending.callId, pending.requestedAt);
+    }
     if (fold.waitingSince !== undefined) {
       // The wait before the gap ends at the log's last event; it goes on from the resume.
       this.#idleMs += Math.max(0, fold.lastTimestamp - fold.waitingSince);
@@ -701,11 +717,11 @@ export class RunSession {
 
   /** Tool calls waiting for a decision now, oldest first. */
   get waitingForApproval(): boolean {
-    return this.#pending.size > 0;
+    return this.#approvalState !== undefined && this.#approvalState.pending.size > 0;
   }
 
   get pendingApprovals(): readonly PendingApprovalView[] {
-    return [...this.#pending.values()].map((entry) => Object.freeze({ callId: entry.callId, tool: entry.tool, args: entry.args, step: entry.step, requestedAt: new Date(entry.requestedAt).toISOString() }));
+    return [...this.#approvals.pending.values()].map((entry) => Object.freeze({ callId: entry.callId, tool: entry.tool, args: entry.args, step: entry.step, requestedAt: new Date(entry.requestedAt).toISOString() }));
   }
 
   /** Records the request, moves the run to AWAITING_APPROVAL and waits for the decision. */
@@ -727,14 +743,14 @@ export class RunSession {
     let decide!: (decision: Decision) => void;
     const decided = new Promise<Decision>((resolve) => (decide = resolve));
     const entry: PendingEntry = { callId, tool: name, args: recorded, step, requestedAt, decide, timer: undefined };
-    this.#pending.set(callId, entry);
+    this.#approvals.pending.set(callId, entry);
     this.#startWaiting();
     const timeoutMs = this.limits.approvalTimeoutMs;
     if (timeoutMs !== undefined && this.#replay === undefined) {
       const left = Math.max(0, timeoutMs - (this.clock.now() - requestedAt));
       entry.timer = this.clock.setTimeout(() => {
         entry.timer = undefined;
-        if (this.#pending.get(callId) === entry) this.#decide(entry, { kind: 'timeout' });
+        if (this.#approvals.pending.get(callId) === entry) this.#decide(entry, { kind: 'timeout' });
       }, left);
     }
     const afterDecision = (decision: Decision): Promise<unknown> => {
@@ -763,15 +779,15 @@ export class RunSession {
         details: { executionId: this.executionId, callId },
       });
     }
-    const entry = typeof callId === 'string' ? this.#pending.get(callId) : undefined;
+    const entry = typeof callId === 'string' ? this.#approvals.pending.get(callId) : undefined;
     if (entry === undefined) {
-      if (typeof callId === 'string' && this.#decided.has(callId)) {
+      if (typeof callId === 'string' && this.#approvals.decided.has(callId)) {
         throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Tool call ${callId} of run "${this.executionId}" was already decided`, {
           details: { executionId: this.executionId, callId },
         });
       }
       throw new OaoError('OAO_ERR_UNKNOWN_APPROVAL', `Run "${this.executionId}" has no tool call ${safeString(callId)} awaiting approval`, {
-        details: { executionId: this.executionId, callId: safeString(callId), pending: [...this.#pending.keys()] },
+        details: { executionId: this.executionId, callId: safeString(callId), pending: [...this.#approvals.pending.keys()] },
       });
     }
     const by = decisionText(decision.by, 'by');
@@ -805,7 +821,7 @@ export class RunSession {
     if (this.finished || this.termination !== undefined || this.#unloaded) {
       throw new OaoError('OAO_ERR_RUN_FINISHED', `Run "${this.executionId}" has finished (or is ending, or was unloaded)`, { details: { executionId: this.executionId } });
     }
-    if (this.#pending.size === 0) {
+    if (this.#approvals.pending.size === 0) {
       throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Run "${this.executionId}" is not waiting for approval: only a waiting run can be unloaded`, {
         details: { field: 'state', executionId: this.executionId },
       });
@@ -815,10 +831,10 @@ export class RunSession {
     });
     this.#unloaded = true;
     this.stopError = error;
-    for (const entry of this.#pending.values()) {
+    for (const entry of this.#approvals.pending.values()) {
       if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
     }
-    this.#pending.clear();
+    this.#approvals.pending.clear();
     if (this.#deadline !== undefined) {
       this.clock.clearTimeout(this.#deadline);
       this.#deadline = undefined;
@@ -831,13 +847,13 @@ export class RunSession {
 
   /** Verify-replay: a waiting call's approval timed out where the recording says it did. */
   expireApproval(callId: string): void {
-    const entry = this.#pending.get(callId);
+    const entry = this.#approvals.pending.get(callId);
     if (entry !== undefined) this.#decide(entry, { kind: 'timeout' });
   }
 
   #decide(entry: PendingEntry, decision: Decision): void {
-    this.#pending.delete(entry.callId);
-    this.#decided.add(entry.callId);
+    this.#approvals.pending.delete(entry.callId);
+    this.#approvals.decided.add(entry.callId);
     if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
     entry.timer = undefined;
     const by = decision.kind === 'timeout' ? null : decision.by;
@@ -847,7 +863,7 @@ export class RunSession {
     } else {
       this.emit('APPROVAL_DENIED', { step: entry.step, callId: entry.callId, tool: entry.tool, by, reason, timedOut: decision.kind === 'timeout' });
     }
-    this.#approvalLog.push(
+    this.#approvals.log.push(
       Object.freeze({
         callId: entry.callId,
         tool: entry.tool,
@@ -879,7 +895,7 @@ export class RunSession {
 
   /** The last waiting call was decided: the wait is not live time; the deadline runs again. */
   #stopWaiting(): void {
-    if (this.#pending.size > 0 || this.#waitingSince === undefined) return;
+    if ((this.#approvalState?.pending.size ?? 0) > 0 || this.#waitingSince === undefined) return;
     this.#idleMs += Math.max(0, this.#eventTime() - this.#waitingSince);
     this.#waitingSince = undefined;
     if (this.#deadlineWanted) this.armDeadline();
@@ -905,7 +921,7 @@ export class RunSession {
         const rule = approval.timedOut ? 'approval_timeout' : 'approval_denied';
         return this.#denyTool(scope.step, recorded.callId, recorded.tool, args, { rule, message: `Tool call ${recorded.callId} (${recorded.tool}) was ${approval.timedOut ? 'not approved in time' : 'denied'}`, limit: null, attempted: null, tool: recorded.tool });
       }
-      const requestedAt = this.#restoredRequests.get(recorded.callId) ?? this.clock.now();
+      const requestedAt = this.#approvals.restored.get(recorded.callId) ?? this.clock.now();
       return this.#awaitDecision(scope, recorded.tool, args, toRecordable(args), recorded.callId, scope.step, requestedAt, undefined);
     }
     const result = recorded.result;
@@ -1174,7 +1190,7 @@ export class RunSession {
       wallTimeMs: Math.max(0, finishedAt - this.startedAt),
       // Handed over, not copied: the records are final once the run is (the last state never exits).
       stateHistory: this.#history,
-      ...(this.#approvalLog.length === 0 ? {} : { approvals: Object.freeze(this.#approvalLog.slice()) as ApprovalRecord[] }),
+      ...(this.#approvalState === undefined || this.#approvalState.log.length === 0 ? {} : { approvals: Object.freeze(this.#approvalState.log.slice()) as ApprovalRecord[] }),
       finalOutput: this.lastOutput,
       ...(status === 'FAILED' && this.error !== undefined ? { error: deepFreeze(this.error) } : {}),
       startedAt: new Date(this.startedAt).toISOString(),
@@ -1182,10 +1198,13 @@ export class RunSession {
       executionHash: this.executionHash,
     });
     this.report = report;
-    for (const entry of this.#pending.values()) {
-      if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
+    const approvals = this.#approvalState;
+    if (approvals !== undefined) {
+      for (const entry of approvals.pending.values()) {
+        if (entry.timer !== undefined) this.clock.clearTimeout(entry.timer);
+      }
+      approvals.pending.clear();
     }
-    this.#pending.clear();
     this.#at = finishedAt;
     this.emit('EXECUTION_COMPLETE', { report });
     this.#listeners = undefined;

@@ -12,7 +12,7 @@ import type { ExecutionReport } from './report/schema.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import { typeOf } from './options.js';
 import { abortReason, prepareResume, prepareRun, type ResumeRequest, type RunRequest } from './runtime/prepareRun.js';
-import type { PendingApprovalView, RunSession } from './runtime/RunSession.js';
+import type { BudgetRaise, PendingApprovalView, RunSession } from './runtime/RunSession.js';
 import { foldRun } from './log/foldRun.js';
 import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
@@ -67,7 +67,14 @@ export interface RunHandle {
    * store) and continue it with `orch.resume()`. Needs a store; only a waiting run can be unloaded.
    */
   unload(): Promise<void>;
+  /**
+   * Raises limits of a run paused at a limit (the policy's `onLimit: { maxSteps: 'pause' }`), up
+   * to the orchestrator's own policy, and lets it go on. `handle.cancel()` ends it instead.
+   */
+  raise(limits: BudgetRaise, decision?: { readonly by?: string; readonly reason?: string }): void;
 }
+
+export type { BudgetRaise };
 
 /** Who decided on a waiting tool call, and why; an approver may also edit its arguments. */
 export interface ApprovalDecision {
@@ -271,6 +278,18 @@ export class Orchestrator {
   /** Denies a waiting tool call by run and call id (see `approve()`); the run ends `policy_violation`. */
   async deny(executionId: string, callId: string, decision: Omit<ApprovalDecision, 'args'> = {}): Promise<void> {
     await this.#decide(executionId, callId, false, decision);
+  }
+
+  /**
+   * Raises limits of a run live in this orchestrator that is paused at a limit (see
+   * `handle.raise()`). `OAO_ERR_RUN_NOT_FOUND` when no such run is live here.
+   */
+  async raise(executionId: string, limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string } = {}): Promise<void> {
+    const live = this.#live.get(executionId);
+    if (live === undefined) {
+      throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${safeString(executionId)}" is live in this orchestrator`, { details: { executionId: safeString(executionId) } });
+    }
+    live.raise(limits, decision);
   }
 
   /** Tool calls waiting for a decision in the runs live in this orchestrator. */
@@ -528,6 +547,10 @@ class Handle implements RunHandle {
 
   deny(callId: string, decision: Omit<ApprovalDecision, 'args'> = {}): void {
     this.#session.decide(callId, { approve: false, by: decision.by, reason: decision.reason });
+  }
+
+  raise(limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string } = {}): void {
+    this.#session.raise(limits, decision);
   }
 }
 

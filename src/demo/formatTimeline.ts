@@ -41,6 +41,10 @@ export function eventFacts(event: OaoEvent): string {
       return `${event.payload.callId} approved${event.payload.by === null ? '' : ` by ${event.payload.by}`}${event.payload.args === undefined ? '' : ` · args edited to ${preview(event.payload.args)}`}`;
     case 'APPROVAL_DENIED':
       return `${event.payload.callId} ${event.payload.timedOut ? 'not decided in time' : 'denied'}${event.payload.by === null ? '' : ` by ${event.payload.by}`}`;
+    case 'BUDGET_EXHAUSTED':
+      return `${event.payload.rule}: ${event.payload.message} · waits for a raise`;
+    case 'BUDGET_RAISED':
+      return `raised ${Object.entries(event.payload.limits).map(([k, v]) => `${k} ${String(v)}`).join(', ')}${event.payload.by === null ? '' : ` by ${event.payload.by}`}`;
     case 'EXECUTION_RESUMED':
       return `at ${event.payload.point} · idle ${event.payload.idleMs.toFixed(0)} ms${event.payload.owner === null ? '' : ` · by ${event.payload.owner}`}`;
     case 'REVIEW_DECISION':

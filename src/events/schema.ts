@@ -170,6 +170,27 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
     }),
   ),
   event(
+    'BUDGET_EXHAUSTED',
+    z.object({
+      step: z.number().int().nonnegative(),
+      rule: policyRuleSchema,
+      message: z.string(),
+      limit: z.number().nullable(),
+      attempted: z.number().nullable(),
+      /** The tool whose call waits, when a tool call reached the limit. */
+      tool: z.string().optional(),
+    }),
+  ),
+  event(
+    'BUDGET_RAISED',
+    z.object({
+      /** The new values of the limits that were raised. */
+      limits: z.object({ maxSteps: z.number().int().positive().optional(), maxToolCalls: z.number().int().nonnegative().optional() }),
+      by: z.string().nullable(),
+      reason: z.string().nullable(),
+    }),
+  ),
+  event(
     'EXECUTION_RESUMED',
     z.object({
       /** Milliseconds between the log's last event and the resume: not charged to `timeoutMs`. */

@@ -49,6 +49,8 @@ export interface RunFold {
   readonly waitingSince: number | undefined;
   /** Every approval decision so far. */
   readonly approvals: readonly ApprovalRecord[];
+  /** The run waits for a limit to be raised (BUDGET_EXHAUSTED without a BUDGET_RAISED since). */
+  readonly budgetWaiting: boolean;
 }
 
 /** A tool call waiting for a person's decision. */
@@ -98,6 +100,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       pendingApprovals: NO_PENDING,
       waitingSince: undefined,
       approvals: [],
+      budgetWaiting: false,
     };
   }
   if (event.seq !== state.seq || event.executionId !== state.executionId) {
@@ -193,6 +196,20 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
         next.idleMs = state.idleMs + event.payload.idleMs;
       }
       break;
+    case 'BUDGET_EXHAUSTED':
+      next.budgetWaiting = true;
+      if (state.waitingSince === undefined) next.waitingSince = event.timestamp;
+      break;
+    case 'BUDGET_RAISED': {
+      next.budgetWaiting = false;
+      // The raised limits are the run's limits from here on.
+      next.policy = { ...state.policy, ...event.payload.limits };
+      if (state.pendingApprovals.size === 0 && state.waitingSince !== undefined) {
+        next.idleMs = state.idleMs + Math.max(0, event.timestamp - state.waitingSince);
+        next.waitingSince = undefined;
+      }
+      break;
+    }
     case 'APPROVAL_REQUESTED': {
       const p = event.payload;
       const pending = new Map(state.pendingApprovals);
@@ -207,7 +224,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       const pending = new Map(state.pendingApprovals);
       pending.delete(p.callId);
       next.pendingApprovals = pending;
-      if (pending.size === 0 && state.waitingSince !== undefined) {
+      if (pending.size === 0 && !state.budgetWaiting && state.waitingSince !== undefined) {
         next.idleMs = state.idleMs + Math.max(0, event.timestamp - state.waitingSince);
         next.waitingSince = undefined;
       }

@@ -62,6 +62,8 @@ export const agentLifecycleMachine = setup({
     hasPlanner: ({ context }) => context.session.hasPlanner,
     hasReviewer: ({ context }) => context.session.hasReviewer,
     canStartStep: ({ context }) => context.session.canStartStep(),
+    /** The step budget is spent and the policy pauses there (onLimit.maxSteps: 'pause'). */
+    stepBudgetPauses: ({ context }) => context.session.stepBudgetPauses,
     reviewSaysDone: ({ event }) => ((event as Done).value as ReviewDecision).done,
     outputOverBudget: ({ context, event }) => {
       const usage = ((event as Done).value as NormalizedStep).usage;
@@ -100,6 +102,7 @@ export const agentLifecycleMachine = setup({
       },
     }),
     refuseStep: ({ context }) => context.session.refuseStep(),
+    exhaustSteps: ({ context }) => context.session.exhaustSteps(),
     scheduleRetry: ({ context, event }) => context.session.agentError((event as Failed).phase, (event as Failed).error, true),
     failWithAgentError: ({ context, event }) =>
       context.session.agentError((event as Failed).phase, (event as Failed).error, false),
@@ -142,6 +145,11 @@ export const agentLifecycleMachine = setup({
             target: 'EXECUTE',
             actions: 'takeResumeInput',
           },
+          {
+            guard: and([{ type: 'resumesAt', params: { kind: 'next' as const } }, 'stepBudgetPauses']),
+            target: 'REVIEW.AWAITING_BUDGET',
+            actions: 'takeResumeInput',
+          },
           { guard: { type: 'resumesAt', params: { kind: 'next' } }, target: 'FAILED', actions: 'refuseStep' },
           { guard: { type: 'resumesAt', params: { kind: 'terminate' } }, target: 'TERMINATE' },
           { target: 'PLAN' },
@@ -157,8 +165,14 @@ export const agentLifecycleMachine = setup({
           always: [
             { guard: 'hasPlanner', target: 'planning' },
             { guard: 'canStartStep', target: EXECUTE },
+            { guard: 'stepBudgetPauses', target: 'AWAITING_BUDGET' },
             { target: FAILED, actions: 'refuseStep' },
           ],
+        },
+        // The step budget is spent and the policy pauses: a raise (BUDGET.RAISED) lets the run go on.
+        AWAITING_BUDGET: {
+          entry: 'exhaustSteps',
+          on: { 'BUDGET.RAISED': [{ guard: 'canStartStep', target: EXECUTE }, { target: 'AWAITING_BUDGET', reenter: true }] },
         },
         planning: {
           invoke: {
@@ -168,6 +182,7 @@ export const agentLifecycleMachine = setup({
           on: {
             'AGENT.DONE': [
               { guard: 'canStartStep', target: EXECUTE, actions: ['recordPlan', 'takePlan'] },
+              { guard: 'stepBudgetPauses', target: 'AWAITING_BUDGET', actions: ['recordPlan', 'takePlan'] },
               { target: FAILED, actions: ['recordPlan', 'refuseStep'] },
             ],
             'AGENT.ERROR': { target: FAILED, actions: 'failWithAgentError' },
@@ -191,8 +206,11 @@ export const agentLifecycleMachine = setup({
           states: {
             working: { on: { 'APPROVAL.WAIT': 'AWAITING_APPROVAL' } },
             AWAITING_APPROVAL: { on: { 'APPROVAL.DONE': 'working' } },
+            // A tool call reached maxToolCalls and the policy pauses there (onLimit.maxToolCalls: 'pause').
+            AWAITING_BUDGET: { on: { 'BUDGET.RAISED': 'working' } },
           },
           on: {
+            'BUDGET.WAIT': '.AWAITING_BUDGET',
             'AGENT.DONE': [
               { guard: 'outputOverBudget', target: FAILED, actions: 'completeStep' },
               { target: '#agentLifecycle.REVIEW', actions: 'completeStep' },
@@ -215,6 +233,10 @@ export const agentLifecycleMachine = setup({
         deciding: {
           always: [{ guard: 'hasReviewer', target: 'reviewing' }, { target: TERMINATE }],
         },
+        AWAITING_BUDGET: {
+          entry: 'exhaustSteps',
+          on: { 'BUDGET.RAISED': [{ guard: 'canStartStep', target: EXECUTE }, { target: 'AWAITING_BUDGET', reenter: true }] },
+        },
         reviewing: {
           invoke: {
             src: 'agentCall',
@@ -224,6 +246,7 @@ export const agentLifecycleMachine = setup({
             'AGENT.DONE': [
               { guard: 'reviewSaysDone', target: TERMINATE, actions: 'recordReview' },
               { guard: 'canStartStep', target: EXECUTE, actions: ['recordReview', 'takeReviewInput'] },
+              { guard: 'stepBudgetPauses', target: 'AWAITING_BUDGET', actions: ['recordReview', 'takeReviewInput'] },
               { target: FAILED, actions: ['recordReview', 'refuseStep'] },
             ],
             'AGENT.ERROR': { target: FAILED, actions: 'failWithAgentError' },

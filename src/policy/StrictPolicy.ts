@@ -126,7 +126,23 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
       maxDelayMs: options.retry?.maxDelayMs ?? base.retry.maxDelayMs,
     },
     ...approvalTimeout(options.approvalTimeoutMs ?? base.approvalTimeoutMs),
+    ...pauses({
+      maxSteps: options.onLimit?.maxSteps ?? base.onLimit?.maxSteps,
+      maxToolCalls: options.onLimit?.maxToolCalls ?? base.onLimit?.maxToolCalls,
+    }),
+    ...(options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs) === undefined
+      ? {}
+      : { budgetDecisionTimeoutMs: (options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs) as number },
   });
+}
+
+/** The `onLimit` of resolved limits: only the limits that pause, and nothing when none does. */
+function pauses(onLimit: { maxSteps?: string | undefined; maxToolCalls?: string | undefined }): { onLimit?: PolicyLimits['onLimit'] } {
+  const paused = {
+    ...(onLimit.maxSteps === 'pause' ? { maxSteps: 'pause' as const } : {}),
+    ...(onLimit.maxToolCalls === 'pause' ? { maxToolCalls: 'pause' as const } : {}),
+  };
+  return Object.keys(paused).length === 0 ? {} : { onLimit: paused };
 }
 
 function approveList(list: readonly string[] | undefined): { approve?: string[] } {
@@ -169,5 +185,13 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
     ...approvalTimeout(
       a.approvalTimeoutMs === undefined ? b.approvalTimeoutMs : b.approvalTimeoutMs === undefined ? a.approvalTimeoutMs : Math.min(a.approvalTimeoutMs, b.approvalTimeoutMs),
     ),
+    // A limit pauses only when both policies say so: narrowing can turn a pause into a failure.
+    ...pauses({
+      maxSteps: a.onLimit?.maxSteps === 'pause' && b.onLimit?.maxSteps === 'pause' ? 'pause' : undefined,
+      maxToolCalls: a.onLimit?.maxToolCalls === 'pause' && b.onLimit?.maxToolCalls === 'pause' ? 'pause' : undefined,
+    }),
+    ...(a.budgetDecisionTimeoutMs === undefined && b.budgetDecisionTimeoutMs === undefined
+      ? {}
+      : { budgetDecisionTimeoutMs: Math.min(a.budgetDecisionTimeoutMs ?? Number.MAX_SAFE_INTEGER, b.budgetDecisionTimeoutMs ?? Number.MAX_SAFE_INTEGER) }),
   };
 }

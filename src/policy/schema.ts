@@ -68,7 +68,17 @@ export const policyOptionsSchema = z.strictObject({
   tools: toolRulesSchema.optional(),
   retry: retryOptionsSchema.optional(),
   approvalTimeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
+  onLimit: z
+    .strictObject({
+      maxSteps: z.enum(['pause', 'fail']).optional(),
+      maxToolCalls: z.enum(['pause', 'fail']).optional(),
+    })
+    .optional(),
+  budgetDecisionTimeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
 });
+
+/** Limits that can pause a run instead of failing it. */
+export type PausableLimit = 'maxSteps' | 'maxToolCalls';
 
 /** Which tools a run may call, and how often. */
 export interface ToolRules {
@@ -115,6 +125,15 @@ export interface PolicyOptions {
    * @default no limit
    */
   readonly approvalTimeoutMs?: number;
+  /**
+   * What reaching a limit does: `'fail'` ends the run `policy_violation`; `'pause'` moves it to
+   * AWAITING_BUDGET (event BUDGET_EXHAUSTED) until someone raises the limit (`handle.raise()`) or
+   * cancels it. A per-run policy can turn `'pause'` into `'fail'`, never the reverse.
+   * @default 'fail' for every limit
+   */
+  readonly onLimit?: { readonly maxSteps?: 'pause' | 'fail'; readonly maxToolCalls?: 'pause' | 'fail' };
+  /** How long a paused run waits for a raise; then it ends `policy_violation` with the limit's rule. @default no limit */
+  readonly budgetDecisionTimeoutMs?: number;
 }
 
 /** The fully resolved, JSON-safe limits of a policy, as they appear in reports and events. */
@@ -138,6 +157,9 @@ export const policyLimitsSchema = z.object({
   }),
   /** Present only when set. */
   approvalTimeoutMs: positiveCount.optional(),
+  /** The limits that pause instead of failing; present only when one does. */
+  onLimit: z.object({ maxSteps: z.literal('pause').optional(), maxToolCalls: z.literal('pause').optional() }).optional(),
+  budgetDecisionTimeoutMs: positiveCount.optional(),
 });
 
 export type PolicyLimits = z.infer<typeof policyLimitsSchema>;

@@ -72,6 +72,14 @@ export interface RunSessionInit {
   readonly resume?: { readonly point: ResumePoint; readonly lease?: Lease | undefined } | undefined;
   /** `tools.approve` given as a function (see StrictPolicy.approvalPredicate). */
   readonly approvalPredicate?: ApprovalPredicate | undefined;
+  /** How far `raise()` may take a limit: the orchestrator's own policy. @default the run's limits */
+  readonly ceiling?: PolicyLimits | undefined;
+}
+
+/** Limits `raise()` may increase. */
+export interface BudgetRaise {
+  readonly maxSteps?: number;
+  readonly maxToolCalls?: number;
 }
 
 /** A tool call waiting for approval, as `handle.pendingApprovals()` lists it. */
@@ -147,7 +155,7 @@ export interface ModelCallRecord {
 export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' };
 
 /** What the lifecycle machine is sent when a tool call starts or stops waiting for approval. */
-export type ApprovalEvent = { type: 'APPROVAL.WAIT' } | { type: 'APPROVAL.DONE' };
+export type ApprovalEvent = { type: 'APPROVAL.WAIT' } | { type: 'APPROVAL.DONE' } | { type: 'BUDGET.WAIT' } | { type: 'BUDGET.RAISED' };
 
 type EventListener = (event: OaoEvent) => void;
 
@@ -164,7 +172,8 @@ export class RunSession {
   readonly task: unknown;
   readonly tools: ToolSet | undefined;
   readonly toolNames: readonly string[];
-  readonly limits: PolicyLimits;
+  /** The run's limits: its effective policy, raised only by `raise()` while the run waits for budget. */
+  limits: PolicyLimits;
   readonly executionHash: string;
   readonly clock: Clock;
   readonly syncOnly: boolean;
@@ -244,6 +253,9 @@ export class RunSession {
   #waitSignalled = false;
   /** A resumed run: when each call its log left waiting was requested. */
   readonly #approvalPredicate: ApprovalPredicate | undefined;
+  readonly #ceiling: PolicyLimits;
+  /** The run waits for a limit to be raised: what it reached, and who waits. */
+  #budgetWait: { readonly violation: PolicyViolation; readonly waiters: (() => void)[]; timer: unknown; readonly inStep: boolean } | undefined;
   /** The clock reading the next emitted event carries, when its caller recorded the same one. */
   #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
@@ -278,6 +290,7 @@ export class RunSession {
     }
     this.#replay = init.replay;
     this.#approvalPredicate = init.approvalPredicate;
+    this.#ceiling = init.ceiling ?? init.limits;
     if (init.resume !== undefined) this.#restore(init.resume.point);
     if (init.store !== undefined) {
       this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership, init.resume?.lease === undefined ? undefined : { lease: init.resume.lease });
@@ -652,7 +665,16 @@ export class RunSession {
     const step = scope.step;
     const violation =
       checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
-    if (violation !== null) return this.#denyTool(step, callId, name, args, violation);
+    if (violation !== null) {
+      if (this.#pauses(violation)) {
+        return scope.race(this.#waitForBudget(violation, true)).then(() => {
+          const refusal = scope.refusal();
+          if (refusal !== undefined) throw refusal;
+          return this.#authorize(scope, name, args, callId, approved);
+        });
+      }
+      return this.#denyTool(step, callId, name, args, violation);
+    }
     const body = this.#toolBodies?.get(name);
     if (body === undefined) {
       return rejectHandled(
@@ -699,6 +721,118 @@ export class RunSession {
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     this.violate(violation);
     return rejectHandled(error);
+  }
+
+  // ---- budget pauses ------------------------------------------------------------------------
+
+  /** Whether reaching this limit pauses the run (the policy's onLimit) instead of failing it. */
+  #pauses(violation: PolicyViolation): boolean {
+    if (violation.scope === 'shared' || this.#replay !== undefined) return false;
+    const onLimit = this.limits.onLimit;
+    return (violation.rule === 'max_steps' && onLimit?.maxSteps === 'pause') || (violation.rule === 'max_tool_calls' && onLimit?.maxToolCalls === 'pause');
+  }
+
+  /** The next step would pass maxSteps, and the policy pauses there instead of failing. */
+  get stepBudgetPauses(): boolean {
+    const violation = checkStepStart(this.limits, this.steps);
+    return violation !== null && (this.shared === undefined || this.shared.checkStep() === null) && this.#pauses(violation);
+  }
+
+  /** Whether the run waits for a limit to be raised. */
+  get waitingForBudget(): boolean {
+    return this.#budgetWait !== undefined;
+  }
+
+  /** Between steps: the step budget is spent and pauses; the machine is in AWAITING_BUDGET. */
+  exhaustSteps(): void {
+    const violation = checkStepStart(this.limits, this.steps);
+    if (violation === null || this.#budgetWait !== undefined) return;
+    void this.#waitForBudget(violation, false);
+  }
+
+  /**
+   * Records BUDGET_EXHAUSTED (once per wait), stops the deadline and arms the decision timeout;
+   * settles when a raise comes. A timeout ends the run with the original limit's violation.
+   */
+  #waitForBudget(violation: PolicyViolation, inStep: boolean): Promise<void> {
+    let wait = this.#budgetWait;
+    if (wait === undefined) {
+      wait = { violation, waiters: [], timer: undefined, inStep };
+      this.#budgetWait = wait;
+      this.emit('BUDGET_EXHAUSTED', {
+        step: this.steps,
+        rule: violation.rule,
+        message: violation.message,
+        limit: violation.limit,
+        attempted: violation.attempted,
+        ...(violation.tool === undefined ? {} : { tool: violation.tool }),
+      });
+      try {
+        void this.#log?.writeAhead();
+      } catch {
+        // reported through the store's failure path: the run ends
+      }
+      this.#startWaiting(inStep ? 'BUDGET.WAIT' : undefined);
+      const timeoutMs = this.limits.budgetDecisionTimeoutMs;
+      if (timeoutMs !== undefined) {
+        const current = wait;
+        current.timer = this.clock.setTimeout(() => {
+          current.timer = undefined;
+          if (this.#budgetWait === current) this.violate(current.violation);
+        }, timeoutMs);
+      }
+    }
+    const current = wait;
+    return new Promise<void>((resolve) => current.waiters.push(resolve));
+  }
+
+  /**
+   * Raises limits of a run that waits for budget, within the ceiling (the orchestrator's own
+   * policy), and lets it go on: BUDGET_RAISED records the new values, who and why.
+   */
+  raise(limits: BudgetRaise, decision: { readonly by?: string | undefined; readonly reason?: string | undefined } = {}): void {
+    if (this.finished || this.termination !== undefined) {
+      throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Run "${this.executionId}" has finished (or is ending): nothing is left to raise`, { details: { executionId: this.executionId } });
+    }
+    const wait = this.#budgetWait;
+    if (wait === undefined) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Run "${this.executionId}" is not waiting for budget: only a paused run's limits can be raised`, {
+        details: { field: 'state', executionId: this.executionId },
+      });
+    }
+    if (typeof limits !== 'object' || limits === null) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Expected the limits to raise as an object such as { maxSteps: 20 }', { details: { field: 'limits' } });
+    }
+    const raised: { maxSteps?: number; maxToolCalls?: number } = {};
+    for (const key of Object.keys(limits)) {
+      if (key !== 'maxSteps' && key !== 'maxToolCalls') {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot be raised: only maxSteps and maxToolCalls`, { details: { field: `limits.${key}` } });
+      }
+      const value = (limits as Record<string, unknown>)[key];
+      const current = this.limits[key];
+      const ceiling = this.#ceiling[key];
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= current) {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" must be an integer above the current ${current}`, { details: { field: `limits.${key}`, current } });
+      }
+      if (value > ceiling) {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot go above ${ceiling}, the ceiling set by the orchestrator's policy`, {
+          details: { field: `limits.${key}`, ceiling },
+        });
+      }
+      raised[key] = value;
+    }
+    if (Object.keys(raised).length === 0) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Name at least one limit to raise, such as { maxSteps: 20 }', { details: { field: 'limits' } });
+    }
+    const by = decisionText(decision.by, 'by');
+    const reason = decisionText(decision.reason, 'reason');
+    this.limits = deepFreeze({ ...this.limits, ...raised });
+    this.#budgetWait = undefined;
+    if (wait.timer !== undefined) this.clock.clearTimeout(wait.timer);
+    this.emit('BUDGET_RAISED', { limits: raised, by, reason });
+    this.#stopWaiting();
+    this.#send?.({ type: 'BUDGET.RAISED' });
+    for (const resume of wait.waiters) resume();
   }
 
   // ---- approvals ----------------------------------------------------------------------------
@@ -879,7 +1013,7 @@ export class RunSession {
   }
 
   /** The first waiting call: the run enters AWAITING_APPROVAL and its deadline stops running. */
-  #startWaiting(): void {
+  #startWaiting(signal: 'APPROVAL.WAIT' | 'BUDGET.WAIT' | undefined = 'APPROVAL.WAIT'): void {
     if (this.#waitingSince === undefined) {
       this.#waitingSince = this.#eventTime();
       if (this.#deadline !== undefined) {
@@ -887,7 +1021,8 @@ export class RunSession {
         this.#deadline = undefined;
       }
     }
-    if (!this.#waitSignalled) {
+    if (signal === 'BUDGET.WAIT') this.#send?.({ type: 'BUDGET.WAIT' });
+    else if (signal !== undefined && !this.#waitSignalled) {
       this.#waitSignalled = true;
       this.#send?.({ type: 'APPROVAL.WAIT' });
     }
@@ -895,7 +1030,7 @@ export class RunSession {
 
   /** The last waiting call was decided: the wait is not live time; the deadline runs again. */
   #stopWaiting(): void {
-    if ((this.#approvalState?.pending.size ?? 0) > 0 || this.#waitingSince === undefined) return;
+    if ((this.#approvalState?.pending.size ?? 0) > 0 || this.#budgetWait !== undefined || this.#waitingSince === undefined) return;
     this.#idleMs += Math.max(0, this.#eventTime() - this.#waitingSince);
     this.#waitingSince = undefined;
     if (this.#deadlineWanted) this.armDeadline();
@@ -1198,6 +1333,8 @@ export class RunSession {
       executionHash: this.executionHash,
     });
     this.report = report;
+    if (this.#budgetWait?.timer !== undefined) this.clock.clearTimeout(this.#budgetWait.timer);
+    this.#budgetWait = undefined;
     const approvals = this.#approvalState;
     if (approvals !== undefined) {
       for (const entry of approvals.pending.values()) {

@@ -89,6 +89,8 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     hasPlanner: checked.hasPlanner,
     hasReviewer: checked.hasReviewer,
     approvalPredicate: policy.approvalPredicate,
+    // raise() can take a paused limit up to the orchestrator's own policy, never beyond.
+    ceiling: env.policy.limits,
   });
   return { session, signal: checked.signal };
 }
@@ -146,6 +148,7 @@ export function prepareResume(
     hasReviewer: checked.hasReviewer,
     // The log records the approval list; a predicate is code, taken from the policy here.
     approvalPredicate: env.policy.approvalPredicate,
+    ceiling: env.policy.limits,
     resume: { point, lease: env.lease },
   });
   session.resumeInput = point.input;

@@ -1,0 +1,109 @@
+// A run that reaches a limit its policy pauses at waits for a raise instead of failing.
+import { SimulatedClock } from 'xstate';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson, Orchestrator, StrictPolicy, type AgentContext, type StepResult } from '../src/index.js';
+import { createMemoryStore } from '../src/store/createMemoryStore.js';
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+async function waitFor(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await tick();
+}
+
+/** Runs until its review sees step 4; each step calls one tool. */
+function fourSteps() {
+  return {
+    name: 'four',
+    async invoke(input: { n: number }, ctx: AgentContext) {
+      await ctx.callTool('work', { n: input.n });
+      return { output: input.n };
+    },
+    review(result: StepResult) {
+      return result.step >= 4 ? { done: true as const } : { done: false as const, input: { n: result.step + 1 } };
+    },
+  };
+}
+
+const work = { work: (args: unknown) => args };
+
+describe('onLimit: pause', () => {
+  it('maxSteps: the run waits in REVIEW.AWAITING_BUDGET; raise() lets it go on', async () => {
+    const store = createMemoryStore();
+    const orch = new Orchestrator({ store, policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const handle = orch.start({ agent: fourSteps(), task: { n: 1 }, tools: work, policy: { maxSteps: 2 } });
+    await waitFor(() => handle.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    const exhausted = handle.events().find((e) => e.type === 'BUDGET_EXHAUSTED');
+    expect(exhausted?.payload).toMatchObject({ rule: 'max_steps', limit: 2, attempted: 3 });
+    expect(() => handle.raise({ maxSteps: 11 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT', details: expect.objectContaining({ ceiling: 10 }) }));
+    expect(() => handle.raise({ maxSteps: 2 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT' }));
+    expect(() => handle.raise({ maxTokens: 10 } as never)).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT' }));
+    handle.raise({ maxSteps: 4 }, { by: 'ops', reason: 'worth it' });
+    const report = await handle.report;
+    expect(report.status).toBe('SUCCESS');
+    expect(report.totalSteps).toBe(4);
+    expect(handle.events().find((e) => e.type === 'BUDGET_RAISED')?.payload).toEqual({ limits: { maxSteps: 4 }, by: 'ops', reason: 'worth it' });
+    expect(canonicalJson(await orch.replay(handle.executionId))).toBe(canonicalJson(report));
+    expect(() => handle.raise({ maxSteps: 5 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_ALREADY_DECIDED' }));
+  });
+
+  it('maxToolCalls: the call waits in EXECUTE.running.AWAITING_BUDGET; the body runs after the raise', async () => {
+    const calls: unknown[] = [];
+    const orch = new Orchestrator({ policy: { maxToolCalls: 10, onLimit: { maxToolCalls: 'pause' } } });
+    const handle = orch.start({ agent: fourSteps(), task: { n: 1 }, tools: { work: (args: unknown) => calls.push(args) }, policy: { maxToolCalls: 2 } });
+    await waitFor(() => handle.actor.getSnapshot().matches({ EXECUTE: { running: 'AWAITING_BUDGET' } }));
+    expect(calls).toHaveLength(2);
+    await orch.raise(handle.executionId, { maxToolCalls: 10 });
+    const report = await handle.report;
+    expect(report.status).toBe('SUCCESS');
+    expect(calls).toHaveLength(4);
+  });
+
+  it('cancel ends a paused run; budgetDecisionTimeoutMs ends it policy_violation with the limit rule; waiting is not live time', async () => {
+    const orch = new Orchestrator({ policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const cancelled = orch.start({ agent: fourSteps(), task: { n: 1 }, tools: work, policy: { maxSteps: 1 } });
+    await waitFor(() => cancelled.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    cancelled.cancel('no more');
+    expect((await cancelled.report).termination.reason).toBe('cancelled');
+
+    const clock = new SimulatedClock();
+    const timed = new Orchestrator({ clock, policy: { maxSteps: 10, timeoutMs: 1_000, onLimit: { maxSteps: 'pause' }, budgetDecisionTimeoutMs: 60_000 } });
+    const handle = timed.start({ agent: fourSteps(), task: { n: 1 }, tools: work, policy: { maxSteps: 1 } });
+    await waitFor(() => handle.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    clock.increment(59_999);
+    await tick();
+    expect(handle.actor.getSnapshot().status).toBe('active');
+    clock.increment(1);
+    const report = await handle.report;
+    expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
+    expect(report.executionTimeMs).toBe(0);
+    expect(report.wallTimeMs).toBe(60_000);
+  });
+
+  it('a request can turn a pause into a failure, never the reverse', async () => {
+    const paused = new StrictPolicy({ onLimit: { maxSteps: 'pause' } });
+    expect(paused.narrow({ onLimit: { maxSteps: 'fail' } }).limits.onLimit).toBeUndefined();
+    expect(new StrictPolicy().narrow({ onLimit: { maxSteps: 'pause' } }).limits.onLimit).toBeUndefined();
+    expect(paused.narrow({ maxSteps: 3 }).limits.onLimit).toEqual({ maxSteps: 'pause' });
+    expect('onLimit' in new StrictPolicy().limits).toBe(false);
+    const orch = new Orchestrator({ policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const report = await orch.run({ agent: fourSteps(), task: { n: 1 }, tools: work, policy: { maxSteps: 1, onLimit: { maxSteps: 'fail' } } });
+    expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps' });
+  });
+
+  it('a paused run resumed from its log waits again at the same place', async () => {
+    const first = createMemoryStore();
+    const orch = new Orchestrator({ store: first, owner: 'first', policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const handle = orch.start({ agent: fourSteps(), task: { n: 1 }, tools: work, policy: { maxSteps: 2 }, executionId: 'p' });
+    await waitFor(() => handle.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    await tick();
+    const store = createMemoryStore();
+    store.append('p', first.events('p'));
+    handle.cancel('moved');
+    const heir = new Orchestrator({ store, owner: 'heir', policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const resumed = await heir.startResumed('p', { agent: fourSteps(), tools: work });
+    await waitFor(() => resumed.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    resumed.raise({ maxSteps: 4 });
+    const report = await resumed.report;
+    expect(report.status).toBe('SUCCESS');
+    expect(report.totalSteps).toBe(4);
+  });
+});

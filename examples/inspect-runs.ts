@@ -21,7 +21,7 @@ interface Message {
   snapshot?: { value?: unknown; status?: string; context?: { session?: { steps: number; tokens: { total: number } } } };
 }
 
-/** 'TERMINATE', or { EXECUTE: 'running' } as 'EXECUTE.running'. */
+/** 'TERMINATE', or { EXECUTE: { running: 'working' } } as 'EXECUTE.running.working'. */
 function stateName(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value !== 'object' || value === null) return String(value);

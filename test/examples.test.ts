@@ -62,8 +62,8 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
     'inspector connected: true',
     'run: SUCCESS in 1 step(s)',
     'batch: SUCCESS, SUCCESS',
-    'run 1: INIT -> EXECUTE.running -> TERMINATE; ledger: 1 step, 200 tokens',
-    'run 2: INIT -> EXECUTE.running -> TERMINATE; ledger: 1 step, 200 tokens; child of 0.supervisor.supervising',
+    'run 1: INIT -> EXECUTE.running.working -> TERMINATE; ledger: 1 step, 200 tokens',
+    'run 2: INIT -> EXECUTE.running.working -> TERMINATE; ledger: 1 step, 200 tokens; child of 0.supervisor.supervising',
     /messages received: \d+ \(actor, event and snapshot\)/,
   ],
   'multi-agent.ts': [

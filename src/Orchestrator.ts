@@ -284,12 +284,19 @@ export class Orchestrator {
    * Raises limits of a run live in this orchestrator that is paused at a limit (see
    * `handle.raise()`). `OAO_ERR_RUN_NOT_FOUND` when no such run is live here.
    */
-  async raise(executionId: string, limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string } = {}): Promise<void> {
+  raise(executionId: string, limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string } = {}): Promise<void> {
     const live = this.#live.get(executionId);
     if (live === undefined) {
-      throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${safeString(executionId)}" is live in this orchestrator`, { details: { executionId: safeString(executionId) } });
+      return Promise.reject(
+        new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${safeString(executionId)}" is live in this orchestrator`, { details: { executionId: safeString(executionId) } }),
+      );
     }
-    live.raise(limits, decision);
+    try {
+      live.raise(limits, decision);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Tool calls waiting for a decision in the runs live in this orchestrator. */
@@ -331,7 +338,14 @@ export class Orchestrator {
     try {
       const events = await store.events(executionId);
       const event = recordDecision(events, callId, approve, decision, this.#clock.now());
-      await store.append(executionId, [event], { lease });
+      try {
+        await store.append(executionId, [event], { lease });
+      } catch (error) {
+        // Another decider of this process (same owner, so the same lease) appended first: say why
+        // this one is refused, from the log as it is now.
+        if (OaoError.isInstance(error) && error.code === 'OAO_ERR_LOG_CONFLICT') recordDecision(await store.events(executionId), callId, approve, decision, this.#clock.now());
+        throw error;
+      }
     } finally {
       await Promise.resolve(store.releaseLease(lease)).catch(() => {});
     }

@@ -39,7 +39,7 @@ const toolset = { lookup: (args: unknown) => args, send: () => 'sent' };
 const policy = { maxSteps: STEPS, maxToolCalls: STEPS, maxTokens: 1_000_000 };
 
 function withId(events: readonly OaoEvent[], executionId: string): OaoEvent[] {
-  return events.map((event) => ({ ...event, executionId, id: `${executionId}:${event.seq}` }) as OaoEvent);
+  return events.map((event) => ({ ...event, executionId, id: `${executionId}:${event.seq}` }));
 }
 
 function row(id: string, label: string, description: string, samples: readonly number[]): BenchRow {

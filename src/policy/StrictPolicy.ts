@@ -130,10 +130,12 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
       maxSteps: options.onLimit?.maxSteps ?? base.onLimit?.maxSteps,
       maxToolCalls: options.onLimit?.maxToolCalls ?? base.onLimit?.maxToolCalls,
     }),
-    ...(options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs) === undefined
-      ? {}
-      : { budgetDecisionTimeoutMs: (options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs) as number },
+    ...decisionTimeout(options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs),
   });
+}
+
+function decisionTimeout(ms: number | undefined): { budgetDecisionTimeoutMs?: number } {
+  return ms === undefined ? {} : { budgetDecisionTimeoutMs: ms };
 }
 
 /** The `onLimit` of resolved limits: only the limits that pause, and nothing when none does. */

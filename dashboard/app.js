@@ -2,9 +2,11 @@
 // All run data comes from the OAO API next to this page: GET /agents, GET /policy (the server's
 // limits, shown in the start form), POST /runs, GET /runs
 // (polled about once a second while the tab is visible), GET /runs/:id, the run's event stream
-// (read with fetch, so it can carry the API key) and POST /runs/:id/cancel.
+// (read with fetch, so it can carry the API key), POST /runs/:id/cancel, and the tool calls
+// waiting for a person: GET /approvals (polled with the runs) and POST /runs/:id/approvals/:callId.
 
 import { createApi, runPath } from './api.js';
+import { approvalKey, renderApprovals } from './approvals.js';
 import { byTestId, h, setMessage } from './dom.js';
 import { EventLog } from './eventLog.js';
 import { formatClock, formatLimit, limitLabel, preview } from './format.js';
@@ -42,6 +44,10 @@ const el = {
   limitsWarning: byTestId('limits-warning'),
   startButton: byTestId('start-button'),
   runList: byTestId('run-list'),
+  approvalsPanel: byTestId('approvals-panel'),
+  approvalList: byTestId('approval-list'),
+  approvalCount: byTestId('approval-count'),
+  approvalsError: byTestId('approvals-error'),
   runCount: byTestId('run-count'),
   statusFilter: byTestId('status-filter'),
   detail: byTestId('run-detail'),
@@ -92,6 +98,13 @@ const app = {
   requested: new Map(),
   /** The server's own limits (GET /policy): the most any run can get. */
   serverLimits: null,
+  /** Tool calls waiting for a decision (GET /approvals), oldest first. */
+  approvals: [],
+  /** False once the server answered GET /approvals 404 (a server without approvals): the panel stays hidden. */
+  approvalsServed: true,
+  /** The decision being sent, by call (approvalKey), and the last error about a call. */
+  approvalBusy: new Map(),
+  approvalErrors: new Map(),
 };
 
 const eventLog = new EventLog(el.eventLog, el.eventCount);
@@ -318,7 +331,7 @@ async function poll() {
   app.pollInFlight = true;
   const generation = app.keyGeneration;
   try {
-    await refreshRuns(generation);
+    await Promise.all([refreshRuns(generation), refreshApprovals(generation)]);
     if (generation === app.keyGeneration) setConnection('live');
   } catch (error) {
     if (error.status !== 401 && generation === app.keyGeneration) setConnection('offline', error.display ?? String(error));
@@ -356,6 +369,70 @@ function renderRuns() {
   });
   renderRunList(el.runList, runs, { selectedId: app.selected?.id ?? null, now: serverNow(), onSelect: select });
   el.runCount.textContent = app.runsTotal > runs.length ? `${runs.length} of ${app.runsTotal}${app.runsCapped ? '+' : ''}` : String(runs.length);
+}
+
+// ---- tool calls waiting for approval -------------------------------------------------------
+
+async function refreshApprovals(generation = app.keyGeneration) {
+  if (!app.approvalsServed) return;
+  let body;
+  try {
+    body = await api.get('approvals');
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    // A server from before approvals: there is nothing to show.
+    app.approvalsServed = false;
+    el.approvalsPanel.hidden = true;
+    return;
+  }
+  if (generation !== app.keyGeneration) return;
+  app.approvals = body.approvals;
+  const waiting = new Set(app.approvals.map(approvalKey));
+  // An error about a call that no longer waits (someone else decided it) stays said, above the list.
+  for (const [key, message] of app.approvalErrors) {
+    if (waiting.has(key)) continue;
+    app.approvalErrors.delete(key);
+    setMessage(el.approvalsError, message);
+  }
+  renderApprovalsPanel();
+}
+
+function renderApprovalsPanel() {
+  el.approvalsPanel.hidden = !app.approvalsServed;
+  renderApprovals(el.approvalList, app.approvals, {
+    now: serverNow(),
+    busy: app.approvalBusy,
+    errors: app.approvalErrors,
+    onDecide: (approval, decision, reason) => void decide(approval, decision, reason),
+    onSelect: select,
+  });
+  el.approvalCount.textContent = app.approvals.length === 0 ? '' : String(app.approvals.length);
+}
+
+/** Sends one decision; the call leaves the list once the server has taken it. */
+async function decide(approval, decision, reason) {
+  const key = approvalKey(approval);
+  if (app.approvalBusy.has(key)) return;
+  app.approvalBusy.set(key, decision);
+  app.approvalErrors.delete(key);
+  renderApprovalsPanel();
+  try {
+    const path = runPath(approval.executionId, `/approvals/${encodeURIComponent(approval.callId)}`);
+    const decided = await api.post(path, { decision, ...(reason ? { reason } : {}) });
+    app.approvals = app.approvals.filter((pending) => approvalKey(pending) !== key);
+    setMessage(el.approvalsError, null);
+    const who = decided.by ? ` by ${decided.by}` : '';
+    announce(`${decided.decision === 'approved' ? 'Approved' : 'Denied'} ${approval.tool} (call ${approval.callId}) of run ${approval.executionId}${who}`);
+  } catch (error) {
+    if (error.status === 401) return;
+    // Someone else decided first (409), the run ended, or this key may not decide (403): say so.
+    app.approvalErrors.set(key, `${approval.tool} (call ${approval.callId}) of run ${approval.executionId}: ${error.display ?? String(error)}`);
+  } finally {
+    app.approvalBusy.delete(key);
+    renderApprovalsPanel();
+  }
+  void refreshApprovals().catch(() => {});
+  void refreshRuns().catch(() => {});
 }
 
 // ---- the selected run -----------------------------------------------------------------------
@@ -596,6 +673,11 @@ function scheduleRender() {
 
 const STREAM_TEXT = { connecting: 'connecting…', open: 'following live', reconnecting: 'reconnecting…' };
 
+/** "waiting for approval: sendEmail (t1)", while calls of the run wait for a person. */
+function waitingText(waiting) {
+  return waiting.length === 0 ? '' : `waiting for approval: ${waiting.map(({ tool, callId }) => `${tool} (${callId})`).join(', ')}`;
+}
+
 function render() {
   const selected = app.selected;
   if (selected === null) return;
@@ -634,7 +716,7 @@ function render() {
       : 'from the report'
     : status === 'interrupted'
       ? 'interrupted: its process stopped'
-      : (STREAM_TEXT[selected.streamStatus] ?? '');
+      : [STREAM_TEXT[selected.streamStatus] ?? '', waitingText(view.waitingForApproval)].filter(Boolean).join(' · ');
   // Only a running run can be cancelled: a finished one has no button at all.
   el.cancelButton.hidden = status !== 'running';
   el.cancelButton.disabled = status !== 'running' || selected.cancelling;

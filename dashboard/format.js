@@ -101,6 +101,12 @@ export function summarizeEvent(event) {
         : `${p.tool} failed: ${p.error?.message ?? 'unknown error'}`;
     case 'TOOL_DENIED':
       return `${p.tool} denied (${p.rule}): ${p.message}`;
+    case 'APPROVAL_REQUESTED':
+      return `${p.tool}(${preview(p.args, 48)}) waits for approval · call ${p.callId}`;
+    case 'APPROVAL_GRANTED':
+      return `${p.tool} call ${p.callId} approved${p.by ? ` by ${p.by}` : ''}${p.args === undefined ? '' : ` with ${preview(p.args, 40)}`}${p.reason ? `: ${p.reason}` : ''}`;
+    case 'APPROVAL_DENIED':
+      return `${p.tool} call ${p.callId} ${p.timedOut ? 'not approved in time' : `denied${p.by ? ` by ${p.by}` : ''}`}${p.reason ? `: ${p.reason}` : ''}`;
     case 'POLICY_VIOLATION':
       return `${p.rule}: ${p.message}`;
     case 'ERROR':

@@ -1,6 +1,6 @@
-// Budget gauges: steps, tokens and tool calls from the events' counters, and elapsed time,
-// each against the run's effective limit (EXECUTION_START's policy). They turn amber near the
-// limit and red at it.
+// Budget gauges: steps, tokens and tool calls from the events' counters, and live time (time
+// waiting for a person's decision is not charged to timeoutMs), each against the run's effective
+// limit (EXECUTION_START's policy). They turn amber near the limit and red at it.
 
 import { h } from './dom.js';
 import { formatDuration, formatNumber } from './format.js';
@@ -10,7 +10,7 @@ const GAUGES = [
   { id: 'steps', label: 'Steps', used: (view) => view.counters.steps, limit: (limits) => limits.maxSteps, format: formatNumber },
   { id: 'tokens', label: 'Tokens', used: (view) => view.counters.tokens, limit: (limits) => limits.maxTokens, format: formatNumber },
   { id: 'toolCalls', label: 'Tool calls', used: (view) => view.counters.toolCalls, limit: (limits) => limits.maxToolCalls, format: formatNumber },
-  { id: 'time', label: 'Time', used: (view) => view.elapsed, limit: (limits) => limits.timeoutMs, format: formatDuration },
+  { id: 'time', label: 'Time', used: (view) => view.liveTime ?? view.elapsed, limit: (limits) => limits.timeoutMs, format: formatDuration },
 ];
 
 const LEVEL_TEXT = { ok: '', near: 'near the limit', limit: 'at the limit', over: 'over the limit', unknown: 'limit unknown' };

@@ -134,6 +134,9 @@ export function deriveRun(events, { now = null, report = null } = {}) {
   return {
     origin,
     elapsed,
+    // The time charged to timeoutMs: waiting for a person (or for a process to hold the run) is not.
+    liveTime: finished && typeof finalReport.executionTimeMs === 'number' ? finalReport.executionTimeMs : Math.max(0, elapsed - idleTime(events, origin, elapsed)),
+    waitingForApproval: pendingApprovals(events),
     finished,
     status: finished ? finalReport.status : events.length > 0 ? 'running' : null,
     report: finished ? finalReport : null,
@@ -149,6 +152,68 @@ export function deriveRun(events, { now = null, report = null } = {}) {
     marks,
     eventCount: events.length,
   };
+}
+
+/**
+ * Time within `elapsed` that is not live: while a tool call waits for approval (or the run for a
+ * budget decision), and the gaps no process held the run, as the run's own report counts them.
+ */
+function idleTime(events, origin, elapsed) {
+  let idle = 0;
+  let waitingSince = null;
+  let budgetWaiting = false;
+  let previousAt = 0;
+  const pending = new Set();
+  const stopWaiting = (at) => {
+    if (pending.size > 0 || budgetWaiting || waitingSince === null) return;
+    idle += Math.max(0, at - waitingSince);
+    waitingSince = null;
+  };
+  for (const event of events) {
+    const at = event.timestamp - origin;
+    const p = event.payload ?? {};
+    switch (event.type) {
+      case 'EXECUTION_RESUMED':
+        if (waitingSince !== null) {
+          idle += Math.max(0, previousAt - waitingSince);
+          waitingSince = at;
+        }
+        idle += p.idleMs ?? 0;
+        break;
+      case 'APPROVAL_REQUESTED':
+        pending.add(p.callId);
+        waitingSince ??= at;
+        break;
+      case 'APPROVAL_GRANTED':
+      case 'APPROVAL_DENIED':
+        pending.delete(p.callId);
+        stopWaiting(at);
+        break;
+      case 'BUDGET_EXHAUSTED':
+        budgetWaiting = true;
+        waitingSince ??= at;
+        break;
+      case 'BUDGET_RAISED':
+        budgetWaiting = false;
+        stopWaiting(at);
+        break;
+      default:
+        break;
+    }
+    previousAt = at;
+  }
+  return idle + (waitingSince === null ? 0 : Math.max(0, elapsed - waitingSince));
+}
+
+/** The tool calls of a run that wait for approval now: requested, not yet decided. */
+function pendingApprovals(events) {
+  const pending = new Map();
+  for (const event of events) {
+    if (event.type === 'APPROVAL_REQUESTED') pending.set(event.payload.callId, event.payload.tool);
+    else if (event.type === 'APPROVAL_GRANTED' || event.type === 'APPROVAL_DENIED') pending.delete(event.payload.callId);
+    else if (event.type === 'EXECUTION_COMPLETE') pending.clear();
+  }
+  return [...pending].map(([callId, tool]) => ({ callId, tool }));
 }
 
 /** The view of a finished run whose events are gone: its report still has the states it went through. */
@@ -179,6 +244,8 @@ function fromReport(report) {
   return {
     origin,
     elapsed: report.executionTimeMs,
+    liveTime: report.executionTimeMs,
+    waitingForApproval: [],
     finished: true,
     status: report.status,
     report,

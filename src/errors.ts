@@ -89,6 +89,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'A valid API key is required',
   },
+  OAO_ERR_FORBIDDEN: {
+    status: 403,
+    retryable: false,
+    message: 'This API key may not do that',
+  },
   OAO_ERR_PAYLOAD_TOO_LARGE: {
     status: 413,
     retryable: false,

@@ -32,6 +32,8 @@ export type { ExecutionIdentity } from './report/executionHash.js';
 export { systemClock } from './runtime/clock.js';
 export { whatIf } from './log/whatIf.js';
 export { resumePoint } from './log/resumePoint.js';
+export { endInterrupted } from './log/endInterrupted.js';
+export type { EndInterruptedOptions } from './log/endInterrupted.js';
 export type { RecordedCalls, RecordedModelCall, RecordedToolCall, ResumePoint, ResumePointKind } from './log/resumePoint.js';
 export type { WhatIfCounts, WhatIfFilter, WhatIfOptions, WhatIfResult, WhatIfRule, WhatIfRun, WhatIfStop, WhatIfTotals } from './log/whatIf.js';
 export { createMemoryStore } from './store/createMemoryStore.js';

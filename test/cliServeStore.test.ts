@@ -135,8 +135,9 @@ describe('oao serve --store sqlite:<path>, killed with SIGKILL and started again
     expect(replay.code, replay.stderr).toBe(ExitCode.OK);
     expect(JSON.parse(replay.stdout)).toEqual(echo);
 
-    // The same file, served again: the runs of the killed process are all there.
-    const second = oao(['serve', moduleFile, '--port', '0', '--store', store, '--no-dashboard']);
+    // The same file, served again: the runs of the killed process are all there. (--no-resume: the
+    // live run stays interrupted here; test/cliServeResume.test.ts has a server take it up.)
+    const second = oao(['serve', moduleFile, '--port', '0', '--store', store, '--no-dashboard', '--no-resume']);
     const again = await second.listening;
     const overHttp = oao(['runs', '--server', again, '--json']);
     const page = await overHttp.finished;

@@ -14,7 +14,8 @@ import { createTestDatabase } from './store/pgTestDb.js';
  * PostgreSQL) in a child process, runs one run to its end and leaves another live, and is killed
  * with SIGKILL. A new process on the same store serves the finished run's report and events,
  * resumes an event stream exactly after the Last-Event-ID it is given, lists the killed live run
- * as interrupted once its lease has expired, and runs new runs.
+ * as interrupted once its lease has expired, and runs new runs. (The servers here do not take up
+ * interrupted runs: test/serverResume.test.ts and test/cliServeResume.test.ts cover that.)
  */
 
 const LEASE_TTL_MS = 400;
@@ -38,7 +39,7 @@ interface ServerProcess {
 }
 
 async function startServerProcess(store: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/durableServerChild.ts', store, String(LEASE_TTL_MS)], {
+  const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/durableServerChild.ts', store, String(LEASE_TTL_MS), 'no-resume'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);

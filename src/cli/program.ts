@@ -15,7 +15,7 @@ import { ExitCode, type ExitCodeValue } from './exitCodes.js';
 import { formatReport, summaryTable } from './formatReport.js';
 import { loadAgentModule } from './loadModule.js';
 import type { RunInspector } from '../observability/inspect/index.js';
-import type { RunState, RunSummary } from '../server/schemas.js';
+import type { DecisionResponse, PendingApprovalBody, RunState, RunSummary } from '../server/schemas.js';
 import { DEFAULT_SERVE_STORE, describeStore, openDefaultServeStore, openStore, parseStoreUrl, STORE_FORMS, type StoreLocation } from './openStore.js';
 import { INSPECT_PACKAGES, requirePackages, SERVER_PACKAGES } from './optionalPackages.js';
 import { parseSince } from './parseSince.js';
@@ -94,6 +94,7 @@ interface ServeFlags {
   inspect?: string;
   store?: string;
   leaseTtlMs?: number;
+  resume: boolean;
 }
 
 function inspectorUrl(value: string): string {
@@ -350,6 +351,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     .option('--no-dashboard', 'do not serve the live dashboard at /dashboard/')
     .option(STORE_FLAG, `${STORE_HELP} (default ${DEFAULT_SERVE_STORE}, or memory when better-sqlite3 is not installed)`)
     .option('--lease-ttl-ms <ms>', 'how long a run stays leased without renewal: a run whose server died lists as interrupted that long after (default 10000)', positiveInt('--lease-ttl-ms'))
+    .option('--no-resume', 'leave the runs a stopped server left unfinished in the store as they are (by default they are resumed here, or ended FAILED when no agent of theirs is here)')
     .addOption(
       new Option('--inspect [url]', 'stream every run actor to an @statelyai/inspect WebSocket inspector').preset(DEFAULT_INSPECT_URL).argParser(inspectorUrl),
     )
@@ -384,6 +386,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
           agents: mod.agents,
           ...(store === undefined ? {} : { store }),
           ...(flags.leaseTtlMs === undefined ? {} : { runLeaseTtlMs: flags.leaseTtlMs }),
+          ...(flags.resume ? {} : { resumeInterrupted: false }),
           ...(mod.tools === undefined ? {} : { tools: mod.tools }),
           ...(mod.policy === undefined ? {} : { policy: mod.policy }),
           ...(apiKeys.length === 0 ? {} : { apiKeys }),
@@ -514,6 +517,63 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     });
 
   program
+    .command('approvals')
+    .description('List the tool calls waiting for a person to approve or deny them on a running OAO server, oldest first.')
+    .option('-s, --server <url>', 'the server', serverUrl, 'http://127.0.0.1:3000')
+    .option('-k, --api-key <key>', 'bearer key (default: env OAO_API_KEY)')
+    .option('--json', 'print JSON')
+    .option('--no-color', 'disable colours')
+    .action(async (flags: ServerFlags) => {
+      const body = (await request(`${flags.server}/approvals`, flags.apiKey ?? io.env.OAO_API_KEY)) as { approvals: readonly PendingApprovalBody[] };
+      setExit(ExitCode.OK);
+      if (flags.json === true) {
+        io.stdout(`${JSON.stringify(body, null, 2)}\n`);
+        return;
+      }
+      const style = styleFor(io, flags.color);
+      if (body.approvals.length === 0) {
+        io.stdout('No tool calls are waiting for approval.\n');
+        return;
+      }
+      const rows = [['run', 'agent', 'call', 'tool', 'step', 'waiting since', 'args']];
+      for (const a of body.approvals) rows.push([a.executionId, a.agentName, a.callId, style.yellow(a.tool), String(a.step), a.requestedAt, jsonPreview(a.args, 60)]);
+      io.stdout(`${table(rows, style)}\n`);
+      io.stdout(style.dim(`decide with: oao approve <run> <call> [--reason <text>] [--args <json>], or oao deny <run> <call> [--reason <text>]\n`));
+    });
+
+  for (const verb of ['approve', 'deny'] as const) {
+    const command = program
+      .command(verb)
+      .description(
+        verb === 'approve'
+          ? 'Approve a tool call that waits for a decision on a running OAO server: the tool runs and the run goes on.'
+          : 'Deny a tool call that waits for a decision on a running OAO server: the tool never runs and the run ends policy_violation (approval_denied).',
+      )
+      .argument('<run>', 'execution id')
+      .argument('<call>', 'the call id (see oao approvals)')
+      .option('--reason <text>', 'why; recorded with the decision')
+      .option('--by <name>', "who decides; the server adds its API key's name when the key has one (recorded as '<by> (key <name>)')");
+    if (verb === 'approve') command.option('--args <json>', 'run the tool with these JSON arguments instead of the requested ones', jsonArgument);
+    command
+      .option('-s, --server <url>', 'the server', serverUrl, 'http://127.0.0.1:3000')
+      .option('-k, --api-key <key>', 'bearer key (default: env OAO_API_KEY)')
+      .option('--json', 'print the decision as JSON')
+      .action(async (run: string, call: string, flags: DecisionFlags) => {
+        const body = {
+          decision: verb,
+          ...(flags.reason === undefined ? {} : { reason: flags.reason }),
+          ...(flags.by === undefined ? {} : { by: flags.by }),
+          ...(flags.args === undefined ? {} : { args: flags.args.value }),
+        };
+        const url = `${flags.server}/runs/${encodeURIComponent(run)}/approvals/${encodeURIComponent(call)}`;
+        const decided = (await request(url, flags.apiKey ?? io.env.OAO_API_KEY, { method: 'POST', body })) as DecisionResponse;
+        setExit(ExitCode.OK);
+        if (flags.json === true) io.stdout(`${JSON.stringify(decided, null, 2)}\n`);
+        else io.stdout(`${describeDecision(decided)}\n`);
+      });
+  }
+
+  program
     .command('replay')
     .description("Rebuild a stored run's report from its event log, with zero agent, tool and model calls; with --verify, re-run the agent's current code against the log.")
     .argument('<id>', 'execution id')
@@ -582,6 +642,53 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     });
 
   return program;
+}
+
+interface ServerFlags {
+  server: string;
+  apiKey?: string;
+  json?: boolean;
+  color: boolean;
+}
+
+interface DecisionFlags {
+  server: string;
+  apiKey?: string;
+  reason?: string;
+  by?: string;
+  /** Boxed: `null` is an argument list like any other JSON. */
+  args?: { readonly value: unknown };
+  json?: boolean;
+}
+
+function jsonArgument(value: string): { readonly value: unknown } {
+  try {
+    return { value: JSON.parse(value) as unknown };
+  } catch (error) {
+    throw new InvalidArgumentError(`--args must be JSON, such as '{"to":"team@example.com"}': ${(error as Error).message}`);
+  }
+}
+
+/** One line of JSON, cut to `max` characters. */
+function jsonPreview(value: unknown, max: number): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** What a decision did, in one sentence. */
+function describeDecision(decided: DecisionResponse): string {
+  const who = decided.by === null ? '' : ` by ${decided.by}`;
+  const what = `${decided.decision === 'approved' ? 'Approved' : 'Denied'} tool call ${decided.callId} of run ${decided.executionId}${who}`;
+  const effect =
+    decided.decision === 'approved' ? 'the tool runs and the run goes on' : 'the tool does not run, and the run ends policy_violation (approval_denied)';
+  switch (decided.applied) {
+    case 'live':
+      return `${what}: ${effect}.`;
+    case 'resumed':
+      return `${what}: recorded in the run's log, and the server resumed the run (${effect}).`;
+    default:
+      return `${what}: recorded in the run's log; it takes effect when a process resumes the run.`;
+  }
 }
 
 interface WhatIfFlags {
@@ -705,10 +812,14 @@ class ServerStartError extends Error {
   }
 }
 
-async function request(url: string, apiKey: string | undefined): Promise<unknown> {
+async function request(url: string, apiKey: string | undefined, send?: { readonly method: 'POST'; readonly body: unknown }): Promise<unknown> {
   let response: Response;
   try {
-    response = await fetch(url, { headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` } });
+    const headers: Record<string, string> = apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` };
+    response = await fetch(
+      url,
+      send === undefined ? { headers } : { method: send.method, headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(send.body) },
+    );
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     throw new OaoError('OAO_ERR_SERVER_UNREACHABLE', `Could not reach the OAO server at ${new URL(url).origin}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);

@@ -74,6 +74,14 @@ export class AppendTracker {
   }
 
   /**
+   * The store holds the run's events up to `seq` already: those of a run this process took over
+   * (a resumed run), which an earlier process appended.
+   */
+  storedUpTo(executionId: string, seq: number): void {
+    this.#mark(executionId, seq);
+  }
+
+  /**
    * The run has ended: whatever its streams still hold is sent (a run whose log could not be
    * completed is served from this process's memory from now on), and its mark is forgotten.
    */

@@ -15,13 +15,17 @@ import type { ExecutionReport } from '../report/schema.js';
 import { systemClock, type Clock } from '../runtime/clock.js';
 import type { Lease, RunListFilter, RunStore, StoredRun } from '../store/RunStore.js';
 import { AppendTracker } from './AppendTracker.js';
+import { applyDecision, batchRunDecision, beingTakenUp, finishedHere, notWaiting, oldestFirst, PerKeyQueue, type ApprovalInput, type DecisionApplied } from './approvalDecisions.js';
+import { InterruptedRunSweep } from './InterruptedRunSweep.js';
 import { RecordedRun, type LiveRun } from './RecordedRun.js';
+import { ResumedRun } from './ResumedRun.js';
 import {
   MAX_COUNTED_RUNS,
   MAX_TASK_DEPTH,
   type RunMultiRequestBody,
   type RunRequestBody,
   type RunState,
+  type PendingApprovalBody,
   type RunStatus,
   type RunSummary,
   type ServerPolicyResponse,
@@ -49,8 +53,16 @@ export interface RunServiceInit {
   readonly metrics?: Metrics | undefined;
   /** Sees every run actor and supervisor actor of this service. */
   readonly inspect?: OaoInspector | undefined;
+  /**
+   * Take up the runs that stopped processes left live in the store (`interrupted`): resume those
+   * whose agent is registered here, end the others FAILED. Swept when {@link RunService.startSweeping}
+   * is called, then every `runLeaseTtlMs`.
+   */
+  readonly resumeInterrupted?: boolean;
   /** Where failures nobody awaits go. */
   readonly logError: (error: unknown, message: string) => void;
+  /** Where what the service did on its own (runs it took up) is told. @default nowhere */
+  readonly logInfo?: (message: string) => void;
 }
 
 export interface AgentInfo {
@@ -154,6 +166,9 @@ export class RunService {
   readonly #batchOf = new Map<string, string>();
   readonly #unfiled = new Map<string, Unfiled>();
   readonly #pending = new Set<Promise<unknown>>();
+  /** Decisions on tool calls, one run at a time. */
+  readonly #decisions = new PerKeyQueue();
+  readonly #sweep: InterruptedRunSweep | undefined;
   #closing = false;
   /** Runs ended since the store's retention was last applied, and when that was (ms). */
   #endedSincePrune = 0;
@@ -187,6 +202,30 @@ export class RunService {
       onHookError: (error) => init.logError(error, 'an event hook failed'),
     });
     this.#stopObserving = init.metrics?.observe(this.#orchestrator) ?? (() => undefined);
+    this.#sweep =
+      init.resumeInterrupted === true
+        ? new InterruptedRunSweep({
+            store: init.store,
+            agents: init.agents,
+            owner: this.#owner,
+            leaseTtlMs: init.runLeaseTtlMs,
+            // A run's lease expires at most a TTL after its process died: sweeping as often finds it within two.
+            intervalMs: init.runLeaseTtlMs,
+            now: () => (init.clock ?? systemClock).now(),
+            isHere: (executionId) => this.#live.has(executionId) || this.#reserved.has(executionId) || this.#unfiled.has(executionId),
+            resume: (run, agent) => this.#resumeInterrupted(run, agent),
+            logError: init.logError,
+            logInfo: init.logInfo ?? (() => undefined),
+          })
+        : undefined;
+  }
+
+  /**
+   * Starts taking up interrupted runs (when `resumeInterrupted`): one sweep now, then one every
+   * `runLeaseTtlMs`, until {@link close}. The server calls it once it is ready.
+   */
+  startSweeping(): void {
+    if (!this.#closing) this.#sweep?.start();
   }
 
   /** The metrics this service counts into, if any. */
@@ -443,6 +482,71 @@ export class RunService {
     return { runs: [...runs], totals };
   }
 
+  /** Tool calls waiting for a person's decision in the runs live here, oldest first (runs of POST /run-multi aside). */
+  pendingApprovals(): PendingApprovalBody[] {
+    return oldestFirst(this.#orchestrator.pendingApprovals());
+  }
+
+  /**
+   * Approves or denies a waiting tool call. A run live here goes on at once. Any other is decided
+   * through the store (`orch.approve()` appends the decision to its log); when no process holds
+   * it, its agent is registered here and this service takes up interrupted runs, it is then
+   * resumed here. Decisions on one run are taken in turn: of two racing requests one decides and
+   * the other is `OAO_ERR_ALREADY_DECIDED`.
+   */
+  decide(executionId: string, callId: string, input: ApprovalInput): Promise<DecisionApplied> {
+    return this.#decisions.run(executionId, () => this.#decide(executionId, callId, input));
+  }
+
+  async #decide(executionId: string, callId: string, input: ApprovalInput): Promise<DecisionApplied> {
+    const live = this.#live.get(executionId);
+    if (live !== undefined) {
+      if (live.run instanceof RecordedRun) throw batchRunDecision(executionId, callId);
+      // Checked and decided in one turn: a run that waits now is decided live, never through the store.
+      if (!this.#orchestrator.pendingApprovals().some((pending) => pending.executionId === executionId && pending.callId === callId)) {
+        throw notWaiting(executionId, callId, live.run.events());
+      }
+      await applyDecision(this.#orchestrator, executionId, callId, input);
+      return 'live';
+    }
+    if (this.#unfiled.has(executionId)) throw finishedHere(executionId, callId);
+    if (this.#reserved.has(executionId)) throw beingTakenUp(executionId);
+    // Reserved until it is resumed here (or not): the sweep leaves it alone meanwhile.
+    this.#reserved.add(executionId);
+    let stored: StoredRun | undefined;
+    try {
+      await applyDecision(this.#orchestrator, executionId, callId, input);
+      stored = this.#sweep === undefined || this.#closing ? undefined : await this.#storedAfterDecision(executionId);
+    } catch (error) {
+      if (OaoError.isInstance(error) && error.code === 'OAO_ERR_RUN_NOT_FOUND') throw runNotFound(executionId);
+      throw error;
+    } finally {
+      this.#reserved.delete(executionId);
+    }
+    // No turn of the event loop from here to the resume's own reservation: the sweep cannot take it in between.
+    const agent = stored?.status === 'interrupted' ? this.#agents.get(stored.agentName) : undefined;
+    if (stored === undefined || agent === undefined) return 'logged';
+    try {
+      return (await this.#resumeInterrupted(stored, agent)) ? 'resumed' : 'logged';
+    } catch (error) {
+      // The decision is in the log either way; the sweep takes the run up later (or another process has).
+      if (!OaoError.isInstance(error) || !['OAO_ERR_LEASE_HELD', 'OAO_ERR_RUN_FINISHED'].includes(error.code)) {
+        this.#logError(error, `run ${executionId} could not be resumed after a decision on it; a later sweep tries again`);
+      }
+      return 'logged';
+    }
+  }
+
+  /** The run's index entry once a decision is in its log; undefined (the sweep takes it up later) when the store cannot say. */
+  async #storedAfterDecision(executionId: string): Promise<StoredRun | undefined> {
+    try {
+      return await this.#store.get(executionId);
+    } catch (error) {
+      this.#logError(error, `the run store could not be read after a decision on run ${executionId}; a later sweep takes it up`);
+      return undefined;
+    }
+  }
+
   async cancel(executionId: string, reason: string): Promise<CancelOutcome> {
     const live = this.#live.get(executionId);
     if (live !== undefined) {
@@ -498,8 +602,9 @@ export class RunService {
   /**
    * Where a run's events after `afterSeq` come from: a run live here streams from memory (what
    * it recorded, then live, each event once the store holds it); any other from its log in the
-   * store, followed there while another process runs it. An interrupted run with nothing after
-   * `afterSeq` has nothing more to send.
+   * store, followed there while another process runs it, or while this service is to take it up
+   * after its process stopped. Any other interrupted run with nothing after `afterSeq` has nothing
+   * more to send.
    */
   async eventSource(executionId: string, afterSeq: number): Promise<EventSource> {
     const live = this.#live.get(executionId);
@@ -510,7 +615,10 @@ export class RunService {
     const run = await this.#read(() => this.#store.get(executionId));
     if (run === undefined) throw runNotFound(executionId);
     const events = await this.#read(() => this.#store.events(executionId, { fromSeq: afterSeq + 1 }));
-    if (run.status === 'running') return { events$: this.#follow(executionId, afterSeq + 1, events) };
+    // An interrupted run this service is about to take up (resume or end) has more events to come.
+    if (run.status === 'running' || (run.status === 'interrupted' && this.#takesUp(executionId))) {
+      return { events$: this.#follow(executionId, afterSeq + 1, events) };
+    }
     if (run.status === 'interrupted' && events.length === 0) return { interrupted: true };
     return { events$: from(events) };
   }
@@ -518,6 +626,8 @@ export class RunService {
   /** Cancels every live run and waits until each has its report and log; no new run is admitted after. */
   async close(): Promise<void> {
     this.#closing = true;
+    // A sweep in progress finishes taking up its run first, so that run is cancelled below too.
+    await this.#sweep?.stop();
     for (const { run } of this.#live.values()) run.cancel(SHUTDOWN_REASON);
     await Promise.allSettled([...this.#pending]);
     this.#stopObserving();
@@ -643,6 +753,70 @@ export class RunService {
     return () => this.#admitted.delete(admission);
   }
 
+  /**
+   * Makes an interrupted run live here again: `orch.startResumed()` with the agent registered
+   * under the run's name and the server's tools, admitted like any run (false when no slot is
+   * free: a later sweep tries again). Once it returns, the run is served as a live run of this
+   * process: its state, its event stream (the stored events, then the new ones) and cancel.
+   * `OAO_ERR_LEASE_HELD` and the orchestrator's other errors are thrown as they are.
+   */
+  async #resumeInterrupted(run: StoredRun, agent: AgentLike): Promise<boolean> {
+    if (this.#closing) return false;
+    let release: () => void;
+    try {
+      release = this.#admit(1);
+    } catch (error) {
+      if (OaoError.isInstance(error) && error.code === 'OAO_ERR_TOO_MANY_RUNS') return false;
+      throw error;
+    }
+    const { executionId } = run;
+    this.#reserved.add(executionId);
+    try {
+      // Read before the run is taken over: the run's events up to where the resumed run goes on.
+      const before = await this.#store.events(executionId);
+      const handle = await this.#orchestrator.startResumed(executionId, { agent, ...(this.#tools === undefined ? {} : { tools: this.#tools }) });
+      const resumedAt = handle.events()[0]?.seq ?? before.length;
+      // A writer whose lease had expired may have appended after the read above (its last events).
+      const recorded = resumedAt === before.length ? before : await this.#eventsBefore(executionId, resumedAt, before);
+      this.#appends.storedUpTo(executionId, resumedAt - 1);
+      const first = recorded[0];
+      this.#live.set(executionId, {
+        run: new ResumedRun(handle, recorded),
+        agent: run.agentName,
+        admittedAt: this.#now(),
+        policy: first?.type === 'EXECUTION_START' ? first.payload.policy : this.#policy.limits,
+      });
+      void this.#track(
+        handle.report.then((report) => {
+          this.#settle(executionId, report);
+          release();
+          return report;
+        }),
+      );
+      return true;
+    } catch (error) {
+      release();
+      throw error;
+    } finally {
+      this.#reserved.delete(executionId);
+    }
+  }
+
+  /** Whether this service's sweep will take the interrupted run up (it has not given up on it). */
+  #takesUp(executionId: string): boolean {
+    return this.#sweep?.willTakeUp(executionId) === true && !this.#closing;
+  }
+
+  /** The stored events of a run before `seq`; `fallback` when the store cannot say. */
+  async #eventsBefore(executionId: string, seq: number, fallback: readonly OaoEvent[]): Promise<readonly OaoEvent[]> {
+    try {
+      return (await this.#store.events(executionId)).slice(0, seq);
+    } catch (error) {
+      this.#logError(error, `the run store could not read the log of resumed run ${executionId}`);
+      return fallback;
+    }
+  }
+
   /** A live run has its report (and its log is as complete as the store let it be): let it go. */
   #settle(executionId: string, report: ExecutionReport): void {
     const live = this.#live.get(executionId);
@@ -738,8 +912,8 @@ export class RunService {
 
   /**
    * The events of a run that another process runs: those already read, then new ones as they
-   * are stored. Completes after EXECUTION_COMPLETE, when the run is interrupted or gone, or when
-   * the store fails (the client resumes with Last-Event-ID).
+   * are stored. Completes after EXECUTION_COMPLETE, when the run is gone or interrupted (unless this
+   * service is to take it up), or when the store fails (the client resumes with Last-Event-ID).
    */
   #follow(executionId: string, fromSeq: number, first: readonly OaoEvent[]): Observable<OaoEvent> {
     return new Observable<OaoEvent>((subscriber) => {
@@ -770,7 +944,7 @@ export class RunService {
           if (events.length === 0) {
             const run = await this.#read(() => this.#store.get(executionId));
             if (subscriber.closed) return;
-            if (run === undefined || run.status === 'interrupted') {
+            if (run === undefined || (run.status === 'interrupted' && !this.#takesUp(executionId))) {
               subscriber.complete();
               return;
             }

@@ -2,19 +2,23 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { metricsPlugin } from '../observability/metrics/fastifyPlugin.js';
 import { bearerAuth } from './bearerAuth.js';
 import { agentRoutes } from './routes/agentRoutes.js';
+import { approvalRoutes } from './routes/approvalRoutes.js';
 import { eventsRoutes } from './routes/eventsRoutes.js';
 import { policyRoutes } from './routes/policyRoutes.js';
 import { runRoutes } from './routes/runRoutes.js';
 import { runsRoutes } from './routes/runsRoutes.js';
 import { whatIfRoutes } from './routes/whatIfRoutes.js';
 import type { RunService } from './RunService.js';
+import type { ApiKey } from './serverOptions.js';
 
 export interface ApiPluginOptions {
   readonly service: RunService;
   /** Where the API is mounted ('' at the root); the URLs it answers with start with it. */
   readonly basePath: string;
   /** When not empty, every route of this plugin needs `Authorization: Bearer <key>`. */
-  readonly apiKeys: readonly string[];
+  readonly apiKeys: readonly ApiKey[];
+  /** The keys that may approve or deny tool calls; undefined: every key of `apiKeys`. */
+  readonly approverKeys?: ReadonlySet<string> | undefined;
 }
 
 /**
@@ -22,7 +26,7 @@ export interface ApiPluginOptions {
  * encapsulated context: the API-key check is a hook of this context only, so GET /health, the docs
  * and the dashboard's static assets (registered outside it) stay open.
  */
-export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, basePath, apiKeys }) => {
+export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, basePath, apiKeys, approverKeys }) => {
   if (apiKeys.length > 0) app.addHook('onRequest', bearerAuth(apiKeys));
   await app.register(agentRoutes, { service });
   await app.register(policyRoutes, { service });
@@ -30,5 +34,6 @@ export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { 
   await app.register(runsRoutes, { service, basePath });
   await app.register(eventsRoutes, { service });
   await app.register(whatIfRoutes, { service });
+  await app.register(approvalRoutes, { service, approverKeys });
   if (service.metrics !== undefined) await app.register(metricsPlugin(service.metrics));
 };

@@ -10,13 +10,17 @@ export { oaoCheckExpectation, oaoClientErrorHandler, oaoFrameworkErrors } from '
 export { startServer, isLoopbackHost } from './startServer.js';
 export type { StartServerOptions, StartedServer } from './startServer.js';
 export { DEFAULT_RUN_LEASE_TTL_MS, DEFAULT_SERVER_LIMITS, DEFAULT_STORE_MAX_RUNS } from './serverOptions.js';
-export type { ServerLimits, ServerOptions } from './serverOptions.js';
+export type { ApiKey, ServerLimits, ServerOptions } from './serverOptions.js';
 // Deprecated aliases, removed in the next release: the server's store is the core RunStore.
 export { createMemoryRunStore } from './createMemoryRunStore.js';
 export type { MemoryRunStoreOptions, RunStore } from './createMemoryRunStore.js';
 export { formatSseEvent } from './sse.js';
 export {
+  decisionRequestSchema,
+  decisionResponseSchema,
   errorBodySchema,
+  pendingApprovalSchema,
+  pendingApprovalsResponseSchema,
   runMultiRequestSchema,
   runRequestSchema,
   runStateSchema,
@@ -27,7 +31,10 @@ export {
   whatIfResponseSchema,
 } from './schemas.js';
 export type {
+  DecisionRequestBody,
+  DecisionResponse,
   ErrorBody,
+  PendingApprovalBody,
   RunMultiRequestBody,
   RunRequestBody,
   RunState,

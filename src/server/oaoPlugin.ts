@@ -85,17 +85,24 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
     bodyLimit: resolved.limits.bodyLimit,
     store: resolved.store,
     runLeaseTtlMs: resolved.runLeaseTtlMs,
+    resumeInterrupted: resolved.resumeInterrupted,
     clock: resolved.clock,
     metrics: resolved.metrics,
     inspect: resolved.inspect,
     logError: (error, message) => app.log.error({ err: error }, message),
+    logInfo: (message) => app.log.info(message),
+  });
+  // Interrupted runs are taken up once the app is ready: an app that is only built takes none.
+  app.addHook('onReady', (done) => {
+    service.startSweeping();
+    done();
   });
   app.addHook('preClose', () => service.close());
 
   const secured = resolved.apiKeys.length > 0;
   await registerDocs(app, { secured, basePath });
   await app.register(healthRoutes);
-  await app.register(apiPlugin, { service, basePath, apiKeys: resolved.apiKeys });
+  await app.register(apiPlugin, { service, basePath, apiKeys: resolved.apiKeys, approverKeys: resolved.approverKeys });
   if (resolved.dashboard) await app.register(dashboardPlugin, { secured, basePath });
 }
 

@@ -40,6 +40,7 @@ export async function registerDocs(app: FastifyInstance, { secured, basePath }: 
       tags: [
         { name: 'runs', description: 'Start, follow, list and cancel runs; evaluate a policy against recorded ones' },
         { name: 'agents', description: 'The agents this server runs' },
+        { name: 'approvals', description: 'Tool calls that wait for a person, and the decisions on them' },
         { name: 'service', description: 'The service itself' },
       ],
       ...(basePath === '' ? {} : { servers: [{ url: basePath, description: 'Where this app mounts the API' }] }),

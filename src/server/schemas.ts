@@ -377,3 +377,72 @@ export const whatIfResponseSchema = component(
     'otherwise, or cannot be judged, and the sum of `saved`.',
 );
 export type WhatIfResponse = z.infer<typeof whatIfResponseSchema>;
+
+// ---- approvals ----------------------------------------------------------------------------------
+
+/** Longest `by` and `reason` of a decision over HTTP (the core takes up to 2000 characters). */
+export const MAX_DECISION_TEXT = 1_000;
+
+export const callIdParamsSchema = z.object({
+  id: executionIdSchema,
+  callId: described(z.string().min(1).max(200), 'The id of the waiting tool call (`callId` in GET /approvals and in APPROVAL_REQUESTED).'),
+});
+
+export const pendingApprovalSchema = component(
+  z.object({
+    executionId: z.string(),
+    agentName: z.string(),
+    callId: z.string(),
+    tool: z.string(),
+    args: described(z.unknown(), 'The arguments the agent called the tool with (JSON).'),
+    step: z.number().int().nonnegative(),
+    requestedAt: described(z.string(), 'When the call began to wait (ISO 8601).'),
+  }),
+  'PendingApproval',
+  'A tool call that waits for a person to approve or deny it.',
+);
+export type PendingApprovalBody = z.infer<typeof pendingApprovalSchema>;
+
+export const pendingApprovalsResponseSchema = z.object({
+  approvals: described(z.array(pendingApprovalSchema), 'Oldest first.'),
+});
+
+export const decisionRequestSchema = component(
+  z
+    .strictObject({
+      decision: z.enum(['approve', 'deny']),
+      reason: described(z.string().min(1).max(MAX_DECISION_TEXT).optional(), 'Why; recorded with the decision.'),
+      by: described(
+        z.string().min(1).max(200).optional(),
+        'Who decided. With a named API key the record says both: `<by> (key <name>)`; without `by` it is the key\'s name.',
+      ),
+      args: described(
+        z.unknown().optional(),
+        'Approve only: JSON arguments to run the tool with instead of the requested ones. They go through the tool\'s schema and the policy again.',
+      ),
+    })
+    .refine((body) => body.args === undefined || body.decision === 'approve', {
+      path: ['args'],
+      message: 'Only an approval can edit the arguments: leave args out of a denial',
+    }),
+  'DecisionRequest',
+  'A decision on a waiting tool call.',
+);
+export type DecisionRequestBody = z.infer<typeof decisionRequestSchema>;
+
+export const decisionResponseSchema = component(
+  z.object({
+    executionId: z.string(),
+    callId: z.string(),
+    decision: z.enum(['approved', 'denied']),
+    by: described(z.string().nullable(), 'Who the run records as having decided.'),
+    reason: z.string().nullable(),
+    applied: described(
+      z.enum(['live', 'resumed', 'logged']),
+      '`live`: the run is live in this server and went on at once. `resumed`: no process held the run; the decision was appended to its log ' +
+        'and this server resumed it. `logged`: the decision was appended to the run\'s log; the run goes on when a process resumes it.',
+    ),
+  }),
+  'Decision',
+);
+export type DecisionResponse = z.infer<typeof decisionResponseSchema>;

@@ -51,8 +51,17 @@ export interface OaoPluginOptions {
   /**
    * When set (and not empty), every route except GET /health and the docs needs
    * `Authorization: Bearer <key>`. When absent, read from env `OAO_API_KEYS` (comma-separated).
+   * A key is a string, or `{ name, key }`: a named key's name is who decided on a tool call
+   * decided with it (`by` in the run's approvals), and what `approverKeys` may list.
    */
-  readonly apiKeys?: readonly string[];
+  readonly apiKeys?: readonly (string | ApiKey)[];
+  /**
+   * The keys that may approve or deny tool calls (`POST /runs/:id/approvals/:callId`), by name
+   * (or, for a key without one, the key itself); any other key is answered 403
+   * `OAO_ERR_FORBIDDEN`. Every key may still list pending approvals. Needs `apiKeys`.
+   * @default every valid key may decide
+   */
+  readonly approverKeys?: readonly string[];
   /**
    * Where every run is recorded, as its event log: `createMemoryStore()` (from
    * `open-agent-orchestrator`), `createSqliteStore()` (`open-agent-orchestrator/sqlite`) or
@@ -69,6 +78,17 @@ export interface OaoPluginOptions {
    * @default 10000
    */
   readonly runLeaseTtlMs?: number;
+  /**
+   * Take up the runs that a stopped process left live in the store (status `interrupted`: a
+   * crash, `kill -9`, a lost host): once the server is ready and then every `runLeaseTtlMs`, each
+   * such run whose agent is registered here under its `agentName` is resumed here
+   * (`orch.startResumed()`, with the server's `tools`) and served as a live run; any other is
+   * ended FAILED with reason `error` and `OAO_ERR_INTERRUPTED`. A run is taken over through its
+   * lease, so servers sharing a store never take up the same run twice.
+   * @default true, unless the store is a memory store (`createMemoryStore()`, the default):
+   *   no other process can have left runs in this process's memory
+   */
+  readonly resumeInterrupted?: boolean;
   /** Time source of the runs (timestamps, deadlines); XState's SimulatedClock fits. @default the system clock */
   readonly clock?: Clock;
   /**
@@ -88,6 +108,14 @@ export interface OaoPluginOptions {
    * @default true
    */
   readonly dashboard?: boolean;
+}
+
+/** An API key with a name: the name, never the key, is what the server records and shows. */
+export interface ApiKey {
+  /** Who holds the key, e.g. `ops` or `alice`: 1 to 100 characters, no control characters. */
+  readonly name?: string;
+  /** The bearer key itself: visible ASCII, no spaces. */
+  readonly key: string;
 }
 
 /** The options of `createServer` and `startServer`: the plugin's, plus the Fastify instance's logger. */
@@ -113,9 +141,12 @@ export interface ResolvedServerOptions {
   readonly tools: ToolSet | undefined;
   readonly maxConcurrency: number;
   readonly limits: Required<ServerLimits>;
-  readonly apiKeys: readonly string[];
+  readonly apiKeys: readonly ApiKey[];
+  /** The keys (themselves) that may decide on tool calls; undefined: every valid key may. */
+  readonly approverKeys: ReadonlySet<string> | undefined;
   readonly store: RunStore;
   readonly runLeaseTtlMs: number;
+  readonly resumeInterrupted: boolean;
   readonly logger: boolean | FastifyLoggerOptions;
   readonly clock: Clock | undefined;
   readonly metrics: Metrics | undefined;
@@ -131,7 +162,8 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
   const policy = options.policy instanceof StrictPolicy ? options.policy : new StrictPolicy(options.policy ?? {});
   const limits = options.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw invalidOption('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
-  return {
+  const apiKeys = resolveApiKeys(options.apiKeys, env);
+  const resolved = {
     agents: resolveAgents(options.agents),
     policy,
     tools: resolveTools(options.tools),
@@ -141,7 +173,8 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
       maxTaskLength: positiveIntegerOption(limits.maxTaskLength ?? DEFAULT_SERVER_LIMITS.maxTaskLength, 'limits.maxTaskLength'),
       maxConcurrentRuns: positiveIntegerOption(limits.maxConcurrentRuns ?? DEFAULT_SERVER_LIMITS.maxConcurrentRuns, 'limits.maxConcurrentRuns'),
     },
-    apiKeys: resolveApiKeys(options.apiKeys, env),
+    apiKeys,
+    approverKeys: resolveApproverKeys(options.approverKeys, apiKeys),
     store: resolveStore(options.store),
     runLeaseTtlMs: positiveIntegerOption(options.runLeaseTtlMs ?? DEFAULT_RUN_LEASE_TTL_MS, 'runLeaseTtlMs'),
     logger: resolveLogger(options.logger),
@@ -150,13 +183,15 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
     inspect: resolveInspect(options.inspect),
     dashboard: resolveFlag(options.dashboard, 'dashboard', true),
   };
+  return { ...resolved, resumeInterrupted: resolveFlag(options.resumeInterrupted, 'resumeInterrupted', !isMemoryStore(resolved.store)) };
 }
 
 /**
  * The keys a server accepts: the option when given (an empty list turns auth off), else the
- * comma-separated env `OAO_API_KEYS`.
+ * comma-separated env `OAO_API_KEYS`. Each is returned as `{ key }` or `{ name, key }`, in the
+ * order given, once per key.
  */
-export function resolveApiKeys(keys: readonly string[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly string[] {
+export function resolveApiKeys(keys: readonly (string | ApiKey)[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly ApiKey[] {
   if (keys === undefined) {
     const fromEnv = (env.OAO_API_KEYS ?? '')
       .split(',')
@@ -164,18 +199,56 @@ export function resolveApiKeys(keys: readonly string[] | undefined, env: NodeJS.
       .filter((key) => key.length > 0);
     return checkKeys(fromEnv, 'OAO_API_KEYS');
   }
-  if (!Array.isArray(keys)) throw invalidOption('apiKeys', `Expected apiKeys to be an array of strings, got ${typeOf(keys)}`);
+  if (!Array.isArray(keys)) throw invalidOption('apiKeys', `Expected apiKeys to be an array of keys (strings or { name, key }), got ${typeOf(keys)}`);
   return checkKeys(keys, 'apiKeys');
 }
 
-function checkKeys(keys: readonly unknown[], source: string): readonly string[] {
-  keys.forEach((key, index) => {
+function checkKeys(keys: readonly unknown[], source: string): readonly ApiKey[] {
+  const byKey = new Map<string, ApiKey>();
+  keys.forEach((entry, index) => {
+    const field = source === 'apiKeys' ? `apiKeys.${index}` : source;
+    const named = typeof entry === 'object' && entry !== null && !Array.isArray(entry);
+    const key = named ? (entry as { key?: unknown }).key : entry;
     // Visible ASCII only: anything else cannot travel in an Authorization header unchanged.
     if (typeof key !== 'string' || !/^[\x21-\x7e]+$/.test(key)) {
-      throw invalidOption(source === 'apiKeys' ? `apiKeys.${index}` : source, `API key ${index} of ${source} must be a non-empty string of visible ASCII characters without spaces`);
+      throw invalidOption(
+        named ? `${field}.key` : field,
+        `API key ${index} of ${source} must be a non-empty string of visible ASCII characters without spaces${source === 'apiKeys' ? ', or { name, key } with such a key' : ''}`,
+      );
     }
+    const name = named ? (entry as { name?: unknown }).name : undefined;
+    if (name !== undefined && (typeof name !== 'string' || !/^[^\p{Cc}]{1,100}$/u.test(name) || name.trim() !== name)) {
+      throw invalidOption(`${field}.name`, `The name of API key ${index} must be 1 to 100 characters, without control characters or surrounding spaces`);
+    }
+    const known = byKey.get(key);
+    if (known !== undefined && known.name !== name) {
+      throw invalidOption(`${field}.name`, `API key ${index} of ${source} is given twice, with different names`);
+    }
+    byKey.set(key, Object.freeze(name === undefined ? { key } : { name, key }));
   });
-  return Object.freeze([...new Set(keys as string[])]);
+  return Object.freeze([...byKey.values()]);
+}
+
+/**
+ * The keys `approverKeys` lets decide, as the keys themselves: each entry names keys of `apiKeys`
+ * by their name (every key of that name), or is one of its keys.
+ */
+function resolveApproverKeys(approvers: unknown, apiKeys: readonly ApiKey[]): ReadonlySet<string> | undefined {
+  if (approvers === undefined) return undefined;
+  if (!Array.isArray(approvers)) throw invalidOption('approverKeys', `Expected approverKeys to be an array of key names, got ${typeOf(approvers)}`);
+  if (approvers.length > 0 && apiKeys.length === 0) {
+    throw invalidOption('approverKeys', 'approverKeys says which API keys may decide on tool calls: set apiKeys too (without keys no request says who sent it)');
+  }
+  const allowed = new Set<string>();
+  approvers.forEach((entry: unknown, index) => {
+    const matching = typeof entry === 'string' ? apiKeys.filter((apiKey) => apiKey.name === entry || apiKey.key === entry) : [];
+    // The entry is not echoed: one that matches nothing may be a mistyped secret.
+    if (matching.length === 0) {
+      throw invalidOption(`approverKeys.${index}`, `approverKeys.${index} matches no key of apiKeys: give a key's name, or the key itself for a key without a name`);
+    }
+    for (const apiKey of matching) allowed.add(apiKey.key);
+  });
+  return allowed;
 }
 
 function resolveAgents(agents: unknown): ReadonlyMap<string, AgentLike> {
@@ -233,6 +306,14 @@ function resolveStore(store: unknown): RunStore {
     }
   }
   return store as RunStore;
+}
+
+let memoryStorePrototype: object | null | undefined;
+
+/** Whether the store is a memory store: it lives and dies with this process, so no other process left runs in it. */
+function isMemoryStore(store: RunStore): boolean {
+  memoryStorePrototype ??= Object.getPrototypeOf(createMemoryStore()) as object | null;
+  return Object.getPrototypeOf(store) === memoryStorePrototype;
 }
 
 function resolveLogger(logger: unknown): boolean | FastifyLoggerOptions {

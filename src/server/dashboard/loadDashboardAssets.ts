@@ -13,6 +13,7 @@ export const DASHBOARD_ASSET_NAMES = [
   'favicon.svg',
   'app.js',
   'api.js',
+  'approvals.js',
   'dom.js',
   'eventLog.js',
   'format.js',

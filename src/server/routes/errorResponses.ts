@@ -1,11 +1,13 @@
 import { errorBodySchema } from '../schemas.js';
 
-type ErrorStatus = 400 | 401 | 404 | 413 | 415 | 429 | 503;
+type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429 | 503;
 
 const DESCRIPTIONS: Readonly<Record<ErrorStatus, string>> = {
   400: 'Invalid input (OAO_ERR_INVALID_JSON, OAO_ERR_INVALID_ARGUMENT or OAO_ERR_INVALID_POLICY); `details.field` names the field',
   401: 'OAO_ERR_UNAUTHORIZED: the server needs an API key',
+  403: 'OAO_ERR_FORBIDDEN: this API key may not do this',
   404: 'OAO_ERR_UNKNOWN_AGENT or OAO_ERR_RUN_NOT_FOUND',
+  409: 'The run\'s state does not allow it now (the code says why)',
   413: "OAO_ERR_PAYLOAD_TOO_LARGE: the body is over the server's limit",
   415: 'OAO_ERR_UNSUPPORTED_MEDIA_TYPE: the body is not `application/json` in UTF-8',
   429: 'OAO_ERR_TOO_MANY_RUNS: the server runs as many runs as it allows; retry later',
@@ -20,10 +22,13 @@ interface ErrorResponse {
 /** The documented error answers of a route, each with the one error body shape. */
 export function errorResponses(...statuses: readonly ErrorStatus[]): Record<number, ErrorResponse> {
   const responses: Record<number, ErrorResponse> = {};
-  for (const status of statuses) {
-    responses[status] = { description: DESCRIPTIONS[status], content: { 'application/json': { schema: errorBodySchema } } };
-  }
+  for (const status of statuses) responses[status] = errorResponse(DESCRIPTIONS[status]);
   return responses;
+}
+
+/** One documented error answer, described for the route it belongs to. */
+export function errorResponse(description: string): ErrorResponse {
+  return { description, content: { 'application/json': { schema: errorBodySchema } } };
 }
 
 /** A success answer with a description, in the same form. */

@@ -7,7 +7,8 @@ import { errorResponses } from './errorResponses.js';
 
 /**
  * GET /runs/:id/events as Server-Sent Events: the events recorded so far, then live ones; the
- * stream ends after EXECUTION_COMPLETE (or, for an interrupted run, after its last stored event).
+ * stream ends after EXECUTION_COMPLETE (or, for an interrupted run this server does not take up,
+ * after its last stored event).
  * Streams still open when the server closes are ended.
  */
 export const eventsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
@@ -28,8 +29,8 @@ export const eventsRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (
           'Each message is `id: <seq>`, `event: <type>`, `data: <the event as JSON>`. Replays the events already recorded, then streams ' +
           'live ones, and closes after EXECUTION_COMPLETE. Send `Last-Event-ID: <seq>` (or `?lastEventId=`) to resume after that event. ' +
           'Events come from the run store, so a stream resumes across a restart of the server. A run another process runs is followed ' +
-          'in the store; the stream of an interrupted run (its process stopped) ends after its last stored event, and asking again ' +
-          'past that event answers 204: nothing more will come.',
+          'in the store. An interrupted run (its process stopped) that this server takes up (resumeInterrupted) is followed until it ends; ' +
+          'the stream of any other ends after its last stored event, and asking again past that event answers 204: nothing more will come.',
         params: runIdParamsSchema,
         querystring: eventsQuerySchema,
         headers: eventsHeadersSchema,

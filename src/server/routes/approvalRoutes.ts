@@ -1,0 +1,94 @@
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
+import { OaoError } from '../../errors.js';
+import { requestKey } from '../bearerAuth.js';
+import type { RunService } from '../RunService.js';
+import { callIdParamsSchema, decisionRequestSchema, decisionResponseSchema, pendingApprovalsResponseSchema, type DecisionResponse } from '../schemas.js';
+import type { ApiKey } from '../serverOptions.js';
+import { errorResponse, errorResponses, jsonResponse } from './errorResponses.js';
+
+export interface ApprovalRoutesOptions {
+  readonly service: RunService;
+  /** The keys that may decide; undefined: every key the API accepts may. */
+  readonly approverKeys: ReadonlySet<string> | undefined;
+}
+
+/**
+ * GET /approvals and POST /runs/:id/approvals/:callId: the tool calls that wait for a person, and
+ * the decisions on them. Who decided is recorded as the body's `by`, the deciding key's name, or
+ * both (`<by> (key <name>)`); with `approverKeys`, other keys may list but not decide.
+ */
+export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (app, { service, approverKeys }, done) => {
+  app.get(
+    '/approvals',
+    {
+      schema: {
+        operationId: 'listApprovals',
+        tags: ['approvals'],
+        summary: 'Tool calls waiting for a person to approve or deny them',
+        description:
+          'The pending approvals of the runs live in this server process (a run resumed here after a crash included), oldest first. ' +
+          'A call waits when the policy names its tool in `tools.approve`. Runs of POST /run-multi are not listed: their calls cannot be decided over HTTP.',
+        response: { 200: jsonResponse('Pending approvals', pendingApprovalsResponseSchema), ...errorResponses(401) },
+      },
+    },
+    () => ({ approvals: service.pendingApprovals() }),
+  );
+
+  app.post(
+    '/runs/:id/approvals/:callId',
+    {
+      schema: {
+        operationId: 'decideApproval',
+        tags: ['approvals'],
+        summary: 'Approve or deny a waiting tool call',
+        description:
+          '`approve` runs the tool (with `args` in place of the requested arguments when given, checked by the tool\'s schema and the policy ' +
+          'again); `deny` never runs it and ends the run `policy_violation` (rule `approval_denied`). Exactly one decision per call: of two ' +
+          'racing requests one is answered 200 and the other 409 `OAO_ERR_ALREADY_DECIDED`. A run live in this server goes on at once; a ' +
+          'run no process holds gets the decision in its log, and this server resumes it when it has its agent and takes up interrupted ' +
+          'runs (`applied` says which). `by` in the run\'s record: the body\'s `by`, the deciding API key\'s name, or `<by> (key <name>)`.',
+        params: callIdParamsSchema,
+        body: decisionRequestSchema,
+        response: {
+          200: jsonResponse('The decision, as the run records it', decisionResponseSchema),
+          ...errorResponses(400, 401, 403, 413, 415, 503),
+          404: errorResponse('OAO_ERR_RUN_NOT_FOUND (no such run) or OAO_ERR_UNKNOWN_APPROVAL (no such call waits in the run; `details.pending` lists those that do)'),
+          409: errorResponse(
+            'OAO_ERR_ALREADY_DECIDED (the call was decided already, or the run has finished) or OAO_ERR_LEASE_HELD (another live process holds the run, ' +
+              'or this server is taking it up right now: retry)',
+          ),
+        },
+      },
+    },
+    async (request): Promise<DecisionResponse> => {
+      const key = requestKey(request);
+      checkApprover(request, key, approverKeys);
+      const { id, callId } = request.params;
+      const { decision, reason, args } = request.body;
+      const by = decidedBy(request.body.by, key);
+      const applied = await service.decide(id, callId, {
+        approve: decision === 'approve',
+        by,
+        reason,
+        ...(args === undefined ? {} : { args }),
+      });
+      return { executionId: id, callId, decision: decision === 'approve' ? 'approved' : 'denied', by: by ?? null, reason: reason ?? null, applied };
+    },
+  );
+  done();
+};
+
+/** Who a decision is recorded as made by: the body's `by`, the key's name, or both. */
+function decidedBy(by: string | undefined, key: ApiKey | undefined): string | undefined {
+  const name = key?.name;
+  if (name === undefined) return by;
+  return by === undefined ? name : `${by} (key ${name})`;
+}
+
+function checkApprover(request: FastifyRequest, key: ApiKey | undefined, approverKeys: ReadonlySet<string> | undefined): void {
+  if (approverKeys === undefined || (key !== undefined && approverKeys.has(key.key))) return;
+  throw new OaoError('OAO_ERR_FORBIDDEN', `This API key${key?.name === undefined ? '' : ` (${key.name})`} may not approve or deny tool calls: the server's approverKeys do not list it`, {
+    details: { ...(key?.name === undefined ? {} : { key: key.name }), route: `${request.method} /runs/:id/approvals/:callId` },
+  });
+}

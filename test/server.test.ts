@@ -668,7 +668,7 @@ describe('OpenAPI and Swagger UI', () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths).sort()).toEqual(['/agents', '/approvals', '/health', '/policy', '/run', '/run-multi', '/runs', '/runs/{id}', '/runs/{id}/approvals/{callId}', '/runs/{id}/cancel', '/runs/{id}/events', '/what-if']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/agents', '/approvals', '/health', '/policy', '/run', '/run-multi', '/runs', '/runs/{id}', '/runs/{id}/approvals/{callId}', '/runs/{id}/budget', '/runs/{id}/cancel', '/runs/{id}/events', '/what-if']);
     expect(doc.servers).toBeUndefined();
     expect(doc.paths['/run'].post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/RunRequestInput' });
     expect(doc.paths['/runs'].post.responses['202']).toBeDefined();

@@ -202,7 +202,7 @@ describe('every URL the API answers with or serves carries the prefix', () => {
     const result = await new Validator().validate(doc);
     expect(result.errors ?? []).toEqual([]);
     expect(doc.servers).toEqual([{ url: '/oao', description: expect.any(String) }]);
-    expect(Object.keys(doc.paths).sort()).toEqual(['/agents', '/approvals', '/health', '/policy', '/run', '/run-multi', '/runs', '/runs/{id}', '/runs/{id}/approvals/{callId}', '/runs/{id}/cancel', '/runs/{id}/events', '/what-if']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/agents', '/approvals', '/health', '/policy', '/run', '/run-multi', '/runs', '/runs/{id}', '/runs/{id}/approvals/{callId}', '/runs/{id}/budget', '/runs/{id}/cancel', '/runs/{id}/events', '/what-if']);
     expect((await app.inject({ method: 'GET', url: '/oao/docs/json' })).json()).toEqual(doc);
 
     const page = await app.inject({ method: 'GET', url: '/oao/docs' });

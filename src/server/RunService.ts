@@ -537,6 +537,29 @@ export class RunService {
     }
   }
 
+  /**
+   * Raises the limits of a run live here that is paused at a limit (POST /runs/:id/budget). The
+   * server's policy is the ceiling. A run not live here: 404 when unknown, 409 otherwise.
+   */
+  async raise(executionId: string, limits: { maxSteps?: number; maxToolCalls?: number }, decision: { by?: string; reason?: string }): Promise<void> {
+    const live = this.#live.get(executionId);
+    if (live !== undefined) {
+      if (live.run instanceof RecordedRun) {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Run "${executionId}" belongs to a batch of POST /run-multi: its budget cannot be raised over HTTP`, {
+          details: { field: 'params.id', executionId },
+        });
+      }
+      await this.#orchestrator.raise(executionId, limits, decision);
+      return;
+    }
+    const stored = await this.#read(() => this.#store.get(executionId));
+    if (stored === undefined) throw runNotFound(executionId);
+    if (isFinished(stored.status)) {
+      throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Run "${executionId}" has finished: nothing is left to raise`, { details: { executionId } });
+    }
+    throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${executionId}" is not live in this server: raise it where it runs`, { details: { executionId } });
+  }
+
   /** The run's index entry once a decision is in its log; undefined (the sweep takes it up later) when the store cannot say. */
   async #storedAfterDecision(executionId: string): Promise<StoredRun | undefined> {
     try {

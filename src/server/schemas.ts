@@ -446,3 +446,34 @@ export const decisionResponseSchema = component(
   'Decision',
 );
 export type DecisionResponse = z.infer<typeof decisionResponseSchema>;
+
+// ---- raising a paused run's budget -----------------------------------------------------------------
+
+export const budgetRaiseRequestSchema = component(
+  z.strictObject({
+    limits: described(
+      z
+        .strictObject({
+          maxSteps: z.number().int().positive().optional(),
+          maxToolCalls: z.number().int().nonnegative().optional(),
+        })
+        .refine((limits) => limits.maxSteps !== undefined || limits.maxToolCalls !== undefined, { message: 'Name at least one limit to raise' }),
+      'The new values: each above the run\'s current limit and at most the server\'s own policy.',
+    ),
+    reason: described(z.string().min(1).max(MAX_DECISION_TEXT).optional(), 'Why; recorded with the raise.'),
+    by: described(z.string().min(1).max(200).optional(), 'Who raised it; recorded as for approvals.'),
+  }),
+  'BudgetRaiseRequest',
+  'Raises the limits of a run paused at a limit (`onLimit: { maxSteps: \'pause\' }`).',
+);
+
+export const budgetRaiseResponseSchema = component(
+  z.object({
+    executionId: z.string(),
+    limits: z.object({ maxSteps: z.number().int().optional(), maxToolCalls: z.number().int().optional() }),
+    by: z.string().nullable(),
+    reason: z.string().nullable(),
+  }),
+  'BudgetRaise',
+);
+export type BudgetRaiseResponse = z.infer<typeof budgetRaiseResponseSchema>;

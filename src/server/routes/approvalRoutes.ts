@@ -3,7 +3,17 @@ import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
 import { OaoError } from '../../errors.js';
 import { requestKey } from '../bearerAuth.js';
 import type { RunService } from '../RunService.js';
-import { callIdParamsSchema, decisionRequestSchema, decisionResponseSchema, pendingApprovalsResponseSchema, type DecisionResponse } from '../schemas.js';
+import {
+  budgetRaiseRequestSchema,
+  budgetRaiseResponseSchema,
+  callIdParamsSchema,
+  decisionRequestSchema,
+  decisionResponseSchema,
+  pendingApprovalsResponseSchema,
+  runIdParamsSchema,
+  type BudgetRaiseResponse,
+  type DecisionResponse,
+} from '../schemas.js';
 import type { ApiKey } from '../serverOptions.js';
 import { errorResponse, errorResponses, jsonResponse } from './errorResponses.js';
 
@@ -76,6 +86,37 @@ export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (
       return { executionId: id, callId, decision: decision === 'approve' ? 'approved' : 'denied', by: by ?? null, reason: reason ?? null, applied };
     },
   );
+  app.post(
+    '/runs/:id/budget',
+    {
+      schema: {
+        operationId: 'raiseBudget',
+        tags: ['approvals'],
+        summary: 'Raise the limits of a run paused at a limit',
+        description:
+          'A run whose policy pauses at a limit (`onLimit: { maxSteps: \'pause\', maxToolCalls: \'pause\' }`, a server-side option) waits in ' +
+          'AWAITING_BUDGET when it reaches it. This raises the limits (each above the current value and at most the server\'s own policy) and ' +
+          'the run goes on; POST /runs/:id/cancel ends it instead. The same keys as for approvals may raise (`approverKeys`).',
+        params: runIdParamsSchema,
+        body: budgetRaiseRequestSchema,
+        response: {
+          200: jsonResponse('The raise, as the run records it', budgetRaiseResponseSchema),
+          ...errorResponses(400, 401, 403, 413, 415, 503),
+          404: errorResponse('OAO_ERR_RUN_NOT_FOUND'),
+          409: errorResponse('OAO_ERR_ALREADY_DECIDED (the run has finished) or OAO_ERR_LEASE_HELD (the run is not live in this server)'),
+        },
+      },
+    },
+    async (request): Promise<BudgetRaiseResponse> => {
+      const key = requestKey(request);
+      checkApprover(request, key, approverKeys);
+      const { id } = request.params;
+      const { limits, reason } = request.body;
+      const by = decidedBy(request.body.by, key);
+      await service.raise(id, limits, { ...(by === undefined ? {} : { by }), ...(reason === undefined ? {} : { reason }) });
+      return { executionId: id, limits, by: by ?? null, reason: reason ?? null };
+    },
+  );
   done();
 };
 
@@ -88,7 +129,7 @@ function decidedBy(by: string | undefined, key: ApiKey | undefined): string | un
 
 function checkApprover(request: FastifyRequest, key: ApiKey | undefined, approverKeys: ReadonlySet<string> | undefined): void {
   if (approverKeys === undefined || (key !== undefined && approverKeys.has(key.key))) return;
-  throw new OaoError('OAO_ERR_FORBIDDEN', `This API key${key?.name === undefined ? '' : ` (${key.name})`} may not approve or deny tool calls: the server's approverKeys do not list it`, {
-    details: { ...(key?.name === undefined ? {} : { key: key.name }), route: `${request.method} /runs/:id/approvals/:callId` },
+  throw new OaoError('OAO_ERR_FORBIDDEN', `This API key${key?.name === undefined ? '' : ` (${key.name})`} may not approve or deny tool calls or raise budgets: the server's approverKeys do not list it`, {
+    details: { ...(key?.name === undefined ? {} : { key: key.name }), route: `${request.method} ${request.routeOptions.url ?? request.url}` },
   });
 }

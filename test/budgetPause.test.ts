@@ -42,6 +42,9 @@ describe('onLimit: pause', () => {
     expect(report.totalSteps).toBe(4);
     expect(handle.events().find((e) => e.type === 'BUDGET_RAISED')?.payload).toEqual({ limits: { maxSteps: 4 }, by: 'ops', reason: 'worth it' });
     expect(canonicalJson(await orch.replay(handle.executionId))).toBe(canonicalJson(report));
+    // Verify-replay pauses where the recording did and serves the recorded raise.
+    const verified = await orch.replay(handle.executionId, { agent: fourSteps(), verify: true });
+    expect(canonicalJson(verified)).toBe(canonicalJson(report));
     expect(() => handle.raise({ maxSteps: 5 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_ALREADY_DECIDED' }));
   });
 

@@ -97,6 +97,17 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
         });
         return;
       }
+      if (next?.type === 'BUDGET_RAISED') {
+        const p = next.payload;
+        queueMicrotask(() => {
+          try {
+            session.raise(p.limits, { by: p.by ?? undefined, reason: p.reason ?? undefined });
+          } catch {
+            // the re-run is not paused here: the next event it emits differs and is reported
+          }
+        });
+        return;
+      }
       if (next?.type === 'EXECUTION_CANCELLED') session.cancel(next.payload.reason);
       else if (next?.type === 'EXECUTION_TIMEOUT') session.timeOut(next.payload.message);
       else if (next?.type === 'EXECUTION_FAILED') session.failWith(Object.assign(new Error(next.payload.error.message), { name: next.payload.error.name }));

@@ -727,7 +727,7 @@ export class RunSession {
 
   /** Whether reaching this limit pauses the run (the policy's onLimit) instead of failing it. */
   #pauses(violation: PolicyViolation): boolean {
-    if (violation.scope === 'shared' || this.#replay !== undefined) return false;
+    if (violation.scope === 'shared') return false;
     const onLimit = this.limits.onLimit;
     return (violation.rule === 'max_steps' && onLimit?.maxSteps === 'pause') || (violation.rule === 'max_tool_calls' && onLimit?.maxToolCalls === 'pause');
   }
@@ -814,7 +814,8 @@ export class RunSession {
       if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= current) {
         throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" must be an integer above the current ${current}`, { details: { field: `limits.${key}`, current } });
       }
-      if (value > ceiling) {
+      // Verify-replay serves the recorded raise: the recording's ceiling was checked when it was made.
+      if (value > ceiling && this.#replay === undefined) {
         throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot go above ${ceiling}, the ceiling set by the orchestrator's policy`, {
           details: { field: `limits.${key}`, ceiling },
         });

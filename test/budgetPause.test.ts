@@ -35,7 +35,7 @@ describe('onLimit: pause', () => {
     expect(exhausted?.payload).toMatchObject({ rule: 'max_steps', limit: 2, attempted: 3 });
     expect(() => handle.raise({ maxSteps: 11 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT', details: expect.objectContaining({ ceiling: 10 }) }));
     expect(() => handle.raise({ maxSteps: 2 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT' }));
-    expect(() => handle.raise({ maxTokens: 10 } as never)).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT' }));
+    expect(() => handle.raise({ maxTokens: 10 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT' }));
     handle.raise({ maxSteps: 4 }, { by: 'ops', reason: 'worth it' });
     const report = await handle.report;
     expect(report.status).toBe('SUCCESS');
@@ -108,5 +108,53 @@ describe('onLimit: pause', () => {
     const report = await resumed.report;
     expect(report.status).toBe('SUCCESS');
     expect(report.totalSteps).toBe(4);
+  });
+
+  it('maxTokens: spend that crossed the limit is not a failure; the run waits before its next step until raised', async () => {
+    const orch = new Orchestrator({ policy: { maxTokens: 1_000, onLimit: { maxTokens: 'pause' } } });
+    const agent = {
+      name: 'spender',
+      invoke: (input: number, ctx: AgentContext) => {
+        ctx.usage({ input: 40, output: 20 });
+        return { output: input };
+      },
+      review: (result: StepResult) => (result.step >= 3 ? { done: true as const } : { done: false as const, input: result.step + 1 }),
+    };
+    const handle = orch.start({ agent, task: 1, policy: { maxTokens: 50 } });
+    await waitFor(() => handle.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    expect(handle.events().find((e) => e.type === 'BUDGET_EXHAUSTED')?.payload).toMatchObject({ rule: 'max_tokens', limit: 50, attempted: 60 });
+    expect(() => handle.raise({ maxTokens: 1_001 })).toThrow(expect.objectContaining({ code: 'OAO_ERR_INVALID_ARGUMENT' }));
+    handle.raise({ maxTokens: 100 });
+    // Step 2 spends up to 120: past the raised limit again, so the run waits once more.
+    await waitFor(() => handle.events().filter((e) => e.type === 'BUDGET_EXHAUSTED').length === 2);
+    handle.raise({ maxTokens: 500 });
+    const report = await handle.report;
+    expect(report.status).toBe('SUCCESS');
+    expect(report.totalSteps).toBe(3);
+    expect(report.tokenUsage.total).toBe(180);
+  });
+
+  it('maxTokens: a model call with the budget spent waits (call.ready) in EXECUTE.running.AWAITING_BUDGET until raised', async () => {
+    const orch = new Orchestrator({ policy: { maxTokens: 1_000, onLimit: { maxTokens: 'pause' } } });
+    let sent = 0;
+    const agent = async (_task: unknown, ctx: AgentContext) => {
+      ctx.usage({ input: 50, output: 0 });
+      const call = ctx.beginModelCall({ model: 'm', input: 'hello' });
+      await call.ready;
+      sent += 1;
+      call.end('hi', { input: 5, output: 5 });
+      return 'done';
+    };
+    const handle = orch.start({ agent, task: 't', policy: { maxTokens: 50 } });
+    await waitFor(() => handle.actor.getSnapshot().matches({ EXECUTE: { running: 'AWAITING_BUDGET' } }));
+    expect(sent).toBe(0);
+    expect(handle.events().some((e) => e.type === 'MODEL_CALL')).toBe(false);
+    handle.raise({ maxTokens: 100 }, { by: 'ops' });
+    const report = await handle.report;
+    expect(sent).toBe(1);
+    expect(report.status).toBe('SUCCESS');
+    expect(report.tokenUsage.total).toBe(60);
+    const types = handle.events().map((e) => e.type);
+    expect(types.indexOf('BUDGET_RAISED')).toBeLessThan(types.indexOf('MODEL_CALL'));
   });
 });

@@ -185,7 +185,11 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
     'BUDGET_RAISED',
     z.object({
       /** The new values of the limits that were raised. */
-      limits: z.object({ maxSteps: z.number().int().positive().optional(), maxToolCalls: z.number().int().nonnegative().optional() }),
+      limits: z.object({
+        maxSteps: z.number().int().positive().optional(),
+        maxToolCalls: z.number().int().nonnegative().optional(),
+        maxTokens: z.number().int().nonnegative().optional(),
+      }),
       by: z.string().nullable(),
       reason: z.string().nullable(),
     }),

@@ -129,6 +129,7 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
     ...pauses({
       maxSteps: options.onLimit?.maxSteps ?? base.onLimit?.maxSteps,
       maxToolCalls: options.onLimit?.maxToolCalls ?? base.onLimit?.maxToolCalls,
+      maxTokens: options.onLimit?.maxTokens ?? base.onLimit?.maxTokens,
     }),
     ...decisionTimeout(options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs),
   });
@@ -139,10 +140,11 @@ function decisionTimeout(ms: number | undefined): { budgetDecisionTimeoutMs?: nu
 }
 
 /** The `onLimit` of resolved limits: only the limits that pause, and nothing when none does. */
-function pauses(onLimit: { maxSteps?: string | undefined; maxToolCalls?: string | undefined }): { onLimit?: PolicyLimits['onLimit'] } {
+function pauses(onLimit: { maxSteps?: string | undefined; maxToolCalls?: string | undefined; maxTokens?: string | undefined }): { onLimit?: PolicyLimits['onLimit'] } {
   const paused = {
     ...(onLimit.maxSteps === 'pause' ? { maxSteps: 'pause' as const } : {}),
     ...(onLimit.maxToolCalls === 'pause' ? { maxToolCalls: 'pause' as const } : {}),
+    ...(onLimit.maxTokens === 'pause' ? { maxTokens: 'pause' as const } : {}),
   };
   return Object.keys(paused).length === 0 ? {} : { onLimit: paused };
 }
@@ -191,6 +193,7 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
     ...pauses({
       maxSteps: a.onLimit?.maxSteps === 'pause' && b.onLimit?.maxSteps === 'pause' ? 'pause' : undefined,
       maxToolCalls: a.onLimit?.maxToolCalls === 'pause' && b.onLimit?.maxToolCalls === 'pause' ? 'pause' : undefined,
+      maxTokens: a.onLimit?.maxTokens === 'pause' && b.onLimit?.maxTokens === 'pause' ? 'pause' : undefined,
     }),
     ...(a.budgetDecisionTimeoutMs === undefined && b.budgetDecisionTimeoutMs === undefined
       ? {}

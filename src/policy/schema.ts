@@ -72,13 +72,14 @@ export const policyOptionsSchema = z.strictObject({
     .strictObject({
       maxSteps: z.enum(['pause', 'fail']).optional(),
       maxToolCalls: z.enum(['pause', 'fail']).optional(),
+      maxTokens: z.enum(['pause', 'fail']).optional(),
     })
     .optional(),
   budgetDecisionTimeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
 });
 
 /** Limits that can pause a run instead of failing it. */
-export type PausableLimit = 'maxSteps' | 'maxToolCalls';
+export type PausableLimit = 'maxSteps' | 'maxToolCalls' | 'maxTokens';
 
 /** Which tools a run may call, and how often. */
 export interface ToolRules {
@@ -131,7 +132,7 @@ export interface PolicyOptions {
    * cancels it. A per-run policy can turn `'pause'` into `'fail'`, never the reverse.
    * @default 'fail' for every limit
    */
-  readonly onLimit?: { readonly maxSteps?: 'pause' | 'fail'; readonly maxToolCalls?: 'pause' | 'fail' };
+  readonly onLimit?: { readonly maxSteps?: 'pause' | 'fail'; readonly maxToolCalls?: 'pause' | 'fail'; readonly maxTokens?: 'pause' | 'fail' };
   /** How long a paused run waits for a raise; then it ends `policy_violation` with the limit's rule. @default no limit */
   readonly budgetDecisionTimeoutMs?: number;
 }
@@ -158,7 +159,9 @@ export const policyLimitsSchema = z.object({
   /** Present only when set. */
   approvalTimeoutMs: positiveCount.optional(),
   /** The limits that pause instead of failing; present only when one does. */
-  onLimit: z.object({ maxSteps: z.literal('pause').optional(), maxToolCalls: z.literal('pause').optional() }).optional(),
+  onLimit: z
+    .object({ maxSteps: z.literal('pause').optional(), maxToolCalls: z.literal('pause').optional(), maxTokens: z.literal('pause').optional() })
+    .optional(),
   budgetDecisionTimeoutMs: positiveCount.optional(),
 });
 

@@ -80,6 +80,7 @@ export interface RunSessionInit {
 export interface BudgetRaise {
   readonly maxSteps?: number;
   readonly maxToolCalls?: number;
+  readonly maxTokens?: number;
 }
 
 /** A tool call waiting for approval, as `handle.pendingApprovals()` lists it. */
@@ -534,11 +535,32 @@ export class RunSession {
 
   /** Would charging `tokens` more take the run (or its batch) past a token budget? */
   tokensWouldExceed(tokens: number): boolean {
-    return checkTokens(this.limits, this.tokensTotal + tokens) !== null || (this.shared !== undefined && this.shared.checkTokens(tokens) !== null);
+    // With onLimit.maxTokens 'pause' the run's own token limit pauses before the next step instead.
+    return (checkTokens(this.limits, this.tokensTotal + tokens) !== null && !this.#tokensPause) || (this.shared !== undefined && this.shared.checkTokens(tokens) !== null);
+  }
+
+  /** The policy pauses at the token limit (onLimit.maxTokens: 'pause'). */
+  get #tokensPause(): boolean {
+    return this.limits.onLimit?.maxTokens === 'pause';
+  }
+
+  /** The token budget is spent and pauses: nothing more may start until it is raised. */
+  #tokensExhausted(): PolicyViolation | null {
+    if (!this.#tokensPause || this.tokensTotal < this.limits.maxTokens) return null;
+    return {
+      rule: 'max_tokens',
+      message: `The token budget (${this.limits.maxTokens}) is spent: ${this.tokensTotal} tokens used`,
+      limit: this.limits.maxTokens,
+      attempted: this.tokensTotal,
+    };
   }
 
   canStartStep(): boolean {
-    return checkStepStart(this.limits, this.steps) === null && (this.shared === undefined || this.shared.checkStep() === null);
+    return (
+      checkStepStart(this.limits, this.steps) === null &&
+      (this.shared === undefined || this.shared.checkStep() === null) &&
+      (!this.#tokensPause || this.#tokensExhausted() === null)
+    );
   }
 
   /** The REVIEW -> EXECUTE edge was refused: record the max_steps violation (the run's or the batch's). */
@@ -634,7 +656,10 @@ export class RunSession {
     this.tokensTotal += usage.total;
     this.emit('TOKEN_USAGE', { step: this.steps, input: usage.input, output: usage.output, total: usage.total, source });
     const sharedViolation = this.shared?.chargeTokens(usage.total) ?? null;
-    const violation = checkTokens(this.limits, this.tokensTotal) ?? sharedViolation;
+    const own = checkTokens(this.limits, this.tokensTotal);
+    // Spend that crossed a pausing limit has happened: the run is not failed for it, it pauses
+    // before its next model call or step.
+    const violation = (own !== null && this.#tokensPause ? null : own) ?? sharedViolation;
     if (violation === null) return;
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     // Usage inside a step stops the actor; usage carried by a step's output is decided by the machine itself.
@@ -734,8 +759,10 @@ export class RunSession {
 
   /** The next step would pass maxSteps, and the policy pauses there instead of failing. */
   get stepBudgetPauses(): boolean {
+    if (this.shared !== undefined && this.shared.checkStep() !== null) return false;
     const violation = checkStepStart(this.limits, this.steps);
-    return violation !== null && (this.shared === undefined || this.shared.checkStep() === null) && this.#pauses(violation);
+    if (violation !== null) return this.#pauses(violation);
+    return this.#tokensExhausted() !== null;
   }
 
   /** Whether the run waits for a limit to be raised. */
@@ -745,7 +772,7 @@ export class RunSession {
 
   /** Between steps: the step budget is spent and pauses; the machine is in AWAITING_BUDGET. */
   exhaustSteps(): void {
-    const violation = checkStepStart(this.limits, this.steps);
+    const violation = checkStepStart(this.limits, this.steps) ?? this.#tokensExhausted();
     if (violation === null || this.#budgetWait !== undefined) return;
     void this.#waitForBudget(violation, false);
   }
@@ -803,10 +830,10 @@ export class RunSession {
     if (typeof limits !== 'object' || limits === null) {
       throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Expected the limits to raise as an object such as { maxSteps: 20 }', { details: { field: 'limits' } });
     }
-    const raised: { maxSteps?: number; maxToolCalls?: number } = {};
+    const raised: { maxSteps?: number; maxToolCalls?: number; maxTokens?: number } = {};
     for (const key of Object.keys(limits)) {
-      if (key !== 'maxSteps' && key !== 'maxToolCalls') {
-        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot be raised: only maxSteps and maxToolCalls`, { details: { field: `limits.${key}` } });
+      if (key !== 'maxSteps' && key !== 'maxToolCalls' && key !== 'maxTokens') {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot be raised: only maxSteps, maxToolCalls and maxTokens`, { details: { field: `limits.${key}` } });
       }
       const value = (limits as Record<string, unknown>)[key];
       const current = this.limits[key];
@@ -1145,6 +1172,7 @@ export class RunSession {
       this.#modelSeq = Math.max(this.#modelSeq, this.#ledger.modelSeqEnd);
     }
     const violation = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
+    if (violation !== null && violation.scope !== 'shared' && this.#tokensPause) return this.#pausedModelCall(scope, model, input);
     if (violation !== null) {
       if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
       this.violate(violation);
@@ -1158,6 +1186,25 @@ export class RunSession {
     // when it is, and callers that can wait await it before sending the request.
     const written = this.#log?.writeAhead();
     const ready = written === undefined ? RESOLVED : written;
+    return this.#openModelCall(scope, callId, model, ready);
+  }
+
+  /**
+   * A model call while the token budget is spent and pauses: its `ready` settles once the limit is
+   * raised (then MODEL_CALL is recorded, written ahead) or rejects when the run ends first. The
+   * adapters await `ready` before sending the request; so must an agent that calls a model itself.
+   */
+  #pausedModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
+    const callId = `m${++this.#modelSeq}`;
+    const exhausted: PolicyViolation = this.#tokensExhausted() ??
+      checkModelCall(this.limits, this.tokensTotal) ?? { rule: 'max_tokens', message: 'The token budget is spent', limit: this.limits.maxTokens, attempted: this.tokensTotal };
+    const ready = scope.race(this.#waitForBudget(exhausted, true)).then(() => {
+      const refusal = scope.refusal();
+      if (refusal !== undefined) throw refusal;
+      this.emit('MODEL_CALL', { step: scope.step, callId, model, input: toRecordable(input) });
+      return this.#log?.writeAhead();
+    });
+    ready.catch(noop);
     return this.#openModelCall(scope, callId, model, ready);
   }
 

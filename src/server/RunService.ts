@@ -541,7 +541,7 @@ export class RunService {
    * Raises the limits of a run live here that is paused at a limit (POST /runs/:id/budget). The
    * server's policy is the ceiling. A run not live here: 404 when unknown, 409 otherwise.
    */
-  async raise(executionId: string, limits: { maxSteps?: number; maxToolCalls?: number }, decision: { by?: string; reason?: string }): Promise<void> {
+  async raise(executionId: string, limits: { maxSteps?: number; maxToolCalls?: number; maxTokens?: number }, decision: { by?: string; reason?: string }): Promise<void> {
     const live = this.#live.get(executionId);
     if (live !== undefined) {
       if (live.run instanceof RecordedRun) {

@@ -456,8 +456,11 @@ export const budgetRaiseRequestSchema = component(
         .strictObject({
           maxSteps: z.number().int().positive().optional(),
           maxToolCalls: z.number().int().nonnegative().optional(),
+          maxTokens: z.number().int().nonnegative().optional(),
         })
-        .refine((limits) => limits.maxSteps !== undefined || limits.maxToolCalls !== undefined, { message: 'Name at least one limit to raise' }),
+        .refine((limits) => limits.maxSteps !== undefined || limits.maxToolCalls !== undefined || limits.maxTokens !== undefined, {
+          message: 'Name at least one limit to raise',
+        }),
       'The new values: each above the run\'s current limit and at most the server\'s own policy.',
     ),
     reason: described(z.string().min(1).max(MAX_DECISION_TEXT).optional(), 'Why; recorded with the raise.'),
@@ -470,7 +473,7 @@ export const budgetRaiseRequestSchema = component(
 export const budgetRaiseResponseSchema = component(
   z.object({
     executionId: z.string(),
-    limits: z.object({ maxSteps: z.number().int().optional(), maxToolCalls: z.number().int().optional() }),
+    limits: z.object({ maxSteps: z.number().int().optional(), maxToolCalls: z.number().int().optional(), maxTokens: z.number().int().optional() }),
     by: z.string().nullable(),
     reason: z.string().nullable(),
   }),

@@ -233,6 +233,12 @@ export function createStatechart(chart, { vertical = false } = {}) {
     if (hasSubstates) {
       group.append(svg('text', { class: 'sc-sub', x: centerX(box), y: centerY(box) + 13, 'text-anchor': 'middle' }, state.substates.join(' · ')));
     }
+    // Where a run waits for a person in this state (approvals, a raised budget).
+    const waits = state.waits ?? [];
+    if (waits.length > 0) {
+      const names = [...new Set(waits.map((path) => path.split('.').pop().replace('AWAITING_', '').toLowerCase()))];
+      group.append(svg('text', { class: 'sc-sub sc-waits', 'data-testid': 'state-waits', x: centerX(box), y: centerY(box) + 25, 'text-anchor': 'middle' }, `awaits ${names.join(' · ')}`));
+    }
     const visitsText = svg('text', { class: 'sc-visits-text', x: box.x + box.w - 4, y: box.y + 2, 'text-anchor': 'middle' });
     const visits = svg('g', { class: 'sc-visits', 'data-testid': 'state-visits' },
       svg('circle', { cx: box.x + box.w - 4, cy: box.y - 2, r: 10 }),
@@ -258,7 +264,8 @@ export function createStatechart(chart, { vertical = false } = {}) {
       group.setAttribute('data-visited', String(count > 0));
       visits.style.display = count > 1 ? '' : 'none';
       visitsText.textContent = `×${count}`;
-      const kind = state.final ? 'final state' : state.substates.length > 0 ? `substates: ${state.substates.join(', ')}` : 'state';
+      const waitsNote = (state.waits ?? []).length > 0 ? `; waits: ${state.waits.join(', ')}` : '';
+      const kind = state.final ? 'final state' : state.substates.length > 0 ? `substates: ${state.substates.join(', ')}${waitsNote}` : 'state';
       title.textContent = `${name} (${kind})${count > 0 ? ` · entered ${count} time${count === 1 ? '' : 's'}` : ''}${isCurrent ? ' · current' : ''}`;
     }
     for (const [key, path] of edgeElements) {

@@ -249,6 +249,9 @@ describe.skipIf(!browserFound && !browserRequired)(suiteName, () => {
     const states = await page.locator('[data-testid="state-node"]').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-state')));
     expect(states).toEqual(['INIT', 'PLAN', 'EXECUTE', 'REVIEW', 'TERMINATE', 'FAILED']);
     expect(await page.locator('[data-testid="statechart"] [data-edge="REVIEW>EXECUTE"]').count()).toBe(1);
+    // Where a run waits for a person: approvals and budgets inside the step, a budget between steps.
+    expect(await page.locator('[data-testid="state-node"][data-state="EXECUTE"] [data-testid="state-waits"]').textContent()).toBe('awaits approval · budget');
+    expect(await page.locator('[data-testid="state-node"][data-state="REVIEW"] [data-testid="state-waits"]').textContent()).toBe('awaits budget');
     await waitFor(byTestId(page, 'empty-detail'), 'No run selected');
     expectClean(session, served.origin);
   });

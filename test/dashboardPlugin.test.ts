@@ -175,7 +175,11 @@ describe('statechart.json', () => {
       type: 'compound',
       final: false,
       substates: ['running', 'backingOff'],
+      // The waits for a person, nested in the step that is in flight.
+      waits: ['running.AWAITING_APPROVAL', 'running.AWAITING_BUDGET'],
     });
+    expect(chart.states.find((state) => state.name === 'REVIEW')?.waits).toEqual(['AWAITING_BUDGET']);
+    expect(chart.states.find((state) => state.name === 'INIT')?.waits).toEqual([]);
   });
 
   it('has the edges of the machine, and only those', () => {

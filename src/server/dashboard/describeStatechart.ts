@@ -8,6 +8,11 @@ export interface StatechartState {
   readonly final: boolean;
   /** The state's own substates, by key (empty for an atomic state). */
   readonly substates: readonly string[];
+  /**
+   * Where a run can wait for a person inside this state, at any depth: the substates named
+   * `AWAITING_...`, as dotted paths from the state (`running.AWAITING_APPROVAL`).
+   */
+  readonly waits: readonly string[];
 }
 
 /** A transition between two different top-level states, with every event that can take it. */
@@ -54,6 +59,9 @@ export function describeStatechart(machine: AnyStateMachine): Statechart {
       type: node.type,
       final: node.type === 'final',
       substates: Object.keys(node.states),
+      waits: descendantsOf(node)
+        .filter((inner) => inner !== node && inner.key.startsWith('AWAITING_'))
+        .map((inner) => inner.path.slice(node.path.length).join('.')),
     }),
   );
   const running = topLevel.filter((node) => node.type !== 'final').map((node) => node.key);

@@ -7,13 +7,14 @@ import { EventHub } from './events/EventHub.js';
 import type { OaoEvent, OaoEventOf, OaoEventType } from './events/schema.js';
 import { agentLifecycleMachine, type AgentLifecycleMachine } from './machines/agentLifecycleMachine.js';
 import { StrictPolicy } from './policy/StrictPolicy.js';
-import type { PolicyOptions } from './policy/schema.js';
+import type { PolicyLimits, PolicyOptions } from './policy/schema.js';
 import type { ExecutionReport } from './report/schema.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import { typeOf } from './options.js';
 import { abortReason, prepareResume, prepareRun, type ResumeRequest, type RunRequest } from './runtime/prepareRun.js';
 import type { BudgetRaise, PendingApprovalView, RunSession } from './runtime/RunSession.js';
 import { foldRun } from './log/foldRun.js';
+import { checkRaise } from './policy/raiseLimits.js';
 import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
@@ -281,15 +282,16 @@ export class Orchestrator {
   }
 
   /**
-   * Raises limits of a run live in this orchestrator that is paused at a limit (see
-   * `handle.raise()`). `OAO_ERR_RUN_NOT_FOUND` when no such run is live here.
+   * Raises limits of a run paused at a limit (see `handle.raise()`), up to this orchestrator's own
+   * policy. A run live here goes on at once; a run no process holds gets BUDGET_RAISED in its log
+   * and goes on when resumed. `OAO_ERR_RUN_NOT_FOUND`, `OAO_ERR_ALREADY_DECIDED` (finished),
+   * `OAO_ERR_LEASE_HELD` (live in another process), `OAO_ERR_INVALID_ARGUMENT` (not paused, or a
+   * value out of range).
    */
   raise(executionId: string, limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string } = {}): Promise<void> {
     const live = this.#live.get(executionId);
     if (live === undefined) {
-      return Promise.reject(
-        new OaoError('OAO_ERR_RUN_NOT_FOUND', `No run "${safeString(executionId)}" is live in this orchestrator`, { details: { executionId: safeString(executionId) } }),
-      );
+      return this.#appendToStored(executionId, (events, now) => recordRaise(events, limits, decision, now, this.policy.limits));
     }
     try {
       live.raise(limits, decision);
@@ -322,6 +324,15 @@ export class Orchestrator {
       live.decide(callId, { approve, by: decision.by, reason: decision.reason, ...(approve && decision.args !== undefined ? { args: decision.args } : {}) });
       return;
     }
+    await this.#appendToStored(executionId, (events, now) => recordDecision(events, callId, approve, decision, now));
+  }
+
+  /**
+   * Records one event in the log of a run that is not live here: under the run's lease (so no
+   * live owner elsewhere is written over), built from the log as it stands. A conflicting append
+   * (another decider of this process got there first) is answered from the log as it is then.
+   */
+  async #appendToStored(executionId: string, build: (events: readonly OaoEvent[], now: number) => OaoEvent): Promise<void> {
     const store = this.#store;
     const ownership = this.#ownership;
     if (store === undefined || ownership === undefined) {
@@ -337,13 +348,13 @@ export class Orchestrator {
     }
     try {
       const events = await store.events(executionId);
-      const event = recordDecision(events, callId, approve, decision, this.#clock.now());
+      const event = build(events, this.#clock.now());
       try {
         await store.append(executionId, [event], { lease });
       } catch (error) {
         // Another decider of this process (same owner, so the same lease) appended first: say why
         // this one is refused, from the log as it is now.
-        if (OaoError.isInstance(error) && error.code === 'OAO_ERR_LOG_CONFLICT') recordDecision(await store.events(executionId), callId, approve, decision, this.#clock.now());
+        if (OaoError.isInstance(error) && error.code === 'OAO_ERR_LOG_CONFLICT') build(await store.events(executionId), this.#clock.now());
         throw error;
       }
     } finally {
@@ -566,6 +577,40 @@ class Handle implements RunHandle {
   raise(limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string } = {}): void {
     this.#session.raise(limits, decision);
   }
+}
+
+/** The event that raises the limits of a stored run paused at a limit, or the typed error that says why not. */
+function recordRaise(events: readonly OaoEvent[], limits: BudgetRaise, decision: { readonly by?: string; readonly reason?: string }, now: number, ceiling: PolicyLimits): OaoEvent {
+  const fold = foldRun(events);
+  const executionId = events[0]?.executionId ?? '';
+  if (fold === undefined) throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `The store has no run "${executionId}"`, { details: { executionId } });
+  if (fold.report !== undefined || fold.termination !== undefined) {
+    throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Run "${executionId}" has finished (or is ending): nothing is left to raise`, { details: { executionId } });
+  }
+  if (!fold.budgetWaiting) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Run "${executionId}" is not waiting for budget: only a paused run's limits can be raised`, {
+      details: { field: 'state', executionId },
+    });
+  }
+  const raised = checkRaise(limits, fold.policy, ceiling);
+  const text = (value: unknown, field: string): string | null => {
+    if (value === undefined || value === null) return null;
+    if (typeof value !== 'string' || value.length > 2_000) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${field}" must be a string of at most 2000 characters`, { details: { field } });
+    }
+    return value;
+  };
+  const seq = fold.seq;
+  return {
+    id: `${executionId}:${seq}`,
+    executionId,
+    seq,
+    timestamp: Math.max(now, fold.lastTimestamp),
+    state: fold.state ?? 'REVIEW',
+    counters: { steps: fold.steps, tokens: fold.tokens.total, toolCalls: fold.toolCalls },
+    type: 'BUDGET_RAISED',
+    payload: { limits: raised, by: text(decision.by, 'by'), reason: text(decision.reason, 'reason') },
+  };
 }
 
 /**

@@ -157,4 +157,28 @@ describe('onLimit: pause', () => {
     const types = handle.events().map((e) => e.type);
     expect(types.indexOf('BUDGET_RAISED')).toBeLessThan(types.indexOf('MODEL_CALL'));
   });
+
+  it('a paused run no process holds: orch.raise() records the raise in its log, and resume() goes on from it', async () => {
+    const first = createMemoryStore();
+    const orch = new Orchestrator({ store: first, owner: 'first', policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const handle = orch.start({ agent: fourSteps(), task: { n: 1 }, tools: work, policy: { maxSteps: 2 }, executionId: 's' });
+    await waitFor(() => handle.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    await tick();
+    const store = createMemoryStore();
+    store.append('s', first.events('s'));
+    handle.cancel('moved');
+
+    const other = new Orchestrator({ store, owner: 'ops', policy: { maxSteps: 10 } });
+    await expect(other.raise('s', { maxSteps: 11 })).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { ceiling: 10 } });
+    await expect(other.raise('nope', { maxSteps: 4 })).rejects.toMatchObject({ code: 'OAO_ERR_RUN_NOT_FOUND' });
+    await other.raise('s', { maxSteps: 4 }, { by: 'ops' });
+    expect(store.events('s').at(-1)).toMatchObject({ type: 'BUDGET_RAISED', payload: { limits: { maxSteps: 4 }, by: 'ops' } });
+    await expect(other.raise('s', { maxSteps: 5 })).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'state' } });
+
+    const heir = new Orchestrator({ store, owner: 'heir', policy: { maxSteps: 10, onLimit: { maxSteps: 'pause' } } });
+    const report = await heir.resume('s', { agent: fourSteps(), tools: work });
+    expect(report.status).toBe('SUCCESS');
+    expect(report.totalSteps).toBe(4);
+    expect(canonicalJson(await heir.replay('s'))).toBe(canonicalJson(report));
+  });
 });

@@ -60,7 +60,7 @@ describe('POST /runs/:id/budget', () => {
     expect(empty.statusCode).toBe(400);
     const raised = await app.inject({ method: 'POST', url: '/runs/b1/budget', payload: { limits: { maxSteps: 4 }, by: 'ops', reason: 'fine' } });
     expect(raised.statusCode, raised.body).toBe(200);
-    expect(raised.json()).toEqual({ executionId: 'b1', limits: { maxSteps: 4 }, by: 'ops', reason: 'fine' });
+    expect(raised.json()).toEqual({ executionId: 'b1', limits: { maxSteps: 4 }, by: 'ops', reason: 'fine', applied: 'live' });
     const done = await report(app, 'b1');
     expect(done.status).toBe('SUCCESS');
     expect(done.totalSteps).toBe(4);

@@ -12,6 +12,7 @@ import type { EventCounters, OaoEvent, OaoEventPayload, OaoEventType } from '../
 import { checkModelCall, checkStepStart, checkTokens, checkToolCall, deadlinePassed, retryDelay } from '../policy/checks.js';
 import { deepFreeze, ownRecord } from '../policy/schema.js';
 import type { ApprovalPredicate, PolicyLimits } from '../policy/schema.js';
+import { checkRaise, type BudgetRaise } from '../policy/raiseLimits.js';
 import type {
   ApprovalRecord,
   ExecutionReport,
@@ -76,12 +77,7 @@ export interface RunSessionInit {
   readonly ceiling?: PolicyLimits | undefined;
 }
 
-/** Limits `raise()` may increase. */
-export interface BudgetRaise {
-  readonly maxSteps?: number;
-  readonly maxToolCalls?: number;
-  readonly maxTokens?: number;
-}
+export type { BudgetRaise };
 
 /** A tool call waiting for approval, as `handle.pendingApprovals()` lists it. */
 export interface PendingApprovalView {
@@ -827,31 +823,8 @@ export class RunSession {
         details: { field: 'state', executionId: this.executionId },
       });
     }
-    if (typeof limits !== 'object' || limits === null) {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Expected the limits to raise as an object such as { maxSteps: 20 }', { details: { field: 'limits' } });
-    }
-    const raised: { maxSteps?: number; maxToolCalls?: number; maxTokens?: number } = {};
-    for (const key of Object.keys(limits)) {
-      if (key !== 'maxSteps' && key !== 'maxToolCalls' && key !== 'maxTokens') {
-        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot be raised: only maxSteps, maxToolCalls and maxTokens`, { details: { field: `limits.${key}` } });
-      }
-      const value = (limits as Record<string, unknown>)[key];
-      const current = this.limits[key];
-      const ceiling = this.#ceiling[key];
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= current) {
-        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" must be an integer above the current ${current}`, { details: { field: `limits.${key}`, current } });
-      }
-      // Verify-replay serves the recorded raise: the recording's ceiling was checked when it was made.
-      if (value > ceiling && this.#replay === undefined) {
-        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${key}" cannot go above ${ceiling}, the ceiling set by the orchestrator's policy`, {
-          details: { field: `limits.${key}`, ceiling },
-        });
-      }
-      raised[key] = value;
-    }
-    if (Object.keys(raised).length === 0) {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Name at least one limit to raise, such as { maxSteps: 20 }', { details: { field: 'limits' } });
-    }
+    // Verify-replay serves the recorded raise: the recording's ceiling was checked when it was made.
+    const raised = checkRaise(limits, this.limits, this.#replay === undefined ? this.#ceiling : null);
     const by = decisionText(decision.by, 'by');
     const reason = decisionText(decision.reason, 'reason');
     this.limits = deepFreeze({ ...this.limits, ...raised });

@@ -538,10 +538,11 @@ export class RunService {
   }
 
   /**
-   * Raises the limits of a run live here that is paused at a limit (POST /runs/:id/budget). The
-   * server's policy is the ceiling. A run not live here: 404 when unknown, 409 otherwise.
+   * Raises the limits of a run paused at a limit (POST /runs/:id/budget), the server's policy
+   * being the ceiling: at once when it is live here, else in its log (409 while another process
+   * holds it). Says which.
    */
-  async raise(executionId: string, limits: { maxSteps?: number; maxToolCalls?: number; maxTokens?: number }, decision: { by?: string; reason?: string }): Promise<void> {
+  async raise(executionId: string, limits: { maxSteps?: number; maxToolCalls?: number; maxTokens?: number }, decision: { by?: string; reason?: string }): Promise<'live' | 'logged'> {
     const live = this.#live.get(executionId);
     if (live !== undefined) {
       if (live.run instanceof RecordedRun) {
@@ -550,14 +551,17 @@ export class RunService {
         });
       }
       await this.#orchestrator.raise(executionId, limits, decision);
-      return;
+      return 'live';
     }
-    const stored = await this.#read(() => this.#store.get(executionId));
-    if (stored === undefined) throw runNotFound(executionId);
-    if (isFinished(stored.status)) {
-      throw new OaoError('OAO_ERR_ALREADY_DECIDED', `Run "${executionId}" has finished: nothing is left to raise`, { details: { executionId } });
+    // Not live here: the raise goes into the run's log (refused while another process holds the
+    // run), and the run goes on when it is resumed: by this server's sweep when it has the agent.
+    try {
+      await this.#orchestrator.raise(executionId, limits, decision);
+    } catch (error) {
+      if (OaoError.isInstance(error) && error.code === 'OAO_ERR_RUN_NOT_FOUND') throw runNotFound(executionId);
+      throw error;
     }
-    throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${executionId}" is not live in this server: raise it where it runs`, { details: { executionId } });
+    return 'logged';
   }
 
   /** The run's index entry once a decision is in its log; undefined (the sweep takes it up later) when the store cannot say. */

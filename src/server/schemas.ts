@@ -476,6 +476,10 @@ export const budgetRaiseResponseSchema = component(
     limits: z.object({ maxSteps: z.number().int().optional(), maxToolCalls: z.number().int().optional(), maxTokens: z.number().int().optional() }),
     by: z.string().nullable(),
     reason: z.string().nullable(),
+    applied: described(
+      z.enum(['live', 'logged']),
+      '`live`: the run is live in this server and went on at once. `logged`: the raise was appended to the run\'s log; the run goes on when a process resumes it (this server\'s sweep does, when it has the agent).',
+    ),
   }),
   'BudgetRaise',
 );

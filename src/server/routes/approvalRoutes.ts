@@ -103,7 +103,7 @@ export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (
           200: jsonResponse('The raise, as the run records it', budgetRaiseResponseSchema),
           ...errorResponses(400, 401, 403, 413, 415, 503),
           404: errorResponse('OAO_ERR_RUN_NOT_FOUND'),
-          409: errorResponse('OAO_ERR_ALREADY_DECIDED (the run has finished) or OAO_ERR_LEASE_HELD (the run is not live in this server)'),
+          409: errorResponse('OAO_ERR_ALREADY_DECIDED (the run has finished) or OAO_ERR_LEASE_HELD (another live process holds the run: raise it there)'),
         },
       },
     },
@@ -113,8 +113,8 @@ export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (
       const { id } = request.params;
       const { limits, reason } = request.body;
       const by = decidedBy(request.body.by, key);
-      await service.raise(id, limits, { ...(by === undefined ? {} : { by }), ...(reason === undefined ? {} : { reason }) });
-      return { executionId: id, limits, by: by ?? null, reason: reason ?? null };
+      const applied = await service.raise(id, limits, { ...(by === undefined ? {} : { by }), ...(reason === undefined ? {} : { reason }) });
+      return { executionId: id, limits, by: by ?? null, reason: reason ?? null, applied };
     },
   );
   done();

@@ -1,8 +1,9 @@
 // A tool call waits for a person while `oao serve` is killed with SIGKILL: real processes, one SQLite store.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { postJson, startOao } from './oaoProcess.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionReport } from '../src/index.js';
 import { runStateSchema } from '../src/server/index.js';
@@ -29,41 +30,13 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Finished {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** `oao serve` as a process of its own, from src/ through tsx. */
 function serve(store: string, countFile: string, extra: readonly string[] = []) {
   const argv = ['serve', moduleFile, '--port', '0', '--store', store, '--lease-ttl-ms', LEASE_TTL_MS, '--no-dashboard', ...extra];
-  const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'src/cli/oao.ts', ...argv], {
-    cwd: repositoryRoot,
-    env: { ...process.env, OAO_API_KEYS: '', OAO_API_KEY: '', OAO_TEST_COUNT_FILE: countFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const finished = new Promise<Finished>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  const listening = new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', () => {
-      const match = /OAO listening on (http:\/\/\S+)/.exec(stdout);
-      if (match?.[1] !== undefined) resolve(match[1]);
-    });
-    void finished.then((f) => reject(new Error(`oao ${argv.join(' ')} exited (${String(f.code ?? f.signal)}) before listening:\n${f.stdout}\n${f.stderr}`)));
-  });
-  listening.catch(() => undefined);
-  return { child, finished, listening };
+  return startOao(argv, { env: { OAO_TEST_COUNT_FILE: countFile }, children });
 }
 
-function post(base: string, path: string, body: unknown): Promise<Response> {
-  return fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-}
+const post = postJson;
 
 async function runState(base: string, id: string) {
   return runStateSchema.parse(await (await fetch(`${base}/runs/${id}`)).json());

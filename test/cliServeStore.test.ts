@@ -1,8 +1,9 @@
 // `oao serve --store`: real `oao` processes on a SQLite file, killed with SIGKILL and restarted.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { postJson, startOao } from './oaoProcess.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/cli/exitCodes.js';
 import { runCli } from '../src/cli/program.js';
@@ -41,40 +42,12 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Finished {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Starts `oao <argv>` as its own process, from src/ through tsx, as the README's last CLI line does. */
 function oao(argv: readonly string[], env: Record<string, string> = {}, preload: readonly string[] = []) {
-  const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', ...preload.flatMap((file) => ['--import', file]), 'src/cli/oao.ts', ...argv], {
-    cwd: repositoryRoot,
-    env: { ...process.env, OAO_API_KEYS: '', OAO_API_KEY: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const finished = new Promise<Finished>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  const listening = new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', () => {
-      const match = /OAO listening on (http:\/\/\S+)/.exec(stdout);
-      if (match?.[1] !== undefined) resolve(match[1]);
-    });
-    void finished.then((f) => reject(new Error(`oao ${argv.join(' ')} exited (${String(f.code ?? f.signal)}) before listening:\n${f.stdout}\n${f.stderr}`)));
-  });
-  listening.catch(() => undefined);
-  return { child, finished, listening, output: () => `${stdout}\n${stderr}` };
+  return startOao(argv, { env, preload, children });
 }
 
-async function post(base: string, path: string, body: unknown): Promise<Response> {
-  return fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-}
+const post = postJson;
 
 /** Asks again until `check` holds (a state another process reaches on its own time), failing after `ms`. */
 async function eventually<T>(what: string, ms: number, attempt: () => Promise<T>, check: (value: T) => boolean): Promise<T> {

@@ -210,9 +210,8 @@ export class Orchestrator {
 
   /** Starts a run and returns its handle at once. Throws a typed error for invalid arguments. */
   start(request: RunRequest): RunHandle {
-    let settle!: (report: ExecutionReport) => void;
-    const report = new Promise<ExecutionReport>((resolve) => (settle = resolve));
-    const { session, actor } = this.#launch(request, false, (r) => settle(r), true);
+    const report = reportPromise();
+    const { session, actor } = this.#launch(request, false, report.resolve, true);
     return new Handle(session, actor, report, () => this.#forget(session));
   }
 
@@ -365,7 +364,7 @@ export class Orchestrator {
   async resume(executionId: string, request: ResumeRequest): Promise<ExecutionReport> {
     const started = await this.#resume(executionId, request, false);
     if ('report' in started) return started.report;
-    return started.done;
+    return started.done.promise;
   }
 
   /**
@@ -387,7 +386,7 @@ export class Orchestrator {
     executionId: string,
     request: ResumeRequest,
     keepEvents: boolean,
-  ): Promise<{ report: ExecutionReport } | { session: RunSession; actor: Actor<AgentLifecycleMachine>; done: Promise<ExecutionReport> }> {
+  ): Promise<{ report: ExecutionReport } | { session: RunSession; actor: Actor<AgentLifecycleMachine>; done: ReportPromise }> {
     const store = this.#store;
     const ownership = this.#ownership;
     if (store === undefined || ownership === undefined) {
@@ -440,9 +439,8 @@ export class Orchestrator {
       await Promise.resolve(store.releaseLease(lease)).catch(() => {});
       throw error;
     }
-    let settle!: (report: ExecutionReport) => void;
-    const done = new Promise<ExecutionReport>((resolve) => (settle = resolve));
-    const { session, actor } = this.#startSession(prepared.session, prepared.signal, false, settle, ownership.owner);
+    const done = reportPromise();
+    const { session, actor } = this.#startSession(prepared.session, prepared.signal, false, done.resolve, ownership.owner);
     return { session, actor, done };
   }
 
@@ -510,6 +508,23 @@ export class Orchestrator {
   }
 }
 
+/** A run's report promise with its settlers: resolved when the run ends, rejected only by unload(). */
+interface ReportPromise {
+  readonly promise: Promise<ExecutionReport>;
+  readonly resolve: (report: ExecutionReport) => void;
+  readonly reject: (error: OaoError) => void;
+}
+
+function reportPromise(): ReportPromise {
+  let resolve!: (report: ExecutionReport) => void;
+  let reject!: (error: OaoError) => void;
+  const promise = new Promise<ExecutionReport>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
 class Handle implements RunHandle {
   readonly #session: RunSession;
   readonly actor: Actor<AgentLifecycleMachine>;
@@ -517,17 +532,13 @@ class Handle implements RunHandle {
   #events$: Observable<OaoEvent> | undefined;
 
   readonly #forget: () => void;
-  #unloaded: ((error: OaoError) => void) | undefined;
+  readonly #reject: (error: OaoError) => void;
 
-  constructor(session: RunSession, actor: Actor<AgentLifecycleMachine>, report: Promise<ExecutionReport>, forget: () => void) {
+  constructor(session: RunSession, actor: Actor<AgentLifecycleMachine>, report: ReportPromise, forget: () => void) {
     this.#session = session;
     this.actor = actor;
-    let reject!: (error: OaoError) => void;
-    const unloaded = new Promise<never>((_resolve, rejectWith) => (reject = rejectWith));
-    this.#unloaded = reject;
-    this.report = Promise.race([report, unloaded]);
-    // Only unload() rejects it; whoever unloads need not also await the report.
-    this.report.catch(() => {});
+    this.report = report.promise;
+    this.#reject = report.reject;
     this.#forget = forget;
   }
 
@@ -541,8 +552,9 @@ class Handle implements RunHandle {
       await log.settled();
       log.end();
     }
-    this.#unloaded?.(error);
-    this.#unloaded = undefined;
+    // Only unload() rejects the report; whoever unloads need not also await it.
+    this.report.catch(() => {});
+    this.#reject(error);
   }
 
   get executionId(): string {

@@ -301,4 +301,21 @@ describe('approvals in the log', () => {
     handle.deny('t1');
     expect((await handle.report).status).toBe('FAILED');
   });
+
+  it('two decisions by id on a stored run from one process: one is recorded, the other is ALREADY_DECIDED', async () => {
+    const first = createMemoryStore();
+    const orch = new Orchestrator({ store: first, owner: 'first', policy: { tools: { approve: ['sendEmail'] } } });
+    const handle = orch.start({ agent: mailer(), task: 't', tools: tools([]), executionId: 'twice' });
+    await waitFor(() => handle.pendingApprovals().length === 1);
+    await tick();
+    const store = createMemoryStore();
+    store.append('twice', first.events('twice'));
+    handle.cancel('test over');
+    // One orchestrator, so one owner and one lease: the store cannot tell the two deciders apart.
+    const approver = new Orchestrator({ store, owner: 'approver' });
+    const outcomes = await Promise.allSettled([approver.approve('twice', 't1', { by: 'a' }), approver.deny('twice', 't1', { by: 'b' })]);
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ code: 'OAO_ERR_ALREADY_DECIDED' });
+    expect(store.events('twice').filter((e) => e.type === 'APPROVAL_GRANTED' || e.type === 'APPROVAL_DENIED')).toHaveLength(1);
+  });
 });

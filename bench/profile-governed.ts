@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { Orchestrator } from 'open-agent-orchestrator';
+import { Orchestrator, createMemoryStore } from 'open-agent-orchestrator';
 import { createActor, toPromise } from 'xstate';
 import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
 
@@ -7,7 +7,7 @@ import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
  * A steady loop of one bench case, for a CPU profile of it alone:
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
- *     bench/profile-governed.ts [--case governed|sync|bare] [--seconds 10]
+ *     bench/profile-governed.ts [--case governed|memory|sync|bare] [--seconds 10]
  *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
  *
  * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
@@ -24,8 +24,11 @@ const agent = new DummyAgent();
 const orch = new Orchestrator();
 orch.events$.subscribe(() => {});
 
+const stored = new Orchestrator({ store: createMemoryStore({ maxRuns: 1_000 }) });
+
 const ops: Record<string, () => unknown> = {
   governed: () => orch.run({ agent, task: TASK }),
+  memory: () => stored.run({ agent, task: TASK }),
   sync: () => orch.runSync({ agent, task: TASK }),
   bare: () => toPromise(createActor(bareLifecycleMachine, { input: { agent, task: TASK } }).start()),
 };

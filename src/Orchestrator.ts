@@ -18,9 +18,15 @@ import { checkRaise } from './policy/raiseLimits.js';
 import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
+import { createMemoryStore } from './store/createMemoryStore.js';
 import { replayLog } from './log/replayLog.js';
 import { verifyReplay } from './log/verifyReplay.js';
 import { resumePoint } from './log/resumePoint.js';
+import { internalsOf, registerInternals } from './runtime/orchestratorInternals.js';
+import type { WorkflowEvent } from './events/workflowSchema.js';
+import type { Workflow } from './workflow/defineWorkflow.js';
+import type { WorkflowResult } from './workflow/WorkflowRun.js';
+import { startWorkflow, type WorkflowHandle, type WorkflowRunOptions } from './workflow/startWorkflow.js';
 
 export type { RunRequest, ResumeRequest };
 
@@ -109,9 +115,12 @@ export interface OrchestratorOptions {
   /**
    * Where every run's event log is written (see docs/durability.md). A run's promise settles once
    * its last event is durable; a run whose log cannot be written ends FAILED with the store's error
-   * before doing anything more. @default none: runs are not recorded
+   * before doing anything more. `false` records nothing: `replay(executionId)`, `resume()` and
+   * decisions on runs that are not live are then unavailable.
+   * @default createMemoryStore({ maxRuns: 1000 }): every run is recorded in this process's memory,
+   * and the 1,000 most recently finished runs are kept
    */
-  readonly store?: RunStore;
+  readonly store?: RunStore | false;
   /**
    * The name this orchestrator leases its recorded runs under: while a run is live its lease is
    * renewed, so a run whose process died lists as `interrupted` once the lease expires.
@@ -121,6 +130,9 @@ export interface OrchestratorOptions {
   /** How long a run's lease lasts without renewal (renewed every third of it). @default 10000 */
   readonly leaseTtlMs?: number;
 }
+
+/** Finished runs the default memory store keeps (the newest). */
+const DEFAULT_MEMORY_RUNS = 1_000;
 
 const defaultHookError = (error: unknown, event: OaoEvent): void => {
   console.error(`[oao] a hook for ${event.type} failed:`, error);
@@ -143,7 +155,10 @@ export class Orchestrator {
   readonly policy: StrictPolicy;
   /** Every event of every run of this orchestrator. */
   readonly events$: Observable<OaoEvent>;
+  /** Every event of every workflow run of this orchestrator (its node runs' events also reach `events$`). */
+  readonly workflowEvents$: Observable<WorkflowEvent>;
   readonly #hub: EventHub<OaoEvent>;
+  readonly #workflowHub: EventHub<WorkflowEvent>;
   readonly #inspect: OaoInspector | undefined;
   readonly #clock: Clock;
   readonly #customClock: boolean;
@@ -162,11 +177,47 @@ export class Orchestrator {
     this.#clock = options.clock ?? systemClock;
     this.#customClock = options.clock !== undefined;
     this.#generateId = options.generateId ?? randomUUID;
-    this.#store = checkStore(options.store);
+    this.#store = options.store === undefined ? createMemoryStore({ maxRuns: DEFAULT_MEMORY_RUNS }) : options.store === false ? undefined : checkStore(options.store);
     this.#ownership = resolveOwnership(this.#store, options.owner, options.leaseTtlMs);
     const hub = new EventHub<OaoEvent>(options.onHookError ?? defaultHookError);
     this.#hub = hub;
     this.events$ = hub.events$;
+    this.#workflowHub = new EventHub<WorkflowEvent>((error, event) => console.error(`[oao] a hook for ${event.type} failed:`, error));
+    this.workflowEvents$ = this.#workflowHub.events$;
+    registerInternals(this, {
+      policy: this.policy,
+      clock: this.#clock,
+      customClock: this.#customClock,
+      generateId: this.#generateId,
+      store: this.#store,
+      ownership: this.#ownership,
+      inspect: this.#inspect,
+      hub,
+      workflowHub: this.#workflowHub,
+    });
+  }
+
+  /**
+   * Runs a workflow (see `defineWorkflow` and docs/workflows.md) to its end: its nodes are
+   * governed runs of this orchestrator. Rejects only for invalid arguments; every node's outcome
+   * is in the result.
+   */
+  runWorkflow<I>(workflow: Workflow<I>, input: I, options?: WorkflowRunOptions): Promise<WorkflowResult> {
+    try {
+      return this.startWorkflow(workflow, input, options).result;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Starts a workflow and returns its handle at once. Throws a typed error for invalid arguments. */
+  startWorkflow<I>(workflow: Workflow<I>, input: I, options?: WorkflowRunOptions): WorkflowHandle {
+    return startWorkflow(internalsOf(this), workflow, input, options);
+  }
+
+  /** Where this orchestrator records its runs; undefined when created with `store: false`. */
+  get store(): RunStore | undefined {
+    return this.#store;
   }
 
   /** Runs an agent to its end. Rejects only for invalid arguments; every run outcome is in the report. */
@@ -226,11 +277,12 @@ export class Orchestrator {
     let events: readonly OaoEvent[];
     if (typeof source === 'string') {
       if (this.#store === undefined) {
-        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'replay(executionId) reads the run from the store: create the Orchestrator with a store, or pass the events', {
+        throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'replay(executionId) reads the run from the store, and this orchestrator was created with store: false: pass the events', {
           details: { field: 'store' },
         });
       }
       events = await this.#store.events(source);
+      if (events.length === 0) throw new OaoError('OAO_ERR_RUN_NOT_FOUND', `The store has no run "${source}"`, { details: { executionId: source } });
     } else if (Array.isArray(source)) {
       events = source;
     } else {
@@ -390,7 +442,7 @@ export class Orchestrator {
     const store = this.#store;
     const ownership = this.#ownership;
     if (store === undefined || ownership === undefined) {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'resume() continues a run from its stored log: create the Orchestrator with a store', {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'resume() continues a run from its stored log: this orchestrator was created with store: false', {
         details: { field: 'store' },
       });
     }
@@ -485,9 +537,23 @@ export class Orchestrator {
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
       const log = session.log;
       // Durable first: whoever awaits the report may rely on the whole log being stored.
-      if (log === undefined || syncOnly) onFinish?.(report);
-      else
-        void log.settled().then(() => {
+      if (log === undefined || syncOnly) {
+        onFinish?.(report);
+        return;
+      }
+      // A synchronous store (memory, SQLite) has the whole log once this flush returns: the report
+      // goes out without another turn of the event loop.
+      let pending: void | Promise<void>;
+      try {
+        pending = log.flush();
+      } catch {
+        pending = undefined; // reported through the log's onFailure; the report is final
+      }
+      if (pending === undefined) {
+        log.end();
+        onFinish?.(report);
+      } else
+        void pending.then(undefined, () => {}).then(() => {
           log.end();
           onFinish?.(report);
         });

@@ -294,7 +294,7 @@ describe('approvals in the log', () => {
   });
 
   it('unload() needs a store', async () => {
-    const orch = new Orchestrator({ policy: { tools: { approve: ['sendEmail'] } } });
+    const orch = new Orchestrator({ store: false, policy: { tools: { approve: ['sendEmail'] } } });
     const handle = orch.start({ agent: mailer(), task: 't', tools: tools([]) });
     await waitFor(() => handle.pendingApprovals().length === 1);
     await expect(handle.unload()).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });

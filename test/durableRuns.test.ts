@@ -208,7 +208,7 @@ describe('replay', () => {
     );
     await expect(orch.replay(tampered)).rejects.toMatchObject({ code: 'OAO_ERR_LOG_CORRUPT' });
     await expect(orch.replay([])).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT' });
-    await expect(orch.replay('some-id')).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });
+    await expect(new Orchestrator({ store: false }).replay('some-id')).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });
   });
 });
 

@@ -207,7 +207,7 @@ describe('orch.resume(): ownership and bad input', () => {
     expect(canonicalJson(await orch.resume('r', { agent: resumeAgent() }))).toBe(canonicalJson(full.report));
     await expect(orch.startResumed('r', { agent: resumeAgent() })).rejects.toMatchObject({ code: 'OAO_ERR_RUN_FINISHED' });
     await expect(orch.resume('nope', { agent: resumeAgent() })).rejects.toMatchObject({ code: 'OAO_ERR_RUN_NOT_FOUND' });
-    await expect(new Orchestrator().resume('r', { agent: resumeAgent() })).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });
+    await expect(new Orchestrator({ store: false }).resume('r', { agent: resumeAgent() })).rejects.toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'store' } });
   });
 
   it('an invalid agent is a typed error and leaves the run resumable', async () => {

@@ -90,7 +90,7 @@ export const coreCases: readonly BenchCase[] = [
     id: 'core.governed',
     group: 'core',
     label: 'governed: await orch.run()',
-    description: 'new Orchestrator() (default policy), events on, one events$ subscriber; N sequential awaited runs.',
+    description: 'new Orchestrator() (default policy, default memory store), one events$ subscriber; N sequential awaited runs.',
     mode: 'async',
     setup: async () => {
       const orch = subscribedOrchestrator();
@@ -117,11 +117,11 @@ export const coreCases: readonly BenchCase[] = [
     kind: 'time',
     id: 'core.governedQuiet',
     group: 'core',
-    label: 'governed, no subscriber',
-    description: 'await orch.run() with nobody subscribed: what one subscriber adds is the difference to "governed".',
+    label: 'governed, no store, no subscriber',
+    description: 'await orch.run() with store: false and nobody subscribed, so no event is built: what the log and a subscriber add is the difference to "governed".',
     mode: 'async',
     setup: async () => {
-      const orch = new Orchestrator();
+      const orch = new Orchestrator({ store: false });
       const agent = new DummyAgent();
       expectSuccess(await orch.run({ agent, task: TASK }));
       return () => orch.run({ agent, task: TASK });
@@ -140,5 +140,5 @@ export const coreRatios: readonly BenchRatio[] = [
   },
   { id: 'governed/raw', label: 'governed / raw', numerator: 'core.governed', denominator: 'core.raw' },
   { id: 'bare/raw', label: 'bare XState / raw', numerator: 'core.bare', denominator: 'core.raw' },
-  { id: 'governed/quiet', label: 'governed / governed, no subscriber', numerator: 'core.governed', denominator: 'core.governedQuiet' },
+  { id: 'governed/quiet', label: 'governed / governed, no store, no subscriber', numerator: 'core.governed', denominator: 'core.governedQuiet' },
 ];

@@ -153,10 +153,10 @@ export const durableCases: readonly BenchCase[] = [
     id: 'durable.plain',
     group: 'durable',
     label: 'in memory: await orch.run(), no store',
-    description: 'new Orchestrator() with no store and no subscriber: the run the durable rows are compared with.',
+    description: 'new Orchestrator({ store: false }) with no subscriber: the run the durable rows are compared with.',
     mode: 'async',
     setup: async () => {
-      const orch = new Orchestrator();
+      const orch = new Orchestrator({ store: false });
       expectSuccess(await orch.run({ agent, task: TASK }));
       return () => orch.run({ agent, task: TASK });
     },
@@ -386,7 +386,7 @@ export const durablePostgresCase: CustomCase = postgresCase(PG_ADMIN);
 // ---- heap ------------------------------------------------------------------------------------
 
 function durablePopulation(id: string, label: string, description: string, store: RunStore | undefined): Population {
-  const orch = new Orchestrator(store === undefined ? {} : { store });
+  const orch = new Orchestrator({ store: store ?? false });
   return {
     id,
     label,

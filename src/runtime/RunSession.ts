@@ -951,7 +951,7 @@ export class RunSession {
    */
   unload(): OaoError {
     if (this.#log === undefined) {
-      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Only a run recorded in a store can be unloaded: create the Orchestrator with a store', { details: { field: 'store' } });
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', "Only a run recorded in a store can be unloaded: this run's orchestrator records none", { details: { field: 'store' } });
     }
     if (this.finished || this.termination !== undefined || this.#unloaded) {
       throw new OaoError('OAO_ERR_RUN_FINISHED', `Run "${this.executionId}" has finished (or is ending, or was unloaded)`, { details: { executionId: this.executionId } });

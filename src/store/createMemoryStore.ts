@@ -333,6 +333,11 @@ class MemoryStore implements MemoryRunStore {
   #delete(entry: RunEntry): void {
     this.#runs.delete(entry.executionId);
     this.#leases.delete(entry.executionId);
+    // Runs mostly finish in the order they started: the oldest is usually the one to go.
+    if (this.#byStart[0] === entry) {
+      this.#byStart.shift();
+      return;
+    }
     const at = lowerBound(this.#byStart, (other) => byStart(other, entry) >= 0);
     if (this.#byStart[at] === entry) this.#byStart.splice(at, 1);
   }

@@ -101,7 +101,8 @@ describe('createRunInspector: streaming runs to an @statelyai/inspect WebSocket 
     });
     await handle.report;
     const runSession = handle.actor.sessionId;
-    await waitFor(() => endpoint.messages.some((m) => m.sessionId === runSession && m.snapshot?.status === 'done'), 'the final snapshot');
+    // Other messages (an actor's, an event's) carry a snapshot too: wait for the snapshot message itself.
+    await waitFor(() => endpoint.messages.some((m) => m.type === '@xstate.snapshot' && m.sessionId === runSession && m.snapshot?.status === 'done'), 'the final snapshot');
     const final = endpoint.messages.filter((m) => m.sessionId === runSession && m.type === '@xstate.snapshot').at(-1);
     expect(final?.snapshot?.context?.session).toEqual({
       executionId: handle.executionId,

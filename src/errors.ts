@@ -39,6 +39,16 @@ export const errorRegistry = {
     retryable: false,
     message: 'The run exceeded its time limit',
   },
+  OAO_ERR_INVALID_TOOL_ARGS: {
+    status: 400,
+    retryable: false,
+    message: "The tool call's arguments do not match the tool's input schema",
+  },
+  OAO_ERR_TOOL_TIMEOUT: {
+    status: 504,
+    retryable: true,
+    message: 'The tool call did not finish within its time limit',
+  },
   OAO_ERR_CANCELLED: {
     status: 409,
     retryable: false,

@@ -96,6 +96,24 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
   // A module of agents for the `oao` CLI (test/cli.test.ts runs them): loading it prints nothing.
   'agents.ts': [/^$/],
   'embed-in-fastify.ts': [
+  'mcp-tools.ts': [
+    'tool search_notes: Searches the notes ["query"]',
+    'researcher: SUCCESS, tools {"search_notes":2}: 2 notes mention governance (an empty query: OAO_ERR_INVALID_TOOL_ARGS)',
+    'vandal: FAILED, policy_violation (tool_denied)',
+  ],
+  'ai-sdk-agent.ts': [
+    'forecaster: SUCCESS, 2 steps, 265 tokens, tools {"weather":1}',
+    'answer: It is 18°C with light rain in Lisbon: take an umbrella.',
+    'restless: FAILED, policy_violation (max_steps) after 3 steps',
+    // exactly five model calls: one per step of each run
+    /^(?:(?!model call)[\s\S])*(?:model call(?:(?!model call)[\s\S])*){5}$/,
+  ],
+  'openai-agents-handoff.ts': [
+    '  step 1: model call (Route the customer to the right agent.)\n  step 2: model call (You resolve billing questions.)\n  step 2: lookup_invoice({"invoice":"INV-7"})',
+    'triage: SUCCESS, 3 steps, 396 tokens, tools {"lookup_invoice":1}',
+    'answer: INV-7 was charged twice: the second charge of 49 EUR will be refunded.',
+    'short: FAILED, policy_violation (max_steps) after 1 step',
+  ],
     'your route: world',
     'POST /oao/run: SUCCESS echo echo: hi',
     'POST /oao/runs: 202 /oao/runs/<id> maxSteps 3',

@@ -1,4 +1,5 @@
 import type { BenchCase, BenchRatio, BenchTarget } from '../harness.js';
+import { adapterCases, adapterRatios } from './adapters.js';
 import { coreCases, coreRatios } from './core.js';
 import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, durableTargets } from './durable.js';
 import { eventsCase, eventsRatios } from './events.js';
@@ -19,6 +20,7 @@ export const benchCases: readonly BenchCase[] = [
   ...langchainCases,
   ...durableCases,
   heapCase,
+  ...adapterCases,
   eventsCase,
   supervisorCase,
   httpCase,
@@ -34,6 +36,7 @@ export const benchRatios: readonly BenchRatio[] = [
   ...eventsRatios,
   ...supervisorRatios,
   ...httpRatios,
+  ...adapterRatios,
   ...durableRatios,
   ...resumeRatios,
 ];

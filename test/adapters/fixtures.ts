@@ -1,6 +1,6 @@
 import { tool } from '@langchain/core/tools';
 import { z } from 'zod';
-import type { OaoEvent, Orchestrator } from '../../src/index.js';
+import type { OaoEvent, Orchestrator, RunStore } from '../../src/index.js';
 import { deferred } from '../helpers.js';
 
 /** Every event of the orchestrator's runs, in order. */
@@ -37,4 +37,28 @@ export function hangingCrawlTool() {
     { name: 'crawl', description: 'Crawls until it is stopped', schema: z.object({ q: z.string() }) },
   );
   return { crawl, seen };
+}
+
+/**
+ * A run store answering every call a macrotask later, as a database would: appends are durable only
+ * when their promise settles. `durable(id)` reads what the inner store holds right now.
+ */
+export function asyncStore(inner: RunStore): RunStore & { durable(id: string): readonly OaoEvent[] } {
+  const later =
+    (fn: (...args: unknown[]) => unknown) =>
+    (...args: unknown[]) =>
+      new Promise((resolve, reject) => {
+        setImmediate(() => {
+          Promise.resolve()
+            .then(() => fn(...args))
+            .then(resolve, reject);
+        });
+      });
+  const wrapped: Record<string, unknown> = { synchronous: false };
+  for (const key of ['append', 'events', 'report', 'get', 'list', 'prune', 'acquireLease', 'renewLease', 'releaseLease', 'charge', 'counters', 'close'] as const) {
+    const method = (inner[key] as (...args: unknown[]) => unknown).bind(inner);
+    wrapped[key] = later(method);
+  }
+  wrapped.durable = (id: string) => inner.events(id) as readonly OaoEvent[];
+  return wrapped as unknown as RunStore & { durable(id: string): readonly OaoEvent[] };
 }

@@ -244,6 +244,26 @@ export const errorRegistry = {
     retryable: true,
     message: 'The server failed unexpectedly',
   },
+  OAO_ERR_QUEUE_UNAVAILABLE: {
+    status: 503,
+    retryable: true,
+    message: 'The run queue (Redis) cannot be reached',
+  },
+  OAO_ERR_INVALID_WORKFLOW: {
+    status: 400,
+    retryable: false,
+    message: 'The workflow definition is invalid',
+  },
+  OAO_ERR_WORKFLOW_CYCLE: {
+    status: 400,
+    retryable: false,
+    message: 'The workflow has a dependency cycle',
+  },
+  OAO_ERR_UNKNOWN_WORKFLOW: {
+    status: 404,
+    retryable: false,
+    message: 'No workflow is registered under that name',
+  },
 } as const satisfies Record<string, { status: number; retryable: boolean; message: string }>;
 
 export type OaoErrorCode = keyof typeof errorRegistry;

@@ -83,3 +83,43 @@ export type {
   OaoToolReply,
   OaoToolRequest,
 } from './adapters/machine/index.js';
+export { defineWorkflow, isWorkflow } from './workflow/defineWorkflow.js';
+export type {
+  Workflow,
+  WorkflowContext,
+  WorkflowDefinition,
+  WorkflowItemContext,
+  WorkflowNode,
+  WorkflowNodeSpec,
+  WorkflowResults,
+  WorkflowShape,
+} from './workflow/defineWorkflow.js';
+export type { OnFailure, WorkflowNodeResult, WorkflowNodeStatus, WorkflowResult } from './workflow/WorkflowRun.js';
+export type { WorkflowHandle, WorkflowRunOptions } from './workflow/startWorkflow.js';
+export { workflowNodeMachine } from './workflow/workflowMachine.js';
+export type { WorkflowMachine, WorkflowNodeMachine } from './workflow/workflowMachine.js';
+export { skipReasonSchema, workflowEventSchema, workflowEventTypes } from './events/workflowSchema.js';
+export type { SkipReason, WorkflowCounts, WorkflowEvent, WorkflowEventOf, WorkflowEventType, WorkflowHaltKind } from './events/workflowSchema.js';
+export { createGovernedRun, createGovernedWorkflow, governedRun, governedWorkflow } from './actors/governedRun.js';
+export type {
+  GovernedRunInput,
+  GovernedRunLogic,
+  GovernedRunSnapshot,
+  GovernedWorkflowInput,
+  GovernedWorkflowLogic,
+  GovernedWorkflowSnapshot,
+} from './actors/governedRun.js';
+export { definePlugin, isPlugin } from './plugins/definePlugin.js';
+export type {
+  Plugin,
+  PluginCounters,
+  PluginDefinition,
+  PluginFactsBase,
+  PluginRule,
+  PluginRuleFacts,
+  PluginRuleKind,
+  PluginRules,
+  PluginSetupContext,
+  PluginToolCall,
+  PluginVerdict,
+} from './plugins/definePlugin.js';

@@ -66,6 +66,20 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
     'run 2: INIT -> EXECUTE.running.working -> TERMINATE; ledger: 1 step, 200 tokens; child of 0.supervisor.supervising',
     /messages received: \d+ \(actor, event and snapshot\)/,
   ],
+  'workflow.ts': [
+    'node facts: SUCCESS',
+    'workflow article: SUCCESS, 5 of 5 nodes, 1350 tokens',
+    'facts: "verified: agents need budgets"; "verified: tools need allow-lists"',
+    'notify: "sent \\"An article on AI governance.\\""',
+    'tight budget: FAILED, write policy_violation, notify SKIPPED (budget)',
+    'race won by fast: "fast answer"; cancelled: slow',
+  ],
+  'plugins.ts': [
+    'leaky: FAILED, plugin:pii-guard/toolCall: The arguments of search contain personal data (email)',
+    'stuck: FAILED, plugin:loop-detection/toolCall after 2 calls',
+    'restless: FAILED, plugin:weekend-quota/stepStart after 2 steps',
+    'audit: 14 decisions, 2 tool calls denied',
+  ],
   'multi-agent.ts': [
     'finished researcher: SUCCESS',
     'finished critic: SUCCESS',

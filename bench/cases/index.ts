@@ -10,6 +10,7 @@ import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
 
 /**
+import { workflowCase, workflowRatios } from './workflow.js';
  * Every case `npm run bench` runs, in table order, and the ratios it reports. A new group (the
  * supervisor, an adapter, the HTTP service) adds a file next to these that exports its cases and
  * ratios (and rate targets, if it has any), and appends them here. Time cases are measured
@@ -26,6 +27,7 @@ export const benchCases: readonly BenchCase[] = [
   httpCase,
   durablePostgresCase,
   durableHeapCase,
+  workflowCase,
   resumeCase,
 ];
 
@@ -41,5 +43,6 @@ export const benchRatios: readonly BenchRatio[] = [
   ...resumeRatios,
 ];
 
+  ...workflowRatios,
 /** Rates that rows must reach on their own (ops/s), where the requirements state them so. */
 export const benchTargets: readonly BenchTarget[] = [...durableTargets];

@@ -6,6 +6,8 @@ import { OaoError } from '../errors.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 
+import { resolveWorkflows } from '../server/WorkflowService.js';
+import type { Workflow } from '../workflow/defineWorkflow.js';
 /** What the CLI takes from a user's module. */
 export interface AgentModule {
   readonly path: string;
@@ -13,6 +15,8 @@ export interface AgentModule {
   readonly tools: ToolSet | undefined;
   readonly policy: StrictPolicy | PolicyOptions | undefined;
 }
+  /** The module's `workflows` export (made by defineWorkflow), by name; empty when it has none. */
+  readonly workflows: Readonly<Record<string, Workflow>>;
 
 function isAgent(value: unknown): value is AgentLike {
   if (typeof value === 'function') return true;
@@ -65,7 +69,14 @@ export async function loadAgentModule(path: string, cwd: string = process.cwd())
     });
   }
   const shape = moduleShape(exports);
-  const agents = pickAgents(shape, path);
+  let workflows: ReadonlyMap<string, Workflow>;
+  try {
+    workflows = resolveWorkflows(shape.workflows);
+  } catch (error) {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `The "workflows" export of ${path}: ${(error as Error).message}`, { cause: error, details: { module: path } });
+  }
+  // A module may export only workflows: their nodes carry the agents.
+  const agents = workflows.size > 0 && shape.agents === undefined && !hasAgentExport(shape) ? {} : pickAgents(shape, path);
   const tools = shape.tools;
   if (tools !== undefined && (typeof tools !== 'object' || tools === null || Object.values(tools).some((t) => typeof t !== 'function'))) {
     throw new OaoError('OAO_ERR_INVALID_MODULE', `The "tools" export of ${path} must be an object of functions`, { details: { module: path } });
@@ -76,7 +87,11 @@ export async function loadAgentModule(path: string, cwd: string = process.cwd())
       details: { module: path },
     });
   }
-  return { path: file, agents, tools: tools as ToolSet | undefined, policy: policy as StrictPolicy | PolicyOptions | undefined };
+  return { path: file, agents, tools: tools as ToolSet | undefined, policy: policy as StrictPolicy | PolicyOptions | undefined, workflows: Object.fromEntries(workflows) };
+}
+
+function hasAgentExport(exports: Record<string, unknown>): boolean {
+  return isAgent(exports.default) || Object.values(exports).some((value) => isAgent(value));
 }
 
 /**
@@ -107,7 +122,7 @@ function pickAgents(exports: Record<string, unknown>, path: string): Record<stri
   } else if (typeof fallback === 'object' && fallback !== null) {
     candidates.push(...Object.entries(fallback));
   } else {
-    for (const [key, value] of Object.entries(exports)) if (key !== 'tools' && key !== 'policy' && isAgent(value)) candidates.push([key, value]);
+    for (const [key, value] of Object.entries(exports)) if (key !== 'tools' && key !== 'policy' && key !== 'workflows' && isAgent(value)) candidates.push([key, value]);
   }
   const agents: Record<string, AgentLike> = {};
   for (const [name, value] of candidates) {

@@ -22,6 +22,8 @@ import { parseSince } from './parseSince.js';
 import { STARTER_FILE, writeStarterModule } from './starterModule.js';
 import { listenFailure } from './startupError.js';
 import { listStoredRuns, storedRunView, type RunListing, type RunView } from './storedRuns.js';
+import { QUEUE_PACKAGES, redisUrl, workerCommand } from './workerCommand.js';
+import { workflowCommand } from './workflowCommand.js';
 import { colorWanted, createStyle, table, type Style } from './style.js';
 
 interface RunList {
@@ -413,6 +415,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
       await (io.untilStopped?.() ?? new Promise<void>(() => {}));
       await server.close();
       await inspector?.stop();
+          ...(Object.keys(mod.workflows).length === 0 ? {} : { workflows: mod.workflows }),
       await closeStore(store);
       io.stdout('OAO server stopped\n');
       setExit(ExitCode.OK);
@@ -670,6 +673,9 @@ function jsonArgument(value: string): { readonly value: unknown } {
 }
 
 /** One line of JSON, cut to `max` characters. */
+  program.addCommand(workerCommand(io, setExit));
+  program.addCommand(workflowCommand(io, setExit).copyInheritedSettings(program));
+
 function jsonPreview(value: unknown, max: number): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;

@@ -10,6 +10,8 @@ import { runsRoutes } from './routes/runsRoutes.js';
 import { whatIfRoutes } from './routes/whatIfRoutes.js';
 import type { RunService } from './RunService.js';
 import type { ApiKey } from './serverOptions.js';
+import { workflowRoutes } from './workflowRoutes.js';
+import type { WorkflowService } from './WorkflowService.js';
 
 export interface ApiPluginOptions {
   readonly service: RunService;
@@ -19,6 +21,8 @@ export interface ApiPluginOptions {
   readonly apiKeys: readonly ApiKey[];
   /** The keys that may approve or deny tool calls; undefined: every key of `apiKeys`. */
   readonly approverKeys?: ReadonlySet<string> | undefined;
+  /** The server's workflows, when it has any. */
+  readonly workflows?: WorkflowService | undefined;
 }
 
 /**
@@ -26,7 +30,7 @@ export interface ApiPluginOptions {
  * encapsulated context: the API-key check is a hook of this context only, so GET /health, the docs
  * and the dashboard's static assets (registered outside it) stay open.
  */
-export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, basePath, apiKeys, approverKeys }) => {
+export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { service, basePath, apiKeys, approverKeys, workflows }) => {
   if (apiKeys.length > 0) app.addHook('onRequest', bearerAuth(apiKeys));
   await app.register(agentRoutes, { service });
   await app.register(policyRoutes, { service });
@@ -35,5 +39,6 @@ export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { 
   await app.register(eventsRoutes, { service });
   await app.register(whatIfRoutes, { service });
   await app.register(approvalRoutes, { service, approverKeys });
+  if (workflows !== undefined) await app.register(workflowRoutes, { workflows, basePath });
   if (service.metrics !== undefined) await app.register(metricsPlugin(service.metrics));
 };

@@ -8,6 +8,7 @@ import { acceptJsonBodiesOnly } from './jsonBody.js';
 import { DOCS_PREFIX, registerDocs } from './registerDocs.js';
 import { healthRoutes } from './routes/healthRoutes.js';
 import { RunService } from './RunService.js';
+import { WorkflowService } from './WorkflowService.js';
 import { MAX_EXECUTION_ID_LENGTH } from './schemas.js';
 import { resolveServerOptions, type OaoPluginOptions, type ResolvedServerOptions } from './serverOptions.js';
 
@@ -102,7 +103,18 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
   const secured = resolved.apiKeys.length > 0;
   await registerDocs(app, { secured, basePath });
   await app.register(healthRoutes);
-  await app.register(apiPlugin, { service, basePath, apiKeys: resolved.apiKeys, approverKeys: resolved.approverKeys });
+  const workflows =
+    resolved.workflows.size === 0
+      ? undefined
+      : new WorkflowService({
+          workflows: resolved.workflows,
+          policy: resolved.policy,
+          maxConcurrency: resolved.maxConcurrency,
+          clock: resolved.clock,
+          store: resolved.store,
+          inspect: resolved.inspect,
+        });
+  await app.register(apiPlugin, { service, basePath, apiKeys: resolved.apiKeys, approverKeys: resolved.approverKeys, workflows });
   if (resolved.dashboard) await app.register(dashboardPlugin, { secured, basePath });
 }
 

@@ -1,4 +1,7 @@
 import type { FastifyLoggerOptions } from 'fastify';
+import { isPlugin, type Plugin } from '../plugins/definePlugin.js';
+import type { Workflow } from '../workflow/defineWorkflow.js';
+import { resolveWorkflows } from './WorkflowService.js';
 import type { AgentLike, ToolSet } from '../agent.js';
 import type { Metrics } from '../observability/metrics/createMetrics.js';
 import type { OaoInspector } from '../Orchestrator.js';
@@ -46,6 +49,11 @@ export interface OaoPluginOptions {
   /** Tools every run may call (governed by the policy). */
   readonly tools?: ToolSet;
   /** Runs of one POST /run-multi at once; a request may ask for fewer. @default 4 */
+  /**
+   * Workflows requests may start by name (`POST /workflows/:name/runs`), each made by
+   * `defineWorkflow`; their nodes run under `policy`. See docs/workflows.md.
+   */
+  readonly workflows?: Readonly<Record<string, Workflow>>;
   readonly maxConcurrency?: number;
   readonly limits?: ServerLimits;
   /**
@@ -155,6 +163,7 @@ export interface ResolvedServerOptions {
 }
 
 /** Validates the options eagerly, so a misconfigured server fails at startup, naming the option. */
+  readonly workflows: ReadonlyMap<string, Workflow>;
 export function resolveServerOptions(options: ServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedServerOptions {
   if (typeof options !== 'object' || options === null) {
     throw invalidOption('options', `Expected the server options to be an object, got ${typeOf(options)}`);
@@ -185,6 +194,7 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
   };
   return { ...resolved, resumeInterrupted: resolveFlag(options.resumeInterrupted, 'resumeInterrupted', !isMemoryStore(resolved.store)) };
 }
+    workflows: resolveWorkflows(options.workflows),
 
 /**
  * The keys a server accepts: the option when given (an empty list turns auth off), else the

@@ -10,6 +10,9 @@ const HEARTBEAT_MS = 15_000;
  */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
+/** What a stream sends: a run's events, or a workflow run's (both carry a per-stream seq and a type). */
+export type SseEvent = OaoEvent | { readonly seq: number; readonly type: string };
+
 export interface SseStream {
   readonly ended: boolean;
   /** Ends the stream (idempotent). */

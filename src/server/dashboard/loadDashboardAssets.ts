@@ -24,6 +24,8 @@ export const DASHBOARD_ASSET_NAMES = [
   'sse.js',
   'statechart.js',
   'timeline.js',
+  'workflows.html',
+  'workflows.js',
 ] as const;
 
 export type DashboardAssetName = (typeof DASHBOARD_ASSET_NAMES)[number];

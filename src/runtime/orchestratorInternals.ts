@@ -1,0 +1,45 @@
+import { OaoError } from '../errors.js';
+import type { EventHub } from '../events/EventHub.js';
+import type { OaoEvent } from '../events/schema.js';
+import type { WorkflowEvent } from '../events/workflowSchema.js';
+import type { StrictPolicy } from '../policy/StrictPolicy.js';
+import type { RunStore } from '../store/RunStore.js';
+import type { RunOwnership } from '../store/RunLog.js';
+import { typeOf } from '../options.js';
+import type { Clock } from './clock.js';
+import type { InstalledPlugins } from '../plugins/installPlugins.js';
+
+/**
+ * What runs started on an orchestrator's behalf outside `Orchestrator` itself (workflow nodes,
+ * `createGovernedRun(orch)`) share with it: its policy ceiling, clock, ids, store, inspector and
+ * event streams. Kept out of the public class so that users see none of it.
+ */
+export interface OrchestratorInternals {
+  readonly policy: StrictPolicy;
+  readonly clock: Clock;
+  /** Whether the clock was given (then actors are created with it, as XState's own clock). */
+  readonly customClock: boolean;
+  readonly generateId: () => string;
+  readonly store: RunStore | undefined;
+  readonly ownership: RunOwnership | undefined;
+  readonly inspect: unknown;
+  readonly hub: EventHub<OaoEvent>;
+  readonly workflowHub: EventHub<WorkflowEvent>;
+  /** The orchestrator's plugins: they govern these runs as they do its own. */
+  readonly plugins: InstalledPlugins | undefined;
+}
+
+const registry = new WeakMap<object, OrchestratorInternals>();
+
+export function registerInternals(orchestrator: object, internals: OrchestratorInternals): void {
+  registry.set(orchestrator, internals);
+}
+
+/** The internals of an Orchestrator, or the typed error for anything else. */
+export function internalsOf(orchestrator: unknown, field = 'orchestrator'): OrchestratorInternals {
+  const internals = typeof orchestrator === 'object' && orchestrator !== null ? registry.get(orchestrator) : undefined;
+  if (internals === undefined) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected an Orchestrator, got ${typeOf(orchestrator)}`, { details: { field } });
+  }
+  return internals;
+}

@@ -6,6 +6,8 @@ import { OaoError, safeString } from './errors.js';
 import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
+import type { Plugin } from './plugins/definePlugin.js';
+import { installPlugins, type InstalledPlugins } from './plugins/installPlugins.js';
 import { ownRecord } from './policy/schema.js';
 import type { BatchEvent, BatchEventOf, BatchEventType, BatchProgress } from './events/batchSchema.js';
 import { EventHub } from './events/EventHub.js';
@@ -64,6 +66,11 @@ export interface MultiAgentOrchestratorOptions {
   readonly owner?: string;
   /** How long a child run's lease lasts without renewal. @default 10000 */
   readonly leaseTtlMs?: number;
+  /**
+   * Plugins made by `definePlugin()`, governing every child run as they do an `Orchestrator`'s
+   * runs; their `onEvent` hooks see every child run's events. See docs/plugins.md. @default none
+   */
+  readonly plugins?: readonly Plugin[];
 }
 
 /** A submitted batch. */
@@ -112,6 +119,7 @@ export class MultiAgentOrchestrator {
   readonly #generateId: () => string;
   readonly #store: RunStore | undefined;
   readonly #ownership: RunOwnership | undefined;
+  readonly #plugins: InstalledPlugins | undefined;
 
   constructor(options: MultiAgentOrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -135,6 +143,14 @@ export class MultiAgentOrchestrator {
     this.#ownership = resolveOwnership(this.#store, options.owner, options.leaseTtlMs);
     this.#hub = new EventHub<BatchEvent>(options.onHookError ?? defaultHookError);
     this.events$ = this.#hub.events$;
+    const hub = this.#hub;
+    // Plugins' hooks see run events: each child run's, unwrapped from its RUN_EVENT.
+    this.#plugins = installPlugins(options.plugins, (type, hook) => {
+      hub.on('RUN_EVENT', (event) => {
+        const run = (event as Extract<BatchEvent, { type: 'RUN_EVENT' }>).payload.event;
+        return type === '*' || run.type === type ? hook(run) : undefined;
+      });
+    });
   }
 
   /** Runs several agents on the same task; resolves with a report per agent name. */
@@ -222,6 +238,7 @@ export class MultiAgentOrchestrator {
           record: false,
           shared,
           ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
+          ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
         });
         batch.add(session, ref, priority);
         if (jobSignal !== undefined) jobSignals.push([session.executionId, jobSignal]);

@@ -19,6 +19,8 @@ import type { RunStore } from './store/RunStore.js';
 import type { RunOwnership } from './store/RunLog.js';
 import { checkStore, resolveOwnership } from './store/storeOption.js';
 import { createMemoryStore } from './store/createMemoryStore.js';
+import type { Plugin, PluginToolCall } from './plugins/definePlugin.js';
+import { installPlugins, type InstalledPlugins } from './plugins/installPlugins.js';
 import { replayLog } from './log/replayLog.js';
 import { verifyReplay } from './log/verifyReplay.js';
 import { resumePoint } from './log/resumePoint.js';
@@ -129,6 +131,13 @@ export interface OrchestratorOptions {
   readonly owner?: string;
   /** How long a run's lease lasts without renewal (renewed every third of it). @default 10000 */
   readonly leaseTtlMs?: number;
+  /**
+   * Plugins made by `definePlugin()`: their rules are asked before every step, tool call, model
+   * call and usage charge of every run, like the policy's limits; their tools join every run's;
+   * their hooks see every event. They can never widen a limit. See docs/plugins.md.
+   * @default none
+   */
+  readonly plugins?: readonly Plugin[];
 }
 
 /** Finished runs the default memory store keeps (the newest). */
@@ -167,6 +176,7 @@ export class Orchestrator {
   readonly #ownership: RunOwnership | undefined;
   /** Runs live in this orchestrator, by id: decisions by execution id reach them. */
   readonly #live = new Map<string, RunSession>();
+  readonly #plugins: InstalledPlugins | undefined;
 
   constructor(options: OrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -182,6 +192,9 @@ export class Orchestrator {
     const hub = new EventHub<OaoEvent>(options.onHookError ?? defaultHookError);
     this.#hub = hub;
     this.events$ = hub.events$;
+    this.#plugins = installPlugins(options.plugins, (type, hook) => {
+      hub.on(type, hook);
+    });
     this.#workflowHub = new EventHub<WorkflowEvent>((error, event) => console.error(`[oao] a hook for ${event.type} failed:`, error));
     this.workflowEvents$ = this.#workflowHub.events$;
     registerInternals(this, {
@@ -194,6 +207,7 @@ export class Orchestrator {
       inspect: this.#inspect,
       hub,
       workflowHub: this.#workflowHub,
+      plugins: this.#plugins,
     });
   }
 
@@ -462,6 +476,7 @@ export class Orchestrator {
       });
     }
     let point;
+    let pluginToolCalls: PluginToolCall[] | undefined;
     try {
       // Read after the lease is taken: a stale owner can append nothing from now on.
       const events = await store.events(executionId);
@@ -470,6 +485,11 @@ export class Orchestrator {
         return { report: (await store.report(executionId)) as ExecutionReport };
       }
       point = resumePoint(events);
+      // Plugins' rules see every tool call of the run, those before the crash too.
+      if (this.#plugins?.rules !== undefined) {
+        pluginToolCalls = [];
+        for (const event of events) if (event.type === 'TOOL_CALL') pluginToolCalls.push(Object.freeze({ tool: event.payload.tool, args: event.payload.args }));
+      }
     } catch (error) {
       await Promise.resolve(store.releaseLease(lease)).catch(() => {});
       throw error;
@@ -486,6 +506,8 @@ export class Orchestrator {
         store,
         ownership,
         lease,
+        ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
+        ...(pluginToolCalls === undefined ? {} : { pluginToolCalls }),
       });
     } catch (error) {
       await Promise.resolve(store.releaseLease(lease)).catch(() => {});
@@ -511,6 +533,7 @@ export class Orchestrator {
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
       ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
+      ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
     });
     return this.#startSession(session, signal, syncOnly, onFinish);
   }

@@ -24,6 +24,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'The run exceeded a policy limit',
   },
+  OAO_ERR_PLUGIN_FAILED: {
+    status: 500,
+    retryable: false,
+    message: 'A plugin rule failed',
+  },
   OAO_ERR_TOOL_DENIED: {
     status: 403,
     retryable: false,
@@ -314,8 +319,12 @@ export class OaoError extends Error {
   }
 }
 
+/** The rule name of a plugin's rule: `plugin:<plugin name>/<rule kind>`. */
+export type PluginRuleName = `plugin:${string}/${'stepStart' | 'toolCall' | 'modelCall' | 'usage'}`;
+
 /** The rules a policy enforces; `termination.rule` and violation events name one of these. */
 export type PolicyRule =
+  | PluginRuleName
   | 'max_steps'
   | 'max_tokens'
   | 'max_tool_calls'

@@ -6,6 +6,8 @@ import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
 import { resumeCase, resumeRatios } from './resume.js';
 import { httpCase, httpRatios } from './http.js';
+import { pluginCases, pluginRatios } from './plugins.js';
+import { queueCase, queueRatios } from './queue.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
 
@@ -19,6 +21,8 @@ import { workflowCase, workflowRatios } from './workflow.js';
 export const benchCases: readonly BenchCase[] = [
   ...coreCases,
   ...langchainCases,
+  ...adapterCases,
+  ...pluginCases,
   ...durableCases,
   heapCase,
   ...adapterCases,
@@ -34,6 +38,8 @@ export const benchCases: readonly BenchCase[] = [
 export const benchRatios: readonly BenchRatio[] = [
   ...coreRatios,
   ...langchainRatios,
+  ...adapterRatios,
+  ...pluginRatios,
   ...heapRatios,
   ...eventsRatios,
   ...supervisorRatios,

@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AgentLike, ToolSet } from '../agent.js';
 import { OaoError } from '../errors.js';
+import { isPlugin, type Plugin } from '../plugins/definePlugin.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 
@@ -68,6 +69,26 @@ export async function loadAgentModule(path: string, cwd: string = process.cwd())
       details: { module: path },
     });
   }
+}
+
+/**
+ * Loads the plugins of a `--plugin` module: its default export, its `plugin` export or its `plugins`
+ * array, each made by definePlugin(). Anything else is OAO_ERR_INVALID_MODULE naming the module.
+ */
+export async function loadPluginModule(path: string, cwd: string = process.cwd()): Promise<Plugin[]> {
+  const { exports } = await importModule(path, cwd);
+  const found = exports.plugins ?? exports.plugin ?? exports.default;
+  const plugins = Array.isArray(found) ? (found as unknown[]) : [found];
+  if (plugins.length === 0 || !plugins.every((plugin) => isPlugin(plugin))) {
+    throw new OaoError('OAO_ERR_INVALID_MODULE', `${path} must export a plugin made by definePlugin() (as default, "plugin" or a "plugins" array)`, {
+      details: { module: path },
+    });
+  }
+  return plugins;
+}
+
+export async function loadAgentModule(path: string, cwd: string = process.cwd()): Promise<AgentModule> {
+  const { file, exports } = await importModule(path, cwd);
   const shape = moduleShape(exports);
   let workflows: ReadonlyMap<string, Workflow>;
   try {

@@ -13,7 +13,8 @@ import type { RunStore, StoredRunStatus } from '../store/RunStore.js';
 import { RUNTIME_VERSION } from '../version.js';
 import { ExitCode, type ExitCodeValue } from './exitCodes.js';
 import { formatReport, summaryTable } from './formatReport.js';
-import { loadAgentModule } from './loadModule.js';
+import { loadAgentModule, loadPluginModule } from './loadModule.js';
+import type { Plugin } from '../plugins/definePlugin.js';
 import type { RunInspector } from '../observability/inspect/index.js';
 import type { DecisionResponse, PendingApprovalBody, RunState, RunSummary } from '../server/schemas.js';
 import { DEFAULT_SERVE_STORE, describeStore, openDefaultServeStore, openStore, parseStoreUrl, STORE_FORMS, type StoreLocation } from './openStore.js';
@@ -97,6 +98,9 @@ interface ServeFlags {
   store?: string;
   leaseTtlMs?: number;
   resume: boolean;
+  redis?: string;
+  queueName?: string;
+  plugin?: string[];
 }
 
 function inspectorUrl(value: string): string {
@@ -354,12 +358,17 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     .option(STORE_FLAG, `${STORE_HELP} (default ${DEFAULT_SERVE_STORE}, or memory when better-sqlite3 is not installed)`)
     .option('--lease-ttl-ms <ms>', 'how long a run stays leased without renewal: a run whose server died lists as interrupted that long after (default 10000)', positiveInt('--lease-ttl-ms'))
     .option('--no-resume', 'leave the runs a stopped server left unfinished in the store as they are (by default they are resumed here, or ended FAILED when no agent of theirs is here)')
+    .option('--redis <url>', 'enqueue POST /runs and /run on this Redis for `oao worker` processes instead of running them here (the store must be shared with the workers)', redisUrl)
+    .option('--queue-name <name>', 'with --redis: the queue name, as the workers use it (default oao-runs)')
+    .option('--plugin <module>', 'govern every run with the plugin(s) this module exports (definePlugin(); repeatable)', collect)
     .addOption(
       new Option('--inspect [url]', 'stream every run actor to an @statelyai/inspect WebSocket inspector').preset(DEFAULT_INSPECT_URL).argParser(inspectorUrl),
     )
     .action(async (modulePath: string, flags: ServeFlags) => {
       const requested = flags.store === undefined ? undefined : parseStoreUrl(flags.store);
       const mod = await loadAgentModule(modulePath, io.cwd);
+      const plugins: Plugin[] = [];
+      for (const pluginPath of flags.plugin ?? []) plugins.push(...(await loadPluginModule(pluginPath, io.cwd)));
       await requirePackages('oao serve', SERVER_PACKAGES);
       const { startServer } = await import('../server/index.js');
       const envKeys = (io.env.OAO_API_KEYS ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0);
@@ -411,6 +420,8 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
         ...(metrics === undefined ? [] : [`metrics at ${server.url}/metrics`]),
         ...(inspector === undefined ? [] : [`inspector at ${inspector.url}`]),
       ];
+          ...(plugins.length === 0 ? {} : { plugins }),
+          ...(queue === undefined ? {} : { queue }),
       io.stdout(`OAO listening on ${server.url} (agents: ${Object.keys(mod.agents).join(', ')}; ${where.join('; ')})\n`);
       await (io.untilStopped?.() ?? new Promise<void>(() => {}));
       await server.close();

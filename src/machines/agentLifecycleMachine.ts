@@ -124,6 +124,7 @@ export const agentLifecycleMachine = setup({
     DEADLINE: { target: '.FAILED' },
     VIOLATION: { target: '.FAILED' },
     STORE_FAILED: { target: '.FAILED' },
+    PLUGIN_FAILED: { target: '.FAILED' },
   },
   states: {
     INIT: {

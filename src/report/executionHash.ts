@@ -10,6 +10,8 @@ export interface ExecutionIdentity {
   readonly agent: string;
   /** Tool names, sorted. */
   readonly tools: readonly string[];
+  /** The orchestrator's plugins as `name@version`, in order; none leaves the hash as without plugins. */
+  readonly plugins?: readonly string[];
 }
 
 /**
@@ -18,7 +20,9 @@ export interface ExecutionIdentity {
  */
 export function executionHash(identity: ExecutionIdentity): string {
   // JSON text never holds a raw newline, so the three parts cannot run into each other.
-  const text = `${JSON.stringify(['oao', RUNTIME_VERSION, identity.agent, identity.tools])}\n${identity.policy}\n${identity.task}`;
+  const plugins = identity.plugins;
+  const header = plugins === undefined || plugins.length === 0 ? ['oao', RUNTIME_VERSION, identity.agent, identity.tools] : ['oao', RUNTIME_VERSION, identity.agent, identity.tools, plugins];
+  const text = `${JSON.stringify(header)}\n${identity.policy}\n${identity.task}`;
   return sha256(text);
 }
 

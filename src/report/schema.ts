@@ -8,15 +8,12 @@ export const terminationReasons = ['completed', 'policy_violation', 'timeout', '
 export const terminationReasonSchema = z.enum(terminationReasons);
 export type TerminationReason = z.infer<typeof terminationReasonSchema>;
 
-export const policyRuleSchema = z.enum([
-  'max_steps',
-  'max_tokens',
-  'max_tool_calls',
-  'tool_max_calls',
-  'tool_not_allowed',
-  'tool_denied',
-  'approval_denied',
-  'approval_timeout',
+/** A plugin's rule: `plugin:<plugin name>/<rule kind>`. */
+export const pluginRuleNameSchema = z.templateLiteral(['plugin:', z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), '/', z.enum(['stepStart', 'toolCall', 'modelCall', 'usage'])]);
+
+export const policyRuleSchema = z.union([
+  z.enum(['max_steps', 'max_tokens', 'max_tool_calls', 'tool_max_calls', 'tool_not_allowed', 'tool_denied', 'approval_denied', 'approval_timeout']),
+  pluginRuleNameSchema,
 ]);
 
 export const serializedErrorSchema = z.object({

@@ -29,6 +29,8 @@ import { RunLog, type RunOwnership } from '../store/RunLog.js';
 import type { Lease, RunStore } from '../store/RunStore.js';
 import type { RecordedModelCall, RecordedToolCall, ResumePoint, ResumePointKind } from '../log/resumePoint.js';
 import { canonicalJson } from '../report/canonicalJson.js';
+import type { PluginRuleSet } from '../policy/pluginRules.js';
+import type { PluginFactsBase, PluginRuleFacts, PluginRuleKind, PluginToolCall } from '../plugins/definePlugin.js';
 
 /**
  * Where a session delivers its events besides its own record (the orchestrator's stream and
@@ -75,6 +77,10 @@ export interface RunSessionInit {
   readonly approvalPredicate?: ApprovalPredicate | undefined;
   /** How far `raise()` may take a limit: the orchestrator's own policy. @default the run's limits */
   readonly ceiling?: PolicyLimits | undefined;
+  /** The rules of the orchestrator's plugins, asked before each spend like the policy's limits. */
+  readonly plugins?: PluginRuleSet | undefined;
+  /** A resumed run's tool calls before it was resumed, as its plugins' rules see them. */
+  readonly pluginToolCalls?: readonly PluginToolCall[] | undefined;
 }
 
 export type { BudgetRaise };
@@ -149,7 +155,7 @@ export interface ModelCallRecord {
 }
 
 /** What the lifecycle machine is sent when something outside it ends the run. */
-export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' };
+export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' } | { type: 'PLUGIN_FAILED' };
 
 /** What the lifecycle machine is sent when a tool call starts or stops waiting for approval. */
 export type ApprovalEvent = { type: 'APPROVAL.WAIT' } | { type: 'APPROVAL.DONE' } | { type: 'BUDGET.WAIT' } | { type: 'BUDGET.RAISED' };
@@ -260,6 +266,13 @@ export class RunSession {
   /** Undefined for a run without tools (most runs): no Map to build. */
   readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown> | undefined;
 
+  /** The plugins' rules; undefined when there are none (most runs). */
+  readonly #plugins: PluginRuleSet | undefined;
+  /** The run's tool calls as rules see them (kept only when there are rules). */
+  #pluginCalls: readonly PluginToolCall[] = NO_CALLS;
+  /** The stepStart rules' answer for the step about to start, asked once per decision (keyed by seq). */
+  #pluginStep: { readonly seq: number; readonly violation: PolicyViolation | null; readonly failure: OaoError | null } | undefined;
+
   constructor(init: RunSessionInit) {
     this.executionId = init.executionId;
     this.agent = init.agent;
@@ -288,6 +301,8 @@ export class RunSession {
     this.#replay = init.replay;
     this.#approvalPredicate = init.approvalPredicate;
     this.#ceiling = init.ceiling ?? init.limits;
+    this.#plugins = init.plugins;
+    if (init.plugins !== undefined && init.pluginToolCalls !== undefined) this.#pluginCalls = Object.freeze([...init.pluginToolCalls]);
     if (init.resume !== undefined) this.#restore(init.resume.point);
     if (init.store !== undefined) {
       this.#log = new RunLog(init.store, this.executionId, (error) => this.#storeFailed(error), init.ownership, init.resume?.lease === undefined ? undefined : { lease: init.resume.lease });
@@ -555,14 +570,74 @@ export class RunSession {
     return (
       checkStepStart(this.limits, this.steps) === null &&
       (this.shared === undefined || this.shared.checkStep() === null) &&
-      (!this.#tokensPause || this.#tokensExhausted() === null)
+      (!this.#tokensPause || this.#tokensExhausted() === null) &&
+      (this.#plugins === undefined || this.#stepRuling().violation === null)
     );
+  }
+
+  /**
+   * What the plugins' stepStart rules say about the next step. Asked from the machine's guards, so
+   * it records nothing: `refuseStep` records the refusal (or the rule's failure). Asked once per
+   * decision: the answer is kept until the next event.
+   */
+  #stepRuling(): { readonly violation: PolicyViolation | null; readonly failure: OaoError | null } {
+    const cached = this.#pluginStep;
+    if (cached !== undefined && cached.seq === this.#seq) return cached;
+    let violation: PolicyViolation | null = null;
+    let failure: OaoError | null = null;
+    const plugins = this.#plugins;
+    if (plugins !== undefined && plugins.has('stepStart')) {
+      try {
+        violation = plugins.check('stepStart', this.#pluginFacts(this.steps + 1), this.counters());
+      } catch (error) {
+        failure = error as OaoError;
+        // A rule that failed refuses the step: the run fails closed.
+        violation = { rule: 'max_steps', message: failure.message, limit: null, attempted: null };
+      }
+    }
+    const ruling = { seq: this.#seq, violation, failure };
+    this.#pluginStep = ruling;
+    return ruling;
+  }
+
+  /** The facts every plugin rule is given. */
+  #pluginFacts(step: number): PluginFactsBase {
+    return { executionId: this.executionId, agentName: this.agentName, step, toolCalls: this.#pluginCalls };
+  }
+
+  /**
+   * Asks the plugins' rules of one kind (when there are any): their refusal, or null. A rule that
+   * fails ends the run closed (reason `error`, OAO_ERR_PLUGIN_FAILED) and its error is thrown.
+   */
+  #askPlugins<K extends PluginRuleKind>(kind: K, facts: () => PluginRuleFacts[K]): PolicyViolation | null {
+    const plugins = this.#plugins;
+    if (plugins === undefined || !plugins.has(kind)) return null;
+    try {
+      return plugins.check(kind, facts(), this.counters());
+    } catch (error) {
+      this.#pluginFailed(error as OaoError);
+      throw error;
+    }
+  }
+
+  /** A plugin's rule failed: the run ends FAILED with its error before anything more happens. */
+  #pluginFailed(error: OaoError): void {
+    if (this.finished || this.termination !== undefined) return;
+    this.failWith(error);
+    this.#activeScope?.abort(error);
+    this.#stop({ type: 'PLUGIN_FAILED' });
   }
 
   /** The REVIEW -> EXECUTE edge was refused: record the max_steps violation (the run's or the batch's). */
   refuseStep(): void {
     const violation = checkStepStart(this.limits, this.steps) ?? this.shared?.checkStep() ?? null;
-    if (violation === null) return;
+    if (violation === null) {
+      if (this.#plugins === undefined) return;
+      const ruling = this.#stepRuling();
+      if (ruling.failure !== null) this.failWith(ruling.failure);
+      else if (ruling.violation !== null) this.recordViolation(ruling.violation);
+      return;
+    }
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     this.recordViolation(violation);
   }
@@ -646,6 +721,14 @@ export class RunSession {
       else this.recordViolation(violation);
       return;
     }
+    let refused: PolicyViolation | null = null;
+    if (this.#plugins !== undefined) {
+      try {
+        refused = this.#askPlugins('usage', () => ({ ...this.#pluginFacts(this.steps), usage: { input: usage.input, output: usage.output, total: usage.total, source } }));
+      } catch {
+        return; // the run fails closed (see #askPlugins); the charge is not counted
+      }
+    }
     this.#counters = undefined;
     this.tokensIn += usage.input;
     this.tokensOut += usage.output;
@@ -655,7 +738,7 @@ export class RunSession {
     const own = checkTokens(this.limits, this.tokensTotal);
     // Spend that crossed a pausing limit has happened: the run is not failed for it, it pauses
     // before its next model call or step.
-    const violation = (own !== null && this.#tokensPause ? null : own) ?? sharedViolation;
+    const violation = (own !== null && this.#tokensPause ? null : own) ?? sharedViolation ?? refused;
     if (violation === null) return;
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     // Usage inside a step stops the actor; usage carried by a step's output is decided by the machine itself.
@@ -684,8 +767,15 @@ export class RunSession {
    */
   #authorize(scope: CallScope, name: string, args: unknown, callId: string, approved: boolean): Promise<unknown> {
     const step = scope.step;
-    const violation =
+    let violation =
       checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
+    if (violation === null && this.#plugins !== undefined) {
+      try {
+        violation = this.#askPlugins('toolCall', () => ({ ...this.#pluginFacts(step), toolCall: Object.freeze({ tool: name, args: toRecordable(args) }) }));
+      } catch (error) {
+        return rejectHandled(error);
+      }
+    }
     if (violation !== null) {
       if (this.#pauses(violation)) {
         return scope.race(this.#waitForBudget(violation, true)).then(() => {
@@ -709,6 +799,7 @@ export class RunSession {
     this.toolCalls += 1;
     this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
     this.shared?.chargeToolCall();
+    if (this.#plugins !== undefined) this.#pluginCalls = Object.freeze([...this.#pluginCalls, Object.freeze({ tool: name, args: toRecordable(args) })]);
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
     // Write-ahead: the TOOL_CALL that authorizes the body is durable before the body runs.
     let ready: void | Promise<void>;
@@ -1151,6 +1242,11 @@ export class RunSession {
       this.violate(violation);
       throw new PolicyViolationError(violation);
     }
+    const refused = this.#askPlugins('modelCall', () => ({ ...this.#pluginFacts(scope.step), modelCall: Object.freeze({ model, input: toRecordable(input) }) }));
+    if (refused !== null) {
+      this.violate(refused);
+      throw new PolicyViolationError(refused);
+    }
     const callId = `m${++this.#modelSeq}`;
     const step = scope.step;
     this.emit('MODEL_CALL', { step, callId, model, input: toRecordable(input) });
@@ -1404,6 +1500,8 @@ function frozenError(error: unknown): SerializedError {
   return deepFreeze(serializeError(error));
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+
+const NO_CALLS: readonly PluginToolCall[] = Object.freeze([]);
 
 /** Longest `by` or `reason` a decision may carry. */
 const MAX_DECISION_TEXT = 2_000;

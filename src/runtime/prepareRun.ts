@@ -14,6 +14,8 @@ import type { RunStore } from '../store/RunStore.js';
 import type { RunOwnership } from '../store/RunLog.js';
 import type { Lease } from '../store/RunStore.js';
 import type { ResumePoint } from '../log/resumePoint.js';
+import type { InstalledPlugins } from '../plugins/installPlugins.js';
+import type { PluginToolCall } from '../plugins/definePlugin.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
 export interface RunRequest {
@@ -55,6 +57,8 @@ export interface RunEnvironment {
   readonly ownership?: RunOwnership;
   /** Verify-replay's observer (see src/log/verifyReplay.ts). */
   readonly replay?: ReplayObserver;
+  /** The orchestrator's plugins: their rules, their tools and their identity for the execution hash. */
+  readonly plugins?: InstalledPlugins;
 }
 
 /**
@@ -62,7 +66,7 @@ export interface RunEnvironment {
  * identity, and builds the run's ledger. Nothing has started yet.
  */
 export function prepareRun(request: RunRequest, env: RunEnvironment): { session: RunSession; signal: AbortSignal | undefined } {
-  const checked = checkRequest(request);
+  const checked = withPluginTools(checkRequest(request), env.plugins);
   const policy = checked.policy === undefined ? env.policy : env.policy.narrow(checked.policy);
   const session = new RunSession({
     executionId: checked.executionId ?? env.generateId(),
@@ -77,7 +81,9 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
       policy: policy.canonical,
       agent: checked.agentName,
       tools: checked.toolNames,
+      ...(env.plugins === undefined ? {} : { plugins: env.plugins.identity }),
     }),
+    plugins: env.plugins?.rules,
     clock: env.clock,
     sink: env.sink,
     syncOnly: env.syncOnly,
@@ -113,20 +119,20 @@ export interface ResumeRequest {
 export function prepareResume(
   point: ResumePoint,
   request: ResumeRequest,
-  env: RunEnvironment & { readonly lease?: Lease | undefined },
+  env: RunEnvironment & { readonly lease?: Lease | undefined; readonly pluginToolCalls?: readonly PluginToolCall[] },
 ): { session: RunSession; signal: AbortSignal | undefined } {
   if (typeof request !== 'object' || request === null) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected the resume options to be an object, got ${typeOf(request)}`);
   }
   const fold = point.fold;
-  const checked = checkRequest({
+  const checked = withPluginTools(checkRequest({
     agent: readField(request, 'agent', 'agent') as AgentLike,
     task: fold.task,
     tools: readField(request, 'tools', 'tools') as ToolSet | undefined,
     signal: readField(request, 'signal', 'signal') as AbortSignal | undefined,
     executionId: fold.executionId,
     agentName: fold.agentName,
-  });
+  }), env.plugins);
   const session = new RunSession({
     executionId: fold.executionId,
     agent: checked.agent,
@@ -150,6 +156,8 @@ export function prepareResume(
     approvalPredicate: env.policy.approvalPredicate,
     ceiling: env.policy.limits,
     resume: { point, lease: env.lease },
+    plugins: env.plugins?.rules,
+    pluginToolCalls: env.pluginToolCalls,
   });
   session.resumeInput = point.input;
   return { session, signal: checked.signal };
@@ -170,6 +178,14 @@ interface CheckedRequest {
 }
 
 const EMPTY: readonly string[] = Object.freeze([]);
+
+/** Adds the plugins' tools to a checked request: the agent's and the request's win on a name clash. */
+function withPluginTools(checked: CheckedRequest, plugins: InstalledPlugins | undefined): CheckedRequest {
+  const pluginTools = plugins?.tools;
+  if (pluginTools === undefined) return checked;
+  const tools = checked.tools === undefined ? pluginTools : { ...pluginTools, ...checked.tools };
+  return { ...checked, tools, toolNames: Object.keys(tools).sort() };
+}
 
 export function checkRequest(request: RunRequest): CheckedRequest {
   if (typeof request !== 'object' || request === null) {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Plugin } from '../plugins/definePlugin.js';
 import { hostname } from 'node:os';
 import { from, Observable } from 'rxjs';
 import type { AgentLike, ToolSet } from '../agent.js';
@@ -55,6 +56,8 @@ export interface RunServiceInit {
   readonly inspect?: OaoInspector | undefined;
   /**
    * Take up the runs that stopped processes left live in the store (`interrupted`): resume those
+  /** Govern every run and batch of this service. */
+  readonly plugins?: readonly Plugin[] | undefined;
    * whose agent is registered here, end the others FAILED. Swept when {@link RunService.startSweeping}
    * is called, then every `runLeaseTtlMs`.
    */
@@ -162,6 +165,7 @@ export class RunService {
   readonly #reserved = new Set<string>();
   /** Slots held by admitted requests; `active` is their sum. */
   readonly #admitted = new Set<{ readonly slots: number }>();
+  readonly #plugins: readonly Plugin[] | undefined;
   /** The batch of each batch run of this process (the log does not record it). */
   readonly #batchOf = new Map<string, string>();
   readonly #unfiled = new Map<string, Unfiled>();
@@ -200,6 +204,7 @@ export class RunService {
       ...(init.clock === undefined ? {} : { clock: init.clock }),
       ...(init.inspect === undefined ? {} : { inspect: init.inspect }),
       onHookError: (error) => init.logError(error, 'an event hook failed'),
+    this.#plugins = init.plugins;
     });
     this.#stopObserving = init.metrics?.observe(this.#orchestrator) ?? (() => undefined);
     this.#sweep =
@@ -207,6 +212,7 @@ export class RunService {
         ? new InterruptedRunSweep({
             store: init.store,
             agents: init.agents,
+      ...(init.plugins === undefined ? {} : { plugins: init.plugins }),
             owner: this.#owner,
             leaseTtlMs: init.runLeaseTtlMs,
             // A run's lease expires at most a TTL after its process died: sweeping as often finds it within two.
@@ -402,6 +408,7 @@ export class RunService {
     if (live !== undefined) {
       const events = live.run.events();
       const report = reportOf(events);
+        ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
       return project({
         executionId,
         agent: live.agent,

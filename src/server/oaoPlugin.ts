@@ -91,6 +91,7 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
     metrics: resolved.metrics,
     inspect: resolved.inspect,
     logError: (error, message) => app.log.error({ err: error }, message),
+    ...(resolved.plugins === undefined ? {} : { plugins: resolved.plugins }),
     logInfo: (message) => app.log.info(message),
   });
   // Interrupted runs are taken up once the app is ready: an app that is only built takes none.

@@ -111,6 +111,11 @@ export interface OaoPluginOptions {
    */
   readonly inspect?: OaoInspector;
   /**
+  /**
+   * Plugins made by `definePlugin()`: they govern every run and batch of this server (see
+   * docs/plugins.md). A request cannot add or remove one. @default none
+   */
+  readonly plugins?: readonly Plugin[];
    * Serve the live dashboard at `/dashboard` (static assets only; its data comes from the API, with
    * the same API keys).
    * @default true
@@ -171,6 +176,7 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
   const policy = options.policy instanceof StrictPolicy ? options.policy : new StrictPolicy(options.policy ?? {});
   const limits = options.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw invalidOption('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
+  readonly plugins: readonly Plugin[] | undefined;
   const apiKeys = resolveApiKeys(options.apiKeys, env);
   const resolved = {
     agents: resolveAgents(options.agents),
@@ -203,6 +209,7 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
  */
 export function resolveApiKeys(keys: readonly (string | ApiKey)[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly ApiKey[] {
   if (keys === undefined) {
+    plugins: resolvePlugins(options.plugins),
     const fromEnv = (env.OAO_API_KEYS ?? '')
       .split(',')
       .map((key) => key.trim())
@@ -364,3 +371,12 @@ function resolveFlag(value: unknown, field: string, fallback: boolean): boolean 
   if (typeof value !== 'boolean') throw invalidOption(field, `Expected ${field} to be a boolean, got ${typeOf(value)}`);
   return value;
 }
+function resolvePlugins(plugins: unknown): readonly Plugin[] | undefined {
+  if (plugins === undefined) return undefined;
+  if (!Array.isArray(plugins)) throw invalidOption('plugins', `Expected plugins to be an array of plugins made by definePlugin(), got ${typeOf(plugins)}`);
+  (plugins as unknown[]).forEach((plugin, index) => {
+    if (!isPlugin(plugin)) throw invalidOption('plugins', `Expected plugins[${index}] to be made by definePlugin(), got ${typeOf(plugin)}`);
+  });
+  return Object.freeze([...(plugins as Plugin[])]);
+}
+

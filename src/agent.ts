@@ -64,12 +64,15 @@ export interface AgentContext {
   usage(tokens: UsageReport): void;
   readonly budget: BudgetView;
   /**
-   * Opens a governed model call: refused with a `max_tokens` violation when the token budget is
-   * already spent, recorded as MODEL_CALL, and closed with `end()` (the response and its usage,
-   * recorded as MODEL_RESULT and metered; usage past the budget aborts the step) or `fail()`.
-   * Adapters use it around every LLM call; agents that call a model directly can too.
+   * Opens a governed model call. Its worst case is reserved against every budget that covers the
+   * run first: `inputTokens` (else estimated from `input`) plus `maxOutputTokens` (else the policy's
+   * `reserveOutputTokens`, default 1024). A call whose reservation does not fit is refused before
+   * it is sent (MODEL_CALL_DENIED, a `max_tokens` violation). Recorded as MODEL_CALL, and closed with
+   * `end()` (the response and its usage, recorded as MODEL_RESULT and metered; a response without
+   * usage is charged its whole reservation) or `fail()`. Adapters use it around every LLM call;
+   * agents that call a model directly can too. See docs/budgets.md.
    */
-  beginModelCall(call?: { readonly model?: string; readonly input?: unknown }): ModelCall;
+  beginModelCall(call?: { readonly model?: string; readonly input?: unknown; readonly maxOutputTokens?: number; readonly inputTokens?: number }): ModelCall;
 }
 
 /** An open governed model call. `signal` aborts when the step must stop. */

@@ -55,7 +55,7 @@ const agents = {
     name: 'stepper',
     description: 'Three steps, each a model call and a lookup.',
     async invoke(task: string, ctx: AgentContext) {
-      const call = ctx.beginModelCall({ model: 'fake-model', input: `${task} (step ${ctx.step})` });
+      const call = ctx.beginModelCall({ model: 'fake-model', input: `${task} (step ${ctx.step})`, maxOutputTokens: 12 });
       await pause(40, ctx.signal);
       call.end(`thinking about ${task}`, { input: 30, output: 12 });
       const notes = await ctx.callTool('lookup', { q: task, step: ctx.step });

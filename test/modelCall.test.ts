@@ -3,7 +3,7 @@ import { Orchestrator, type AgentContext, type OaoEvent } from '../src/index.js'
 
 describe('governed model calls', () => {
   it('records the call and its response, and meters its usage', async () => {
-    const orch = new Orchestrator({ policy: { maxTokens: 100 } });
+    const orch = new Orchestrator({ policy: { maxTokens: 100, reserveOutputTokens: 0 } });
     const events: OaoEvent[] = [];
     orch.events$.subscribe((e) => events.push(e));
     const report = await orch.run({
@@ -29,7 +29,7 @@ describe('governed model calls', () => {
 
   it('refuses a model call once the budget is spent, before it starts', async () => {
     let modelCalls = 0;
-    const report = await new Orchestrator({ policy: { maxTokens: 10 } }).run({
+    const report = await new Orchestrator({ policy: { maxTokens: 10, reserveOutputTokens: 0 } }).run({
       agent: {
         async invoke(_: unknown, ctx: AgentContext) {
           ctx.usage(10); // reaching the budget is allowed
@@ -51,7 +51,7 @@ describe('governed model calls', () => {
 
   it('a response whose usage crosses the budget aborts the step', async () => {
     let signal: AbortSignal | undefined;
-    const report = await new Orchestrator({ policy: { maxTokens: 10 } }).run({
+    const report = await new Orchestrator({ policy: { maxTokens: 10, reserveOutputTokens: 0 } }).run({
       agent: {
         async invoke(_: unknown, ctx: AgentContext) {
           const call = ctx.beginModelCall();

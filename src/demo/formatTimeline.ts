@@ -57,6 +57,8 @@ export function eventFacts(event: OaoEvent): string {
       return `${event.payload.callId} ${event.payload.model ?? 'model'}`;
     case 'MODEL_RESULT':
       return `${event.payload.callId} ${event.payload.ok ? 'ok' : 'failed'} · ${event.payload.durationMs.toFixed(1)} ms`;
+    case 'MODEL_CALL_DENIED':
+      return `${event.payload.model ?? 'model'} refused (${event.payload.rule}), not sent`;
     case 'TOOL_CALL':
       return `${event.payload.callId} ${event.payload.tool}(${preview(event.payload.args, 40)})`;
     case 'TOOL_RESULT': {

@@ -18,6 +18,14 @@ export type EventCounters = z.infer<typeof eventCountersSchema>;
 
 const phaseSchema = z.enum(['plan', 'step', 'review']);
 
+/** A model call's reservation: its prompt tokens (counted, or `estimated`) and its most output tokens. */
+export const modelReservationSchema = z.object({
+  input: z.number().int().nonnegative(),
+  output: z.number().int().nonnegative(),
+  estimated: z.boolean(),
+});
+export type ModelReservation = z.infer<typeof modelReservationSchema>;
+
 function event<T extends string, P extends z.ZodType>(type: T, payload: P) {
   return z.object({
     /** `${executionId}:${seq}`: unique across runs. */
@@ -80,7 +88,28 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
   ),
   event(
     'MODEL_CALL',
-    z.object({ step: z.number().int().nonnegative(), callId: z.string(), model: z.string().nullable(), input: z.unknown() }),
+    z.object({
+      step: z.number().int().nonnegative(),
+      callId: z.string(),
+      model: z.string().nullable(),
+      input: z.unknown(),
+      /** The tokens held against every budget while the call runs: its prompt (counted, or estimated) and its most output. */
+      reserved: modelReservationSchema.optional(),
+    }),
+  ),
+  event(
+    'MODEL_CALL_DENIED',
+    z.object({
+      step: z.number().int().nonnegative(),
+      model: z.string().nullable(),
+      /** What the call would have reserved; null when the budget was already spent. */
+      reserved: modelReservationSchema.nullable(),
+      /** Tokens left in the budget that refused it (spent and reserved by other calls taken off). */
+      remaining: z.number().int().nonnegative(),
+      rule: policyRuleSchema,
+      message: z.string(),
+      scope: z.enum(['run', 'shared']).optional(),
+    }),
   ),
   event(
     'MODEL_RESULT',
@@ -92,6 +121,8 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       output: z.unknown().optional(),
       error: serializedErrorSchema.optional(),
       usage: tokenUsageSchema.nullable(),
+      /** The response carried no usage: the call was charged its whole reservation instead. */
+      unmetered: z.literal(true).optional(),
       durationMs: z.number().nonnegative(),
     }),
   ),

@@ -1,6 +1,7 @@
 import { OaoError } from '../errors.js';
 import { canonicalJson } from '../report/canonicalJson.js';
 import { DEFAULT_LIMITS, deepFreeze, ownRecord, policyOptionsSchema, type ApprovalPredicate, type PolicyLimits, type PolicyOptions } from './schema.js';
+import { DEFAULT_RESERVE_OUTPUT_TOKENS } from './checks.js';
 
 /**
  * The hard limits of a run: steps, tokens, tool calls, wall time, which tools may run and how often,
@@ -132,7 +133,13 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
       maxTokens: options.onLimit?.maxTokens ?? base.onLimit?.maxTokens,
     }),
     ...decisionTimeout(options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs),
+    ...reserveOutput(options.reserveOutputTokens ?? base.reserveOutputTokens),
   });
+}
+
+/** Left out unless set, so policies that do not set it keep their hash. */
+function reserveOutput(tokens: number | undefined): { reserveOutputTokens?: number } {
+  return tokens === undefined ? {} : { reserveOutputTokens: tokens };
 }
 
 function decisionTimeout(ms: number | undefined): { budgetDecisionTimeoutMs?: number } {
@@ -198,5 +205,9 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
     ...(a.budgetDecisionTimeoutMs === undefined && b.budgetDecisionTimeoutMs === undefined
       ? {}
       : { budgetDecisionTimeoutMs: Math.min(a.budgetDecisionTimeoutMs ?? Number.MAX_SAFE_INTEGER, b.budgetDecisionTimeoutMs ?? Number.MAX_SAFE_INTEGER) }),
+    // Reserving more is stricter: a narrower policy can only raise it.
+    ...(a.reserveOutputTokens === undefined && b.reserveOutputTokens === undefined
+      ? {}
+      : { reserveOutputTokens: Math.max(a.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS, b.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS) }),
   };
 }

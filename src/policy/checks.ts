@@ -84,6 +84,25 @@ export function checkTokens(limits: PolicyLimits, totalTokens: number): PolicyVi
 }
 
 /** May a model call start, given the tokens already spent? Any call would spend at least one more. */
+/** Output tokens a model call reserves when neither it nor its model states a maximum. */
+export const DEFAULT_RESERVE_OUTPUT_TOKENS = 1024;
+
+/**
+ * Would a model call that reserves `reservation` tokens fit in the run's token budget, with
+ * `committed` tokens spent or held by other calls already? Its worst case must fit: a call that
+ * could end above the budget is refused before it is sent.
+ */
+export function checkReservation(limits: PolicyLimits, committed: number, reservation: number): PolicyViolation | null {
+  const attempted = committed + reservation;
+  if (attempted <= limits.maxTokens) return null;
+  return {
+    rule: 'max_tokens',
+    message: `Model call refused: it may use up to ${reservation} tokens, but ${Math.max(0, limits.maxTokens - committed)} of maxTokens (${limits.maxTokens}) are left`,
+    limit: limits.maxTokens,
+    attempted,
+  };
+}
+
 export function checkModelCall(limits: PolicyLimits, totalTokens: number): PolicyViolation | null {
   if (totalTokens < limits.maxTokens) return null;
   return {

@@ -76,6 +76,7 @@ export const policyOptionsSchema = z.strictObject({
     })
     .optional(),
   budgetDecisionTimeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
+  reserveOutputTokens: count.optional(),
 });
 
 /** Limits that can pause a run instead of failing it. */
@@ -135,6 +136,11 @@ export interface PolicyOptions {
   readonly onLimit?: { readonly maxSteps?: 'pause' | 'fail'; readonly maxToolCalls?: 'pause' | 'fail'; readonly maxTokens?: 'pause' | 'fail' };
   /** How long a paused run waits for a raise; then it ends `policy_violation` with the limit's rule. @default no limit */
   readonly budgetDecisionTimeoutMs?: number;
+  /**
+   * The output tokens a model call reserves when neither the call nor its model states a maximum
+   * (see docs/budgets.md). A per-run policy can raise it, never lower it. @default 1024
+   */
+  readonly reserveOutputTokens?: number;
 }
 
 /** The fully resolved, JSON-safe limits of a policy, as they appear in reports and events. */
@@ -163,6 +169,8 @@ export const policyLimitsSchema = z.object({
     .object({ maxSteps: z.literal('pause').optional(), maxToolCalls: z.literal('pause').optional(), maxTokens: z.literal('pause').optional() })
     .optional(),
   budgetDecisionTimeoutMs: positiveCount.optional(),
+  /** Present only when set; a model call of unknown maximum output reserves 1024 otherwise. */
+  reserveOutputTokens: count.optional(),
 });
 
 export type PolicyLimits = z.infer<typeof policyLimitsSchema>;

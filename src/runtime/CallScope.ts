@@ -1,5 +1,5 @@
 import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, UsageReport } from '../agent.js';
-import { RunAbortedError, safeString } from '../errors.js';
+import { OaoError, RunAbortedError, safeString } from '../errors.js';
 import { ownRecord } from '../policy/schema.js';
 import { parseUsage, parseUsageReport } from './agentOutput.js';
 import type { RunSession } from './RunSession.js';
@@ -158,9 +158,10 @@ class GovernedContext implements AgentContext {
     return new LiveBudget(this.#scope.session);
   }
 
-  beginModelCall(call: { readonly model?: string; readonly input?: unknown } = {}): ModelCall {
+  beginModelCall(call: { readonly model?: string; readonly input?: unknown; readonly maxOutputTokens?: number; readonly inputTokens?: number } = {}): ModelCall {
     const scope = this.#scope;
-    const record = scope.session.beginModelCall(scope, typeof call.model === 'string' ? call.model : null, call.input);
+    const sizes = { maxOutputTokens: tokenCount(call.maxOutputTokens, 'maxOutputTokens'), inputTokens: tokenCount(call.inputTokens, 'inputTokens') };
+    const record = scope.session.beginModelCall(scope, typeof call.model === 'string' ? call.model : null, call.input, sizes);
     const meter = (usage: UsageReport | null | undefined) => (usage == null ? null : parseUsage(usage, 'usage'));
     return {
       callId: record.callId,
@@ -173,6 +174,15 @@ class GovernedContext implements AgentContext {
       fail: (error, usage) => record.fail(error, meter(usage)),
     };
   }
+}
+
+/** A model call's token count given by its caller: a non-negative safe integer, or nothing. */
+function tokenCount(value: unknown, field: 'maxOutputTokens' | 'inputTokens'): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"${field}" must be a non-negative integer, got ${typeof value === 'number' ? String(value) : typeof value}`, { details: { field } });
+  }
+  return value;
 }
 
 function line(used: number, limit: number): BudgetLine {

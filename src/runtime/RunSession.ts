@@ -8,8 +8,8 @@ import {
   type PolicyViolation,
   type SerializedError,
 } from '../errors.js';
-import type { EventCounters, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
-import { checkModelCall, checkStepStart, checkTokens, checkToolCall, deadlinePassed, retryDelay } from '../policy/checks.js';
+import type { EventCounters, ModelReservation, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
+import { checkModelCall, checkReservation, checkStepStart, checkTokens, checkToolCall, deadlinePassed, DEFAULT_RESERVE_OUTPUT_TOKENS, retryDelay } from '../policy/checks.js';
 import { deepFreeze, ownRecord } from '../policy/schema.js';
 import type { ApprovalPredicate, PolicyLimits } from '../policy/schema.js';
 import { checkRaise, type BudgetRaise } from '../policy/raiseLimits.js';
@@ -144,6 +144,12 @@ interface StateRecord {
 }
 
 /** The open record of one governed model call. */
+/** What a model call may spend at most, when its caller knows: the prompt's tokens counted, the output's cap. */
+export interface ModelCallSizes {
+  readonly inputTokens?: number | undefined;
+  readonly maxOutputTokens?: number | undefined;
+}
+
 export interface ModelCallRecord {
   readonly callId: string;
   /** In verify-replay, the recorded outcome: use it instead of calling the model. */
@@ -266,6 +272,9 @@ export class RunSession {
   /** Undefined for a run without tools (most runs): no Map to build. */
   readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown> | undefined;
 
+  /** Reservations of the model calls that are running, by call id (see #hold). */
+  #holds: Map<string, { readonly scope: CallScope; readonly tokens: number }> | undefined;
+  #reservedTotal = 0;
   /** The plugins' rules; undefined when there are none (most runs). */
   readonly #plugins: PluginRuleSet | undefined;
   /** The run's tool calls as rules see them (kept only when there are rules). */
@@ -706,6 +715,30 @@ export class RunSession {
 
   releaseScope(scope: CallScope): void {
     if (this.#activeScope === scope) this.#activeScope = undefined;
+    // A call that ended with its step (aborted, never settled) holds nothing any more.
+    if (this.#holds !== undefined) {
+      for (const [callId, hold] of this.#holds) if (hold.scope === scope) this.#release(callId);
+    }
+  }
+
+  /** Tokens held by this run's model calls that are running (their reservations). */
+  get reservedTokens(): number {
+    return this.#reservedTotal;
+  }
+
+  /** Holds a running model call's reservation against the run's budget and its batch's. */
+  #hold(callId: string, scope: CallScope, tokens: number): void {
+    (this.#holds ??= new Map()).set(callId, { scope, tokens });
+    this.#reservedTotal += tokens;
+    this.shared?.reserve(tokens);
+  }
+
+  #release(callId: string): void {
+    const hold = this.#holds?.get(callId);
+    if (hold === undefined) return;
+    this.#holds?.delete(callId);
+    this.#reservedTotal -= hold.tokens;
+    this.shared?.release(hold.tokens);
   }
 
   /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
@@ -1224,10 +1257,13 @@ export class RunSession {
   }
 
   /**
-   * A governed model call begins. Refused (a max_tokens violation that ends the run) when the
-   * token budget is already spent: any model call would go past it.
+   * A governed model call begins. Its worst case is reserved first: the prompt's tokens (counted
+   * by the caller, or estimated from the input) plus its most output (the call's or model's cap,
+   * else the policy's `reserveOutputTokens`). A call whose reservation does not fit in the run's
+   * token budget, or its batch's, with what is spent and held already, is refused before it is sent
+   * (MODEL_CALL_DENIED, then a max_tokens violation that ends the run); so is one the plugins refuse.
    */
-  beginModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
+  beginModelCall(scope: CallScope, model: string | null, input: unknown, sizes?: ModelCallSizes): ModelCallRecord {
     const refusal = scope.refusal();
     if (refusal !== undefined) throw refusal;
     if (this.#ledger !== undefined) {
@@ -1235,27 +1271,47 @@ export class RunSession {
       if (recorded !== undefined) return this.#serveModelCall(scope, recorded, model);
       this.#modelSeq = Math.max(this.#modelSeq, this.#ledger.modelSeqEnd);
     }
-    const violation = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
-    if (violation !== null && violation.scope !== 'shared' && this.#tokensPause) return this.#pausedModelCall(scope, model, input);
-    if (violation !== null) {
-      if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
-      this.violate(violation);
-      throw new PolicyViolationError(violation);
-    }
-    const refused = this.#askPlugins('modelCall', () => ({ ...this.#pluginFacts(scope.step), modelCall: Object.freeze({ model, input: toRecordable(input) }) }));
-    if (refused !== null) {
-      this.violate(refused);
-      throw new PolicyViolationError(refused);
-    }
+    const recordedInput = toRecordable(input);
+    const reserved = reservationFor(recordedInput, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
+    const tokens = reserved.input + reserved.output;
+    const spent = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
+    const violation =
+      spent ?? checkReservation(this.limits, this.tokensTotal + this.#reservedTotal, tokens) ?? this.shared?.checkReservation(tokens) ?? null;
+    if (violation !== null && violation.scope !== 'shared' && this.#tokensPause) return this.#pausedModelCall(scope, model, input, reserved);
+    if (violation !== null) this.#denyModelCall(scope, model, spent === null ? reserved : null, violation);
+    const refused = this.#askPlugins('modelCall', () => ({ ...this.#pluginFacts(scope.step), modelCall: Object.freeze({ model, input: recordedInput }) }));
+    if (refused !== null) this.#denyModelCall(scope, model, reserved, refused);
     const callId = `m${++this.#modelSeq}`;
     const step = scope.step;
-    this.emit('MODEL_CALL', { step, callId, model, input: toRecordable(input) });
+    this.emit('MODEL_CALL', { step, callId, model, input: recordedInput, reserved });
+    this.#hold(callId, scope, tokens);
     // Write-ahead: with a synchronous store the MODEL_CALL is durable when this returns (a failed
     // append throws here, before the model is called); with an asynchronous one, `ready` settles
     // when it is, and callers that can wait await it before sending the request.
     const written = this.#log?.writeAhead();
     const ready = written === undefined ? RESOLVED : written;
-    return this.#openModelCall(scope, callId, model, ready);
+    return this.#openModelCall(scope, callId, model, ready, reserved);
+  }
+
+  /** Records a refused model call (MODEL_CALL_DENIED, then the violation) and throws its error. */
+  #denyModelCall(scope: CallScope, model: string | null, reserved: ModelReservation | null, violation: PolicyViolation): never {
+    const shared = violation.scope === 'shared' ? this.shared : undefined;
+    const remaining =
+      shared !== undefined
+        ? Math.max(0, (shared.limits.maxTokens ?? 0) - shared.tokens - shared.reserved)
+        : Math.max(0, this.limits.maxTokens - this.tokensTotal - this.#reservedTotal);
+    this.emit('MODEL_CALL_DENIED', {
+      step: scope.step,
+      model,
+      reserved,
+      remaining,
+      rule: violation.rule,
+      message: violation.message,
+      ...(violation.scope === 'shared' ? { scope: 'shared' as const } : {}),
+    });
+    if (shared !== undefined) shared.trip(violation, this.executionId);
+    this.violate(violation);
+    throw new PolicyViolationError(violation);
   }
 
   /**
@@ -1263,18 +1319,19 @@ export class RunSession {
    * raised (then MODEL_CALL is recorded, written ahead) or rejects when the run ends first. The
    * adapters await `ready` before sending the request; so must an agent that calls a model itself.
    */
-  #pausedModelCall(scope: CallScope, model: string | null, input: unknown): ModelCallRecord {
+  #pausedModelCall(scope: CallScope, model: string | null, input: unknown, reserved: ModelReservation): ModelCallRecord {
     const callId = `m${++this.#modelSeq}`;
     const exhausted: PolicyViolation = this.#tokensExhausted() ??
       checkModelCall(this.limits, this.tokensTotal) ?? { rule: 'max_tokens', message: 'The token budget is spent', limit: this.limits.maxTokens, attempted: this.tokensTotal };
     const ready = scope.race(this.#waitForBudget(exhausted, true)).then(() => {
       const refusal = scope.refusal();
       if (refusal !== undefined) throw refusal;
-      this.emit('MODEL_CALL', { step: scope.step, callId, model, input: toRecordable(input) });
+      this.emit('MODEL_CALL', { step: scope.step, callId, model, input: toRecordable(input), reserved });
+      this.#hold(callId, scope, reserved.input + reserved.output);
       return this.#log?.writeAhead();
     });
     ready.catch(noop);
-    return this.#openModelCall(scope, callId, model, ready);
+    return this.#openModelCall(scope, callId, model, ready, reserved);
   }
 
   /**
@@ -1295,19 +1352,24 @@ export class RunSession {
     };
   }
 
-  #openModelCall(scope: CallScope, callId: string, model: string | null, ready: Promise<void>): ModelCallRecord {
+  #openModelCall(scope: CallScope, callId: string, model: string | null, ready: Promise<void>, reserved?: ModelReservation): ModelCallRecord {
     const step = scope.step;
     const startedAt = this.clock.now();
     let open = true;
-    const settle = (ok: boolean, value: unknown, usage: TokenUsage | null): void => {
+    const settle = (ok: boolean, value: unknown, reported: TokenUsage | null): void => {
       if (!open) return;
       open = false;
+      // Settled: the reservation gives way to what the call spent.
+      this.#release(callId);
       if (this.finished) return;
       const durationMs = Math.max(0, this.clock.now() - startedAt);
+      // A response without usage is charged its whole reservation: an unmetered call never costs 0.
+      const unmetered = ok && reported === null && reserved !== undefined && reserved.input + reserved.output > 0;
+      const usage: TokenUsage | null = unmetered ? Object.freeze({ input: reserved.input, output: reserved.output, total: reserved.input + reserved.output }) : reported;
       this.emit(
         'MODEL_RESULT',
         ok
-          ? { step, callId, model, ok, output: toRecordable(value), usage, durationMs }
+          ? { step, callId, model, ok, output: toRecordable(value), usage, ...(unmetered ? { unmetered: true as const } : {}), durationMs }
           : { step, callId, model, ok, error: frozenError(value), usage, durationMs },
       );
       if (usage !== null && !scope.aborted) this.addUsage(usage, 'model');
@@ -1459,6 +1521,8 @@ export class RunSession {
       }
       approvals.pending.clear();
     }
+    // Calls left open hold nothing once the run is over (a batch's siblings may spend it).
+    if (this.#holds !== undefined) for (const callId of [...this.#holds.keys()]) this.#release(callId);
     this.#at = finishedAt;
     this.emit('EXECUTION_COMPLETE', { report });
     this.#listeners = undefined;
@@ -1502,6 +1566,18 @@ function frozenError(error: unknown): SerializedError {
 const RESOLVED: Promise<void> = Promise.resolve();
 
 const NO_CALLS: readonly PluginToolCall[] = Object.freeze([]);
+
+/**
+ * A model call's reservation: the prompt's tokens as the caller counted them, else estimated from
+ * the recorded input (a token per 4 characters of its JSON, rounded up: a deliberate overestimate
+ * for English prose), plus its most output: the caller's cap, else the policy's default.
+ */
+function reservationFor(input: unknown, sizes: ModelCallSizes | undefined, defaultOutput: number): ModelReservation {
+  const output = sizes?.maxOutputTokens ?? defaultOutput;
+  if (sizes?.inputTokens !== undefined) return Object.freeze({ input: sizes.inputTokens, output, estimated: false });
+  const text = typeof input === 'string' ? input : input === undefined ? '' : (JSON.stringify(input) ?? '');
+  return Object.freeze({ input: Math.ceil(text.length / 4), output, estimated: true });
+}
 
 /** Longest `by` or `reason` a decision may carry. */
 const MAX_DECISION_TEXT = 2_000;

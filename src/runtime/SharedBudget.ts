@@ -66,6 +66,33 @@ export class SharedBudget {
     return shared('max_tokens', `Model call refused: the shared token budget (${max}) of the batch is spent`, max, this.tokens + 1);
   }
 
+  /**
+   * Would a model call reserving `reservation` tokens fit in the shared token budget, with what
+   * sibling runs spent and hold already? The batch's worst case must fit, like a run's.
+   */
+  checkReservation(reservation: number): PolicyViolation | null {
+    const max = this.limits.maxTokens;
+    const attempted = this.tokens + this.reserved + reservation;
+    if (max === undefined || attempted <= max) return null;
+    return shared(
+      'max_tokens',
+      `Model call refused: it may use up to ${reservation} tokens, but ${Math.max(0, max - this.tokens - this.reserved)} of the batch's shared maxTokens (${max}) are left`,
+      max,
+      attempted,
+    );
+  }
+
+  /** Tokens held by the model calls of every run of the batch that are still running. */
+  reserved = 0;
+
+  reserve(tokens: number): void {
+    this.reserved += tokens;
+  }
+
+  release(tokens: number): void {
+    this.reserved = Math.max(0, this.reserved - tokens);
+  }
+
   chargeStep(): void {
     this.steps += 1;
   }

@@ -29,7 +29,7 @@ describe('fromRunnable: a chain as a governed agent', () => {
       .pipe(summarize)
       .pipe(model)
       .pipe(new StringOutputParser());
-    const orch = new Orchestrator({ policy: { maxTokens: 1_000 } });
+    const orch = new Orchestrator({ policy: { maxTokens: 10_000 } });
     const events = recording(orch);
     const report = await orch.run({ agent: fromRunnable(chain, { name: 'summarizer' }), task: { topic: 'governance' } });
 
@@ -59,13 +59,18 @@ describe('fromRunnable: a chain as a governed agent', () => {
     expect(second).toMatchObject({ finalOutput: 'cached answer', tokenUsage: { total: 0 } });
   });
 
-  it("a chain's message output becomes its text, and a model without usage costs nothing", async () => {
+  it("a chain's message output becomes its text, and a model without usage is charged its whole reservation, flagged", async () => {
     const chain = prompt.pipe(new FakeListChatModel({ responses: ['Hello there'] }));
-    const report = await new Orchestrator().run({ agent: fromRunnable(chain), task: { topic: 'x' } });
+    const handle = new Orchestrator().start({ agent: fromRunnable(chain), task: { topic: 'x' } });
+    const report = await handle.report;
     expect(report.status).toBe('SUCCESS');
     expect(report.agentName).toBe('RunnableSequence');
     expect(report.finalOutput).toBe('Hello there');
-    expect(report.tokenUsage.total).toBe(0);
+    // An unmetered call never costs 0: its prompt (estimated) and the default 1024 output tokens.
+    const call = handle.events().find((e) => e.type === 'MODEL_CALL')?.payload as { reserved: { input: number; output: number } };
+    expect(call.reserved.output).toBe(1024);
+    expect(report.tokenUsage.total).toBe(call.reserved.input + 1024);
+    expect(handle.events().find((e) => e.type === 'MODEL_RESULT')?.payload).toMatchObject({ unmetered: true, usage: { output: 1024 } });
   });
 
   it("threads the run's signal, the caller's callbacks, metadata and recursionLimit through RunnableConfig", async () => {
@@ -116,7 +121,7 @@ describe('fromRunnable: a chain as a governed agent', () => {
     // The slow model never answers: the run can only end because the fast one crossed the budget.
     const slow = new ScriptedChatModel([{ content: 'slow', usage: { input: 1, output: 1 }, hang: true }]);
     const both = RunnableParallel.from({ fast, slow });
-    const report = await new Orchestrator({ policy: { maxTokens: 50 } }).run({
+    const report = await new Orchestrator({ policy: { maxTokens: 50, reserveOutputTokens: 0 } }).run({
       agent: fromRunnable(both, { output: () => 'never' }),
       task: 'race',
     });
@@ -348,26 +353,34 @@ describe('fromChatModel: a governed tool-calling loop', () => {
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tool_calls' });
   });
 
-  it('token budget: usage crossing it mid-loop ends the run; the turn’s tool calls never run', async () => {
+  it('token budget: usage crossing it (a model that answers past its reservation) ends the run; the turn’s tool calls never run', async () => {
     const bodies = { count: 0 };
-    const model = new ScriptedChatModel([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 15, output: 5 } }]);
+    const model = new ScriptedChatModel([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 5, output: 60 } }]);
     const agent = fromChatModel(model, { tools: [searchTool(bodies)] });
-    const report = await new Orchestrator({ policy: { maxTokens: 50, maxToolCalls: 10 } }).run({ agent, tools: agent.tools, task: 't' });
+    const report = await new Orchestrator({ policy: { maxTokens: 50, maxToolCalls: 10, reserveOutputTokens: 0 } }).run({ agent, tools: agent.tools, task: 't' });
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
-    expect(model.calls).toBe(3);
-    expect(report.tokenUsage.total).toBe(60);
-    expect(bodies.count).toBe(2); // the third turn crossed the budget: its tool call was refused
+    expect(model.calls).toBe(1);
+    expect(report.tokenUsage.total).toBe(65);
+    expect(bodies.count).toBe(0); // the turn crossed the budget: its tool call was refused
   });
 
-  it('token budget: a turn that would start with the budget spent is refused before the model runs', async () => {
+  it('token budget: a turn whose reservation does not fit is refused before the model runs (MODEL_CALL_DENIED)', async () => {
     const bodies = { count: 0 };
     const model = new ScriptedChatModel([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 15, output: 5 } }]);
     const agent = fromChatModel(model, { tools: [searchTool(bodies)] });
-    const report = await new Orchestrator({ policy: { maxTokens: 40, maxToolCalls: 10 } }).run({ agent, tools: agent.tools, task: 't' });
+    const handle = new Orchestrator({ policy: { maxTokens: 1_050, maxToolCalls: 10 } }).start({ agent, tools: agent.tools, task: 't' });
+    const report = await handle.report;
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
-    expect(report.termination.message).toMatch(/Model call refused/);
-    expect(model.calls).toBe(2);
-    expect(report.tokenUsage.total).toBe(40);
+    expect(report.termination.message).toMatch(/Model call refused: it may use up to \d+ tokens/);
+    // Each turn reserves its prompt and the default 1024 output tokens: the first fits, the second
+    // (20 tokens spent, a longer prompt) does not, so the model is called once and the limit holds.
+    expect(model.calls).toBe(1);
+    expect(report.tokenUsage.total).toBe(20);
+    const denied = handle.events().find((e) => e.type === 'MODEL_CALL_DENIED');
+    expect(denied?.payload).toMatchObject({ rule: 'max_tokens', reserved: { output: 1024, estimated: true } });
+    const types = handle.events().map((e) => e.type);
+    expect(types.slice(types.indexOf('MODEL_CALL_DENIED'), types.indexOf('MODEL_CALL_DENIED') + 2)).toEqual(['MODEL_CALL_DENIED', 'POLICY_VIOLATION']);
+    expect(types.filter((t) => t === 'MODEL_CALL')).toHaveLength(1);
   });
 
   it('cancelling while a slow tool runs aborts the tool through its signal and ends the run at once', async () => {

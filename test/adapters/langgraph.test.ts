@@ -81,14 +81,25 @@ describe('fromGraph: the prebuilt ReAct agent, governed', () => {
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tool_calls' });
   });
 
-  it('token budget: usage crossing it ends the run at that model call', async () => {
+  it('token budget: usage crossing it (a model that answers past its reservation) ends the run at that model call', async () => {
+    const bodies = { count: 0 };
+    const { model, agent } = reactAgent([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 5, output: 60 } }], [searchTool(bodies)]);
+    const report = await new Orchestrator({ policy: { maxTokens: 50, maxToolCalls: 10, reserveOutputTokens: 0 } }).run({ agent, tools: agent.tools, task: 't' });
+    expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
+    expect(model.calls).toBe(1);
+    expect(report.tokenUsage.total).toBe(65);
+    expect(bodies.count).toBe(0);
+  });
+
+  it('token budget: a model call whose reservation does not fit is refused before it is sent', async () => {
     const bodies = { count: 0 };
     const { model, agent } = reactAgent([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 15, output: 5 } }], [searchTool(bodies)]);
-    const report = await new Orchestrator({ policy: { maxTokens: 50, maxToolCalls: 10 } }).run({ agent, tools: agent.tools, task: 't' });
+    const report = await new Orchestrator({ policy: { maxTokens: 100, maxToolCalls: 10, reserveOutputTokens: 60 } }).run({ agent, tools: agent.tools, task: 't' });
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
-    expect(model.calls).toBe(3);
-    expect(report.tokenUsage.total).toBe(60);
-    expect(bodies.count).toBe(2);
+    expect(report.termination.message).toMatch(/Model call refused/);
+    // Never above the limit: what was spent plus what the refused call could have spent did not fit.
+    expect(report.tokenUsage.total).toBeLessThanOrEqual(100);
+    expect(model.calls).toBeGreaterThanOrEqual(1);
   });
 
   it('cancellation reaches a slow tool running inside the graph', async () => {

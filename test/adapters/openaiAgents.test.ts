@@ -169,26 +169,28 @@ describe('fromOpenAIAgent: an Agent run as a governed agent', () => {
     expect(JSON.stringify(model.requests[1]?.input)).toContain('did not finish within 2000 ms');
   });
 
-  it('token budget: refused before the model runs once spent; usage crossing it stops that turn’s tools', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('token budget: refused before the model runs when its reservation does not fit; usage crossing it stops that turn’s tools', { timeout: TEST_TIMEOUT_MS }, async () => {
     const spent = new ScriptedOpenAIModel([searchTurn]);
     const { search, seen } = searchTool();
-    const refused = await new Orchestrator({ policy: { maxTokens: 50, maxToolCalls: 10 } }).run({
+    const refused = await new Orchestrator({ policy: { maxTokens: 200, maxToolCalls: 10, reserveOutputTokens: 50 } }).run({
       agent: fromOpenAIAgent(new Agent({ name: 'a', model: spent, tools: [search] }), { runConfig }),
       task: 't',
     });
     expect(refused.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
     expect(refused.termination.message).toMatch(/Model call refused/);
-    expect(spent.requests).toHaveLength(2);
-    expect(seen.runs).toBe(2);
+    expect(refused.tokenUsage.total).toBeLessThanOrEqual(200);
+    expect(spent.requests.length).toBeGreaterThanOrEqual(1);
+    expect(seen.runs).toBe(spent.requests.length);
 
-    const crossing = new ScriptedOpenAIModel([searchTurn]);
-    const crossed = await new Orchestrator({ policy: { maxTokens: 60, maxToolCalls: 10 } }).run({
+    const runsBefore = seen.runs;
+    const crossing = new ScriptedOpenAIModel([{ ...searchTurn, tokens: [5, 80] as [number, number] }]);
+    const crossed = await new Orchestrator({ policy: { maxTokens: 60, maxToolCalls: 10, reserveOutputTokens: 0 } }).run({
       agent: fromOpenAIAgent(new Agent({ name: 'a', model: crossing, tools: [search] }), { runConfig }),
       task: 't',
     });
     expect(crossed.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
-    expect(crossed.tokenUsage.total).toBe(75);
-    expect(seen.runs).toBe(4); // the third turn crossed the budget: its tool call never ran
+    expect(crossed.tokenUsage.total).toBe(85);
+    expect(seen.runs).toBe(runsBefore); // the turn crossed the budget: its tool call never ran
   });
 
   it('cancelling while a tool runs aborts it through its signal and ends the run at once', { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -174,7 +174,12 @@ export function governedModel(model: LanguageModel, ctx: AgentContext): Language
 
 function contextBridge(ctx: AgentContext): Pick<RunBridge, 'openModelCall' | 'modelCallClosed'> {
   return {
-    openModelCall: (request) => ctx.beginModelCall(request.model === undefined ? { input: request.input } : { model: request.model, input: request.input }),
+    openModelCall: (request) =>
+      ctx.beginModelCall({
+        ...(request.model === undefined ? {} : { model: request.model }),
+        input: request.input,
+        ...(request.maxOutputTokens === undefined ? {} : { maxOutputTokens: request.maxOutputTokens }),
+      }),
     modelCallClosed: () => {},
   };
 }
@@ -360,8 +365,9 @@ function replayedUsage(call: ModelCall): { input: number; output: number } | nul
 }
 
 function governingMiddleware(bridge: Pick<RunBridge, 'openModelCall' | 'modelCallClosed'>): LanguageModelMiddleware {
-  const open = async (model: { modelId: string }, prompt: unknown): Promise<ModelCall> => {
-    const call = await bridge.openModelCall({ model: model.modelId, input: prompt });
+  const open = async (model: { modelId: string }, prompt: unknown, maxOutputTokens: number | undefined): Promise<ModelCall> => {
+    // The call's own cap on output tokens is what it reserves (the policy's default otherwise).
+    const call = await bridge.openModelCall({ model: model.modelId, input: prompt, ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }) });
     try {
       // Write-ahead with an asynchronous store: the model is called once MODEL_CALL is durable.
       await call.ready;
@@ -374,7 +380,7 @@ function governingMiddleware(bridge: Pick<RunBridge, 'openModelCall' | 'modelCal
   return {
     specificationVersion: 'v3',
     wrapGenerate: async ({ doGenerate, params, model }) => {
-      const call = await open(model, params.prompt);
+      const call = await open(model, params.prompt, params.maxOutputTokens);
       if (call.replayed !== undefined) {
         let recorded: RecordedResponse;
         try {
@@ -402,7 +408,7 @@ function governingMiddleware(bridge: Pick<RunBridge, 'openModelCall' | 'modelCal
       return result;
     },
     wrapStream: async ({ doStream, params, model }) => {
-      const call = await open(model, params.prompt);
+      const call = await open(model, params.prompt, params.maxOutputTokens);
       if (call.replayed !== undefined) {
         let recorded: RecordedResponse;
         try {

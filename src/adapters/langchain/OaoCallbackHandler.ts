@@ -21,6 +21,23 @@ import { GOVERNED_TAG, type RunBridge } from './runBridge.js';
  *
  * It also refuses LangChain tools that run without going through OAO (see `governTools`).
  */
+/** What a response served from LangChain's cache cost: nothing (it is metered as such, not as unmetered). */
+const NO_USAGE = Object.freeze({ input: 0, output: 0 });
+
+/**
+ * The call's cap on output tokens as LangChain reports its invocation parameters
+ * (`max_tokens`, `maxTokens`, `max_output_tokens`, `max_completion_tokens`), when there is one.
+ */
+function maxOutputTokensOf(extraParams: Record<string, unknown> | undefined): number | undefined {
+  const params = extraParams?.invocation_params;
+  if (typeof params !== 'object' || params === null) return undefined;
+  for (const key of ['max_tokens', 'maxTokens', 'max_output_tokens', 'maxOutputTokens', 'max_completion_tokens']) {
+    const value = (params as Record<string, unknown>)[key];
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  }
+  return undefined;
+}
+
 export class OaoCallbackHandler extends BaseCallbackHandler {
   name = 'OaoCallbackHandler';
   override awaitHandlers = true;
@@ -46,7 +63,7 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     _tags?: string[],
     metadata?: Record<string, unknown>,
   ): Promise<void> {
-    await this.#open(runId, modelName(llm, metadata, extraParams), recordMessages(messages[0] ?? []));
+    await this.#open(runId, modelName(llm, metadata, extraParams), recordMessages(messages[0] ?? []), maxOutputTokensOf(extraParams));
   }
 
   override async handleLLMStart(
@@ -58,14 +75,14 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     _tags?: string[],
     metadata?: Record<string, unknown>,
   ): Promise<void> {
-    await this.#open(runId, modelName(llm, metadata, extraParams), prompts[0] ?? null);
+    await this.#open(runId, modelName(llm, metadata, extraParams), prompts[0] ?? null, maxOutputTokensOf(extraParams));
   }
 
   override handleLLMEnd(output: LLMResult, runId: string, _parentRunId?: string, _tags?: string[], extraParams?: Record<string, unknown>): void {
     const call = this.#take(runId);
     if (call === undefined) return;
     // A response from LangChain's cache cost no tokens, whatever usage it carries.
-    call.end(recordResult(output), extraParams?.cached === true ? null : usageOf(output));
+    call.end(recordResult(output), extraParams?.cached === true ? NO_USAGE : usageOf(output));
     this.#bridge.modelCallClosed(resultText(output));
   }
 
@@ -90,8 +107,8 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     if (error !== undefined) throw error;
   }
 
-  async #open(runId: string, model: string | undefined, input: unknown): Promise<void> {
-    const call = await this.#bridge.openModelCall({ model, input });
+  async #open(runId: string, model: string | undefined, input: unknown, maxOutputTokens: number | undefined): Promise<void> {
+    const call = await this.#bridge.openModelCall(maxOutputTokens === undefined ? { model, input } : { model, input, maxOutputTokens });
     this.#calls.set(runId, call);
     // Write-ahead with an asynchronous store: the model is called once MODEL_CALL is durable.
     await call.ready;

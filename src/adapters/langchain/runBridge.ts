@@ -16,6 +16,8 @@ export type UngovernedToolPolicy = 'refuse' | 'allow';
 export interface ModelCallRequest {
   readonly model: string | undefined;
   readonly input: unknown;
+  /** The call's cap on output tokens, when the model states one: what the call reserves. */
+  readonly maxOutputTokens?: number;
 }
 
 /**

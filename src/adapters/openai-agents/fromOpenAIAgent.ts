@@ -306,7 +306,9 @@ function replayedUsage(call: ModelCall): { input: number; output: number } | nul
 
 function governedModel(model: Model, name: string, bridge: RunBridge): Model {
   const open = async (request: ModelRequest): Promise<ModelCall> => {
-    const call = await bridge.openModelCall({ model: name, input: requestInput(request) });
+    const maxTokens = request.modelSettings?.maxTokens;
+    // The call's own cap on output tokens is what it reserves (the policy's default otherwise).
+    const call = await bridge.openModelCall({ model: name, input: requestInput(request), ...(typeof maxTokens === 'number' ? { maxOutputTokens: maxTokens } : {}) });
     try {
       await call.ready;
     } catch (error) {

@@ -416,7 +416,7 @@ describe('running a workflow', () => {
     const ids = [result.nodes.a?.report?.executionId, ...(result.nodes.b?.reports ?? []).map((r) => r.executionId)];
     expect(ids).toHaveLength(3);
     for (const id of ids) {
-      const events = await store.events(id as string);
+      const events = store.events(id as string);
       expect(events[events.length - 1]?.type).toBe('EXECUTION_COMPLETE');
     }
   }, T);

@@ -590,7 +590,8 @@ export class Orchestrator {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    actor.send({ type: 'START' });
+    // A run whose signal was aborted before it started has already ended (cancelled).
+    if (actor.getSnapshot().status === 'active') actor.send({ type: 'START' });
     // A run whose agent answered synchronously is already over: it never needs a timer.
     if (!syncOnly) session.armDeadline();
     return { session, actor };

@@ -39,11 +39,6 @@ export const errorRegistry = {
     retryable: false,
     message: 'The run has no tool of that name',
   },
-  OAO_ERR_TIMEOUT: {
-    status: 504,
-    retryable: false,
-    message: 'The run exceeded its time limit',
-  },
   OAO_ERR_INVALID_TOOL_ARGS: {
     status: 400,
     retryable: false,
@@ -53,6 +48,11 @@ export const errorRegistry = {
     status: 504,
     retryable: true,
     message: 'The tool call did not finish within its time limit',
+  },
+  OAO_ERR_TIMEOUT: {
+    status: 504,
+    retryable: false,
+    message: 'The run exceeded its time limit',
   },
   OAO_ERR_CANCELLED: {
     status: 409,
@@ -244,11 +244,6 @@ export const errorRegistry = {
     retryable: true,
     message: 'The run store cannot be reached',
   },
-  OAO_ERR_INTERNAL: {
-    status: 500,
-    retryable: true,
-    message: 'The server failed unexpectedly',
-  },
   OAO_ERR_QUEUE_UNAVAILABLE: {
     status: 503,
     retryable: true,
@@ -268,6 +263,11 @@ export const errorRegistry = {
     status: 404,
     retryable: false,
     message: 'No workflow is registered under that name',
+  },
+  OAO_ERR_INTERNAL: {
+    status: 500,
+    retryable: true,
+    message: 'The server failed unexpectedly',
   },
 } as const satisfies Record<string, { status: number; retryable: boolean; message: string }>;
 

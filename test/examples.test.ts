@@ -102,14 +102,6 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
     // exactly five model calls: one per step of each run
     /^(?:(?!model call)[\s\S])*(?:model call(?:(?!model call)[\s\S])*){5}$/,
   ],
-  'statechart-agent.ts': [
-    'researcher: SUCCESS, 405 tokens, 2 tool calls (2 ran)',
-    'output: How do XState actors compose?: see stately.ai/docs, github.com/statelyai/xstate',
-    'strict: FAILED, policy_violation (max_tool_calls)',
-  ],
-  // A module of agents for the `oao` CLI (test/cli.test.ts runs them): loading it prints nothing.
-  'agents.ts': [/^$/],
-  'embed-in-fastify.ts': [
   'mcp-tools.ts': [
     'tool search_notes: Searches the notes ["query"]',
     'researcher: SUCCESS, tools {"search_notes":2}: 2 notes mention governance (an empty query: OAO_ERR_INVALID_TOOL_ARGS)',
@@ -128,6 +120,20 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
     'answer: INV-7 was charged twice: the second charge of 49 EUR will be refunded.',
     'short: FAILED, policy_violation (max_steps) after 1 step',
   ],
+  'statechart-agent.ts': [
+    'researcher: SUCCESS, 405 tokens, 2 tool calls (2 ran)',
+    'output: How do XState actors compose?: see stately.ai/docs, github.com/statelyai/xstate',
+    'strict: FAILED, policy_violation (max_tool_calls)',
+  ],
+  // A module of agents for the `oao` CLI (test/cli.test.ts runs them): loading it prints nothing.
+  'agents.ts': [/^$/],
+  'distributed.ts': [
+    'SUCCESS: summary of "the design doc"',
+    'SUCCESS: summary of "the release notes"',
+    'SUCCESS: summary of "the incident report"',
+    'watcher: FAILED cancelled (seen enough)',
+  ],
+  'embed-in-fastify.ts': [
     'your route: world',
     'POST /oao/run: SUCCESS echo echo: hi',
     'POST /oao/runs: 202 /oao/runs/<id> maxSteps 3',

@@ -10,9 +10,9 @@ import { pluginCases, pluginRatios } from './plugins.js';
 import { queueCase, queueRatios } from './queue.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
+import { workflowCase, workflowRatios } from './workflow.js';
 
 /**
-import { workflowCase, workflowRatios } from './workflow.js';
  * Every case `npm run bench` runs, in table order, and the ratios it reports. A new group (the
  * supervisor, an adapter, the HTTP service) adds a file next to these that exports its cases and
  * ratios (and rate targets, if it has any), and appends them here. Time cases are measured
@@ -25,14 +25,14 @@ export const benchCases: readonly BenchCase[] = [
   ...pluginCases,
   ...durableCases,
   heapCase,
-  ...adapterCases,
   eventsCase,
   supervisorCase,
+  workflowCase,
   httpCase,
   durablePostgresCase,
   durableHeapCase,
-  workflowCase,
   resumeCase,
+  queueCase,
 ];
 
 export const benchRatios: readonly BenchRatio[] = [
@@ -43,12 +43,12 @@ export const benchRatios: readonly BenchRatio[] = [
   ...heapRatios,
   ...eventsRatios,
   ...supervisorRatios,
+  ...workflowRatios,
   ...httpRatios,
-  ...adapterRatios,
   ...durableRatios,
   ...resumeRatios,
+  ...queueRatios,
 ];
 
-  ...workflowRatios,
 /** Rates that rows must reach on their own (ops/s), where the requirements state them so. */
 export const benchTargets: readonly BenchTarget[] = [...durableTargets];

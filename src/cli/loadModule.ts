@@ -6,18 +6,18 @@ import { OaoError } from '../errors.js';
 import { isPlugin, type Plugin } from '../plugins/definePlugin.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
-
 import { resolveWorkflows } from '../server/WorkflowService.js';
 import type { Workflow } from '../workflow/defineWorkflow.js';
+
 /** What the CLI takes from a user's module. */
 export interface AgentModule {
   readonly path: string;
   readonly agents: Readonly<Record<string, AgentLike>>;
   readonly tools: ToolSet | undefined;
   readonly policy: StrictPolicy | PolicyOptions | undefined;
-}
   /** The module's `workflows` export (made by defineWorkflow), by name; empty when it has none. */
   readonly workflows: Readonly<Record<string, Workflow>>;
+}
 
 function isAgent(value: unknown): value is AgentLike {
   if (typeof value === 'function') return true;
@@ -49,7 +49,8 @@ async function enableTypeScript(): Promise<void> {
  * (`export default { agents, tools, policy }`), or a CommonJS `module.exports = { agents, ... }`,
  * counts as those exports.
  */
-export async function loadAgentModule(path: string, cwd: string = process.cwd()): Promise<AgentModule> {
+/** Imports a module given on the command line (a TypeScript one through tsx): its exports, and its absolute path. */
+async function importModule(path: string, cwd: string): Promise<{ file: string; exports: Record<string, unknown> }> {
   const file = isAbsolute(path) ? path : resolve(cwd, path);
   try {
     await access(file);
@@ -60,9 +61,8 @@ export async function loadAgentModule(path: string, cwd: string = process.cwd())
     const alreadyTs = process.execArgv.some((arg) => arg.includes('tsx')) || process.env.TSX_TSCONFIG_PATH !== undefined;
     if (!alreadyTs) await enableTypeScript();
   }
-  let exports: Record<string, unknown>;
   try {
-    exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    return { file, exports: (await import(pathToFileURL(file).href)) as Record<string, unknown> };
   } catch (error) {
     throw new OaoError('OAO_ERR_INVALID_MODULE', `Could not load ${path}: ${error instanceof Error ? error.message : String(error)}`, {
       cause: error,

@@ -22,9 +22,9 @@ import { INSPECT_PACKAGES, requirePackages, SERVER_PACKAGES } from './optionalPa
 import { parseSince } from './parseSince.js';
 import { STARTER_FILE, writeStarterModule } from './starterModule.js';
 import { listenFailure } from './startupError.js';
-import { listStoredRuns, storedRunView, type RunListing, type RunView } from './storedRuns.js';
 import { QUEUE_PACKAGES, redisUrl, workerCommand } from './workerCommand.js';
 import { workflowCommand } from './workflowCommand.js';
+import { listStoredRuns, storedRunView, type RunListing, type RunView } from './storedRuns.js';
 import { colorWanted, createStyle, table, type Style } from './style.js';
 
 interface RunList {
@@ -384,10 +384,25 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
               notice: undefined,
             };
       if (notice !== undefined) io.stderr(`notice: ${notice}\n`);
+      let queue: import('../queue/index.js').RunQueue | undefined;
+      if (flags.redis !== undefined) {
+        if (store === undefined) {
+          throw new OaoError('OAO_ERR_CLI_USAGE', '--redis needs a --store the workers share (postgres://..., or sqlite:<path> on one host), not memory', { details: { field: '--store' } });
+        }
+        try {
+          await requirePackages('oao serve --redis', QUEUE_PACKAGES);
+          const { createQueue } = await import('../queue/index.js');
+          queue = await createQueue({ connection: flags.redis, store, ...(flags.queueName === undefined ? {} : { queueName: flags.queueName }) });
+        } catch (error) {
+          await closeStore(store);
+          throw error;
+        }
+      }
       let inspector: RunInspector | undefined;
       try {
         inspector = flags.inspect === undefined ? undefined : await startInspector(flags.inspect, io);
       } catch (error) {
+        await queue?.close();
         await closeStore(store);
         throw error;
       }
@@ -400,33 +415,36 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
           ...(flags.resume ? {} : { resumeInterrupted: false }),
           ...(mod.tools === undefined ? {} : { tools: mod.tools }),
           ...(mod.policy === undefined ? {} : { policy: mod.policy }),
+          ...(Object.keys(mod.workflows).length === 0 ? {} : { workflows: mod.workflows }),
           ...(apiKeys.length === 0 ? {} : { apiKeys }),
           ...(flags.maxConcurrentRuns === undefined ? {} : { limits: { maxConcurrentRuns: flags.maxConcurrentRuns } }),
           ...(metrics === undefined ? {} : { metrics }),
           ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+          ...(plugins.length === 0 ? {} : { plugins }),
+          ...(queue === undefined ? {} : { queue }),
           dashboard: flags.dashboard,
           host: flags.host,
           port: flags.port,
         });
       } catch (error) {
         await inspector?.stop();
+        await queue?.close();
         await closeStore(store);
         throw listenFailure(error, { host: flags.host, port: flags.port }) ?? new ServerStartError(error);
       }
       const where = [
         `store ${describeStore(location)}`,
+        ...(flags.redis === undefined ? [] : [`runs enqueued on ${flags.redis}`]),
         `docs at ${server.url}/docs`,
         ...(flags.dashboard ? [`dashboard at ${server.url}/dashboard/`] : []),
         ...(metrics === undefined ? [] : [`metrics at ${server.url}/metrics`]),
         ...(inspector === undefined ? [] : [`inspector at ${inspector.url}`]),
       ];
-          ...(plugins.length === 0 ? {} : { plugins }),
-          ...(queue === undefined ? {} : { queue }),
       io.stdout(`OAO listening on ${server.url} (agents: ${Object.keys(mod.agents).join(', ')}; ${where.join('; ')})\n`);
       await (io.untilStopped?.() ?? new Promise<void>(() => {}));
       await server.close();
       await inspector?.stop();
-          ...(Object.keys(mod.workflows).length === 0 ? {} : { workflows: mod.workflows }),
+      await queue?.close();
       await closeStore(store);
       io.stdout('OAO server stopped\n');
       setExit(ExitCode.OK);
@@ -655,6 +673,9 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
       setExit(ExitCode.OK);
     });
 
+  program.addCommand(workerCommand(io, setExit));
+  program.addCommand(workflowCommand(io, setExit).copyInheritedSettings(program));
+
   return program;
 }
 
@@ -684,9 +705,6 @@ function jsonArgument(value: string): { readonly value: unknown } {
 }
 
 /** One line of JSON, cut to `max` characters. */
-  program.addCommand(workerCommand(io, setExit));
-  program.addCommand(workflowCommand(io, setExit).copyInheritedSettings(program));
-
 function jsonPreview(value: unknown, max: number): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
@@ -881,7 +899,17 @@ interface Failure {
 }
 
 /** Startup failures that are the caller's to fix (flags), not the machine's. */
-const USAGE_CODES = new Set(['OAO_ERR_CLI_USAGE', 'OAO_ERR_INVALID_MODULE', 'OAO_ERR_UNKNOWN_AGENT', 'OAO_ERR_INVALID_POLICY', 'OAO_ERR_INVALID_ARGUMENT', 'OAO_ERR_INSECURE_BIND']);
+const USAGE_CODES = new Set([
+  'OAO_ERR_CLI_USAGE',
+  'OAO_ERR_INVALID_MODULE',
+  'OAO_ERR_UNKNOWN_AGENT',
+  'OAO_ERR_INVALID_POLICY',
+  'OAO_ERR_INVALID_ARGUMENT',
+  'OAO_ERR_INSECURE_BIND',
+  'OAO_ERR_UNKNOWN_WORKFLOW',
+  'OAO_ERR_INVALID_WORKFLOW',
+  'OAO_ERR_WORKFLOW_CYCLE',
+]);
 
 /** Details that survive JSON (they are printed with `--json`); none when they would not. */
 function jsonDetails(details: Readonly<Record<string, unknown>> | undefined): { details?: Readonly<Record<string, unknown>> } {

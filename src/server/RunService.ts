@@ -18,6 +18,8 @@ import type { Lease, RunListFilter, RunStore, StoredRun } from '../store/RunStor
 import { AppendTracker } from './AppendTracker.js';
 import { applyDecision, batchRunDecision, beingTakenUp, finishedHere, notWaiting, oldestFirst, PerKeyQueue, type ApprovalInput, type DecisionApplied } from './approvalDecisions.js';
 import { InterruptedRunSweep } from './InterruptedRunSweep.js';
+import { QueuedRuns } from './QueuedRuns.js';
+import type { RunQueue } from '../queue/createQueue.js';
 import { RecordedRun, type LiveRun } from './RecordedRun.js';
 import { ResumedRun } from './ResumedRun.js';
 import {
@@ -54,14 +56,19 @@ export interface RunServiceInit {
   readonly metrics?: Metrics | undefined;
   /** Sees every run actor and supervisor actor of this service. */
   readonly inspect?: OaoInspector | undefined;
-  /**
-   * Take up the runs that stopped processes left live in the store (`interrupted`): resume those
   /** Govern every run and batch of this service. */
   readonly plugins?: readonly Plugin[] | undefined;
+  /**
+   * Take up the runs that stopped processes left live in the store (`interrupted`): resume those
    * whose agent is registered here, end the others FAILED. Swept when {@link RunService.startSweeping}
    * is called, then every `runLeaseTtlMs`.
    */
   readonly resumeInterrupted?: boolean;
+  /**
+   * Runs go to workers through this queue instead of running here (see `QueuedRuns`); interrupted
+   * runs are then enqueued again by the sweep, whatever `resumeInterrupted` says.
+   */
+  readonly queue?: RunQueue | undefined;
   /** Where failures nobody awaits go. */
   readonly logError: (error: unknown, message: string) => void;
   /** Where what the service did on its own (runs it took up) is told. @default nowhere */
@@ -158,6 +165,7 @@ export class RunService {
   readonly #logError: (error: unknown, message: string) => void;
   readonly #metrics: Metrics | undefined;
   readonly #inspect: OaoInspector | undefined;
+  readonly #plugins: readonly Plugin[] | undefined;
   readonly #orchestrator: Orchestrator;
   readonly #stopObserving: () => void;
   readonly #live = new Map<string, Live>();
@@ -165,7 +173,6 @@ export class RunService {
   readonly #reserved = new Set<string>();
   /** Slots held by admitted requests; `active` is their sum. */
   readonly #admitted = new Set<{ readonly slots: number }>();
-  readonly #plugins: readonly Plugin[] | undefined;
   /** The batch of each batch run of this process (the log does not record it). */
   readonly #batchOf = new Map<string, string>();
   readonly #unfiled = new Map<string, Unfiled>();
@@ -173,6 +180,7 @@ export class RunService {
   /** Decisions on tool calls, one run at a time. */
   readonly #decisions = new PerKeyQueue();
   readonly #sweep: InterruptedRunSweep | undefined;
+  readonly #queued: QueuedRuns | undefined;
   #closing = false;
   /** Runs ended since the store's retention was last applied, and when that was (ms). */
   #endedSincePrune = 0;
@@ -196,6 +204,7 @@ export class RunService {
     this.#logError = init.logError;
     this.#metrics = init.metrics;
     this.#inspect = init.inspect;
+    this.#plugins = init.plugins;
     this.#orchestrator = new Orchestrator({
       policy: init.policy,
       store: this.#recorded,
@@ -203,23 +212,25 @@ export class RunService {
       leaseTtlMs: init.runLeaseTtlMs,
       ...(init.clock === undefined ? {} : { clock: init.clock }),
       ...(init.inspect === undefined ? {} : { inspect: init.inspect }),
+      ...(init.plugins === undefined ? {} : { plugins: init.plugins }),
       onHookError: (error) => init.logError(error, 'an event hook failed'),
-    this.#plugins = init.plugins;
     });
     this.#stopObserving = init.metrics?.observe(this.#orchestrator) ?? (() => undefined);
+    const queued = init.queue === undefined ? undefined : new QueuedRuns(init.queue, init.store, init.policy, init.tools, init.clock ?? systemClock);
+    this.#queued = queued;
     this.#sweep =
-      init.resumeInterrupted === true
+      init.resumeInterrupted === true || queued !== undefined
         ? new InterruptedRunSweep({
             store: init.store,
             agents: init.agents,
-      ...(init.plugins === undefined ? {} : { plugins: init.plugins }),
             owner: this.#owner,
             leaseTtlMs: init.runLeaseTtlMs,
             // A run's lease expires at most a TTL after its process died: sweeping as often finds it within two.
             intervalMs: init.runLeaseTtlMs,
             now: () => (init.clock ?? systemClock).now(),
             isHere: (executionId) => this.#live.has(executionId) || this.#reserved.has(executionId) || this.#unfiled.has(executionId),
-            resume: (run, agent) => this.#resumeInterrupted(run, agent),
+            // With a queue, a run nobody holds goes back to the workers (a no-op while its job exists).
+            resume: (run, agent) => (queued === undefined ? this.#resumeInterrupted(run, agent) : queued.requeue(run)),
             logError: init.logError,
             logInfo: init.logInfo ?? (() => undefined),
           })
@@ -277,6 +288,7 @@ export class RunService {
     const agent = this.#agent(body.agent, 'body.agent');
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
+    if (this.#queued !== undefined) return this.#enqueue(body, agent, policy, this.#queued);
     const release = this.#admit(1);
     let executionId: string;
     let handle: RunHandle;
@@ -315,6 +327,56 @@ export class RunService {
     return { executionId, effectivePolicy: policy.limits, finished };
   }
 
+  /**
+   * `runMulti()` with a queue: each job is a run of its own on the workers (recorded, then
+   * enqueued, in job order), and the answer waits for every report. The queue's limits apply to
+   * them, not the batch's `maxConcurrency`.
+   */
+  async #enqueueBatch(
+    body: RunMultiRequestBody,
+    jobs: readonly Job[],
+    policy: StrictPolicy,
+    maxConcurrency: number,
+    queued: QueuedRuns,
+  ): Promise<{ batchId: string; maxConcurrency: number; effectivePolicy: PolicyLimits; reports: Record<string, ExecutionReport> }> {
+    const batchId = randomUUID();
+    const started: Promise<ExecutionReport>[] = [];
+    for (const job of jobs) {
+      const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued);
+      this.#remember(this.#batchOf, run.executionId, batchId);
+      started.push(run.finished);
+    }
+    const reports = await Promise.all(started);
+    const byName = Object.fromEntries(jobs.map((job, index) => [job.name, reports[index] as ExecutionReport]));
+    return { batchId, maxConcurrency, effectivePolicy: policy.limits, reports: byName };
+  }
+
+  /**
+   * `start()` with a queue: the run's start is recorded, then it is enqueued (the queue's error
+   * when it does not take it); `finished` settles once a worker has stored its report.
+   */
+  async #enqueue(body: RunRequestBody, agent: AgentLike, policy: StrictPolicy, queued: QueuedRuns): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
+    if (this.#closing) throw shuttingDown();
+    const { executionId, lease } = await this.#claim(body.executionId);
+    const submission = { executionId, lease, agent, agentName: body.agent, task: body.task, policyOptions: body.policy, policy };
+    try {
+      await storeCall('start', () => queued.recordStart(submission));
+    } catch (error) {
+      this.#reserved.delete(executionId);
+      this.#releaseLease(lease);
+      throw bodyField(error);
+    }
+    try {
+      await queued.enqueue(submission);
+    } finally {
+      this.#reserved.delete(executionId);
+    }
+    const finished = queued.waitForReport(executionId);
+    // POST /runs answers without it: a report nobody awaits must not become an unhandled rejection.
+    finished.catch(() => {});
+    return { executionId, effectivePolicy: policy.limits, finished };
+  }
+
   /** Runs several agents on one task under a MultiAgentOrchestrator; one report per job name. */
   async runMulti(
     body: RunMultiRequestBody,
@@ -323,6 +385,7 @@ export class RunService {
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
     const maxConcurrency = Math.min(body.maxConcurrency ?? this.#maxConcurrency, this.#maxConcurrency, this.#maxConcurrentRuns);
+    if (this.#queued !== undefined) return this.#enqueueBatch(body, jobs, policy, maxConcurrency, this.#queued);
     const release = this.#admit(Math.min(jobs.length, maxConcurrency));
     const batchId = randomUUID();
     const admittedAt = this.#now();
@@ -345,6 +408,7 @@ export class RunService {
         leaseTtlMs: this.#leaseTtlMs,
         ...(this.#clock === undefined ? {} : { clock: this.#clock }),
         ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
+        ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
         // Every job has its execution id, so the only id made here is the batch's.
         generateId: () => (batchIdGiven ? randomUUID() : ((batchIdGiven = true), batchId)),
         onHookError: (error) => this.#logError(error, 'a batch event hook failed'),
@@ -408,7 +472,6 @@ export class RunService {
     if (live !== undefined) {
       const events = live.run.events();
       const report = reportOf(events);
-        ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
       return project({
         executionId,
         agent: live.agent,
@@ -530,6 +593,11 @@ export class RunService {
     } finally {
       this.#reserved.delete(executionId);
     }
+    if (this.#queued !== undefined) {
+      // A worker continues the run from the decision in its log.
+      if (stored?.status === 'interrupted') await this.#queued.requeue(stored).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued again after a decision on it; a later sweep tries again`));
+      return 'logged';
+    }
     // No turn of the event loop from here to the resume's own reservation: the sweep cannot take it in between.
     const agent = stored?.status === 'interrupted' ? this.#agents.get(stored.agentName) : undefined;
     if (stored === undefined || agent === undefined) return 'logged';
@@ -613,7 +681,8 @@ export class RunService {
         termination: report.termination,
       };
     }
-    if (run?.status === 'interrupted') {
+    // A queued run lists as interrupted until a worker takes it: the queue still cancels it.
+    if (run?.status === 'interrupted' && this.#queued === undefined) {
       return {
         executionId,
         cancelled: false,
@@ -623,6 +692,7 @@ export class RunService {
         termination: null,
       };
     }
+    if (this.#queued !== undefined) return this.#cancelQueued(executionId, reason, this.#queued, run);
     return {
       executionId,
       cancelled: false,
@@ -630,6 +700,29 @@ export class RunService {
       status: 'running',
       message: `Run ${executionId} is not running in this server process (it is starting, or another process runs it)`,
       termination: null,
+    };
+  }
+
+  /** Cancels a run that a worker runs (or will take): through the queue, then waits a moment for its report. */
+  async #cancelQueued(executionId: string, reason: string, queued: QueuedRuns, run: StoredRun | undefined): Promise<CancelOutcome> {
+    await queued.cancel(executionId, reason);
+    // Nobody holds it (queued, or unloaded while it waits for a decision): a worker takes it up and ends it cancelled.
+    if (run?.status === 'interrupted') await queued.requeue(run, true).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued to be cancelled`));
+    const stop = new AbortController();
+    const waiting = queued.waitForReport(executionId, stop.signal).catch(() => undefined);
+    const report = await settleWithin(waiting, CANCEL_SETTLE_MS);
+    stop.abort();
+    if (report === undefined) {
+      return { executionId, cancelled: true, settled: false, status: 'running', message: 'Cancellation sent to the worker that runs it; the run is stopping', termination: null };
+    }
+    const cancelled = report.termination.reason === 'cancelled';
+    return {
+      executionId,
+      cancelled,
+      settled: true,
+      status: report.status,
+      message: cancelled ? `Run ${executionId} was cancelled` : `Run ${executionId} finished (${report.status}) before it could be cancelled`,
+      termination: report.termination,
     };
   }
 
@@ -838,6 +931,8 @@ export class RunService {
 
   /** Whether this service's sweep will take the interrupted run up (it has not given up on it). */
   #takesUp(executionId: string): boolean {
+    // With a queue, a worker takes the run up (or the sweep enqueues it again).
+    if (this.#queued !== undefined) return !this.#closing;
     return this.#sweep?.willTakeUp(executionId) === true && !this.#closing;
   }
 

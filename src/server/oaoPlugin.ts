@@ -87,11 +87,12 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
     store: resolved.store,
     runLeaseTtlMs: resolved.runLeaseTtlMs,
     resumeInterrupted: resolved.resumeInterrupted,
+    queue: resolved.queue,
     clock: resolved.clock,
     metrics: resolved.metrics,
     inspect: resolved.inspect,
-    logError: (error, message) => app.log.error({ err: error }, message),
     ...(resolved.plugins === undefined ? {} : { plugins: resolved.plugins }),
+    logError: (error, message) => app.log.error({ err: error }, message),
     logInfo: (message) => app.log.info(message),
   });
   // Interrupted runs are taken up once the app is ready: an app that is only built takes none.

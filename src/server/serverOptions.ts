@@ -13,6 +13,7 @@ import { invalidOption, positiveIntegerOption, typeOf } from '../options.js';
 import { checkAgent } from '../runtime/prepareRun.js';
 import { createMemoryStore } from '../store/createMemoryStore.js';
 import type { RunStore } from '../store/RunStore.js';
+import type { RunQueue } from '../queue/createQueue.js';
 
 export interface ServerLimits {
   /**
@@ -48,12 +49,12 @@ export interface OaoPluginOptions {
   readonly policy?: StrictPolicy | PolicyOptions;
   /** Tools every run may call (governed by the policy). */
   readonly tools?: ToolSet;
-  /** Runs of one POST /run-multi at once; a request may ask for fewer. @default 4 */
   /**
    * Workflows requests may start by name (`POST /workflows/:name/runs`), each made by
    * `defineWorkflow`; their nodes run under `policy`. See docs/workflows.md.
    */
   readonly workflows?: Readonly<Record<string, Workflow>>;
+  /** Runs of one POST /run-multi at once; a request may ask for fewer. @default 4 */
   readonly maxConcurrency?: number;
   readonly limits?: ServerLimits;
   /**
@@ -111,16 +112,27 @@ export interface OaoPluginOptions {
    */
   readonly inspect?: OaoInspector;
   /**
-  /**
    * Plugins made by `definePlugin()`: they govern every run and batch of this server (see
    * docs/plugins.md). A request cannot add or remove one. @default none
    */
   readonly plugins?: readonly Plugin[];
+  /**
    * Serve the live dashboard at `/dashboard` (static assets only; its data comes from the API, with
    * the same API keys).
    * @default true
    */
   readonly dashboard?: boolean;
+  /**
+   * Run on workers instead of in this process: `POST /runs`, `/run` and `/run-multi` record each
+   * run's start in the store, enqueue it (`createQueue()` from `open-agent-orchestrator/queue`, on
+   * the same store) and a worker runs it; `/run` and `/run-multi` wait for the reports the workers
+   * store (a batch's `maxConcurrency` gives way to the queue's limits). Cancels go through
+   * the queue to whichever worker runs the run; a queue that does not take a run is answered 503
+   * `OAO_ERR_QUEUE_UNAVAILABLE`. Interrupted runs are enqueued again instead of resumed here. The
+   * server never closes a queue you pass. See docs/distributed.md.
+   * @default none: every run executes in this process
+   */
+  readonly queue?: RunQueue;
 }
 
 /** An API key with a name: the name, never the key, is what the server records and shows. */
@@ -152,6 +164,7 @@ export interface ResolvedServerOptions {
   readonly agents: ReadonlyMap<string, AgentLike>;
   readonly policy: StrictPolicy;
   readonly tools: ToolSet | undefined;
+  readonly workflows: ReadonlyMap<string, Workflow>;
   readonly maxConcurrency: number;
   readonly limits: Required<ServerLimits>;
   readonly apiKeys: readonly ApiKey[];
@@ -164,11 +177,12 @@ export interface ResolvedServerOptions {
   readonly clock: Clock | undefined;
   readonly metrics: Metrics | undefined;
   readonly inspect: OaoInspector | undefined;
+  readonly plugins: readonly Plugin[] | undefined;
   readonly dashboard: boolean;
+  readonly queue: RunQueue | undefined;
 }
 
 /** Validates the options eagerly, so a misconfigured server fails at startup, naming the option. */
-  readonly workflows: ReadonlyMap<string, Workflow>;
 export function resolveServerOptions(options: ServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedServerOptions {
   if (typeof options !== 'object' || options === null) {
     throw invalidOption('options', `Expected the server options to be an object, got ${typeOf(options)}`);
@@ -176,12 +190,12 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
   const policy = options.policy instanceof StrictPolicy ? options.policy : new StrictPolicy(options.policy ?? {});
   const limits = options.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw invalidOption('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
-  readonly plugins: readonly Plugin[] | undefined;
   const apiKeys = resolveApiKeys(options.apiKeys, env);
   const resolved = {
     agents: resolveAgents(options.agents),
     policy,
     tools: resolveTools(options.tools),
+    workflows: resolveWorkflows(options.workflows),
     maxConcurrency: positiveIntegerOption(options.maxConcurrency ?? 4, 'maxConcurrency'),
     limits: {
       bodyLimit: positiveIntegerOption(limits.bodyLimit ?? DEFAULT_SERVER_LIMITS.bodyLimit, 'limits.bodyLimit'),
@@ -196,11 +210,12 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
     clock: resolveClock(options.clock),
     metrics: resolveMetrics(options.metrics),
     inspect: resolveInspect(options.inspect),
+    plugins: resolvePlugins(options.plugins),
     dashboard: resolveFlag(options.dashboard, 'dashboard', true),
+    queue: resolveQueue(options.queue),
   };
   return { ...resolved, resumeInterrupted: resolveFlag(options.resumeInterrupted, 'resumeInterrupted', !isMemoryStore(resolved.store)) };
 }
-    workflows: resolveWorkflows(options.workflows),
 
 /**
  * The keys a server accepts: the option when given (an empty list turns auth off), else the
@@ -209,7 +224,6 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
  */
 export function resolveApiKeys(keys: readonly (string | ApiKey)[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly ApiKey[] {
   if (keys === undefined) {
-    plugins: resolvePlugins(options.plugins),
     const fromEnv = (env.OAO_API_KEYS ?? '')
       .split(',')
       .map((key) => key.trim())
@@ -360,6 +374,15 @@ function resolveMetrics(metrics: unknown): Metrics | undefined {
   return metrics as Metrics;
 }
 
+function resolvePlugins(plugins: unknown): readonly Plugin[] | undefined {
+  if (plugins === undefined) return undefined;
+  if (!Array.isArray(plugins)) throw invalidOption('plugins', `Expected plugins to be an array of plugins made by definePlugin(), got ${typeOf(plugins)}`);
+  (plugins as unknown[]).forEach((plugin, index) => {
+    if (!isPlugin(plugin)) throw invalidOption('plugins', `Expected plugins[${index}] to be made by definePlugin(), got ${typeOf(plugin)}`);
+  });
+  return Object.freeze([...(plugins as Plugin[])]);
+}
+
 function resolveInspect(inspect: unknown): OaoInspector | undefined {
   if (inspect === undefined || typeof inspect === 'function') return inspect as OaoInspector | undefined;
   if (typeof inspect === 'object' && inspect !== null && typeof (inspect as { next?: unknown }).next === 'function') return inspect;
@@ -371,12 +394,12 @@ function resolveFlag(value: unknown, field: string, fallback: boolean): boolean 
   if (typeof value !== 'boolean') throw invalidOption(field, `Expected ${field} to be a boolean, got ${typeOf(value)}`);
   return value;
 }
-function resolvePlugins(plugins: unknown): readonly Plugin[] | undefined {
-  if (plugins === undefined) return undefined;
-  if (!Array.isArray(plugins)) throw invalidOption('plugins', `Expected plugins to be an array of plugins made by definePlugin(), got ${typeOf(plugins)}`);
-  (plugins as unknown[]).forEach((plugin, index) => {
-    if (!isPlugin(plugin)) throw invalidOption('plugins', `Expected plugins[${index}] to be made by definePlugin(), got ${typeOf(plugin)}`);
-  });
-  return Object.freeze([...(plugins as Plugin[])]);
-}
 
+function resolveQueue(queue: unknown): RunQueue | undefined {
+  if (queue === undefined) return undefined;
+  const methods = typeof queue === 'object' && queue !== null ? (queue as Record<string, unknown>) : {};
+  if (typeof methods.enqueue !== 'function' || typeof methods.cancel !== 'function' || typeof methods.waitForReport !== 'function') {
+    throw invalidOption('queue', `Expected "queue" to be a run queue from createQueue() (open-agent-orchestrator/queue), got ${typeOf(queue)}`);
+  }
+  return queue as RunQueue;
+}

@@ -20,7 +20,7 @@ export interface SseStream {
 }
 
 /** One SSE message: `id` is the event's seq, `event` its type, `data` the event as one line of JSON. */
-export function formatSseEvent(event: OaoEvent): string {
+export function formatSseEvent(event: SseEvent): string {
   return `id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 }
 
@@ -30,7 +30,7 @@ export function formatSseEvent(event: OaoEvent): string {
  * (after EXECUTION_COMPLETE). Stops cleanly when the client goes away (the subscription and the
  * heartbeat are released).
  */
-export function streamRunEvents(res: ServerResponse, events$: Observable<OaoEvent>, afterSeq: number, onEnd: (stream: SseStream) => void): SseStream {
+export function streamRunEvents(res: ServerResponse, events$: Observable<SseEvent>, afterSeq: number, onEnd: (stream: SseStream) => void): SseStream {
   const stream = new RunEventStream(res, afterSeq, onEnd);
   stream.start(events$);
   return stream;
@@ -55,7 +55,7 @@ class RunEventStream implements SseStream {
     return this.#ended;
   }
 
-  start(events$: Observable<OaoEvent>): void {
+  start(events$: Observable<SseEvent>): void {
     const res = this.#res;
     res.on('close', this.#onClose);
     res.writeHead(200, {
@@ -91,7 +91,7 @@ class RunEventStream implements SseStream {
     this.#onEnd(this);
   }
 
-  #send(event: OaoEvent): void {
+  #send(event: SseEvent): void {
     if (this.#ended || event.seq <= this.#afterSeq) return;
     let message: string;
     try {

@@ -1,0 +1,25 @@
+import { z } from 'zod';
+import { policyOptionsSchema } from '../policy/schema.js';
+
+/**
+ * What a queued job carries: a run request by name, never code. The worker looks the agent up in
+ * its own module; the run's log, once started, lives in the store under `executionId`, which is
+ * also the BullMQ job id (one job per run).
+ */
+export const runJobSchema = z.strictObject({
+  executionId: z.string().min(1).max(128),
+  agent: z.string().min(1).max(200),
+  task: z.unknown().refine((task) => task !== undefined, 'a task is required'),
+  policy: policyOptionsSchema.optional(),
+});
+
+export type RunJobData = z.infer<typeof runJobSchema>;
+
+/**
+ * A job's return value in BullMQ: the report itself is in the store. `WAITING`: the run waits for
+ * a person's decision on a tool call, unloaded; the decision enqueues it again.
+ */
+export interface RunJobResult {
+  readonly executionId: string;
+  readonly status: 'SUCCESS' | 'FAILED' | 'WAITING';
+}

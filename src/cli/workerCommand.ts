@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { OaoError } from '../errors.js';
 import type { RunStore } from '../store/RunStore.js';
 import { ExitCode } from './exitCodes.js';
-import { loadAgentModule } from './loadModule.js';
+import { loadAgentModule, loadPluginModule } from './loadModule.js';
+import type { Plugin } from '../plugins/definePlugin.js';
 import { describeStore, openStore, parseStoreUrl, STORE_FORMS } from './openStore.js';
 import { requirePackages } from './optionalPackages.js';
 import type { CliIO } from './program.js';
@@ -16,6 +17,7 @@ interface WorkerFlags {
   concurrency: number;
   queueName?: string;
   lockDurationMs?: number;
+  plugin?: string[];
 }
 
 function positive(name: string) {
@@ -45,6 +47,7 @@ export function workerCommand(io: CliIO, setExit: (code: number) => void): Comma
     .requiredOption('--store <url>', `where the runs are recorded, shared with the servers: ${STORE_FORMS}`)
     .option('-c, --concurrency <n>', 'runs this worker executes at once', positive('--concurrency'), 1)
     .option('--queue-name <name>', 'the queue name, as the servers use it (default oao-runs)')
+    .option('--plugin <module>', 'govern every run with the plugin(s) this module exports, as the servers do (definePlugin(); repeatable)', (value: string, previous: string[] = []) => [...previous, value])
     .option('--lock-duration-ms <ms>', "how long a run's job stays locked without renewal: another worker takes a dead worker's runs after about this long plus as much again (default 5000)", positive('--lock-duration-ms'))
     .action(async (modulePath: string, flags: WorkerFlags) => {
       const location = parseStoreUrl(flags.store);
@@ -52,6 +55,8 @@ export function workerCommand(io: CliIO, setExit: (code: number) => void): Comma
         throw new OaoError('OAO_ERR_CLI_USAGE', '--store memory cannot be shared with the servers: give a postgres:// URL (or sqlite:<path> on one host)', { details: { field: '--store' } });
       }
       const mod = await loadAgentModule(modulePath, io.cwd);
+      const plugins: Plugin[] = [];
+      for (const pluginPath of flags.plugin ?? []) plugins.push(...(await loadPluginModule(pluginPath, io.cwd)));
       await requirePackages('oao worker', QUEUE_PACKAGES);
       const { createWorker } = await import('../queue/index.js');
       const store: RunStore = await openStore(location, { cwd: io.cwd });
@@ -66,6 +71,7 @@ export function workerCommand(io: CliIO, setExit: (code: number) => void): Comma
           ...(flags.lockDurationMs === undefined ? {} : { lockDuration: flags.lockDurationMs, stalledInterval: flags.lockDurationMs }),
           ...(mod.tools === undefined ? {} : { tools: mod.tools }),
           ...(mod.policy === undefined ? {} : { policy: mod.policy }),
+          ...(plugins.length === 0 ? {} : { plugins }),
           onError: (error, message) => io.stderr(`error: ${message}: ${error instanceof Error ? error.message : String(error)}\n`),
         });
       } catch (error) {

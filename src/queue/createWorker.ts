@@ -1,4 +1,5 @@
 import type { Job, Worker } from 'bullmq';
+import type { Plugin } from '../plugins/definePlugin.js';
 import type { Redis } from 'ioredis';
 import type { AgentLike, ToolSet } from '../agent.js';
 import { OaoError } from '../errors.js';
@@ -28,6 +29,11 @@ export interface WorkerOptions {
   readonly tools?: ToolSet;
   /** The ceiling of every run: a job's policy can only narrow it. @default new StrictPolicy() */
   readonly policy?: StrictPolicy | PolicyOptions;
+  /**
+   * Plugins (`definePlugin()`) that govern every run this worker executes. Plugins act where a run
+   * runs: give every worker the plugins the servers have. @default none
+   */
+  readonly plugins?: readonly Plugin[];
   /**
    * Where every run is recorded: shared by every worker and server of the queue (PostgreSQL for
    * several hosts, SQLite for one). A redelivered job is continued from its log here.
@@ -132,6 +138,7 @@ export async function createWorker(options: WorkerOptions): Promise<RunWorker> {
     leaseTtlMs: settings.leaseTtlMs,
     ...(options.policy === undefined ? {} : { policy: options.policy }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.plugins === undefined ? {} : { plugins: options.plugins }),
   });
   const slots = new AgentSlots(client, keys.agentSlots, settings.agentConcurrency, settings.lockDuration);
   const runner = new JobRunner(settings, orchestrator, client, slots, keys, bullmq);

@@ -247,3 +247,18 @@ describe('Redis unavailable', () => {
   });
 });
 
+
+describe('plugins on workers', () => {
+  it("a worker's plugins govern the runs it takes from the queue: a refused tool call's body never runs", { timeout: 20_000 }, async () => {
+    const { definePlugin } = await import('../../src/index.js');
+    const looked: unknown[] = [];
+    const noSecrets = definePlugin({ name: 'no-secrets', version: '1', rules: { toolCall: ({ toolCall }) => ((toolCall.args as { q: string }).q === 'secret' ? { message: 'no secrets' } : null) } });
+    const searcher = { invoke: async (task: string, ctx: AgentContext) => ({ output: await ctx.callTool('lookup', { q: task }) }) };
+    const { queue } = await setup({ agents: { searcher }, tools: { lookup: (args: unknown) => (looked.push(args), 'found') }, plugins: [noSecrets] });
+    const open = await queue.waitForReport(await queue.enqueue({ agent: 'searcher', task: 'open' }));
+    const secret = await queue.waitForReport(await queue.enqueue({ agent: 'searcher', task: 'secret' }));
+    expect(open.status).toBe('SUCCESS');
+    expect(secret.termination).toMatchObject({ reason: 'policy_violation', rule: 'plugin:no-secrets/toolCall' });
+    expect(looked).toEqual([{ q: 'open' }]);
+  });
+});

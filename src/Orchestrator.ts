@@ -208,6 +208,7 @@ export class Orchestrator {
       hub,
       workflowHub: this.#workflowHub,
       plugins: this.#plugins,
+      live: this.#live,
     });
   }
 

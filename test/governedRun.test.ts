@@ -212,3 +212,23 @@ describe('governedWorkflow inside a user machine', () => {
     expect(signals.get('s')?.aborted).toBe(true);
   }, T);
 });
+
+describe('decisions by execution id reach a governed run in a user machine', () => {
+  it('a run waiting for approval is in orch.pendingApprovals(), and orch.approve() lets it go on', async () => {
+    const orch = new Orchestrator({ policy: { tools: { approve: ['send'] } } });
+    const mailer = { name: 'mailer', invoke: async (_task: unknown, ctx: AgentContext) => ({ output: await ctx.callTool('send', {}) }) };
+    const machine = setup({ actors: { governedRun: createGovernedRun(orch) } }).createMachine({
+      initial: 'working',
+      states: {
+        working: { invoke: { src: 'governedRun', input: { agent: mailer, task: 't', tools: { send: () => 'sent' } }, onDone: 'done' } },
+        done: { type: 'final' },
+      },
+    });
+    const actor = createActor(machine).start();
+    while (orch.pendingApprovals().length === 0) await flush();
+    const [pending] = orch.pendingApprovals();
+    await orch.approve(pending!.executionId, pending!.callId, { by: 'ops' });
+    while (actor.getSnapshot().status !== 'done') await flush();
+    expect(orch.pendingApprovals()).toEqual([]);
+  }, T);
+});

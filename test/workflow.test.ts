@@ -521,3 +521,25 @@ describe('the workflow statechart', () => {
     expect(result.counts).toEqual({ total: 1000, succeeded: 1000, failed: 0, skipped: 0 });
   }, 30_000);
 });
+
+describe('decisions by execution id reach the runs a workflow starts', () => {
+  it('a node run waiting for approval is in orch.pendingApprovals(), and orch.approve() lets it go on', async () => {
+    const sent: unknown[] = [];
+    const mailer = {
+      name: 'mailer',
+      invoke: async (_task: unknown, ctx: AgentContext) => ({ output: await ctx.callTool('send', { to: 'ops' }) }),
+    };
+    const wf = defineWorkflow({ id: 'notify', nodes: { draft: { agent: (task: string) => `draft of ${task}` }, send: { agent: mailer, needs: ['draft'], tools: { send: (args: unknown) => (sent.push(args), 'sent') } } } });
+    const orch = new Orchestrator({ policy: { tools: { approve: ['send'] } } });
+    const handle = orch.startWorkflow(wf, 'news');
+    while (orch.pendingApprovals().length === 0) await flush();
+    const [pending] = orch.pendingApprovals();
+    expect(pending).toMatchObject({ agentName: 'mailer', tool: 'send' });
+    await orch.approve(pending!.executionId, pending!.callId, { by: 'ops' });
+    const result = await handle.result;
+    expect(result.status).toBe('SUCCESS');
+    expect(result.nodes.send).toMatchObject({ status: 'SUCCESS', report: { finalOutput: 'sent' } });
+    expect(sent).toEqual([{ to: 'ops' }]);
+    expect(orch.pendingApprovals()).toEqual([]);
+  }, T);
+});

@@ -55,8 +55,14 @@ function runLogic(resolve: () => OrchestratorInternals): GovernedRunLogic {
         ...(internals.plugins === undefined ? {} : { plugins: internals.plugins }),
       });
       live.set(self, session);
+      // Live in the orchestrator while it runs: approvals and raises by execution id reach it.
+      const runs = internals.live;
+      runs.set(session.executionId, session);
       const log = session.log;
-      if (log !== undefined) session.onFinish(() => void log.settled().then(() => log.end()));
+      session.onFinish(() => {
+        if (runs.get(session.executionId) === session) runs.delete(session.executionId);
+        if (log !== undefined) void log.settled().then(() => log.end());
+      });
       // The run actor is a child of this one: inspectors show it under the invoking machine.
       const run = createActor(agentLifecycleMachine, { id: session.executionId, parent: self, input: { session } });
       session.bindActor(run);

@@ -8,6 +8,7 @@ import type { RunOwnership } from '../store/RunLog.js';
 import { typeOf } from '../options.js';
 import type { Clock } from './clock.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
+import type { RunSession } from './RunSession.js';
 
 /**
  * What runs started on an orchestrator's behalf outside `Orchestrator` itself (workflow nodes,
@@ -27,6 +28,11 @@ export interface OrchestratorInternals {
   readonly workflowHub: EventHub<WorkflowEvent>;
   /** The orchestrator's plugins: they govern these runs as they do its own. */
   readonly plugins: InstalledPlugins | undefined;
+  /**
+   * The orchestrator's live runs by execution id: a run registered here while it is live takes
+   * decisions by id (`orch.approve/deny/raise`) and shows in `orch.pendingApprovals()`.
+   */
+  readonly live: Map<string, RunSession>;
 }
 
 const registry = new WeakMap<object, OrchestratorInternals>();

@@ -511,6 +511,12 @@ export class WorkflowRun {
       this.#emit('NODE_START', { node: node.spec.name, runs: node.items.length });
     }
     const session = item.session;
+    // Live in the orchestrator while it runs: approvals and raises by execution id reach it.
+    const live = this.#internals.live;
+    live.set(session.executionId, session);
+    session.onFinish(() => {
+      if (live.get(session.executionId) === session) live.delete(session.executionId);
+    });
     session.begin(false);
     // A child of the node's runs actor: its done and error events come back there, and
     // inspectors show it under the node.

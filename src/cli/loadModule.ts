@@ -87,6 +87,13 @@ export async function loadPluginModule(path: string, cwd: string = process.cwd()
   return plugins;
 }
 
+/** The plugins of every `--plugin` module, in the order given. */
+export async function loadPluginModules(paths: readonly string[], cwd: string = process.cwd()): Promise<Plugin[]> {
+  const plugins: Plugin[] = [];
+  for (const path of paths) plugins.push(...(await loadPluginModule(path, cwd)));
+  return plugins;
+}
+
 export async function loadAgentModule(path: string, cwd: string = process.cwd()): Promise<AgentModule> {
   const { file, exports } = await importModule(path, cwd);
   const shape = moduleShape(exports);

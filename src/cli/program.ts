@@ -13,8 +13,7 @@ import type { RunStore, StoredRunStatus } from '../store/RunStore.js';
 import { RUNTIME_VERSION } from '../version.js';
 import { ExitCode, type ExitCodeValue } from './exitCodes.js';
 import { formatReport, summaryTable } from './formatReport.js';
-import { loadAgentModule, loadPluginModule } from './loadModule.js';
-import type { Plugin } from '../plugins/definePlugin.js';
+import { loadAgentModule, loadPluginModules } from './loadModule.js';
 import type { RunInspector } from '../observability/inspect/index.js';
 import type { DecisionResponse, PendingApprovalBody, RunState, RunSummary } from '../server/schemas.js';
 import { DEFAULT_SERVE_STORE, describeStore, openDefaultServeStore, openStore, parseStoreUrl, STORE_FORMS, type StoreLocation } from './openStore.js';
@@ -367,8 +366,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     .action(async (modulePath: string, flags: ServeFlags) => {
       const requested = flags.store === undefined ? undefined : parseStoreUrl(flags.store);
       const mod = await loadAgentModule(modulePath, io.cwd);
-      const plugins: Plugin[] = [];
-      for (const pluginPath of flags.plugin ?? []) plugins.push(...(await loadPluginModule(pluginPath, io.cwd)));
+      const plugins = await loadPluginModules(flags.plugin ?? [], io.cwd);
       await requirePackages('oao serve', SERVER_PACKAGES);
       const { startServer } = await import('../server/index.js');
       const envKeys = (io.env.OAO_API_KEYS ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0);

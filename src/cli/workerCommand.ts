@@ -2,8 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { OaoError } from '../errors.js';
 import type { RunStore } from '../store/RunStore.js';
 import { ExitCode } from './exitCodes.js';
-import { loadAgentModule, loadPluginModule } from './loadModule.js';
-import type { Plugin } from '../plugins/definePlugin.js';
+import { loadAgentModule, loadPluginModules } from './loadModule.js';
 import { describeStore, openStore, parseStoreUrl, STORE_FORMS } from './openStore.js';
 import { requirePackages } from './optionalPackages.js';
 import type { CliIO } from './program.js';
@@ -55,8 +54,7 @@ export function workerCommand(io: CliIO, setExit: (code: number) => void): Comma
         throw new OaoError('OAO_ERR_CLI_USAGE', '--store memory cannot be shared with the servers: give a postgres:// URL (or sqlite:<path> on one host)', { details: { field: '--store' } });
       }
       const mod = await loadAgentModule(modulePath, io.cwd);
-      const plugins: Plugin[] = [];
-      for (const pluginPath of flags.plugin ?? []) plugins.push(...(await loadPluginModule(pluginPath, io.cwd)));
+      const plugins = await loadPluginModules(flags.plugin ?? [], io.cwd);
       await requirePackages('oao worker', QUEUE_PACKAGES);
       const { createWorker } = await import('../queue/index.js');
       const store: RunStore = await openStore(location, { cwd: io.cwd });

@@ -280,7 +280,7 @@ export class RunSession {
   /** The run's tool calls as rules see them (kept only when there are rules). */
   #pluginCalls: readonly PluginToolCall[] = NO_CALLS;
   /** The stepStart rules' answer for the step about to start, asked once per decision (keyed by seq). */
-  #pluginStep: { readonly seq: number; readonly violation: PolicyViolation | null; readonly failure: OaoError | null } | undefined;
+  #pluginStep: { readonly seq: number; readonly violation: PolicyViolation | null; readonly failure: OaoError | null; readonly refused: boolean } | undefined;
 
   constructor(init: RunSessionInit) {
     this.executionId = init.executionId;
@@ -580,7 +580,7 @@ export class RunSession {
       checkStepStart(this.limits, this.steps) === null &&
       (this.shared === undefined || this.shared.checkStep() === null) &&
       (!this.#tokensPause || this.#tokensExhausted() === null) &&
-      (this.#plugins === undefined || this.#stepRuling().violation === null)
+      (this.#plugins === undefined || this.#stepRuling().refused === false)
     );
   }
 
@@ -589,7 +589,7 @@ export class RunSession {
    * it records nothing: `refuseStep` records the refusal (or the rule's failure). Asked once per
    * decision: the answer is kept until the next event.
    */
-  #stepRuling(): { readonly violation: PolicyViolation | null; readonly failure: OaoError | null } {
+  #stepRuling(): { readonly violation: PolicyViolation | null; readonly failure: OaoError | null; readonly refused: boolean } {
     const cached = this.#pluginStep;
     if (cached !== undefined && cached.seq === this.#seq) return cached;
     let violation: PolicyViolation | null = null;
@@ -600,11 +600,10 @@ export class RunSession {
         violation = plugins.check('stepStart', this.#pluginFacts(this.steps + 1), this.counters());
       } catch (error) {
         failure = error as OaoError;
-        // A rule that failed refuses the step: the run fails closed.
-        violation = { rule: 'max_steps', message: failure.message, limit: null, attempted: null };
       }
     }
-    const ruling = { seq: this.#seq, violation, failure };
+    // A rule that failed refuses the step too: the run fails closed.
+    const ruling = { seq: this.#seq, violation, failure, refused: violation !== null || failure !== null };
     this.#pluginStep = ruling;
     return ruling;
   }
@@ -802,9 +801,11 @@ export class RunSession {
     const step = scope.step;
     let violation =
       checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
-    if (violation === null && this.#plugins !== undefined) {
+    // The rules see the arguments as they are recorded; the same copy goes into the run's call list.
+    const asked = this.#plugins === undefined ? undefined : Object.freeze({ tool: name, args: toRecordable(args) });
+    if (violation === null && asked !== undefined) {
       try {
-        violation = this.#askPlugins('toolCall', () => ({ ...this.#pluginFacts(step), toolCall: Object.freeze({ tool: name, args: toRecordable(args) }) }));
+        violation = this.#askPlugins('toolCall', () => ({ ...this.#pluginFacts(step), toolCall: asked }));
       } catch (error) {
         return rejectHandled(error);
       }
@@ -832,7 +833,7 @@ export class RunSession {
     this.toolCalls += 1;
     this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
     this.shared?.chargeToolCall();
-    if (this.#plugins !== undefined) this.#pluginCalls = Object.freeze([...this.#pluginCalls, Object.freeze({ tool: name, args: toRecordable(args) })]);
+    if (asked !== undefined) this.#pluginCalls = Object.freeze([...this.#pluginCalls, asked]);
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
     // Write-ahead: the TOOL_CALL that authorizes the body is durable before the body runs.
     let ready: void | Promise<void>;

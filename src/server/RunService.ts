@@ -657,15 +657,7 @@ export class RunService {
       if (report === undefined) {
         return { executionId, cancelled: true, settled: false, status: 'running', message: 'Cancellation requested; the run is stopping', termination: null };
       }
-      const cancelled = report.termination.reason === 'cancelled';
-      return {
-        executionId,
-        cancelled,
-        settled: true,
-        status: report.status,
-        message: cancelled ? `Run ${executionId} was cancelled` : `Run ${executionId} finished (${report.status}) before it could be cancelled`,
-        termination: report.termination,
-      };
+      return cancelOutcomeOf(executionId, report);
     }
     const known = this.#unfiled.get(executionId)?.report;
     const run = known === undefined ? await this.#read(() => this.#store.get(executionId)) : undefined;
@@ -715,15 +707,7 @@ export class RunService {
     if (report === undefined) {
       return { executionId, cancelled: true, settled: false, status: 'running', message: 'Cancellation sent to the worker that runs it; the run is stopping', termination: null };
     }
-    const cancelled = report.termination.reason === 'cancelled';
-    return {
-      executionId,
-      cancelled,
-      settled: true,
-      status: report.status,
-      message: cancelled ? `Run ${executionId} was cancelled` : `Run ${executionId} finished (${report.status}) before it could be cancelled`,
-      termination: report.termination,
-    };
+    return cancelOutcomeOf(executionId, report);
   }
 
   /**
@@ -1253,4 +1237,17 @@ function readThrough(store: RunStore): RunStore {
       return (...args: unknown[]) => storeCall('read', () => (value as (...rest: unknown[]) => unknown).apply(target, args));
     },
   });
+}
+
+/** What a cancel request answers once the run's report is in: cancelled, or finished first. */
+function cancelOutcomeOf(executionId: string, report: ExecutionReport): CancelOutcome {
+  const cancelled = report.termination.reason === 'cancelled';
+  return {
+    executionId,
+    cancelled,
+    settled: true,
+    status: report.status,
+    message: cancelled ? `Run ${executionId} was cancelled` : `Run ${executionId} finished (${report.status}) before it could be cancelled`,
+    termination: report.termination,
+  };
 }

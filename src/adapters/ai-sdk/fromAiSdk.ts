@@ -364,6 +364,17 @@ function replayedUsage(call: ModelCall): { input: number; output: number } | nul
   return usage == null ? null : { input: usage.input, output: usage.output };
 }
 
+/** The recorded response verify-replay serves for `call`; a damaged one fails the call and is thrown. */
+function replayedRecord(call: ModelCall, bridge: Pick<RunBridge, 'modelCallClosed'>): RecordedResponse {
+  try {
+    return recordedOf(call);
+  } catch (error) {
+    call.fail(error, replayedUsage(call));
+    bridge.modelCallClosed(undefined);
+    throw error;
+  }
+}
+
 function governingMiddleware(bridge: Pick<RunBridge, 'openModelCall' | 'modelCallClosed'>): LanguageModelMiddleware {
   const open = async (model: { modelId: string }, prompt: unknown, maxOutputTokens: number | undefined): Promise<ModelCall> => {
     // The call's own cap on output tokens is what it reserves (the policy's default otherwise).
@@ -382,14 +393,7 @@ function governingMiddleware(bridge: Pick<RunBridge, 'openModelCall' | 'modelCal
     wrapGenerate: async ({ doGenerate, params, model }) => {
       const call = await open(model, params.prompt, params.maxOutputTokens);
       if (call.replayed !== undefined) {
-        let recorded: RecordedResponse;
-        try {
-          recorded = recordedOf(call);
-        } catch (error) {
-          call.fail(error, replayedUsage(call));
-          bridge.modelCallClosed(undefined);
-          throw error;
-        }
+        const recorded = replayedRecord(call, bridge);
         call.end(recorded, replayedUsage(call));
         bridge.modelCallClosed(textOf(recorded.content));
         return { content: recorded.content, finishReason: recorded.finishReason, usage: recorded.usage, warnings: [] } as unknown as GenerateResult;
@@ -410,14 +414,7 @@ function governingMiddleware(bridge: Pick<RunBridge, 'openModelCall' | 'modelCal
     wrapStream: async ({ doStream, params, model }) => {
       const call = await open(model, params.prompt, params.maxOutputTokens);
       if (call.replayed !== undefined) {
-        let recorded: RecordedResponse;
-        try {
-          recorded = recordedOf(call);
-        } catch (error) {
-          call.fail(error, replayedUsage(call));
-          bridge.modelCallClosed(undefined);
-          throw error;
-        }
+        const recorded = replayedRecord(call, bridge);
         return { stream: replayStream(recorded).pipeThrough(meteringTransform(call, bridge, recorded)) };
       }
       let result: StreamResult;

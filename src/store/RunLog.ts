@@ -25,6 +25,8 @@ const DEFAULT_LEASE_TTL_MS = 10_000;
  * Writes one run's events to a store. Events are batched per macrostep (everything emitted before
  * the next microtask goes in one append), except that `writeAhead()` flushes at once: the event
  * that authorizes a side effect (a tool call, a model call) is durable before the effect starts.
+ * With an asynchronous store, at most one append is in flight: what the run emits meanwhile is
+ * written by one append when it returns (a write-ahead waits for that one).
  * Appends are strictly ordered; the first failure disables the log and is reported once through
  * `onFailure`, so the run can stop before doing anything more.
  *
@@ -50,6 +52,8 @@ export class RunLog {
   #scheduled = false;
   /** The chain of pending asynchronous appends; undefined while none is pending. */
   #tail: Promise<void> | undefined;
+  /** The append queued behind the pending one, which takes whatever is buffered when it goes. */
+  #next: Promise<void> | undefined;
   #failed: OaoError | undefined;
 
   constructor(store: RunStore, executionId: string, onFailure: (error: OaoError) => void, ownership?: RunOwnership, options?: RunLogOptions) {
@@ -118,14 +122,27 @@ export class RunLog {
    */
   flush(): void | Promise<void> {
     if (this.#failed !== undefined) return this.#tail === undefined ? this.#throw() : this.#tail;
-    const batch = this.#buffer;
-    if (batch.length === 0) return this.#tail;
-    this.#buffer = [];
+    if (this.#buffer.length === 0) return this.#tail;
+    // An append is already queued behind the one in flight: these events go with it.
+    if (this.#next !== undefined) return this.#next;
     if (this.#tail !== undefined) {
-      // Keep order: this batch goes after the pending ones.
-      const tail = this.#tail.then(() => this.#append(batch));
-      return this.#track(tail);
+      // Keep order, and coalesce: everything buffered by the time the pending append is done goes
+      // in one append after it, so a run writes once per round trip, not once per macrostep.
+      const next = this.#tail.then(() => {
+        this.#next = undefined;
+        const batch = this.#buffer;
+        this.#buffer = [];
+        return batch.length === 0 ? undefined : this.#append(batch);
+      });
+      const tracked = this.#track(next);
+      this.#next = tracked;
+      tracked.catch(() => {
+        if (this.#next === tracked) this.#next = undefined;
+      });
+      return tracked;
     }
+    const batch = this.#buffer;
+    this.#buffer = [];
     const result = this.#append(batch);
     if (result === undefined) return undefined;
     return this.#track(result);

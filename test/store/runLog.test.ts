@@ -224,3 +224,73 @@ describe('RunLog and the lease of its run', () => {
     expect(inner.get('run-a')?.status).toBe('interrupted');
   });
 });
+
+describe('RunLog on an asynchronous store', () => {
+  it('coalesces what a run emits while an append is in flight into one append, in order', async () => {
+    const inner = createMemoryStore();
+    const { store, calls } = recorded(inner, true);
+    const { seen, onFailure } = failures();
+    const log = new RunLog(store, 'run-a', onFailure);
+    const events = fakeRun('run-a', { steps: 3 });
+    // One event per macrostep, as a run emits them while the first append is still in flight.
+    log.add(events[0] as OaoEvent);
+    for (const event of events.slice(1)) {
+      await Promise.resolve();
+      log.add(event);
+    }
+    await log.settled();
+    expect(seen).toEqual([]);
+    // The first batch, then everything that arrived while it was being written: two appends, not one per macrostep.
+    expect(calls.filter((call) => call === 'append')).toHaveLength(2);
+    expect(inner.events('run-a')).toEqual(events);
+  }, 10_000);
+
+  it('makes a write-ahead wait for the coalesced append that carries its event', async () => {
+    const inner = createMemoryStore();
+    const { store } = recorded(inner, true);
+    const log = new RunLog(store, 'run-a', () => {});
+    const events = fakeRun('run-a');
+    log.add(events[0] as OaoEvent);
+    const first = log.flush();
+    log.add(events[1] as OaoEvent);
+    const second = log.writeAhead();
+    log.add(events[2] as OaoEvent);
+    // Both later events ride on the one append queued behind the first.
+    expect(log.writeAhead()).toBe(second);
+    await first;
+    expect(inner.events('run-a')).toHaveLength(1);
+    await second;
+    expect(inner.events('run-a')).toEqual(events.slice(0, 3));
+  }, 10_000);
+
+  it('fails the coalesced append with the typed error of the append before it', async () => {
+    const inner = createMemoryStore();
+    let appends = 0;
+    const failing = new Proxy(inner, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (property === 'synchronous') return false;
+        if (property === 'append') {
+          return (...args: Parameters<RunStore['append']>) => {
+            appends += 1;
+            return new Promise<void>((resolve, reject) =>
+              setImmediate(() => (appends === 1 ? reject(new Error('connection reset')) : resolve(target.append(...args)))),
+            );
+          };
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as RunStore;
+    const { seen, onFailure } = failures();
+    const log = new RunLog(failing, 'run-a', onFailure);
+    const events = fakeRun('run-a');
+    log.add(events[0] as OaoEvent);
+    const first = log.flush();
+    log.add(events[1] as OaoEvent);
+    const second = log.writeAhead();
+    await expect(first).rejects.toMatchObject({ code: 'OAO_ERR_STORE' });
+    await expect(second).rejects.toMatchObject({ code: 'OAO_ERR_STORE' });
+    expect(appends).toBe(1);
+    expect(seen.map((error) => error.code)).toEqual(['OAO_ERR_STORE']);
+  }, 10_000);
+});

@@ -297,13 +297,16 @@ const PG_ROWS = [
   ['durable.pg.c50.rps', `PostgreSQL ${PG_CONCURRENCY} concurrent: runs/s`, 'throughput', 'runs/s'],
   ['durable.pg.c50.p50', `PostgreSQL ${PG_CONCURRENCY} concurrent: p50 latency`, 'time', 'ns/op'],
   ['durable.pg.c50.p99', `PostgreSQL ${PG_CONCURRENCY} concurrent: p99 latency`, 'time', 'ns/op'],
+  ['durable.pg.seqoff.rps', 'PostgreSQL sequential, synchronous_commit off: runs/s', 'throughput', 'runs/s'],
+  ['durable.pg.seqoff.p50', 'PostgreSQL sequential, synchronous_commit off: p50 latency', 'time', 'ns/op'],
 ] as const;
 
 const PG_DESCRIPTION =
   'await orch.run() with createPostgresStore() (pool of 10) on a database of its own at 127.0.0.1:5432; ' +
-  `one caller, or ${PG_CONCURRENCY} callers at once, looping for a fixed time; p50/p99 over every run of a repetition.`;
+  `one caller, or ${PG_CONCURRENCY} callers at once, looping for a fixed time; p50/p99 over every run of a repetition. ` +
+  'The synchronous_commit off rows: one caller on a second store of the same database opened with synchronousCommit: "off".';
 
-function pgRows(sequential: readonly PgSample[], concurrent: readonly PgSample[], skipped?: string): BenchRow[] {
+function pgRows(sequential: readonly PgSample[], concurrent: readonly PgSample[], asynchronous: readonly PgSample[], skipped?: string): BenchRow[] {
   const values = [
     sequential.map((s) => s.perSecond),
     sequential.map((s) => s.p50),
@@ -311,6 +314,8 @@ function pgRows(sequential: readonly PgSample[], concurrent: readonly PgSample[]
     concurrent.map((s) => s.perSecond),
     concurrent.map((s) => s.p50),
     concurrent.map((s) => s.p99),
+    asynchronous.map((s) => s.perSecond),
+    asynchronous.map((s) => s.p50),
   ];
   return PG_ROWS.map(([id, label, kind, unit], i): BenchRow => {
     const samples = values[i] ?? [];
@@ -323,7 +328,7 @@ function pgRows(sequential: readonly PgSample[], concurrent: readonly PgSample[]
       unit,
       ...(samples.length > 0 ? summarize(samples) : { median: Number.NaN, min: Number.NaN, max: Number.NaN, p25: Number.NaN, p75: Number.NaN }),
       samples,
-      size: i < 3 ? 1 : PG_CONCURRENCY,
+      size: i < 3 || i > 5 ? 1 : PG_CONCURRENCY,
       ...(skipped === undefined ? {} : { skipped }),
     };
   });
@@ -347,20 +352,26 @@ export function postgresCase(adminUrl: string): CustomCase {
         const where = new URL(adminUrl);
         const reason = `PostgreSQL is not reachable at ${where.host} as ${where.username} (${(error as Error).message})`;
         env.log(`skipping durable.pg: ${reason}`);
-        return pgRows([], [], reason);
+        return pgRows([], [], [], reason);
       }
       let store: PostgresRunStore | undefined;
+      let offStore: PostgresRunStore | undefined;
       try {
         store = await createPostgresStore({ connectionString: database.connectionString });
+        offStore = await createPostgresStore({ connectionString: database.connectionString, synchronousCommit: 'off' });
         const orch = new Orchestrator({ store });
+        const offOrch = new Orchestrator({ store: offStore });
         const seconds = env.quick ? 1 : 2;
         const repetitions = env.quick ? 2 : 5;
         env.log('warming up durable.pg');
         await expectRecorded(orch, store);
         await pgSample(orch, 1, 1);
         await pgSample(orch, PG_CONCURRENCY, 1);
+        await expectRecorded(offOrch, offStore);
+        await pgSample(offOrch, 1, 1);
         const sequential: PgSample[] = [];
         const concurrent: PgSample[] = [];
+        const asynchronous: PgSample[] = [];
         for (let rep = 0; rep < repetitions; rep++) {
           env.log(`durable.pg repetition ${rep + 1}/${repetitions}`);
           // Alternate which goes first, so neither always runs in the other's wake (autovacuum, GC).
@@ -371,9 +382,11 @@ export function postgresCase(adminUrl: string): CustomCase {
             concurrent.push(await pgSample(orch, PG_CONCURRENCY, seconds));
             sequential.push(await pgSample(orch, 1, seconds));
           }
+          asynchronous.push(await pgSample(offOrch, 1, seconds));
         }
-        return pgRows(sequential, concurrent);
+        return pgRows(sequential, concurrent, asynchronous);
       } finally {
+        await offStore?.close();
         await store?.close();
         await database.drop();
       }
@@ -451,4 +464,10 @@ export const durableTargets: readonly BenchTarget[] = [
   { id: 'durable replay memory/s', label: 'replay(id) from a memory store, runs/s', row: 'durable.replay.memory', atLeastPerSecond: 20_000 },
   { id: 'durable replay sqlite/s', label: 'replay(id) from SQLite, runs/s', row: 'durable.replay.sqlite', atLeastPerSecond: 20_000 },
   { id: 'durable pg seq runs/s', label: 'PostgreSQL durable runs/s, sequential (aim)', row: 'durable.pg.seq.rps', atLeastPerSecond: 1_500 },
+  {
+    id: 'durable pg seq off runs/s',
+    label: 'PostgreSQL runs/s, sequential, synchronous_commit off (aim)',
+    row: 'durable.pg.seqoff.rps',
+    atLeastPerSecond: 1_500,
+  },
 ];

@@ -169,6 +169,36 @@ describe('PostgreSQL store: a real run', () => {
   });
 });
 
+describe('PostgreSQL store: synchronous_commit', () => {
+  it('commits with synchronous_commit off on its own connections when asked, and on by default', async () => {
+    // The store's pool is its own: catch it as it runs a statement, then ask the server through it.
+    const pools = new Set<pg.Pool>();
+    const prototype = pg.Pool.prototype as unknown as { query: (this: pg.Pool, ...args: unknown[]) => unknown };
+    const query = prototype.query;
+    prototype.query = function (this: pg.Pool, ...args: unknown[]) {
+      pools.add(this);
+      return query.apply(this, args);
+    };
+    const setting = async (store: PostgresRunStore): Promise<string> => {
+      pools.clear();
+      const report = await new Orchestrator({ store }).run({ agent: new DummyAgent(), task: 'commit' });
+      expect(await store.report(report.executionId)).toEqual(report);
+      expect(pools.size).toBe(1);
+      const [pool] = [...pools] as [pg.Pool];
+      const answer = (await query.call(pool, 'SHOW synchronous_commit')) as pg.QueryResult<{
+        synchronous_commit: string;
+      }>;
+      return answer.rows[0]?.synchronous_commit ?? '';
+    };
+    try {
+      expect(await setting(await openStore({ synchronousCommit: 'off' }))).toBe('off');
+      expect(await setting(await openStore())).toBe('on');
+    } finally {
+      prototype.query = query;
+    }
+  });
+});
+
 describe('PostgreSQL store: a clock with fractions of a millisecond', () => {
   it('keeps lease expiries exact and applies retention on it', async () => {
     let now = FAKE_EPOCH + 1_000.25;
@@ -297,6 +327,8 @@ describe('PostgreSQL store: failures are typed', () => {
       [{ connectionString: database.connectionString, connectionTimeoutMs: 1.5 }, 'connectionTimeoutMs'],
       [{ connectionString: database.connectionString, maxRuns: -1 }, 'maxRuns'],
       [{ connectionString: database.connectionString, onPoolError: 'log' }, 'onPoolError'],
+      [{ connectionString: database.connectionString, synchronousCommit: 'local' }, 'synchronousCommit'],
+      [{ pool: new pg.Pool({ connectionString: database.connectionString }), synchronousCommit: 'off' }, 'synchronousCommit'],
       [null, 'options'],
     ];
     for (const [options, field] of cases) {

@@ -60,6 +60,8 @@ describe('bench PostgreSQL rows', () => {
       'durable.pg.c50.rps',
       'durable.pg.c50.p50',
       'durable.pg.c50.p99',
+      'durable.pg.seqoff.rps',
+      'durable.pg.seqoff.p50',
     ]);
     for (const skippedRow of rows) {
       expect(skippedRow.samples).toEqual([]);

@@ -67,8 +67,6 @@ export interface PostgresStoreOptions extends RunStoreOptions {
    * @default ignored
    */
   readonly onPoolError?: (error: OaoError) => void;
-}
-
   /**
    * PostgreSQL's `synchronous_commit` for the store's own connections. `'on'`: an append returns
    * once its events are flushed to the server's disk. `'off'`: once they are in the server's
@@ -79,6 +77,8 @@ export interface PostgresStoreOptions extends RunStoreOptions {
    * @default 'on'
    */
   readonly synchronousCommit?: 'on' | 'off';
+}
+
 /** A {@link RunStore} over PostgreSQL: every method answers with a promise. */
 export interface PostgresRunStore extends RunStore {
   /** The schema the tables are in. */
@@ -141,12 +141,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         connectionString: settings.connectionString,
         max: settings.max,
         connectionTimeoutMillis: settings.connectionTimeoutMs,
+        // A startup parameter of every connection: no statement of its own.
+        ...(settings.synchronousCommit === 'off' ? { options: '-c synchronous_commit=off' } : {}),
       });
     } catch (error) {
       throw toStoreError(error, 'load pg');
     }
-        // A startup parameter of every connection: no statement of its own.
-        ...(settings.synchronousCommit === 'off' ? { options: '-c synchronous_commit=off' } : {}),
   }
   const onPoolError = (error: Error): void => {
     // An idle connection died (the server restarted): the pool drops it and opens another on the
@@ -179,11 +179,11 @@ interface Settings {
   readonly maxAgeMs: number | undefined;
   readonly now: () => number;
   readonly onPoolError?: (error: OaoError) => void;
+  readonly synchronousCommit: 'on' | 'off';
 }
 
 function checkOptions(options: PostgresStoreOptions): Settings {
   if (typeof options !== 'object' || options === null) {
-  readonly synchronousCommit: 'on' | 'off';
     throw invalidOption('options', `Expected PostgreSQL store options to be an object, got ${typeOf(options)}`);
   }
   const { connectionString, pool } = options;
@@ -206,10 +206,6 @@ function checkOptions(options: PostgresStoreOptions): Settings {
   if (options.onPoolError !== undefined && typeof options.onPoolError !== 'function') {
     throw invalidOption('onPoolError', `Expected onPoolError to be a function, got ${typeOf(options.onPoolError)}`);
   }
-  return {
-    ...(connectionString === undefined ? {} : { connectionString }),
-    ...(pool === undefined ? {} : { pool }),
-    schema,
   const synchronousCommit = options.synchronousCommit ?? 'on';
   if (synchronousCommit !== 'on' && synchronousCommit !== 'off') {
     throw invalidOption('synchronousCommit', `Expected synchronousCommit to be "on" or "off", got ${typeof synchronousCommit === 'string' ? JSON.stringify(synchronousCommit) : typeOf(synchronousCommit)}`);
@@ -217,10 +213,14 @@ function checkOptions(options: PostgresStoreOptions): Settings {
   if (pool !== undefined && options.synchronousCommit !== undefined) {
     throw invalidOption('synchronousCommit', 'synchronousCommit applies to the store\'s own pool: with "pool", set synchronous_commit on your pool, role or database');
   }
+  return {
+    ...(connectionString === undefined ? {} : { connectionString }),
+    ...(pool === undefined ? {} : { pool }),
+    synchronousCommit,
+    schema,
     max: options.max === undefined ? DEFAULT_MAX_CONNECTIONS : positiveIntegerOption(options.max, 'max'),
     connectionTimeoutMs:
       options.connectionTimeoutMs === undefined ? DEFAULT_CONNECTION_TIMEOUT_MS : positiveIntegerOption(options.connectionTimeoutMs, 'connectionTimeoutMs'),
-    synchronousCommit,
     ...storeOptions(options),
     ...(options.onPoolError === undefined ? {} : { onPoolError: options.onPoolError }),
   };

@@ -264,6 +264,16 @@ export const errorRegistry = {
     retryable: false,
     message: 'No workflow is registered under that name',
   },
+  OAO_ERR_REMOTE_AGENT: {
+    status: 502,
+    retryable: false,
+    message: 'The remote agent failed or answered something that is not a valid reply',
+  },
+  OAO_ERR_REMOTE_TIMEOUT: {
+    status: 504,
+    retryable: true,
+    message: 'The remote agent did not answer within its time limit',
+  },
   OAO_ERR_INTERNAL: {
     status: 500,
     retryable: true,

@@ -120,6 +120,21 @@ const expectedOutput: Record<string, readonly (string | RegExp)[]> = {
     'answer: INV-7 was charged twice: the second charge of 49 EUR will be refunded.',
     'short: FAILED, policy_violation (max_steps) after 1 step',
   ],
+  'llamaindex-agent.ts': [
+    '  step 1: model call (Route the customer to the right agent.)\n  step 2: model call (You resolve billing questions.)\n  step 2: lookup_invoice({"invoice":"INV-7"})\n  step 3: model call',
+    'triage: SUCCESS, 3 steps, 396 tokens, tools {"lookup_invoice":1}',
+    'answer: INV-7 was charged twice: the second charge of 49 EUR will be refunded.',
+    'short: FAILED, policy_violation (max_steps) after 1 step',
+    'denied: FAILED, policy_violation (tool_denied)',
+  ],
+  'remote-agent.ts': [
+    '  turn 1: "Which region?", charged 46 tokens\n  turn 2: "Q3 revenue in EMEA grew 12%.", charged 69 tokens',
+    'analyst: SUCCESS, 2 steps, 115 tokens',
+    'answer: Q3 revenue in EMEA grew 12%.',
+    'cancelled: cancelled; remote task cancelled: true',
+    'turn 1: failed (OAO_ERR_REMOTE_TIMEOUT), charged 0 tokens',
+    'timeout: FAILED OAO_ERR_REMOTE_TIMEOUT',
+  ],
   'statechart-agent.ts': [
     'researcher: SUCCESS, 405 tokens, 2 tool calls (2 ran)',
     'output: How do XState actors compose?: see stately.ai/docs, github.com/statelyai/xstate',

@@ -5,9 +5,11 @@ import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, dura
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
 import { resumeCase, resumeRatios } from './resume.js';
+import { llamaIndexCases, llamaIndexRatios } from './llamaindex.js';
 import { httpCase, httpRatios } from './http.js';
 import { pluginCases, pluginRatios } from './plugins.js';
 import { queueCase, queueRatios } from './queue.js';
+import { remoteCases, remoteRatios } from './remote.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
 import { workflowCase, workflowRatios } from './workflow.js';
@@ -24,6 +26,8 @@ export const benchCases: readonly BenchCase[] = [
   ...adapterCases,
   ...pluginCases,
   ...durableCases,
+  ...llamaIndexCases,
+  ...remoteCases,
   heapCase,
   eventsCase,
   supervisorCase,
@@ -43,6 +47,8 @@ export const benchRatios: readonly BenchRatio[] = [
   ...heapRatios,
   ...eventsRatios,
   ...supervisorRatios,
+  ...llamaIndexRatios,
+  ...remoteRatios,
   ...workflowRatios,
   ...httpRatios,
   ...durableRatios,

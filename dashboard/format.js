@@ -38,6 +38,14 @@ export function formatNumber(value) {
   return typeof value === 'number' && Number.isFinite(value) ? value.toLocaleString('en-US') : '–';
 }
 
+/** Integer micro-dollars as dollars, to the micro-dollar, trailing zeros dropped past the cents: `$0.0175`. */
+export function formatUsd(micros) {
+  if (typeof micros !== 'number' || !Number.isFinite(micros)) return '–';
+  const whole = Math.floor(micros / 1_000_000);
+  const fraction = String(micros % 1_000_000).padStart(6, '0').replace(/0{1,4}$/, '');
+  return `$${whole.toLocaleString('en-US')}.${fraction}`;
+}
+
 /** A value on one line, at most `max` characters: strings as they are, the rest as JSON. */
 export function preview(value, max = 80) {
   let text;

@@ -147,6 +147,7 @@ export function deriveRun(events, { now = null, report = null } = {}) {
     visits,
     taken,
     counters: last?.counters ?? { steps: 0, tokens: 0, toolCalls: 0 },
+    cost: finished && finalReport.cost ? finalReport.cost.micros : costOf(events, start?.payload.policy ?? null),
     limits: start?.payload.policy ?? null,
     spans,
     marks,
@@ -256,11 +257,23 @@ function fromReport(report) {
     visits,
     taken,
     counters: { steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total },
+    cost: report.cost ? report.cost.micros : null,
     limits: null,
     spans,
     marks: [],
     eventCount: 0,
   };
+}
+
+/**
+ * Micro-dollars spent so far: the sum of the usage events' integer costs, as the run's fold counts
+ * them. Null when the run is not costed (its policy has neither prices nor a cost limit).
+ */
+export function costOf(events, policy) {
+  if (!policy || (policy.pricing === undefined && policy.maxCostUsd === undefined)) return null;
+  let micros = 0;
+  for (const event of events) if (event.type === 'TOKEN_USAGE' && typeof event.payload.costMicros === 'number') micros += event.payload.costMicros;
+  return micros;
 }
 
 /**

@@ -16,11 +16,14 @@ export interface BudgetView {
   readonly timeMs: BudgetLine;
 }
 
-/** Token spend reported by an agent: a number counts as output tokens. */
+/**
+ * Token spend reported by an agent: a number counts as output tokens. `model` (in `ctx.usage()`)
+ * names the model that spent it, so a policy with `pricing` can cost it (see docs/budgets.md#money).
+ */
 export type UsageReport =
   | number
-  | { readonly input?: number; readonly output?: number }
-  | { readonly input_tokens?: number; readonly output_tokens?: number; readonly total_tokens?: number };
+  | { readonly input?: number; readonly output?: number; readonly model?: string }
+  | { readonly input_tokens?: number; readonly output_tokens?: number; readonly total_tokens?: number; readonly model?: string };
 
 /** A governed tool as the agent sees it: every call goes through the policy first. */
 export type GovernedTool = (args?: unknown) => Promise<unknown>;
@@ -67,12 +70,41 @@ export interface AgentContext {
    * Opens a governed model call. Its worst case is reserved against every budget that covers the
    * run first: `inputTokens` (else estimated from `input`) plus `maxOutputTokens` (else the policy's
    * `reserveOutputTokens`, default 1024). A call whose reservation does not fit is refused before
-   * it is sent (MODEL_CALL_DENIED, a `max_tokens` violation). Recorded as MODEL_CALL, and closed with
+   * it is sent (MODEL_CALL_DENIED, a `max_tokens` violation, or `max_cost` when the policy prices
+   * the call by `model` and caps its cost). Recorded as MODEL_CALL, and closed with
    * `end()` (the response and its usage, recorded as MODEL_RESULT and metered; a response without
    * usage is charged its whole reservation) or `fail()`. Adapters use it around every LLM call;
    * agents that call a model directly can too. See docs/budgets.md.
    */
   beginModelCall(call?: { readonly model?: string; readonly input?: unknown; readonly maxOutputTokens?: number; readonly inputTokens?: number }): ModelCall;
+  /**
+   * Opens a governed call of a tool whose body the caller runs (a framework's own tool): exactly
+   * what `callTool` does around a body. The policy is asked, the plugin rules and approvals apply,
+   * the call is counted against `maxToolCalls` and recorded as TOOL_CALL (written ahead); await
+   * `ready` before running the body (it rejects with the refusal, e.g. `OAO_ERR_TOOL_DENIED`, when
+   * the body must not run: the run then ends with `policy_violation`), and close the call with
+   * `end(result)` or `fail(error)` (recorded as TOOL_RESULT).
+   */
+  beginToolCall(name: string, args?: unknown): ToolCall;
+}
+
+/** An open governed tool call whose body the caller runs. */
+export interface ToolCall {
+  /** The call's id (`t1`, `t2`, …), set once the call is allowed. */
+  readonly callId: string | undefined;
+  /** Aborted when the step must stop: pass it to the body. */
+  readonly signal: AbortSignal;
+  /** Settles when the body may run; rejects with the refusal when it must not. */
+  readonly ready: Promise<void>;
+  /**
+   * Set when `ready` settled because the run's log already held this call's outcome (a resumed
+   * run): the body need not run again, and `end`/`fail` record nothing more.
+   */
+  readonly served: { readonly value: unknown } | undefined;
+  /** Records the body's result. Later calls of end/fail are ignored. */
+  end(result: unknown): void;
+  /** Records that the body failed. */
+  fail(error: unknown): void;
 }
 
 /** An open governed model call. `signal` aborts when the step must stop. */

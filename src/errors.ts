@@ -264,6 +264,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'No workflow is registered under that name',
   },
+  OAO_ERR_UNKNOWN_MODEL_PRICE: {
+    status: 400,
+    retryable: false,
+    message: 'A cost limit applies, and the price table has no price for the model (and no default price)',
+  },
   OAO_ERR_REMOTE_AGENT: {
     status: 502,
     retryable: false,
@@ -337,6 +342,7 @@ export type PolicyRule =
   | PluginRuleName
   | 'max_steps'
   | 'max_tokens'
+  | 'max_cost'
   | 'max_tool_calls'
   | 'tool_max_calls'
   | 'tool_not_allowed'

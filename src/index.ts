@@ -4,6 +4,7 @@ export { StrictPolicy } from './policy/StrictPolicy.js';
 export { checkStepStart, checkTokens, checkToolCall, retryDelay } from './policy/checks.js';
 export { DEFAULT_LIMITS, policyLimitsSchema, policyOptionsSchema } from './policy/schema.js';
 export type { PolicyLimits, PolicyOptions, RetryOptions, ToolRules } from './policy/schema.js';
+export type { ModelPrice, Pricing } from './policy/pricing.js';
 export { agentLifecycleMachine } from './machines/agentLifecycleMachine.js';
 export type { AgentLifecycleMachine, LifecycleContext, LifecycleEvent, LifecycleInput } from './machines/agentLifecycleMachine.js';
 export { agentCallLogic } from './actors/agentCall.js';
@@ -25,7 +26,7 @@ export {
   lifecycleStates,
   terminationReasons,
 } from './report/schema.js';
-export type { ExecutionReport, JsonValue, LifecycleState, Termination, TerminationReason, TokenUsage } from './report/schema.js';
+export type { Cost, ExecutionReport, JsonValue, LifecycleState, Termination, TerminationReason, TokenUsage } from './report/schema.js';
 export { canonicalJson } from './report/canonicalJson.js';
 export { executionHash } from './report/executionHash.js';
 export type { ExecutionIdentity } from './report/executionHash.js';
@@ -59,8 +60,10 @@ export type {
   BudgetLine,
   BudgetView,
   GovernedTool,
+  ModelCall,
   ReviewDecision,
   StepResult,
+  ToolCall,
   ToolCallContext,
   ToolFunction,
   ToolSet,

@@ -1,15 +1,16 @@
 import type { BenchCase, BenchRatio, BenchTarget } from '../harness.js';
 import { adapterCases, adapterRatios } from './adapters.js';
 import { coreCases, coreRatios } from './core.js';
+import { costCases, costRatios } from './cost.js';
 import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, durableTargets } from './durable.js';
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
-import { resumeCase, resumeRatios } from './resume.js';
 import { llamaIndexCases, llamaIndexRatios } from './llamaindex.js';
+import { resumeCase, resumeRatios } from './resume.js';
 import { httpCase, httpRatios } from './http.js';
 import { pluginCases, pluginRatios } from './plugins.js';
-import { queueCase, queueRatios } from './queue.js';
 import { remoteCases, remoteRatios } from './remote.js';
+import { queueCase, queueRatios } from './queue.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
 import { workflowCase, workflowRatios } from './workflow.js';
@@ -24,10 +25,11 @@ export const benchCases: readonly BenchCase[] = [
   ...coreCases,
   ...langchainCases,
   ...adapterCases,
-  ...pluginCases,
-  ...durableCases,
   ...llamaIndexCases,
   ...remoteCases,
+  ...pluginCases,
+  ...costCases,
+  ...durableCases,
   heapCase,
   eventsCase,
   supervisorCase,
@@ -43,12 +45,13 @@ export const benchRatios: readonly BenchRatio[] = [
   ...coreRatios,
   ...langchainRatios,
   ...adapterRatios,
+  ...llamaIndexRatios,
+  ...remoteRatios,
   ...pluginRatios,
+  ...costRatios,
   ...heapRatios,
   ...eventsRatios,
   ...supervisorRatios,
-  ...llamaIndexRatios,
-  ...remoteRatios,
   ...workflowRatios,
   ...httpRatios,
   ...durableRatios,

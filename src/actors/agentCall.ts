@@ -98,7 +98,21 @@ function settleQuietly(result: PromiseLike<unknown>): void {
 
 function release(session: RunSession, scope: CallScope): void {
   const stopError = session.stopError;
-  scope.close(() => stopError ?? new RunAbortedError('OAO_ERR_RUN_FINISHED', `The ${scope.phase} call has ended`));
+  scope.close(() => stopError ?? normalEnd(scope.phase));
   session.releaseScope(scope);
 }
 
+/**
+ * The reason a call's signal aborts when the call simply ended. Built without a stack trace: it is
+ * no failure, so nothing would read one, and capturing it costs more than the rest of the step's
+ * teardown (an adapter that hands the signal to a framework pays it on every step).
+ */
+function normalEnd(phase: CallScope['phase']): RunAbortedError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new RunAbortedError('OAO_ERR_RUN_FINISHED', `The ${phase} call has ended`);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}

@@ -26,7 +26,7 @@ export function formatReport(name: string, report: ExecutionReport, style: Style
   const lines = [
     `${mark} ${style.bold(name)}  ${status}  ${reason(report)}`,
     style.dim(
-      `  steps ${report.totalSteps} · tokens ${report.tokenUsage.total} (in ${report.tokenUsage.input} / out ${report.tokenUsage.output}) · tool calls ${report.toolUsage.total} · ${formatMs(report.executionTimeMs)}`,
+      `  steps ${report.totalSteps} · tokens ${report.tokenUsage.total} (in ${report.tokenUsage.input} / out ${report.tokenUsage.output})${report.cost === undefined ? '' : ` · cost ${formatUsd(report.cost.micros)}`} · tool calls ${report.toolUsage.total} · ${formatMs(report.executionTimeMs)}`,
     ),
   ];
   if (!ok && report.termination.message !== undefined) lines.push(`  ${style.yellow(report.termination.message)}`);
@@ -36,9 +36,18 @@ export function formatReport(name: string, report: ExecutionReport, style: Style
   return lines.join('\n');
 }
 
+/** Integer micro-dollars as dollars, to the micro-dollar, trailing zeros dropped past the cents: `$0.0175`, `$1.50`. */
+export function formatUsd(micros: number): string {
+  const whole = Math.floor(micros / 1_000_000);
+  const fraction = String(micros % 1_000_000).padStart(6, '0').replace(/0{1,4}$/, '');
+  return `$${whole}.${fraction}`;
+}
+
 /** One line per run, aligned. */
 export function summaryTable(reports: readonly (readonly [string, ExecutionReport])[], style: Style): string {
-  const rows = [['agent', 'status', 'reason', 'steps', 'tokens', 'tools', 'time']];
+  // A cost column only when some run is costed (its policy has prices or a cost limit).
+  const costed = reports.some(([, r]) => r.cost !== undefined);
+  const rows = [['agent', 'status', 'reason', 'steps', 'tokens', ...(costed ? ['cost'] : []), 'tools', 'time']];
   for (const [name, r] of reports) {
     rows.push([
       name,
@@ -46,6 +55,7 @@ export function summaryTable(reports: readonly (readonly [string, ExecutionRepor
       reason(r),
       String(r.totalSteps),
       String(r.tokenUsage.total),
+      ...(costed ? [r.cost === undefined ? '-' : formatUsd(r.cost.micros)] : []),
       String(r.toolUsage.total),
       formatMs(r.executionTimeMs),
     ]);

@@ -23,6 +23,8 @@ export const modelReservationSchema = z.object({
   input: z.number().int().nonnegative(),
   output: z.number().int().nonnegative(),
   estimated: z.boolean(),
+  /** The worst case in integer micro-dollars, when the run is costed and the model priced. */
+  costMicros: z.number().int().nonnegative().optional(),
 });
 export type ModelReservation = z.infer<typeof modelReservationSchema>;
 
@@ -84,6 +86,10 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       output: z.number().int().nonnegative(),
       total: z.number().int().nonnegative(),
       source: z.enum(['reported', 'output', 'model']),
+      /** The model that spent it, when known and the run is costed (its policy has prices or a cost limit). */
+      model: z.string().optional(),
+      /** What it cost in integer micro-dollars, rounded up; present when the model is priced. */
+      costMicros: z.number().int().nonnegative().optional(),
     }),
   ),
   event(
@@ -106,6 +112,8 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       reserved: modelReservationSchema.nullable(),
       /** Tokens left in the budget that refused it (spent and reserved by other calls taken off). */
       remaining: z.number().int().nonnegative(),
+      /** For a `max_cost` refusal: micro-dollars left in the budget that refused it. */
+      remainingCostMicros: z.number().int().nonnegative().optional(),
       rule: policyRuleSchema,
       message: z.string(),
       scope: z.enum(['run', 'shared']).optional(),

@@ -1,7 +1,7 @@
 import type { SerializedError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
 import type { PolicyLimits } from '../policy/schema.js';
-import type { ApprovalRecord, ExecutionReport, JsonValue, LifecycleState, Termination } from '../report/schema.js';
+import type { ApprovalRecord, Cost, ExecutionReport, JsonValue, LifecycleState, Termination } from '../report/schema.js';
 
 /**
  * What a run's log says about it: a pure fold over its events (no I/O, no XState, no clock). The
@@ -27,6 +27,8 @@ export interface RunFold {
   /** Attempt of the current step. */
   readonly attempt: number;
   readonly tokens: { readonly input: number; readonly output: number; readonly total: number };
+  /** Micro-dollars spent: the sum of the usage events' `costMicros`. */
+  readonly costMicros: number;
   readonly toolCalls: number;
   readonly toolCallsByName: ReadonlyMap<string, number>;
   /** Output of the last completed step. */
@@ -89,6 +91,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       steps: 0,
       attempt: 0,
       tokens: { input: 0, output: 0, total: 0 },
+      costMicros: 0,
       toolCalls: 0,
       toolCallsByName: new Map(),
       lastOutput: null,
@@ -131,6 +134,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
     case 'TOKEN_USAGE': {
       const p = event.payload;
       next.tokens = { input: state.tokens.input + p.input, output: state.tokens.output + p.output, total: state.tokens.total + p.total };
+      if (p.costMicros !== undefined) next.costMicros = Math.min(Number.MAX_SAFE_INTEGER, state.costMicros + p.costMicros);
       break;
     }
     case 'TOOL_CALL': {
@@ -265,6 +269,20 @@ export function foldRun(events: Iterable<OaoEvent>): RunFold | undefined {
 }
 
 /**
+ * What a run has cost so far, as its log says: present when its policy has prices or a cost
+ * limit (as the live run decides), undefined otherwise.
+ */
+export function costOf(state: RunFold): Cost | undefined {
+  if (state.policy.pricing === undefined && state.policy.maxCostUsd === undefined) return undefined;
+  return { micros: state.costMicros, usd: state.costMicros / 1_000_000 };
+}
+
+function costPart(state: RunFold): { cost?: Cost } {
+  const cost = costOf(state);
+  return cost === undefined ? {} : { cost };
+}
+
+/**
  * The report a run's log implies, at `finishedAt`: SUCCESS when the run reached TERMINATE with
  * nothing deciding otherwise, FAILED with the recorded termination otherwise.
  */
@@ -280,6 +298,7 @@ export function buildReport(state: RunFold, finishedAt: number): ExecutionReport
     termination,
     totalSteps: state.steps,
     tokenUsage: { ...state.tokens },
+    ...costPart(state),
     toolUsage: { total: state.toolCalls, byTool },
     executionTimeMs: Math.max(0, finishedAt - state.startedAt - idleUntil(state, finishedAt)),
     wallTimeMs: Math.max(0, finishedAt - state.startedAt),

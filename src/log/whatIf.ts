@@ -4,9 +4,10 @@ import { invalidOption, typeOf } from '../options.js';
 import { checkModelCall, checkStepStart, checkTokens, checkToolCall, deadlinePassed, retryDelay } from '../policy/checks.js';
 import type { PolicyLimits, PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
+import { checkCostReservation, checkCostSpent, usdToMicros } from '../policy/pricing.js';
 import type { Termination } from '../report/schema.js';
 import type { RunStore } from '../store/RunStore.js';
-import { applyEvent, type RunFold } from './foldRun.js';
+import { applyEvent, costOf, type RunFold } from './foldRun.js';
 
 /**
  * Why the new policy would have stopped a run: one of the policy's rules, `timeout` (its
@@ -33,6 +34,8 @@ export interface WhatIfCounts {
   readonly steps: number;
   readonly tokens: number;
   readonly toolCalls: number;
+  /** Micro-dollars, as the log recorded them: present for runs whose policy had prices or a cost limit. */
+  readonly costMicros?: number;
 }
 
 /** The verdict on one recorded run. */
@@ -107,7 +110,9 @@ export interface WhatIfOptions {
  * called. Each log is folded event by event, and before every event that spent or decided
  * something the new policy's checks are asked on the counters so far, as the live run asks them:
  * a step start beyond `maxSteps`, a tool call denied, not allowed or over a call limit, a usage
- * report that crosses `maxTokens`, a model call once the tokens are spent, an event after the
+ * report that crosses `maxTokens`, a model call once the tokens are spent, a model call whose
+ * recorded worst-case cost does not fit under `maxCostUsd` or a usage report whose recorded cost
+ * crosses it (costs are read from the log, not re-priced), an event after the
  * deadline (from `EXECUTION_START`'s timestamp), a retry beyond `retry.maxRetries`. The first
  * refusal is where the run would have stopped.
  *
@@ -239,6 +244,12 @@ class Walk {
     return this.#outcome === undefined;
   }
 
+  /** The new policy's cost limit in micro-dollars, judged over the costs the log recorded. */
+  get #maxCostMicros(): number | undefined {
+    const usd = this.#limits.maxCostUsd;
+    return usd === undefined ? undefined : usdToMicros(usd);
+  }
+
   /** `before` is the fold up to `event`, `after` includes it. */
   judge(before: RunFold, after: RunFold, event: OaoEvent, previous: OaoEvent | undefined): void {
     const limits = this.#limits;
@@ -262,13 +273,23 @@ class Walk {
         this.#refuse(event, checkToolCall(limits, tool, before.toolCalls, before.toolCallsByName.get(tool) ?? 0), before);
         return;
       }
-      case 'MODEL_CALL':
-        this.#refuse(event, checkModelCall(limits, before.tokens.total), before);
+      case 'MODEL_CALL': {
+        // Its worst case in money, as the log recorded it, must fit under the new cost limit.
+        const maxCost = this.#maxCostMicros;
+        this.#refuse(
+          event,
+          checkModelCall(limits, before.tokens.total) ??
+            (maxCost === undefined ? null : checkCostReservation('run', maxCost, before.costMicros, event.payload.reserved?.costMicros ?? 0)),
+          before,
+        );
         return;
-      case 'TOKEN_USAGE':
+      }
+      case 'TOKEN_USAGE': {
         // The spend was made before it was reported: it counts at the stop.
-        this.#refuse(event, checkTokens(limits, after.tokens.total), after);
+        const maxCost = this.#maxCostMicros;
+        this.#refuse(event, checkTokens(limits, after.tokens.total) ?? (maxCost === undefined ? null : checkCostSpent('run', maxCost, after.costMicros)), after);
         return;
+      }
       case 'ERROR':
         this.#error(event, before);
         return;
@@ -350,6 +371,14 @@ class Walk {
         checkModelCall(recorded, before.tokens.total) !== null
           ? checkModelCall(limits, before.tokens.total)
           : checkTokens(limits, Number.MAX_SAFE_INTEGER + 1);
+    } else if (p.rule === 'max_cost') {
+      // A model call refused for its worst case: `attempted` is what it would have committed (micro-dollars).
+      // One whose usage crossed the recorded limit was asked at its TOKEN_USAGE.
+      const maxCost = this.#maxCostMicros;
+      violation =
+        maxCost === undefined || p.attempted === null || previous?.type === 'TOKEN_USAGE' || p.attempted <= maxCost
+          ? null
+          : checkCostSpent('run', maxCost, p.attempted);
     } else if (p.rule === 'max_steps') {
       violation = checkStepStart(limits, before.steps);
     } else {
@@ -395,24 +424,27 @@ class Walk {
     };
     const outcome = this.#outcome;
     const finished = termination !== null;
+    const none = totals.costMicros === undefined ? { ...ZERO } : { ...ZERO, costMicros: 0 };
     if (outcome?.kind === 'unknown') {
-      return { ...base, same: null, wouldStop: null, saved: { ...ZERO }, reason: outcome.reason };
+      return { ...base, same: null, wouldStop: null, saved: none, reason: outcome.reason };
     }
     if (outcome?.kind === 'stop') {
       const saved = {
         steps: Math.max(0, totals.steps - outcome.at.steps),
         tokens: Math.max(0, totals.tokens - outcome.at.tokens),
         toolCalls: Math.max(0, totals.toolCalls - outcome.at.toolCalls),
+        ...(totals.costMicros === undefined ? {} : { costMicros: Math.max(0, totals.costMicros - (outcome.at.costMicros ?? 0)) }),
       };
       if (!finished) {
         return { ...base, same: null, wouldStop: outcome.stop, saved, reason: unfinished(final) };
       }
       const would = terminationOf(outcome.stop.rule);
-      const same = would.reason === termination.reason && would.rule === termination.rule && saved.steps === 0 && saved.tokens === 0 && saved.toolCalls === 0;
+      const same =
+        would.reason === termination.reason && would.rule === termination.rule && saved.steps === 0 && saved.tokens === 0 && saved.toolCalls === 0 && (saved.costMicros ?? 0) === 0;
       return { ...base, same, wouldStop: outcome.stop, saved };
     }
-    if (!finished) return { ...base, same: null, wouldStop: null, saved: { ...ZERO }, reason: unfinished(final) };
-    return { ...base, same: true, wouldStop: null, saved: { ...ZERO } };
+    if (!finished) return { ...base, same: null, wouldStop: null, saved: none, reason: unfinished(final) };
+    return { ...base, same: true, wouldStop: null, saved: none };
   }
 }
 
@@ -442,15 +474,17 @@ function unfinished(final: RunFold): string {
 }
 
 function countsOf(state: RunFold): WhatIfCounts {
-  return { steps: state.steps, tokens: state.tokens.total, toolCalls: state.toolCalls };
+  const cost = costOf(state);
+  return { steps: state.steps, tokens: state.tokens.total, toolCalls: state.toolCalls, ...(cost === undefined ? {} : { costMicros: cost.micros }) };
 }
 
 function totalsOf(runs: readonly WhatIfRun[]): WhatIfTotals {
   let same = 0;
   let changed = 0;
   let unknown = 0;
-  const saved = { steps: 0, tokens: 0, toolCalls: 0 };
+  const saved: { steps: number; tokens: number; toolCalls: number; costMicros?: number } = { steps: 0, tokens: 0, toolCalls: 0 };
   for (const run of runs) {
+    if (run.saved.costMicros !== undefined) saved.costMicros = (saved.costMicros ?? 0) + run.saved.costMicros;
     if (run.same === true) same += 1;
     else if (run.same === false) changed += 1;
     else unknown += 1;

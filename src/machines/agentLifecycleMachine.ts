@@ -125,6 +125,7 @@ export const agentLifecycleMachine = setup({
     VIOLATION: { target: '.FAILED' },
     STORE_FAILED: { target: '.FAILED' },
     PLUGIN_FAILED: { target: '.FAILED' },
+    PRICE_UNKNOWN: { target: '.FAILED' },
   },
   states: {
     INIT: {

@@ -71,6 +71,7 @@ export class StrictPolicy {
       predicate = override.approvalPredicate;
     } else {
       const parsed = parsePolicyOptions(override);
+      narrowedPricing(this.limits.pricing, parsed.pricing);
       other = resolveLimits(this.limits, parsed);
       predicate = typeof parsed.tools?.approve === 'function' ? parsed.tools.approve : undefined;
     }
@@ -134,6 +135,28 @@ function resolveLimits(base: PolicyLimits, options: PolicyOptions): PolicyLimits
     }),
     ...decisionTimeout(options.budgetDecisionTimeoutMs ?? base.budgetDecisionTimeoutMs),
     ...reserveOutput(options.reserveOutputTokens ?? base.reserveOutputTokens),
+    ...maxCost(options.maxCostUsd ?? base.maxCostUsd),
+    ...prices(options.pricing ?? base.pricing),
+  });
+}
+
+/** Left out unless set, so policies without a cost limit keep their hash. */
+function maxCost(usd: number | undefined): { maxCostUsd?: number } {
+  return usd === undefined ? {} : { maxCostUsd: usd };
+}
+
+function prices(pricing: PolicyLimits['pricing'] | undefined): { pricing?: PolicyLimits['pricing'] } {
+  return pricing === undefined ? {} : { pricing: ownRecord(Object.entries(pricing).map(([model, price]) => [model, { ...price }] as const)) };
+}
+
+/**
+ * The price table of a policy narrowed by `override`: always the parent's. Prices are the
+ * orchestrator's (or server's) to set; an override may repeat them, never change them.
+ */
+function narrowedPricing(parent: PolicyLimits['pricing'], override: PolicyLimits['pricing']): PolicyLimits['pricing'] {
+  if (override === undefined || (parent !== undefined && canonicalJson(parent) === canonicalJson(override))) return parent;
+  throw new OaoError('OAO_ERR_INVALID_POLICY', 'Invalid policy option "pricing": prices are set by the orchestrator\'s or server\'s policy, not per run or per request', {
+    details: { field: 'pricing' },
   });
 }
 
@@ -205,6 +228,8 @@ function intersectLimits(a: PolicyLimits, b: PolicyLimits): PolicyLimits {
     ...(a.budgetDecisionTimeoutMs === undefined && b.budgetDecisionTimeoutMs === undefined
       ? {}
       : { budgetDecisionTimeoutMs: Math.min(a.budgetDecisionTimeoutMs ?? Number.MAX_SAFE_INTEGER, b.budgetDecisionTimeoutMs ?? Number.MAX_SAFE_INTEGER) }),
+    ...maxCost(a.maxCostUsd === undefined ? b.maxCostUsd : b.maxCostUsd === undefined ? a.maxCostUsd : Math.min(a.maxCostUsd, b.maxCostUsd)),
+    ...prices(narrowedPricing(a.pricing, b.pricing)),
     // Reserving more is stricter: a narrower policy can only raise it.
     ...(a.reserveOutputTokens === undefined && b.reserveOutputTokens === undefined
       ? {}

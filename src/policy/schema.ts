@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { maxCostUsdSchema, pricingLimitsSchema, pricingSchema, type Pricing } from './pricing.js';
 
 const count = z.number().int().nonnegative();
 const positiveCount = z.number().int().positive();
@@ -77,6 +78,8 @@ export const policyOptionsSchema = z.strictObject({
     .optional(),
   budgetDecisionTimeoutMs: positiveCount.max(MAX_TIMEOUT_MS).optional(),
   reserveOutputTokens: count.optional(),
+  maxCostUsd: maxCostUsdSchema.optional(),
+  pricing: pricingSchema.optional(),
 });
 
 /** Limits that can pause a run instead of failing it. */
@@ -141,6 +144,17 @@ export interface PolicyOptions {
    * (see docs/budgets.md). A per-run policy can raise it, never lower it. @default 1024
    */
   readonly reserveOutputTokens?: number;
+  /**
+   * US dollars a run may spend on model calls, priced by `pricing` (see docs/budgets.md#money).
+   * A per-run policy can lower it, never raise it. @default no cost limit
+   */
+  readonly maxCostUsd?: number;
+  /**
+   * Prices in USD per million tokens, by the model name a call reports; the entry `default`
+   * prices models the table does not name. Set by the orchestrator's (or server's) policy only:
+   * a per-run policy that sets other prices is `OAO_ERR_INVALID_POLICY`. @default none
+   */
+  readonly pricing?: Pricing;
 }
 
 /** The fully resolved, JSON-safe limits of a policy, as they appear in reports and events. */
@@ -171,6 +185,10 @@ export const policyLimitsSchema = z.object({
   budgetDecisionTimeoutMs: positiveCount.optional(),
   /** Present only when set; a model call of unknown maximum output reserves 1024 otherwise. */
   reserveOutputTokens: count.optional(),
+  /** Present only when set: US dollars a run may spend. */
+  maxCostUsd: z.number().nonnegative().optional(),
+  /** Present only when set: the price table, USD per million tokens by model name. */
+  pricing: pricingLimitsSchema.optional(),
 });
 
 export type PolicyLimits = z.infer<typeof policyLimitsSchema>;

@@ -12,7 +12,7 @@ export type TerminationReason = z.infer<typeof terminationReasonSchema>;
 export const pluginRuleNameSchema = z.templateLiteral(['plugin:', z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/), '/', z.enum(['stepStart', 'toolCall', 'modelCall', 'usage'])]);
 
 export const policyRuleSchema = z.union([
-  z.enum(['max_steps', 'max_tokens', 'max_tool_calls', 'tool_max_calls', 'tool_not_allowed', 'tool_denied', 'approval_denied', 'approval_timeout']),
+  z.enum(['max_steps', 'max_tokens', 'max_cost', 'max_tool_calls', 'tool_max_calls', 'tool_not_allowed', 'tool_denied', 'approval_denied', 'approval_timeout']),
   pluginRuleNameSchema,
 ]);
 
@@ -38,6 +38,13 @@ export const tokenUsageSchema = z.object({
   total: z.number().int().nonnegative(),
 });
 export type TokenUsage = z.infer<typeof tokenUsageSchema>;
+
+/** Money, in integer micro-dollars and (for display) US dollars. */
+export const costSchema = z.object({
+  micros: z.number().int().nonnegative(),
+  usd: z.number().nonnegative(),
+});
+export type Cost = z.infer<typeof costSchema>;
 
 export const stateHistoryEntrySchema = z.object({
   state: lifecycleStateSchema,
@@ -80,6 +87,12 @@ export const executionReportSchema = z.object({
   termination: terminationSchema,
   totalSteps: z.number().int().nonnegative(),
   tokenUsage: tokenUsageSchema,
+  /**
+   * What the run's model calls cost, as its policy's `pricing` priced them: `micros` is exact
+   * (integer micro-dollars, the sum of every usage event's cost), `usd` is derived from it for
+   * display. Present when the policy has prices or a cost limit.
+   */
+  cost: costSchema.optional(),
   toolUsage: z.object({
     total: z.number().int().nonnegative(),
     byTool: z.record(z.string(), z.number().int().nonnegative()),

@@ -1,4 +1,4 @@
-import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, UsageReport } from '../agent.js';
+import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, ToolCall, UsageReport } from '../agent.js';
 import { OaoError, RunAbortedError, safeString } from '../errors.js';
 import { ownRecord } from '../policy/schema.js';
 import { parseUsage, parseUsageReport } from './agentOutput.js';
@@ -147,11 +147,31 @@ class GovernedContext implements AgentContext {
     return this.#scope.session.callTool(this.#scope, safeString(name), args);
   }
 
+  beginToolCall(name: string, args?: unknown): ToolCall {
+    const scope = this.#scope;
+    const record = scope.session.beginToolCall(scope, safeString(name), args);
+    return {
+      get callId() {
+        return record.callId;
+      },
+      get served() {
+        return record.served;
+      },
+      get signal() {
+        return scope.signal;
+      },
+      ready: record.ready,
+      end: (result) => record.end(result),
+      fail: (error) => record.fail(error),
+    };
+  }
+
   usage(tokens: UsageReport): void {
     const scope = this.#scope;
     // Late (the call or the run has ended): a no-op, since it often comes from a detached callback.
     if (scope.aborted || scope.session.finished) return;
-    scope.session.addUsage(parseUsageReport(tokens), 'reported');
+    const model = typeof tokens === 'object' && tokens !== null && typeof tokens.model === 'string' ? tokens.model : null;
+    scope.session.addUsage(parseUsageReport(tokens), 'reported', true, model);
   }
 
   get budget(): BudgetView {

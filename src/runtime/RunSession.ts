@@ -1,4 +1,4 @@
-import type { AgentLike, ReviewDecision, ToolSet } from '../agent.js';
+import type { AgentLike, ReviewDecision, ToolCallContext, ToolFunction, ToolSet } from '../agent.js';
 import {
   OaoError,
   PolicyViolationError,
@@ -13,6 +13,7 @@ import { checkModelCall, checkReservation, checkStepStart, checkTokens, checkToo
 import { deepFreeze, ownRecord } from '../policy/schema.js';
 import type { ApprovalPredicate, PolicyLimits } from '../policy/schema.js';
 import { checkRaise, type BudgetRaise } from '../policy/raiseLimits.js';
+import { checkCostReservation, checkCostSpent, costMicros as costOf, priceOf, usdToMicros, type PriceMicros } from '../policy/pricing.js';
 import type {
   ApprovalRecord,
   ExecutionReport,
@@ -22,7 +23,7 @@ import type {
   TokenUsage,
 } from '../report/schema.js';
 import type { Clock } from './clock.js';
-import { toRecordable, type NormalizedStep } from './agentOutput.js';
+import { toRecordable, toRecordableText, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
 import type { SharedBudget } from './SharedBudget.js';
 import { RunLog, type RunOwnership } from '../store/RunLog.js';
@@ -160,8 +161,20 @@ export interface ModelCallRecord {
   fail(error: unknown, usage: TokenUsage | null): void;
 }
 
+/** A governed tool call whose body the caller runs (see `RunSession.beginToolCall`). */
+export interface ToolCallRecord {
+  /** The call's id, once the call was allowed. */
+  readonly callId: string | undefined;
+  /** Set once `ready` settles when the log already held the call's result (the body need not run). */
+  readonly served: { readonly value: unknown } | undefined;
+  /** Settles when the body may run (allowed, counted, TOOL_CALL durable); rejects with the refusal. */
+  readonly ready: Promise<void>;
+  end(result: unknown): void;
+  fail(error: unknown): void;
+}
+
 /** What the lifecycle machine is sent when something outside it ends the run. */
-export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' } | { type: 'PLUGIN_FAILED' };
+export type StopEvent = { type: 'CANCEL' } | { type: 'DEADLINE' } | { type: 'VIOLATION' } | { type: 'STORE_FAILED' } | { type: 'PLUGIN_FAILED' } | { type: 'PRICE_UNKNOWN' };
 
 /** What the lifecycle machine is sent when a tool call starts or stops waiting for approval. */
 export type ApprovalEvent = { type: 'APPROVAL.WAIT' } | { type: 'APPROVAL.DONE' } | { type: 'BUDGET.WAIT' } | { type: 'BUDGET.RAISED' };
@@ -195,6 +208,8 @@ export class RunSession {
   tokensIn = 0;
   tokensOut = 0;
   tokensTotal = 0;
+  /** Micro-dollars spent on model calls, as the policy's `pricing` costs them. */
+  costMicros = 0;
   toolCalls = 0;
   /** Keyed by tool name; a Map, since a tool may be named "constructor" or "__proto__". */
   readonly toolCallsByName: Map<string, number> = new Map();
@@ -271,10 +286,14 @@ export class RunSession {
   /** Tool bodies by name, own names only (never an inherited `constructor` or `toString`). */
   /** Undefined for a run without tools (most runs): no Map to build. */
   readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown> | undefined;
+  /** Bodies of calls opened with `beginToolCall`, by call id, until they are run. */
+  #externalBodies: Map<string, ToolFunction> | undefined;
 
   /** Reservations of the model calls that are running, by call id (see #hold). */
-  #holds: Map<string, { readonly scope: CallScope; readonly tokens: number }> | undefined;
+  #holds: Map<string, { readonly scope: CallScope; readonly tokens: number; readonly costMicros: number }> | undefined;
   #reservedTotal = 0;
+  /** Micro-dollars held by this run's running model calls. */
+  #reservedCostMicros = 0;
   /** The plugins' rules; undefined when there are none (most runs). */
   readonly #plugins: PluginRuleSet | undefined;
   /** The run's tool calls as rules see them (kept only when there are rules). */
@@ -330,6 +349,7 @@ export class RunSession {
     this.tokensIn = fold.tokens.input;
     this.tokensOut = fold.tokens.output;
     this.tokensTotal = fold.tokens.total;
+    this.costMicros = fold.costMicros;
     this.toolCalls = fold.toolCalls;
     for (const [name, count] of fold.toolCallsByName) this.toolCallsByName.set(name, count);
     this.lastOutput = fold.lastOutput;
@@ -726,10 +746,11 @@ export class RunSession {
   }
 
   /** Holds a running model call's reservation against the run's budget and its batch's. */
-  #hold(callId: string, scope: CallScope, tokens: number): void {
-    (this.#holds ??= new Map()).set(callId, { scope, tokens });
+  #hold(callId: string, scope: CallScope, tokens: number, costMicros = 0): void {
+    (this.#holds ??= new Map()).set(callId, { scope, tokens, costMicros });
     this.#reservedTotal += tokens;
-    this.shared?.reserve(tokens);
+    this.#reservedCostMicros += costMicros;
+    this.shared?.reserve(tokens, costMicros);
   }
 
   #release(callId: string): void {
@@ -737,11 +758,36 @@ export class RunSession {
     if (hold === undefined) return;
     this.#holds?.delete(callId);
     this.#reservedTotal -= hold.tokens;
-    this.shared?.release(hold.tokens);
+    this.#reservedCostMicros -= hold.costMicros;
+    this.shared?.release(hold.tokens, hold.costMicros);
+  }
+
+  /** The run's cost limit in micro-dollars; undefined without one. */
+  get #maxCostMicros(): number | undefined {
+    const usd = this.limits.maxCostUsd;
+    return usd === undefined ? undefined : usdToMicros(usd);
+  }
+
+  /** Does a cost limit (the run's or its batch's) cover the run? Then every model call must be priced. */
+  get #costLimited(): boolean {
+    return this.limits.maxCostUsd !== undefined || this.shared?.maxCostMicros !== undefined;
+  }
+
+  /** The price of `model` under the run's policy (its own entry, else `default`), or undefined. */
+  #priceOf(model: string | null): PriceMicros | undefined {
+    return priceOf(this.limits.pricing, model);
+  }
+
+  /**
+   * Whether the run is costed at all (its policy has prices or a cost limit): only then do its
+   * usage events and its report carry cost.
+   */
+  get costed(): boolean {
+    return this.limits.pricing !== undefined || this.limits.maxCostUsd !== undefined;
   }
 
   /** Adds token spend; spend past the budget ends the run (and aborts the running step) at once. */
-  addUsage(usage: TokenUsage, source: 'reported' | 'output' | 'model', notifyActor = true): void {
+  addUsage(usage: TokenUsage, source: 'reported' | 'output' | 'model', notifyActor = true, model: string | null = null): void {
     if (usage.total === 0 && usage.input === 0 && usage.output === 0) return;
     // The re-run of an interrupted call reports again what the log already charged: not twice.
     if (source === 'reported' && this.#ledger !== undefined && this.#ledger.takeUsage(usage)) return;
@@ -761,16 +807,31 @@ export class RunSession {
         return; // the run fails closed (see #askPlugins); the charge is not counted
       }
     }
+    // Usage naming a priced model is costed: a model call's always, a bare report's when it names one.
+    const price = model === null && source !== 'model' ? undefined : this.#priceOf(model);
+    const cost = price === undefined ? undefined : costOf(price, usage.input, usage.output);
     this.#counters = undefined;
     this.tokensIn += usage.input;
     this.tokensOut += usage.output;
     this.tokensTotal += usage.total;
-    this.emit('TOKEN_USAGE', { step: this.steps, input: usage.input, output: usage.output, total: usage.total, source });
+    if (cost !== undefined) this.costMicros = Math.min(Number.MAX_SAFE_INTEGER, this.costMicros + cost);
+    this.emit('TOKEN_USAGE', {
+      step: this.steps,
+      input: usage.input,
+      output: usage.output,
+      total: usage.total,
+      source,
+      ...(model === null || !this.costed ? {} : { model }),
+      ...(cost === undefined || !this.costed ? {} : { costMicros: cost }),
+    });
     const sharedViolation = this.shared?.chargeTokens(usage.total) ?? null;
+    const sharedCost = cost === undefined ? null : (this.shared?.chargeCost(cost) ?? null);
     const own = checkTokens(this.limits, this.tokensTotal);
+    const maxCost = this.#maxCostMicros;
+    const ownCost = maxCost === undefined ? null : checkCostSpent('run', maxCost, this.costMicros);
     // Spend that crossed a pausing limit has happened: the run is not failed for it, it pauses
     // before its next model call or step.
-    const violation = (own !== null && this.#tokensPause ? null : own) ?? sharedViolation ?? refused;
+    const violation = (own !== null && this.#tokensPause ? null : own) ?? ownCost ?? sharedViolation ?? sharedCost ?? refused;
     if (violation === null) return;
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     // Usage inside a step stops the actor; usage carried by a step's output is decided by the machine itself.
@@ -783,14 +844,74 @@ export class RunSession {
    * run even if the agent catches the error it receives.
    */
   callTool(scope: CallScope, name: string, args: unknown): Promise<unknown> {
+    return this.#callTool(scope, name, args, undefined);
+  }
+
+  /**
+   * A governed tool call whose body someone else runs (a framework's own tool). The same path as
+   * `callTool`: policy, plugin rules, approvals, counting, TOOL_CALL written ahead; `ready` settles
+   * when the body may run, and `end`/`fail` record its outcome (TOOL_RESULT).
+   */
+  beginToolCall(scope: CallScope, name: string, args: unknown): ToolCallRecord {
+    let settle!: { resolve(value: unknown): void; reject(error: unknown): void };
+    const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
+    let callId: string | undefined;
+    let started = false;
+    let served: { readonly value: unknown } | undefined;
+    let gate!: { resolve(): void; reject(error: unknown): void };
+    const ready = new Promise<void>((resolve, reject) => (gate = { resolve, reject }));
+    ready.catch(noop);
+    const body: ToolFunction = (_args: unknown, call: ToolCallContext) => {
+      started = true;
+      callId = call.callId;
+      gate.resolve();
+      return result;
+    };
+    this.#callTool(scope, name, args, body).then(
+      (value) => {
+        // Settled without the body: the log already held this call's result (a resumed run).
+        if (!started) served = { value };
+        gate.resolve();
+      },
+      (error: unknown) => {
+        if (!started) gate.reject(error);
+      },
+    );
+    return {
+      get callId() {
+        return callId;
+      },
+      get served() {
+        return served;
+      },
+      ready,
+      end: (value) => settle.resolve(value),
+      fail: (error) => settle.reject(error),
+    };
+  }
+
+  #callTool(scope: CallScope, name: string, args: unknown, external: ToolFunction | undefined): Promise<unknown> {
     const refusal = scope.refusal();
     if (refusal !== undefined) return rejectHandled(refusal);
     if (this.#ledger !== undefined) {
       const recorded = this.#ledger.takeTool(name, args);
-      if (recorded !== undefined) return this.#serveTool(scope, recorded, args);
+      if (recorded !== undefined) {
+        if (external !== undefined) (this.#externalBodies ??= new Map()).set(recorded.callId, external);
+        return this.#serveTool(scope, recorded, args);
+      }
       this.#toolSeq = Math.max(this.#toolSeq, this.#ledger.toolSeqEnd);
     }
-    return this.#authorize(scope, name, args, `t${++this.#toolSeq}`, false);
+    const callId = `t${++this.#toolSeq}`;
+    if (external !== undefined) (this.#externalBodies ??= new Map()).set(callId, external);
+    return this.#authorize(scope, name, args, callId, false);
+  }
+
+  /** The body of a call: one run by someone else (`beginToolCall`), else the run's tool. Taken once. */
+  #bodyOf(name: string, callId: string): ToolFunction | undefined {
+    const external = this.#externalBodies?.get(callId);
+    if (external === undefined) return this.#toolBodies?.get(name) as ToolFunction | undefined;
+    this.#externalBodies?.delete(callId);
+    return external;
   }
 
   /**
@@ -820,8 +941,7 @@ export class RunSession {
       }
       return this.#denyTool(step, callId, name, args, violation);
     }
-    const body = this.#toolBodies?.get(name);
-    if (body === undefined) {
+    if (this.#externalBodies?.has(callId) !== true && this.#toolBodies?.get(name) === undefined) {
       return rejectHandled(
         new OaoError('OAO_ERR_UNKNOWN_TOOL', `The run has no tool named "${name}"`, {
           details: { tool: name, tools: [...this.toolNames] },
@@ -829,6 +949,7 @@ export class RunSession {
       );
     }
     if (!approved && this.#needsApproval(name, args)) return this.#requestApproval(scope, name, args, callId);
+    const body = this.#bodyOf(name, callId) as ToolFunction;
     this.#counters = undefined;
     this.toolCalls += 1;
     this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
@@ -1190,7 +1311,7 @@ export class RunSession {
       if (result.ok) return Promise.resolve(copyJson(result.value));
       return rejectHandled(Object.assign(new Error(result.error.message), { name: result.error.name }));
     }
-    const body = this.#toolBodies?.get(recorded.tool);
+    const body = this.#bodyOf(recorded.tool, recorded.callId);
     if (body === undefined) {
       return rejectHandled(
         new OaoError('OAO_ERR_UNKNOWN_TOOL', `The run has no tool named "${recorded.tool}"`, {
@@ -1272,20 +1393,33 @@ export class RunSession {
       if (recorded !== undefined) return this.#serveModelCall(scope, recorded, model);
       this.#modelSeq = Math.max(this.#modelSeq, this.#ledger.modelSeqEnd);
     }
-    const recordedInput = toRecordable(input);
-    const reserved = reservationFor(recordedInput, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
-    const tokens = reserved.input + reserved.output;
+    // One serialization of the input serves both its record and the estimate of its tokens.
+    const { value: recordedInput, text: inputText } = toRecordableText(input);
+    const tokenReservation = reservationFor(inputText, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
+    const tokens = tokenReservation.input + tokenReservation.output;
+    const price = this.#priceOf(model);
+    if (price === undefined && this.#costLimited) this.#refuseUnpriced(model);
+    // The worst case in money: the prompt at the input price, plus the most output at the output price.
+    const cost = price === undefined ? 0 : costOf(price, tokenReservation.input, tokenReservation.output);
+    const reserved: ModelReservation = price === undefined || !this.costed ? tokenReservation : Object.freeze({ ...tokenReservation, costMicros: cost });
     const spent = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
-    const violation =
-      spent ?? checkReservation(this.limits, this.tokensTotal + this.#reservedTotal, tokens) ?? this.shared?.checkReservation(tokens) ?? null;
-    if (violation !== null && violation.scope !== 'shared' && this.#tokensPause) return this.#pausedModelCall(scope, model, input, reserved);
+    const maxCost = this.#maxCostMicros;
+    const costViolation =
+      (maxCost === undefined ? null : checkCostReservation('run', maxCost, this.costMicros + this.#reservedCostMicros, cost)) ?? this.shared?.checkCostReservation(cost) ?? null;
+    const violation = spent ?? checkReservation(this.limits, this.tokensTotal + this.#reservedTotal, tokens) ?? this.shared?.checkReservation(tokens) ?? costViolation;
+    // A run pausing at its token limit waits for a raise, unless the call's cost does not fit
+    // either: a raise of tokens could not let it through.
+    if (violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && this.#tokensPause && costViolation === null) {
+      return this.#pausedModelCall(scope, model, input, reserved);
+    }
+    if (violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && this.#tokensPause) this.#denyModelCall(scope, model, reserved, costViolation ?? violation);
     if (violation !== null) this.#denyModelCall(scope, model, spent === null ? reserved : null, violation);
     const refused = this.#askPlugins('modelCall', () => ({ ...this.#pluginFacts(scope.step), modelCall: Object.freeze({ model, input: recordedInput }) }));
     if (refused !== null) this.#denyModelCall(scope, model, reserved, refused);
     const callId = `m${++this.#modelSeq}`;
     const step = scope.step;
     this.emit('MODEL_CALL', { step, callId, model, input: recordedInput, reserved });
-    this.#hold(callId, scope, tokens);
+    this.#hold(callId, scope, tokens, cost);
     // Write-ahead: with a synchronous store the MODEL_CALL is durable when this returns (a failed
     // append throws here, before the model is called); with an asynchronous one, `ready` settles
     // when it is, and callers that can wait await it before sending the request.
@@ -1301,11 +1435,18 @@ export class RunSession {
       shared !== undefined
         ? Math.max(0, (shared.limits.maxTokens ?? 0) - shared.tokens - shared.reserved)
         : Math.max(0, this.limits.maxTokens - this.tokensTotal - this.#reservedTotal);
+    const remainingCostMicros =
+      violation.rule !== 'max_cost'
+        ? undefined
+        : shared !== undefined
+          ? Math.max(0, (shared.maxCostMicros ?? 0) - shared.costMicros - shared.reservedCostMicros)
+          : Math.max(0, (this.#maxCostMicros ?? 0) - this.costMicros - this.#reservedCostMicros);
     this.emit('MODEL_CALL_DENIED', {
       step: scope.step,
       model,
       reserved,
       remaining,
+      ...(remainingCostMicros === undefined ? {} : { remainingCostMicros }),
       rule: violation.rule,
       message: violation.message,
       ...(violation.scope === 'shared' ? { scope: 'shared' as const } : {}),
@@ -1313,6 +1454,24 @@ export class RunSession {
     if (shared !== undefined) shared.trip(violation, this.executionId);
     this.violate(violation);
     throw new PolicyViolationError(violation);
+  }
+
+  /**
+   * A model call under a cost limit whose model has no price (and the table no default): it is
+   * refused before it is sent, and the run fails closed with OAO_ERR_UNKNOWN_MODEL_PRICE, since
+   * its spend could not be counted against the limit.
+   */
+  #refuseUnpriced(model: string | null): never {
+    const named = model === null ? 'A model call that names no model' : `Model "${model}"`;
+    const error = new OaoError('OAO_ERR_UNKNOWN_MODEL_PRICE', `${named} has no price in the policy's pricing, and a cost limit (maxCostUsd) applies: add its price, or a "default" entry`, {
+      details: { model, field: model === null ? 'pricing.default' : `pricing.${model}` },
+    });
+    if (!this.finished && this.termination === undefined) {
+      this.failWith(error);
+      this.#activeScope?.abort(error);
+      this.#stop({ type: 'PRICE_UNKNOWN' });
+    }
+    throw error;
   }
 
   /**
@@ -1328,7 +1487,7 @@ export class RunSession {
       const refusal = scope.refusal();
       if (refusal !== undefined) throw refusal;
       this.emit('MODEL_CALL', { step: scope.step, callId, model, input: toRecordable(input), reserved });
-      this.#hold(callId, scope, reserved.input + reserved.output);
+      this.#hold(callId, scope, reserved.input + reserved.output, reserved.costMicros ?? 0);
       return this.#log?.writeAhead();
     });
     ready.catch(noop);
@@ -1373,7 +1532,7 @@ export class RunSession {
           ? { step, callId, model, ok, output: toRecordable(value), usage, ...(unmetered ? { unmetered: true as const } : {}), durationMs }
           : { step, callId, model, ok, error: frozenError(value), usage, durationMs },
       );
-      if (usage !== null && !scope.aborted) this.addUsage(usage, 'model');
+      if (usage !== null && !scope.aborted) this.addUsage(usage, 'model', true, model);
     };
     return {
       callId,
@@ -1500,6 +1659,7 @@ export class RunSession {
       termination: Object.freeze(termination),
       totalSteps: this.steps,
       tokenUsage: Object.freeze({ input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal }),
+      ...(this.costed ? { cost: costReport(this.costMicros) } : {}),
       toolUsage: Object.freeze({ total: this.toolCalls, byTool: this.toolCalls === 0 ? NO_TOOL_CALLS : Object.freeze(ownRecord(this.toolCallsByName)) }),
       executionTimeMs: this.liveMs(finishedAt),
       wallTimeMs: Math.max(0, finishedAt - this.startedAt),
@@ -1566,6 +1726,11 @@ function frozenError(error: unknown): SerializedError {
 }
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** A report's `cost`: exact micro-dollars, and USD derived from them for display. */
+function costReport(micros: number): ExecutionReport['cost'] {
+  return Object.freeze({ micros, usd: micros / 1_000_000 });
+}
+
 const NO_CALLS: readonly PluginToolCall[] = Object.freeze([]);
 
 /**
@@ -1573,11 +1738,11 @@ const NO_CALLS: readonly PluginToolCall[] = Object.freeze([]);
  * the recorded input (a token per 4 characters of its JSON, rounded up: a deliberate overestimate
  * for English prose), plus its most output: the caller's cap, else the policy's default.
  */
-function reservationFor(input: unknown, sizes: ModelCallSizes | undefined, defaultOutput: number): ModelReservation {
+/** `inputText`: the recorded input's JSON text (a string input's own text), for the estimate. */
+function reservationFor(inputText: string, sizes: ModelCallSizes | undefined, defaultOutput: number): ModelReservation {
   const output = sizes?.maxOutputTokens ?? defaultOutput;
   if (sizes?.inputTokens !== undefined) return Object.freeze({ input: sizes.inputTokens, output, estimated: false });
-  const text = typeof input === 'string' ? input : input === undefined ? '' : (JSON.stringify(input) ?? '');
-  return Object.freeze({ input: Math.ceil(text.length / 4), output, estimated: true });
+  return Object.freeze({ input: Math.ceil(inputText.length / 4), output, estimated: true });
 }
 
 /** Longest `by` or `reason` a decision may carry. */

@@ -1,4 +1,5 @@
 import { OaoError, type PolicyViolation } from '../errors.js';
+import { checkCostReservation, checkCostSpent, usdToMicros } from '../policy/pricing.js';
 
 /** Totals across every run of a batch. A limit left out is not enforced. */
 export interface SharedBudgetLimits {
@@ -7,6 +8,11 @@ export interface SharedBudgetLimits {
   readonly maxToolCalls?: number;
   /** Wall time of the whole batch, from its start. */
   readonly timeoutMs?: number;
+  /**
+   * US dollars the batch's runs may spend together on model calls, priced by their policy's
+   * `pricing` (see docs/budgets.md#money).
+   */
+  readonly maxCostUsd?: number;
 }
 
 type Tripwire = (violation: PolicyViolation, runId: string) => void;
@@ -32,8 +38,37 @@ export class SharedBudget {
         });
       }
     }
+    if (limits.maxCostUsd !== undefined) {
+      const micros = usdToMicros(limits.maxCostUsd);
+      if (micros === undefined) {
+        throw new OaoError('OAO_ERR_INVALID_POLICY', `Invalid shared budget "maxCostUsd": expected a finite, non-negative number of US dollars, got ${String(limits.maxCostUsd)}`, {
+          details: { field: 'budget.maxCostUsd' },
+        });
+      }
+      this.maxCostMicros = micros;
+    }
     this.limits = Object.freeze({ ...limits });
     this.#onTrip = onTrip;
+  }
+
+  /** `maxCostUsd` in integer micro-dollars; undefined without a shared cost limit. */
+  readonly maxCostMicros: number | undefined;
+  /** Micro-dollars spent by every run of the batch. */
+  costMicros = 0;
+  /** Micro-dollars held by the running model calls of every run of the batch. */
+  reservedCostMicros = 0;
+
+  /** Would a model call whose worst case costs `micros` fit in the shared cost budget? */
+  checkCostReservation(micros: number): PolicyViolation | null {
+    const max = this.maxCostMicros;
+    return max === undefined ? null : checkCostReservation('shared', max, this.costMicros + this.reservedCostMicros, micros);
+  }
+
+  /** Adds spent micro-dollars; returns the violation when the total is now past the shared cost budget. */
+  chargeCost(micros: number): PolicyViolation | null {
+    this.costMicros += micros;
+    const max = this.maxCostMicros;
+    return max === undefined ? null : checkCostSpent('shared', max, this.costMicros);
   }
 
   get tripped(): PolicyViolation | undefined {
@@ -85,12 +120,14 @@ export class SharedBudget {
   /** Tokens held by the model calls of every run of the batch that are still running. */
   reserved = 0;
 
-  reserve(tokens: number): void {
+  reserve(tokens: number, costMicros = 0): void {
     this.reserved += tokens;
+    this.reservedCostMicros += costMicros;
   }
 
-  release(tokens: number): void {
+  release(tokens: number, costMicros = 0): void {
     this.reserved = Math.max(0, this.reserved - tokens);
+    this.reservedCostMicros = Math.max(0, this.reservedCostMicros - costMicros);
   }
 
   chargeStep(): void {

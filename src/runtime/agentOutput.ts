@@ -85,6 +85,26 @@ export function toRecordable(value: unknown): JsonValue {
   }
 }
 
+/**
+ * `toRecordable(value)` and the recorded value's JSON text (a string's own text), serializing the
+ * value once: for callers that need both (a model call's input is recorded and its tokens estimated).
+ */
+export function toRecordableText(value: unknown): { readonly value: JsonValue; readonly text: string } {
+  if (typeof value === 'string') return { value, text: value };
+  if (typeof value === 'object' && value !== null) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined) return { value: deepFreeze(JSON.parse(text) as JsonValue), text };
+  }
+  // Not an object JSON can hold as it is: the recorded stand-in, serialized.
+  const recorded = toRecordable(value);
+  return { value: recorded, text: typeof recorded === 'string' ? recorded : (JSON.stringify(recorded) ?? '') };
+}
+
 function nonNegativeInteger(value: unknown, field: string): number {
   if (value === undefined || value === null) return 0;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {

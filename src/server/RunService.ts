@@ -9,6 +9,7 @@ import { MultiAgentOrchestrator, type BatchHandle } from '../MultiAgentOrchestra
 import type { Metrics } from '../observability/metrics/createMetrics.js';
 import { Orchestrator, type OaoInspector, type RunHandle } from '../Orchestrator.js';
 import { parseTimeBound } from '../log/parseTimeBound.js';
+import { costOf, foldRun } from '../log/foldRun.js';
 import { whatIf, type WhatIfFilter } from '../log/whatIf.js';
 import type { PolicyLimits, PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
@@ -1173,6 +1174,17 @@ interface Projection {
   readonly policy: PolicyLimits | undefined;
 }
 
+/** What a running run has cost, folded from its events (null when it is not costed, or its log cannot be folded). */
+function liveCost(events: readonly OaoEvent[]): { micros: number; usd: number } | null {
+  if (events.length === 0) return null;
+  try {
+    const fold = foldRun(events);
+    return fold === undefined ? null : (costOf(fold) ?? null);
+  } catch {
+    return null;
+  }
+}
+
 /** GET /runs/:id's view of a run: the report once there is one, else where its events stand. */
 function project(run: Projection): RunState {
   const { report, events } = run;
@@ -1193,6 +1205,7 @@ function project(run: Projection): RunState {
       report !== undefined
         ? { steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total }
         : (last?.counters ?? { ...NO_SPEND }),
+    cost: report !== undefined ? (report.cost ?? null) : liveCost(events),
     events: events.length,
     report: report ?? null,
     effectivePolicy: startOf(events)?.policy ?? run.policy ?? null,

@@ -3,6 +3,7 @@ import { eventCountersSchema } from '../events/schema.js';
 import { parseTimeBound, TIME_BOUND_FORMS } from '../log/parseTimeBound.js';
 import { policyLimitsSchema, policyOptionsSchema } from '../policy/schema.js';
 import {
+  costSchema,
   executionReportSchema,
   jsonValueSchema,
   lifecycleStateSchema,
@@ -108,8 +109,11 @@ export const taskSchema = described(
     'Its length (a string\'s characters, or its JSON\'s) is capped by the server\'s maxTaskLength (default 100000).',
 );
 
+/** Policy options a request may send: everything but prices, which are the server's own policy. */
+const requestPolicyOptionsSchema = policyOptionsSchema.omit({ pricing: true });
+
 export const requestPolicySchema = component(
-  policyOptionsSchema,
+  requestPolicyOptionsSchema,
   'PolicyOptions',
   'Limits for this run. They can only narrow the server\'s policy: every limit is the smaller of the two, allow lists intersect, deny lists combine.',
 );
@@ -232,6 +236,10 @@ export const runStateSchema = component(
     ...runSummaryShape,
     state: lifecycleStateSchema.nullable(),
     counters: eventCountersSchema,
+    cost: described(
+      costSchema.nullable(),
+      'What the run has spent so far in money (integer micro-dollars, and US dollars for display), from its events; null when its policy has no prices or cost limit.',
+    ),
     events: z.number().int().nonnegative(),
     report: executionReportSchema.nullable(),
     effectivePolicy: described(
@@ -307,10 +315,11 @@ export const whatIfRequestSchema = component(
   z.strictObject({
     policy: component(
       // A copy: the same checks as a run's `policy`, described as what it is here.
-      policyOptionsSchema.clone(),
+      requestPolicyOptionsSchema.clone(),
       'WhatIfPolicy',
       'The policy to evaluate, as every run\'s effective policy: options as `new StrictPolicy()` takes them (a limit left out takes its ' +
-        'default, not the recorded one). It is not narrowed by the server\'s policy: it may be wider or narrower.',
+        'default, not the recorded one). It is not narrowed by the server\'s policy: it may be wider or narrower. `maxCostUsd` is judged ' +
+        'over the costs the runs recorded; prices cannot be sent.',
     ),
     agent: described(z.string().min(1).max(200).optional(), 'Only runs of this agent (the `agentName` the run recorded).'),
     since: timeBoundSchema(`Only runs that started at or after this time: ${TIME_BOUND_FORMS}.`).optional(),
@@ -329,8 +338,12 @@ const whatIfCountsShape = {
   steps: z.number().int().nonnegative(),
   tokens: z.number().nonnegative(),
   toolCalls: z.number().int().nonnegative(),
+  costMicros: z.number().int().nonnegative().optional(),
 };
-const whatIfCountsSchema = described(z.object(whatIfCountsShape), 'Steps started, tokens (total) and tool calls.');
+const whatIfCountsSchema = described(
+  z.object(whatIfCountsShape),
+  'Steps started, tokens (total) and tool calls; and micro-dollars (`costMicros`) for runs whose policy had prices or a cost limit.',
+);
 
 export const whatIfRunSchema = component(
   z.object({

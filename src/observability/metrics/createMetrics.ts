@@ -41,6 +41,8 @@ export interface Metrics {
 
 /** Agent of an event whose EXECUTION_START was never seen (observing began mid-run). */
 const UNKNOWN_AGENT = 'unknown';
+/** The `model` label of costed usage that names no model (a model call without one, priced by `default`). */
+const UNKNOWN_MODEL = 'unknown';
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /** What one `observe()` or `observeSupervisor()` call is tracking, so stopping it can undo its gauges. */
@@ -108,6 +110,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['agent', 'direction'] as const,
     registers,
   });
+  // Money is summed as integer micro-dollars and turned into dollars only when scraped, so the
+  // exposed value never carries the drift of summed floats.
+  const costMicros = new Map<string, { readonly agent: string; readonly model: string; micros: number }>();
+  new Counter({
+    name: `${prefix}cost_usd_total`,
+    help: 'US dollars spent on model calls (TOKEN_USAGE events priced by the policy), by agent and model.',
+    labelNames: ['agent', 'model'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const entry of costMicros.values()) this.inc({ agent: entry.agent, model: entry.model }, entry.micros / 1_000_000);
+    },
+  });
   const toolCalls = new Counter({
     name: `${prefix}tool_calls_total`,
     help: 'Tool calls the policy allowed.',
@@ -163,6 +178,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       case 'TOKEN_USAGE':
         if (event.payload.input > 0) tokens.inc({ agent: agent(), direction: 'input' }, event.payload.input);
         if (event.payload.output > 0) tokens.inc({ agent: agent(), direction: 'output' }, event.payload.output);
+        if (event.payload.costMicros !== undefined && event.payload.costMicros > 0) {
+          const labels = { agent: agent(), model: event.payload.model ?? UNKNOWN_MODEL };
+          const key = JSON.stringify([labels.agent, labels.model]);
+          const entry = costMicros.get(key);
+          if (entry === undefined) costMicros.set(key, { ...labels, micros: event.payload.costMicros });
+          else entry.micros = Math.min(Number.MAX_SAFE_INTEGER, entry.micros + event.payload.costMicros);
+        }
         return;
       case 'TOOL_CALL':
         toolCalls.inc({ agent: agent(), tool: event.payload.tool });

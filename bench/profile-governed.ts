@@ -1,5 +1,9 @@
 import { parseArgs } from 'node:util';
+import { StringOutputParser } from '@langchain/core/output_parsers';
+import { ChatPromptTemplate } from '@langchain/core/prompts';
+import { FakeListChatModel } from '@langchain/core/utils/testing';
 import { Orchestrator, createMemoryStore } from 'open-agent-orchestrator';
+import { fromRunnable } from 'open-agent-orchestrator/langchain';
 import { createActor, toPromise } from 'xstate';
 import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
 
@@ -7,7 +11,7 @@ import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
  * A steady loop of one bench case, for a CPU profile of it alone:
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
- *     bench/profile-governed.ts [--case governed|memory|sync|bare] [--seconds 10]
+ *     bench/profile-governed.ts [--case governed|memory|sync|bare|langchain] [--seconds 10]
  *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
  *
  * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
@@ -26,7 +30,14 @@ orch.events$.subscribe(() => {});
 
 const stored = new Orchestrator({ store: createMemoryStore({ maxRuns: 1_000 }) });
 
+// The bench's governed LangChain chain (bench/cases/langchain.ts).
+const chain = fromRunnable(
+  ChatPromptTemplate.fromTemplate('Explain {topic} in one line.').pipe(new FakeListChatModel({ responses: ['Governed.'] })).pipe(new StringOutputParser()),
+);
+const TOPIC = { topic: 'agent governance' };
+
 const ops: Record<string, () => unknown> = {
+  langchain: () => orch.run({ agent: chain, task: TOPIC }),
   governed: () => orch.run({ agent, task: TASK }),
   memory: () => stored.run({ agent, task: TASK }),
   sync: () => orch.runSync({ agent, task: TASK }),

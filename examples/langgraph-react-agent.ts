@@ -1,5 +1,6 @@
 // LangGraph.js's prebuilt ReAct agent under OAO: each model turn of the graph is one governed step,
-// so maxSteps bounds its loop; tokens and tool calls are metered live.
+// so maxSteps bounds its loop; tokens and tool calls are metered live, whether the graph's tools
+// are governTools stand-ins or plain LangChain tools.
 // Run: npx tsx --conditions=oao-source examples/langgraph-react-agent.ts
 //
 // No API key needed: ScriptedChatModel stands in for a provider's chat model. With a real one,
@@ -39,10 +40,12 @@ console.log(
 console.log('answer:', report.finalOutput);
 
 // 2. A graph whose model never stops calling tools: maxSteps ends it before a fourth model turn.
+// Built with the plain tool this time: OAO's callback handler governs each call as it starts
+// (checked by the policy, counted, recorded), so no wrapping is needed.
 const restless = createReactAgent({
   llm: new ScriptedChatModel([{ toolCalls: [{ name: 'weather', args: { city: 'Porto' } }], tokens: [60, 10] }]),
-  tools,
+  tools: [weather],
 });
-const looping = fromGraph(restless, { name: 'restless', tools });
-const stopped = await orch.run({ agent: looping, tools: looping.tools, task: 'Watch the weather', policy: { maxSteps: 3 } });
+const looping = fromGraph(restless, { name: 'restless' });
+const stopped = await orch.run({ agent: looping, task: 'Watch the weather', policy: { maxSteps: 3 } });
 console.log(`restless: ${stopped.status}, ${stopped.termination.reason} (${stopped.termination.rule}) after ${stopped.totalSteps} steps`);

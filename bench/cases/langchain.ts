@@ -1,3 +1,4 @@
+import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import { StringOutputParser } from '@langchain/core/output_parsers';
 import { ChatPromptTemplate } from '@langchain/core/prompts';
 import { FakeListChatModel } from '@langchain/core/utils/testing';
@@ -5,6 +6,7 @@ import { createReactAgent } from '@langchain/langgraph/prebuilt';
 import { Orchestrator, type ExecutionReport } from 'open-agent-orchestrator';
 import { fromRunnable } from 'open-agent-orchestrator/langchain';
 import { fromGraph } from 'open-agent-orchestrator/langgraph';
+import { DummyAgent, TASK } from '../baselines.js';
 import type { BenchCase, BenchRatio } from '../harness.js';
 
 /**
@@ -12,6 +14,11 @@ import type { BenchCase, BenchRatio } from '../harness.js';
  * directly, then as an OAO agent (a config with OAO's awaited callback handler, a governed model
  * call per LLM call, the lifecycle, events with one subscriber). The models are LangChain's own
  * FakeListChatModel, so the rows measure the frameworks and OAO, not a provider.
+ *
+ * Side by side with the governed chain: a governed trivial run (what any governed run costs) and
+ * the raw chain invoked as OAO invokes it (an awaited callback handler that does nothing, and a
+ * signal: what LangChain itself spends on being observed). What OAO's LangChain handling adds is
+ * governed chain - governed trivial run - raw chain.
  */
 
 const ANSWER = 'Governed.';
@@ -25,6 +32,16 @@ function chain() {
 
 function graph() {
   return createReactAgent({ llm: new FakeListChatModel({ responses: [ANSWER] }), tools: [] });
+}
+
+/** An awaited, raising handler that does nothing: LangChain's own cost of calling one. */
+class IdleHandler extends BaseCallbackHandler {
+  name = 'IdleHandler';
+  override awaitHandlers = true;
+  override raiseError = true;
+  override ignoreChain = true;
+  override async handleChatModelStart(): Promise<void> {}
+  override handleLLMEnd(): void {}
 }
 
 function subscribedOrchestrator(): Orchestrator {
@@ -54,6 +71,36 @@ export const langchainCases: readonly BenchCase[] = [
       const runnable = chain();
       expectAnswer(await runnable.invoke(TOPIC), 'the raw chain');
       return () => runnable.invoke(TOPIC);
+    },
+  },
+  {
+    kind: 'time',
+    id: 'langchain.observed',
+    group: 'langchain',
+    label: 'raw: chain.invoke(x, { callbacks, signal })',
+    description: 'The raw chain with an idle awaited callback handler and a signal, as OAO invokes it: LangChain’s own share.',
+    mode: 'async',
+    setup: async () => {
+      const runnable = chain();
+      const controller = new AbortController();
+      const invoke = () => runnable.invoke(TOPIC, { callbacks: [new IdleHandler()], signal: controller.signal });
+      expectAnswer(await invoke(), 'the observed chain');
+      return invoke;
+    },
+  },
+  {
+    kind: 'time',
+    id: 'langchain.trivial',
+    group: 'langchain',
+    label: 'governed: run(DummyAgent)',
+    description: 'A governed trivial run on the same kind of orchestrator (one events$ subscriber): the floor of any governed run.',
+    mode: 'async',
+    setup: async () => {
+      const orch = subscribedOrchestrator();
+      const agent = new DummyAgent();
+      const report = await orch.run({ agent, task: TASK });
+      if (report.status !== 'SUCCESS') throw new Error(`bench: the trivial run ended ${JSON.stringify(report.termination)}`);
+      return () => orch.run({ agent, task: TASK });
     },
   },
   {
@@ -105,5 +152,7 @@ export const langchainCases: readonly BenchCase[] = [
 
 export const langchainRatios: readonly BenchRatio[] = [
   { id: 'langchainGoverned/raw', label: 'governed chain / raw chain', numerator: 'langchain.governed', denominator: 'langchain.raw' },
+  { id: 'langchainGoverned/trivial', label: 'governed chain / governed trivial run', numerator: 'langchain.governed', denominator: 'langchain.trivial' },
+  { id: 'langchainObserved/raw', label: 'observed chain / raw chain', numerator: 'langchain.observed', denominator: 'langchain.raw' },
   { id: 'langgraphGoverned/raw', label: 'governed graph / raw graph', numerator: 'langgraph.governed', denominator: 'langgraph.raw' },
 ];

@@ -2,10 +2,10 @@ import type { Agent, AgentContext } from '../agent.js';
 
 /**
  * A LangChain Runnable passed directly as an agent is detected by LangChain's own marker
- * (`lc_runnable`), without importing LangChain. It runs as a one-step agent whose step invokes it
- * with a plain RunnableConfig: the step's signal (so cancellation, the deadline and violations
- * abort it), a run name and the execution id in its metadata. For live token metering, refusal of
- * model calls and governed tools, wrap it with `fromRunnable` from `open-agent-orchestrator/langchain`.
+ * (`lc_runnable`), without importing LangChain. It runs as a one-step agent governed as
+ * `fromRunnable` governs it: the first step loads the LangChain adapter (LangChain is installed,
+ * since the caller holds a Runnable), which threads the step's signal, OAO's metering callback
+ * handler, the run name and the execution id through its RunnableConfig.
  */
 export function isLangChainRunnable(value: unknown): value is { invoke(input: unknown, config?: unknown): unknown } {
   return (
@@ -16,14 +16,15 @@ export function isLangChainRunnable(value: unknown): value is { invoke(input: un
   );
 }
 
+type DirectRunnableModule = typeof import('../adapters/langchain/directRunnable.js');
+let adapter: Promise<DirectRunnableModule> | undefined;
+
 export function runnableAgent(runnable: { invoke(input: unknown, config?: unknown): unknown }, name: string): Agent {
   return {
     name,
-    invoke: (input: unknown, ctx: AgentContext) =>
-      runnable.invoke(input, {
-        signal: ctx.signal,
-        runName: name,
-        metadata: { oao_execution_id: ctx.executionId, oao_step: ctx.step },
-      }),
+    async invoke(input: unknown, ctx: AgentContext) {
+      const { invokeDirectRunnable } = await (adapter ??= import('../adapters/langchain/directRunnable.js'));
+      return invokeDirectRunnable(runnable, input, ctx, name);
+    },
   };
 }

@@ -4,13 +4,14 @@ import { StringOutputParser } from '@langchain/core/output_parsers';
 import { RunnableLambda, RunnableParallel, type RunnableConfig } from '@langchain/core/runnables';
 import { tool } from '@langchain/core/tools';
 import { FakeListChatModel } from '@langchain/core/utils/testing';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { SimulatedClock } from 'xstate';
 import { z } from 'zod';
-import { Orchestrator, type AgentContext } from '../../src/index.js';
+import { createMemoryStore, Orchestrator, type AgentContext } from '../../src/index.js';
 import { fromChatModel, fromRunnable, governedConfig, governTools } from '../../src/adapters/langchain/index.js';
 import { callCap, deferred, expectValidEvents, expectValidReport, settlesAtOnce } from '../helpers.js';
 import { ScriptedChatModel } from './scriptedChatModel.js';
-import { hangingCrawlTool, recording, searchTool } from './fixtures.js';
+import { asyncStore, hangingCrawlTool, recording, searchTool } from './fixtures.js';
 
 
 const prompt = ChatPromptTemplate.fromTemplate('Tell me about {topic}');
@@ -156,7 +157,7 @@ describe('fromRunnable: a chain as a governed agent', () => {
     expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: 'answer', tokenUsage: { input: 5, output: 7, total: 12 } });
   });
 
-  it('runs the governed tools a Runnable calls, and refuses tools that bypass OAO before their body runs', async () => {
+  it('governs the tools a Runnable calls: stand-ins through the run, plain tools from the handler, as configured', { timeout: 10_000 }, async () => {
     const bodies = { count: 0 };
     const raw = searchTool(bodies);
     const [governed] = governTools([raw]);
@@ -168,16 +169,92 @@ describe('fromRunnable: a chain as a governed agent', () => {
     expect(bodies.count).toBe(1);
 
     const viaRaw = RunnableLambda.from((q: string, config?: RunnableConfig) => raw.invoke({ q }, config));
-    const refused = await orch.run({ agent: fromRunnable(viaRaw), task: 'oao' });
-    expect(bodies.count).toBe(1);
+    const governedPlain = await orch.run({ agent: fromRunnable(viaRaw), task: 'oao' });
+    expect(governedPlain).toMatchObject({ status: 'SUCCESS', finalOutput: '3 results for "oao"', toolUsage: { total: 1, byTool: { search: 1 } } });
+    expect(bodies.count).toBe(2);
+
+    const denied = await orch.run({ agent: fromRunnable(viaRaw), task: 'oao', policy: { tools: { deny: ['search'] } } });
+    expect(denied.termination).toMatchObject({ reason: 'policy_violation', rule: 'tool_denied' });
+    expect(bodies.count).toBe(2);
+
+    const refused = await orch.run({ agent: fromRunnable(viaRaw, { ungovernedTools: 'refuse' }), task: 'oao' });
+    expect(bodies.count).toBe(2);
     expect(refused.status).toBe('FAILED');
     expect(refused.error).toMatchObject({ code: 'OAO_ERR_INVALID_AGENT' });
     expect(refused.error?.message).toMatch(/Tool "search" ran outside OAO's governance/);
 
     const allowed = await orch.run({ agent: fromRunnable(viaRaw, { ungovernedTools: 'allow' }), task: 'oao' });
     expect(allowed.status).toBe('SUCCESS');
-    expect(bodies.count).toBe(2);
+    expect(bodies.count).toBe(3);
     expect(allowed.toolUsage.total).toBe(0);
+  });
+
+  it('a plain tool past toolTimeoutMs in a one-step Runnable: recorded as timed out, its body aborted, the step failed', { timeout: 10_000 }, async () => {
+    const clock = new SimulatedClock();
+    const started = deferred();
+    let reason: unknown;
+    const slow = tool(
+      (_: { q: string }, config) =>
+        new Promise<string>((_resolve, reject) => {
+          config?.signal?.addEventListener('abort', () => {
+            reason = config.signal?.reason;
+            reject(new Error('stopped'));
+          });
+          started.resolve();
+        }),
+      { name: 'slow', description: 'Takes its time', schema: z.object({ q: z.string() }) },
+    );
+    const outer = new AbortController();
+    const chain = RunnableLambda.from((q: string, config?: RunnableConfig) => slow.invoke({ q }, config));
+    const orch = new Orchestrator({ clock, policy: { retry: { maxRetries: 0 } } });
+    const events = recording(orch);
+    const handle = orch.start({ agent: fromRunnable(chain, { toolTimeoutMs: 500, clock, config: { signal: outer.signal } }), task: 'x' });
+    await started.promise;
+    clock.increment(500);
+    const report = await handle.report;
+    expect(reason).toMatchObject({ code: 'OAO_ERR_TOOL_TIMEOUT', details: { tool: 'slow', timeoutMs: 500 } });
+    expect(report).toMatchObject({ status: 'FAILED', error: { code: 'OAO_ERR_TOOL_TIMEOUT' }, toolUsage: { total: 1 } });
+    expect(events.find((e) => e.type === 'TOOL_RESULT')?.payload).toMatchObject({ tool: 'slow', ok: false, error: { code: 'OAO_ERR_TOOL_TIMEOUT' } });
+    expect(outer.signal.aborted).toBe(false);
+  });
+
+  it('a plain tool that needs approval waits for it before its body runs', { timeout: 10_000 }, async () => {
+    const bodies = { count: 0 };
+    const search = searchTool(bodies);
+    const chain = RunnableLambda.from((q: string, config?: RunnableConfig) => search.invoke({ q }, config));
+    const handle = new Orchestrator({ policy: { tools: { approve: ['search'] } } }).start({ agent: fromRunnable(chain), task: 'oao' });
+    await vi.waitFor(() => expect(handle.pendingApprovals()).toHaveLength(1), { timeout: 2_000 });
+    expect(handle.pendingApprovals()[0]).toMatchObject({ callId: 't1', tool: 'search', args: { q: 'oao' } });
+    expect(bodies.count).toBe(0);
+    handle.approve('t1', { by: 'alice' });
+    const report = await handle.report;
+    expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: '3 results for "oao"', toolUsage: { total: 1 } });
+    expect(bodies.count).toBe(1);
+  });
+
+  it('governedConfig governs the plain tools an agent calls itself, write-ahead with an asynchronous store', { timeout: 10_000 }, async () => {
+    const store = asyncStore(createMemoryStore());
+    const orch = new Orchestrator({ store });
+    let durableAtBody: string[] = [];
+    let executionId = '';
+    const search = tool(
+      ({ q }: { q: string }) => {
+        durableAtBody = store.durable(executionId).map((e) => e.type);
+        return `found ${q}`;
+      },
+      { name: 'search', description: 'Searches', schema: z.object({ q: z.string() }) },
+    );
+    const agent = {
+      async invoke(q: string, ctx: AgentContext) {
+        executionId = ctx.executionId;
+        return search.invoke({ q }, governedConfig(ctx));
+      },
+    };
+    const report = await orch.run({ agent, task: 'oao' });
+    expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: 'found oao', toolUsage: { total: 1 } });
+    // The body ran only once its TOOL_CALL was durable.
+    expect(durableAtBody).toContain('TOOL_CALL');
+    expect(durableAtBody).not.toContain('TOOL_RESULT');
   });
 
   it("steps: 'modelCall' spreads one Runnable run over steps, one model call each", async () => {
@@ -251,6 +328,21 @@ describe('fromRunnable: a chain as a governed agent', () => {
     expect(cancelled.termination).toEqual({ reason: 'cancelled', message: 'stop the chain' });
     expect(seen?.signal?.aborted).toBe(true);
     expect(seen?.metadata).toMatchObject({ oao_execution_id: handle.executionId, oao_step: 1 });
+  });
+
+  it('a Runnable passed directly is metered live like fromRunnable: a chain ending in a parser reports its tokens', { timeout: 10_000 }, async () => {
+    const model = new ScriptedChatModel([{ content: 'parsed answer', usage: { input: 9, output: 6 } }]);
+    const orch = new Orchestrator();
+    const events = recording(orch);
+    const report = await orch.run({ agent: prompt.pipe(model).pipe(new StringOutputParser()) as never, task: { topic: 'x' } });
+    expect(report).toMatchObject({ status: 'SUCCESS', finalOutput: 'parsed answer', tokenUsage: { input: 9, output: 6, total: 15 } });
+    expect(events.filter((e) => e.type === 'MODEL_CALL')).toHaveLength(1);
+
+    // Gated too: a model call that cannot fit is refused before the model runs.
+    const refused = new ScriptedChatModel([{ content: 'never', usage: { input: 1, output: 1 } }]);
+    const spent = await orch.run({ agent: prompt.pipe(refused).pipe(new StringOutputParser()) as never, task: { topic: 'x' }, policy: { maxTokens: 10 } });
+    expect(spent.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
+    expect(refused.calls).toBe(0);
   });
 
   it('a chat model passed directly: its message content is the output, its usage_metadata is counted', async () => {

@@ -2,7 +2,9 @@ import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import type { Serialized } from '@langchain/core/load/serializable';
 import type { BaseMessage } from '@langchain/core/messages';
 import type { LLMResult } from '@langchain/core/outputs';
-import type { ModelCall } from '../../agent.js';
+import { isBaseMessage } from '@langchain/core/messages';
+import type { ModelCall, ToolCall } from '../../agent.js';
+import { OaoError } from '../../errors.js';
 import { modelName, recordMessages, recordResult, resultText, usageOf } from './messages.js';
 import { GOVERNED_TAG, type RunBridge } from './runBridge.js';
 
@@ -19,7 +21,10 @@ import { GOVERNED_TAG, type RunBridge } from './runBridge.js';
  * the call ends; usage that crosses the budget aborts the step's signal, which the rest of the
  * Runnable observes through its config.
  *
- * It also refuses LangChain tools that run without going through OAO (see `governTools`).
+ * It also governs LangChain tools that were not wrapped with `governTools`, at `handleToolStart`:
+ * the call is checked by the policy (a refusal is raised before the tool's body runs and ends the
+ * run with `policy_violation`, whatever the graph does with the error), counted, recorded as
+ * TOOL_CALL (written ahead) and closed at `handleToolEnd` / `handleToolError` (TOOL_RESULT).
  */
 /** What a response served from LangChain's cache cost: nothing (it is metered as such, not as unmetered). */
 const NO_USAGE = Object.freeze({ input: 0, output: 0 });
@@ -38,6 +43,31 @@ function maxOutputTokensOf(extraParams: Record<string, unknown> | undefined): nu
   return undefined;
 }
 
+/** The arguments of a plain tool's call: LangChain hands the handler its input as JSON text. */
+function toolArgs(input: string): unknown {
+  const first = input.charCodeAt(0);
+  // '{' or '[': an object or array the tool was called with.
+  if (first === 123 || first === 91) {
+    try {
+      return JSON.parse(input) as unknown;
+    } catch {
+      return input;
+    }
+  }
+  return input;
+}
+
+/** What TOOL_RESULT records of a plain tool's output: a ToolMessage's content, else the output. */
+function toolOutput(output: unknown): unknown {
+  return isBaseMessage(output) ? output.content : output;
+}
+
+/** A plain tool's open call, with its time limit's timer when it has one. */
+interface OpenTool {
+  readonly call: ToolCall;
+  timer: unknown;
+}
+
 export class OaoCallbackHandler extends BaseCallbackHandler {
   name = 'OaoCallbackHandler';
   override awaitHandlers = true;
@@ -48,6 +78,7 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
 
   readonly #bridge: RunBridge;
   readonly #calls = new Map<string, ModelCall>();
+  #tools: Map<string, OpenTool> | undefined;
 
   constructor(bridge: RunBridge) {
     super();
@@ -83,7 +114,8 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     if (call === undefined) return;
     // A response from LangChain's cache cost no tokens, whatever usage it carries.
     call.end(recordResult(output), extraParams?.cached === true ? NO_USAGE : usageOf(output));
-    this.#bridge.modelCallClosed(resultText(output));
+    const bridge = this.#bridge;
+    bridge.modelCallClosed(bridge.wantsText === true ? resultText(output) : undefined);
   }
 
   override handleLLMError(error: unknown, runId: string): void {
@@ -93,18 +125,58 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     this.#bridge.modelCallClosed(undefined);
   }
 
-  override handleToolStart(
+  override async handleToolStart(
     tool: Serialized,
-    _input: string,
-    _runId: string,
+    input: string,
+    runId: string,
     _parentRunId?: string,
     tags?: string[],
     _metadata?: Record<string, unknown>,
     runName?: string,
-  ): void {
+  ): Promise<void> {
     if (tags?.includes(GOVERNED_TAG)) return;
-    const error = this.#bridge.ungoverned(runName ?? tool.id[tool.id.length - 1] ?? 'tool');
-    if (error !== undefined) throw error;
+    const name = runName ?? (tool as { name?: string }).name ?? tool.id[tool.id.length - 1] ?? 'tool';
+    const bridge = this.#bridge;
+    const opened = bridge.openToolCall(name, toolArgs(input));
+    const call = opened instanceof Promise ? await opened : opened;
+    if (call === undefined) return;
+    try {
+      // Write-ahead: the body runs once TOOL_CALL is durable; a refusal is raised here, before it.
+      await call.ready;
+    } catch (error) {
+      bridge.toolCallClosed();
+      throw error;
+    }
+    const open: OpenTool = { call, timer: undefined };
+    (this.#tools ??= new Map()).set(runId, open);
+    const limit = bridge.timer.limitOf(name);
+    if (limit !== undefined) {
+      open.timer = bridge.timer.clock.setTimeout(() => {
+        open.timer = undefined;
+        const error = new OaoError('OAO_ERR_TOOL_TIMEOUT', `Tool "${name}" did not finish within ${limit} ms`, { details: { tool: name, timeoutMs: limit } });
+        if (this.#closeTool(runId) === undefined) return;
+        call.fail(error);
+        // OAO does not run this body: the step's LangChain work is stopped so the tool sees its signal abort.
+        bridge.stop(error);
+      }, limit);
+    }
+  }
+
+  override handleToolEnd(output: unknown, runId: string): void {
+    this.#closeTool(runId)?.end(toolOutput(output));
+  }
+
+  override handleToolError(error: unknown, runId: string): void {
+    this.#closeTool(runId)?.fail(error);
+  }
+
+  #closeTool(runId: string): ToolCall | undefined {
+    const open = this.#tools?.get(runId);
+    if (open === undefined) return undefined;
+    this.#tools?.delete(runId);
+    if (open.timer !== undefined) this.#bridge.timer.clock.clearTimeout(open.timer);
+    this.#bridge.toolCallClosed();
+    return open.call;
   }
 
   async #open(runId: string, model: string | undefined, input: unknown, maxOutputTokens: number | undefined): Promise<void> {

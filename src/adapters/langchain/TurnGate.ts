@@ -1,5 +1,6 @@
-import type { AgentContext, ModelCall } from '../../agent.js';
-import { isNormalEnd, ungovernedToolError, type ModelCallRequest, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
+import type { AgentContext, ModelCall, ToolCall } from '../../agent.js';
+import type { ToolTimer } from '../shared/toolTimeouts.js';
+import { isNormalEnd, NO_TOOL_TIMEOUTS, ungovernedToolError, type ModelCallRequest, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
 
 /** How one step of a stepped run ended: the Runnable wants another model turn, or it finished. */
 export type TurnOutcome = { readonly done: false; readonly text: string } | { readonly done: true; readonly value: unknown };
@@ -36,6 +37,9 @@ interface Pending {
 export class TurnGate implements RunBridge {
   readonly #controller = new AbortController();
   readonly #policy: UngovernedToolPolicy;
+  readonly timer: ToolTimer;
+  /** A step's output is its last model response's text. */
+  readonly wantsText = true;
   #ctx: AgentContext | undefined;
   #detach: (() => void) | undefined;
   #pending: Pending | undefined;
@@ -46,8 +50,9 @@ export class TurnGate implements RunBridge {
   #started = false;
   #settled: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
 
-  constructor(policy: UngovernedToolPolicy) {
+  constructor(policy: UngovernedToolPolicy, timer: ToolTimer = NO_TOOL_TIMEOUTS) {
     this.#policy = policy;
+    this.timer = timer;
   }
 
   /** The Runnable's signal: aborted when the run stops or the gate is abandoned. */
@@ -156,11 +161,43 @@ export class TurnGate implements RunBridge {
     });
   }
 
-  ungoverned(tool: string): Error | undefined {
+  openToolCall(name: string, args: unknown): ToolCall | undefined | Promise<ToolCall> {
     if (this.#policy === 'allow') return undefined;
-    const error = ungovernedToolError(tool);
+    if (this.#policy === 'refuse') {
+      const error = ungovernedToolError(name);
+      this.abort(error);
+      throw error;
+    }
+    if (this.#ctx !== undefined) return this.#beginTool(this.#ctx, name, args);
+    if (this.#controller.signal.aborted) return never();
+    return new Promise<ToolCall>((resolve, reject) => {
+      this.#queue.push({
+        kind: 'tool',
+        go: () => {
+          // Released only while a step is open.
+          try {
+            resolve(this.#beginTool(this.#ctx as AgentContext, name, args));
+          } catch (error) {
+            reject(error);
+          }
+        },
+      });
+    });
+  }
+
+  toolCallClosed(): void {
+    this.#inflight -= 1;
+    this.#maybeEndStep();
+  }
+
+  stop(error: Error): void {
     this.abort(error);
-    return error;
+  }
+
+  #beginTool(ctx: AgentContext, name: string, args: unknown): ToolCall {
+    const call = ctx.beginToolCall(name, args);
+    this.#inflight += 1;
+    return call;
   }
 
   #open(request: ModelCallRequest): ModelCall {

@@ -5,7 +5,7 @@ import { OaoError } from '../../errors.js';
 import { checkUngovernedPolicy, governStep } from './governedConfig.js';
 import { hasArtifact, requireRunTools, toolSet, type LangChainTool } from './governTools.js';
 import { recordMessages, taskMessages, toolContent } from './messages.js';
-import type { UngovernedToolPolicy } from './runBridge.js';
+import { NO_TOOL_TIMEOUTS, type UngovernedToolPolicy } from './runBridge.js';
 
 /** A chat model: `BaseChatModel` (tools are bound with `bindTools`) or a model with tools already bound. */
 export interface ChatModelLike {
@@ -37,7 +37,7 @@ export interface ChatModelAgentOptions {
   readonly parallelToolCalls?: boolean;
   /** A base `RunnableConfig` for every model call: callbacks, tags, metadata, an extra signal. */
   readonly config?: RunnableConfig;
-  /** @default 'refuse' (see `governedConfig`) */
+  /** @default 'govern' (see `governedConfig`) */
   readonly ungovernedTools?: UngovernedToolPolicy;
 }
 
@@ -121,7 +121,7 @@ export function fromChatModel(model: ChatModelLike, options: ChatModelAgentOptio
       const conversation = input instanceof Conversation ? input : new Conversation(taskMessages(input, systemPrompt), false);
       // Refuse up front when the budget is spent: no model call, no handler error logged by LangChain.
       if (ctx.budget.tokens.remaining <= 0) ctx.beginModelCall({ model: agentName });
-      const { config: runConfig, bridge } = governStep(ctx, config, { ungovernedTools });
+      const { config: runConfig, bridge } = governStep(ctx, config, { ungovernedTools, timer: NO_TOOL_TIMEOUTS });
       let response: BaseMessage;
       try {
         response = await bound.invoke([...conversation.messages], runConfig);

@@ -2,6 +2,7 @@ import type { RunnableConfig } from '@langchain/core/runnables';
 import type { Agent, AgentContext, ReviewDecision, StepResult, ToolSet } from '../../agent.js';
 import { OaoError, RunAbortedError } from '../../errors.js';
 import { bridgedConfig, checkUngovernedPolicy, governStep } from './governedConfig.js';
+import { toolTimer, type ToolTimeoutOptions, type ToolTimer } from '../shared/toolTimeouts.js';
 import { requireRunTools, toolSet, type LangChainTool } from './governTools.js';
 import { toOutput } from './messages.js';
 import type { UngovernedToolPolicy } from './runBridge.js';
@@ -16,7 +17,7 @@ export interface RunnableLike {
 /** What one OAO step of a Runnable is. */
 export type StepMode = 'run' | 'modelCall';
 
-export interface RunnableAgentOptions {
+export interface RunnableAgentOptions extends ToolTimeoutOptions {
   /** The agent's name in reports and events. @default the Runnable's `getName()` */
   readonly name?: string;
   /**
@@ -31,8 +32,9 @@ export interface RunnableAgentOptions {
   /** Maps the Runnable's result to the step's output. @default a message becomes its text, anything else is kept */
   readonly output?: (result: any) => unknown;
   /**
-   * The LangChain tools the Runnable calls, as built into it with `governTools`: their bodies
-   * become the agent's `tools`, to pass with the run request.
+   * The LangChain tools the Runnable calls, when built into it with `governTools`: their bodies
+   * become the agent's `tools`, to pass with the run request. Plain tools need not be listed:
+   * OAO's callback handler governs their calls as they run.
    * @default []
    */
   readonly tools?: readonly LangChainTool[];
@@ -42,7 +44,7 @@ export interface RunnableAgentOptions {
    * and governed tools to it.
    */
   readonly config?: RunnableConfig;
-  /** @default 'refuse' (see `governedConfig`) */
+  /** @default 'govern' (see `governedConfig`) */
   readonly ungovernedTools?: UngovernedToolPolicy;
 }
 
@@ -63,6 +65,8 @@ export interface RunnableAgentSettings {
   readonly tools: readonly LangChainTool[];
   readonly config: RunnableConfig | undefined;
   readonly ungovernedTools: UngovernedToolPolicy;
+  /** The per-tool time limits (`toolTimeoutMs`). */
+  readonly timer: ToolTimer;
   /** The `recursionLimit` of a stepped run, from the run's budget (a backstop). */
   readonly recursionLimit?: (ctx: AgentContext) => number | undefined;
   /** Turns a Runnable's failure into the step's error. */
@@ -126,6 +130,7 @@ export function resolveOptions(
     tools: list,
     config,
     ungovernedTools: checkUngovernedPolicy(options.ungovernedTools),
+    timer: toolTimer(options),
   };
 }
 
@@ -148,7 +153,7 @@ function describe(value: unknown): string {
 
 /** Builds the agent for resolved settings. */
 export function runnableAgent(runnable: RunnableLike, settings: RunnableAgentSettings): RunnableAgent {
-  const tools = toolSet(settings.tools);
+  const tools = toolSet(settings.tools, settings.timer);
   const toolNames = Object.keys(tools);
   const mapError = settings.mapError ?? identity;
   if (settings.steps === 'run') {
@@ -174,7 +179,7 @@ export function runnableAgent(runnable: RunnableLike, settings: RunnableAgentSet
     name: settings.name,
     tools,
     plan(task: unknown) {
-      return new SteppedRun(settings.input(task), settings.ungovernedTools);
+      return new SteppedRun(settings.input(task), settings.ungovernedTools, settings.timer);
     },
     async invoke(input: unknown, ctx: AgentContext) {
       requireRunTools(ctx, toolNames);
@@ -184,7 +189,7 @@ export function runnableAgent(runnable: RunnableLike, settings: RunnableAgentSet
         });
       }
       const run = input;
-      if (ctx.attempt > 1 || run.gate.broken) run.restart(settings.ungovernedTools);
+      if (ctx.attempt > 1 || run.gate.broken) run.restart();
       const gate = run.gate;
       run.turns += 1;
       const outcome = await gate
@@ -220,16 +225,20 @@ export class SteppedRun {
   readonly input: unknown;
   gate: TurnGate;
   turns = 0;
+  readonly #policy: UngovernedToolPolicy;
+  readonly #timer: ToolTimer;
 
-  constructor(input: unknown, policy: UngovernedToolPolicy) {
+  constructor(input: unknown, policy: UngovernedToolPolicy, timer: ToolTimer) {
     this.input = input;
-    this.gate = new TurnGate(policy);
+    this.#policy = policy;
+    this.#timer = timer;
+    this.gate = new TurnGate(policy, timer);
   }
 
   /** A retried step starts the Runnable again from its input. */
-  restart(policy: UngovernedToolPolicy): void {
+  restart(): void {
     this.gate.abort(new RunAbortedError('OAO_ERR_RUN_FINISHED', 'The step is being retried'));
-    this.gate = new TurnGate(policy);
+    this.gate = new TurnGate(this.#policy, this.#timer);
   }
 
   toJSON(): { input: unknown; turns: number } {

@@ -4,7 +4,8 @@ import type { RunnableConfig } from '@langchain/core/runnables';
 import { DynamicStructuredTool, type StructuredToolInterface } from '@langchain/core/tools';
 import type { ToolCallContext, ToolFunction, ToolSet } from '../../agent.js';
 import { OaoError } from '../../errors.js';
-import { GOVERNED_TAG, bridgeOf } from './runBridge.js';
+import type { ToolTimer } from '../shared/toolTimeouts.js';
+import { GOVERNED_TAG, NO_TOOL_TIMEOUTS, bridgeOf } from './runBridge.js';
 
 /** A LangChain tool: `tool(...)`, a `StructuredTool` or a `DynamicTool`. */
 export type LangChainTool = StructuredToolInterface;
@@ -48,21 +49,25 @@ export function isGovernedTool(tool: unknown): boolean {
 
 /**
  * The run request's `tools` for LangChain tools (originals or governed stand-ins): each entry runs
- * the original tool with the governed call's signal, so cancelling the run reaches a running tool.
+ * the original tool with the governed call's signal, so cancelling the run reaches a running tool,
+ * under the per-tool time limits of `timer` when given.
  */
-export function toolSet(tools: readonly LangChainTool[]): ToolSet {
+export function toolSet(tools: readonly LangChainTool[], timer: ToolTimer = NO_TOOL_TIMEOUTS): ToolSet {
   checkTools(tools);
   const set: Record<string, ToolFunction> = {};
   for (const t of tools) {
     const original: ToolFields = originals.get(t) ?? t;
-    set[original.name] = (args: unknown, call: ToolCallContext) => runOriginal(original, args, call);
+    set[original.name] =
+      timer.limitOf(original.name) === undefined
+        ? (args: unknown, call: ToolCallContext) => runOriginal(original, args, call, call.signal)
+        : (args: unknown, call: ToolCallContext) => timer.run(original.name, call, (signal) => runOriginal(original, args, call, signal));
   }
   return Object.freeze(set);
 }
 
-function runOriginal(original: ToolFields, args: unknown, call: ToolCallContext): Promise<unknown> {
+function runOriginal(original: ToolFields, args: unknown, call: ToolCallContext, signal: AbortSignal): Promise<unknown> {
   const config = {
-    signal: call.signal,
+    signal,
     tags: [GOVERNED_TAG],
     metadata: { oao_execution_id: call.executionId, oao_call_id: call.callId },
   };

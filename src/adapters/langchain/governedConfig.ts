@@ -3,17 +3,27 @@ import type { Callbacks } from '@langchain/core/callbacks/manager';
 import type { RunnableConfig } from '@langchain/core/runnables';
 import type { AgentContext } from '../../agent.js';
 import { OaoError } from '../../errors.js';
+import { toolTimer, type ToolTimeoutOptions, type ToolTimer } from '../shared/toolTimeouts.js';
 import { OaoCallbackHandler } from './OaoCallbackHandler.js';
-import { RUN_BRIDGE_KEY, StepBridge, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
+import { NO_TOOL_TIMEOUTS, RUN_BRIDGE_KEY, StepBridge, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
 
-export interface GovernedConfigOptions {
+export interface GovernedConfigOptions extends ToolTimeoutOptions {
   /**
-   * What happens when a LangChain tool runs without going through OAO (a tool that was not wrapped
-   * with `governTools`): `'refuse'` stops it before its body runs and fails the step;
-   * `'allow'` lets it run unmetered.
-   * @default 'refuse'
+   * What happens when a LangChain tool that was not wrapped with `governTools` runs:
+   * `'govern'` checks its call against the policy from OAO's callback handler before its body runs
+   * (a refusal is raised there and ends the run with `policy_violation`), counts it and records it
+   * (TOOL_CALL, TOOL_RESULT), as for a governed tool; `'refuse'` stops it before its body runs and
+   * fails the step with `OAO_ERR_INVALID_AGENT` (for agents that must use `governTools` stand-ins
+   * only); `'allow'` lets it run unmetered.
+   * @default 'govern'
    */
   readonly ungovernedTools?: UngovernedToolPolicy;
+}
+
+/** Resolved step options. */
+export interface StepGovernance {
+  readonly ungovernedTools: UngovernedToolPolicy;
+  readonly timer: ToolTimer;
 }
 
 /**
@@ -34,17 +44,18 @@ export interface GovernedConfigOptions {
  * ```
  */
 export function governedConfig(ctx: AgentContext, base?: RunnableConfig, options: GovernedConfigOptions = {}): RunnableConfig {
-  return governStep(ctx, base, options).config;
+  const timer = options.toolTimeoutMs === undefined && options.clock === undefined ? NO_TOOL_TIMEOUTS : toolTimer(options);
+  return governStep(ctx, base, { ungovernedTools: checkUngovernedPolicy(options.ungovernedTools), timer }).config;
 }
 
 /** The config of one governed step, and the step's bridge (to learn whether the adapter failed it). */
 export function governStep(
   ctx: AgentContext,
   base: RunnableConfig | undefined,
-  options: GovernedConfigOptions,
+  options: StepGovernance,
 ): { config: RunnableConfig; bridge: StepBridge } {
-  const bridge = new StepBridge(ctx, checkUngovernedPolicy(options.ungovernedTools));
-  const config = bridgedConfig(base, bridge, AbortSignal.any(base?.signal === undefined ? [ctx.signal, bridge.signal] : [ctx.signal, bridge.signal, base.signal]), ctx);
+  const bridge = new StepBridge(ctx, options.ungovernedTools, options.timer);
+  const config = bridgedConfig(base, bridge, bridge.signalFor(base?.signal ?? undefined), ctx);
   return { config, bridge };
 }
 
@@ -75,9 +86,9 @@ function withHandler(callbacks: Callbacks | undefined, handler: BaseCallbackHand
 }
 
 export function checkUngovernedPolicy(value: unknown): UngovernedToolPolicy {
-  if (value === undefined) return 'refuse';
-  if (value === 'refuse' || value === 'allow') return value;
-  throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected ungovernedTools to be "refuse" or "allow", got ${JSON.stringify(value)}`, {
+  if (value === undefined) return 'govern';
+  if (value === 'govern' || value === 'refuse' || value === 'allow') return value;
+  throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected ungovernedTools to be "govern", "refuse" or "allow", got ${JSON.stringify(value)}`, {
     details: { field: 'ungovernedTools' },
   });
 }

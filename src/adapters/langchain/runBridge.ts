@@ -1,5 +1,6 @@
-import type { AgentContext, ModelCall } from '../../agent.js';
+import type { AgentContext, ModelCall, ToolCall } from '../../agent.js';
 import { OaoError } from '../../errors.js';
+import { toolTimer, type ToolTimer } from '../shared/toolTimeouts.js';
 
 /** Where governed LangChain objects find their run: a key of `RunnableConfig.configurable`. */
 export const RUN_BRIDGE_KEY = '__oao_run';
@@ -10,8 +11,15 @@ export const RUN_BRIDGE_KEY = '__oao_run';
  */
 export const GOVERNED_TAG = 'oao:governed';
 
-/** What to do with a LangChain tool that runs without going through OAO. */
-export type UngovernedToolPolicy = 'refuse' | 'allow';
+/**
+ * What to do with a LangChain tool that was not wrapped with `governTools` when it runs inside a
+ * governed run: `'govern'` checks, counts and records its call from OAO's callback handler;
+ * `'refuse'` stops it before its body runs and fails the step; `'allow'` lets it run unmetered.
+ */
+export type UngovernedToolPolicy = 'govern' | 'refuse' | 'allow';
+
+/** A timer that applies no limits: the default when an agent sets no `toolTimeoutMs`. */
+export const NO_TOOL_TIMEOUTS: ToolTimer = toolTimer({});
 
 export interface ModelCallRequest {
   readonly model: string | undefined;
@@ -28,12 +36,24 @@ export interface ModelCallRequest {
 export interface RunBridge {
   /** Opens a governed model call; may wait for the next step; throws when the policy refuses it. */
   openModelCall(request: ModelCallRequest): ModelCall | Promise<ModelCall>;
-  /** A model call opened through this bridge ended (its response text, when it succeeded). */
+  /** A model call opened through this bridge ended (its response text, when it succeeded and `wantsText`). */
   modelCallClosed(text: string | undefined): void;
+  /** Whether `modelCallClosed` needs the response's text (reading a message's text costs). */
+  readonly wantsText?: boolean;
   /** A governed tool call. */
   callTool(name: string, args: unknown): Promise<unknown>;
-  /** A tool is about to run without OAO: the error to refuse it with, or undefined to let it run. */
-  ungoverned(tool: string): Error | undefined;
+  /**
+   * A LangChain tool not wrapped with `governTools` is about to run its body: its governed call
+   * (which may wait for the next step), or undefined to let it run ungoverned. Throws (or rejects)
+   * to refuse it.
+   */
+  openToolCall(name: string, args: unknown): ToolCall | undefined | Promise<ToolCall | undefined>;
+  /** A tool call opened through this bridge ended. */
+  toolCallClosed(): void;
+  /** Stops the LangChain work of the step with `error` (a plain tool ran past its time limit). */
+  stop(error: Error): void;
+  /** The per-tool time limits. */
+  readonly timer: ToolTimer;
 }
 
 /** The bridge a governed config carries, if any. */
@@ -48,8 +68,8 @@ export function bridgeOf(config: unknown): RunBridge | undefined {
 export function ungovernedToolError(tool: string): OaoError {
   return new OaoError(
     'OAO_ERR_INVALID_AGENT',
-    `Tool "${tool}" ran outside OAO's governance: build the agent with governTools([...]) so every call is checked by the policy ` +
-      '(or set ungovernedTools: "allow")',
+    `Tool "${tool}" ran outside OAO's governance, which ungovernedTools: "refuse" forbids: build the agent with governTools([...]) ` +
+      '(or leave ungovernedTools at "govern")',
     { retryable: false, details: { tool } },
   );
 }
@@ -60,27 +80,44 @@ export function isNormalEnd(reason: unknown): boolean {
 }
 
 /**
- * The bridge of one step: model calls and tool calls go straight to that step's context. A tool
- * that bypasses governance aborts the step's LangChain work and fails the step.
+ * The bridge of one step: model calls and tool calls go straight to that step's context. When the
+ * adapter itself may have to stop the step's LangChain work (`ungovernedTools: 'refuse'`, or plain
+ * tools with time limits), the step's signal is one the bridge also aborts; otherwise it is the
+ * context's own signal, with nothing more to create or link on every step.
  */
 export class StepBridge implements RunBridge {
   readonly #ctx: AgentContext;
   readonly #policy: UngovernedToolPolicy;
-  readonly #controller = new AbortController();
+  readonly timer: ToolTimer;
+  #controller: AbortController | undefined;
+  #failure: { readonly error: unknown } | undefined;
 
-  constructor(ctx: AgentContext, policy: UngovernedToolPolicy) {
+  constructor(ctx: AgentContext, policy: UngovernedToolPolicy, timer: ToolTimer = NO_TOOL_TIMEOUTS) {
     this.#ctx = ctx;
     this.#policy = policy;
+    this.timer = timer;
   }
 
-  /** Aborted when the adapter itself must stop the step's LangChain work (an ungoverned tool). */
-  get signal(): AbortSignal {
-    return this.#controller.signal;
+  /**
+   * The signal for the step's LangChain work: aborted when the context's (or `extra`) aborts, or
+   * when the adapter stops the step.
+   */
+  signalFor(extra: AbortSignal | undefined): AbortSignal {
+    const own = this.#policy === 'refuse' || this.timer.limited;
+    if (!own && extra === undefined) return this.#ctx.signal;
+    const controller = new AbortController();
+    this.#controller = controller;
+    return linkSignals(controller, extra === undefined ? [this.#ctx.signal] : [this.#ctx.signal, extra]);
   }
 
   /** Throws the error that made the adapter stop the step, if any. */
   throwIfFailed(): void {
-    if (this.#controller.signal.aborted) throw this.#controller.signal.reason;
+    if (this.#failure !== undefined) throw this.#failure.error;
+  }
+
+  stop(error: Error): void {
+    this.#failure ??= { error };
+    this.#controller?.abort(error);
   }
 
   openModelCall(request: ModelCallRequest): ModelCall {
@@ -93,10 +130,33 @@ export class StepBridge implements RunBridge {
     return this.#ctx.callTool(name, args);
   }
 
-  ungoverned(tool: string): Error | undefined {
+  openToolCall(name: string, args: unknown): ToolCall | undefined {
+    if (this.#policy === 'govern') return this.#ctx.beginToolCall(name, args);
     if (this.#policy === 'allow') return undefined;
-    const error = ungovernedToolError(tool);
-    this.#controller.abort(error);
-    return error;
+    const error = ungovernedToolError(name);
+    this.stop(error);
+    throw error;
   }
+
+  toolCallClosed(): void {}
+}
+
+/**
+ * Makes `controller` abort when any of `sources` does, and drops its listeners from the others
+ * then: cheaper than `AbortSignal.any` on every step, and a long-lived source keeps no listener.
+ */
+function linkSignals(controller: AbortController, sources: readonly AbortSignal[]): AbortSignal {
+  const aborted = sources.find((signal) => signal.aborted);
+  if (aborted !== undefined) {
+    controller.abort(aborted.reason);
+    return controller.signal;
+  }
+  const onAbort = (event: Event): void => {
+    for (const source of sources) source.removeEventListener('abort', onAbort);
+    controller.signal.removeEventListener('abort', onAbort);
+    if (!controller.signal.aborted) controller.abort((event.target as AbortSignal).reason);
+  };
+  for (const source of sources) source.addEventListener('abort', onAbort);
+  controller.signal.addEventListener('abort', onAbort);
+  return controller.signal;
 }

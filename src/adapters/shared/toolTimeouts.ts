@@ -23,6 +23,10 @@ export interface ToolTimeoutOptions {
 
 /** Resolved time limits: the limit of a tool, or undefined when it has none. */
 export interface ToolTimer {
+  /** The time source of the timers. */
+  readonly clock: Clock;
+  /** Whether any tool has a limit. */
+  readonly limited: boolean;
   limitOf(tool: string): number | undefined;
   /**
    * Runs a tool body under its tool's limit. `body` receives the signal to pass on: the call's
@@ -61,6 +65,8 @@ export function toolTimer(options: ToolTimeoutOptions): ToolTimer {
     });
   }
   return {
+    clock,
+    limited: toolTimeoutMs !== undefined,
     limitOf,
     run(tool, call, body) {
       const limit = limitOf(tool);

@@ -29,6 +29,9 @@ import type { WorkflowEvent } from './events/workflowSchema.js';
 import type { Workflow } from './workflow/defineWorkflow.js';
 import type { WorkflowResult } from './workflow/WorkflowRun.js';
 import { startWorkflow, type WorkflowHandle, type WorkflowRunOptions } from './workflow/startWorkflow.js';
+import { resumeWorkflow, type ResumeWorkflowOptions } from './workflow/resumeWorkflow.js';
+import { replayWorkflow } from './workflow/replayWorkflow.js';
+import { whatIfWorkflow, type WorkflowWhatIfResult } from './workflow/whatIfWorkflow.js';
 
 export type { RunRequest, ResumeRequest };
 
@@ -228,6 +231,43 @@ export class Orchestrator {
   /** Starts a workflow and returns its handle at once. Throws a typed error for invalid arguments. */
   startWorkflow<I>(workflow: Workflow<I>, input: I, options?: WorkflowRunOptions): WorkflowHandle {
     return startWorkflow(internalsOf(this), workflow, input, options);
+  }
+
+  /**
+   * Continues a workflow run whose process died, from this orchestrator's store (see
+   * docs/workflows.md, "Durable workflows"): `workflow` supplies the agents and tools, and must
+   * have the shape it ran with (`OAO_ERR_WORKFLOW_MISMATCH`). Nodes the log had settled are not
+   * run again; node runs cut short go on from their logs as `resume()` continues a run; the rest
+   * are scheduled as usual. A workflow run that had finished resolves with its stored result.
+   */
+  async resumeWorkflow<I>(workflowRunId: string, workflow: Workflow<I>, options?: ResumeWorkflowOptions): Promise<WorkflowResult> {
+    const resumed = await this.startResumedWorkflow(workflowRunId, workflow, options);
+    return 'finished' in resumed ? resumed.finished : resumed.result;
+  }
+
+  /** `resumeWorkflow()`, answering the resumed run's handle once its node runs are leased (or the stored result of a finished one). */
+  async startResumedWorkflow<I>(workflowRunId: string, workflow: Workflow<I>, options?: ResumeWorkflowOptions): Promise<WorkflowHandle | { readonly finished: WorkflowResult }> {
+    const resumed = await resumeWorkflow(internalsOf(this), workflowRunId, workflow, options);
+    if ('finished' in resumed) return resumed;
+    queueMicrotask(resumed.start);
+    return resumed.handle;
+  }
+
+  /**
+   * Rebuilds a finished workflow run's result from the store alone, with zero agent, tool and
+   * model calls (each node run's report from its own log, as `replay()` does). Its own method
+   * because it answers a `WorkflowResult`, not a report.
+   */
+  replayWorkflow(workflowRunId: string): Promise<WorkflowResult> {
+    return replayWorkflow(this.#store, workflowRunId);
+  }
+
+  /**
+   * Evaluates `policy` against a recorded workflow run: which nodes' runs it would have stopped,
+   * and which nodes would then have been skipped. From the store alone.
+   */
+  whatIfWorkflow(workflowRunId: string, policy: StrictPolicy | PolicyOptions): Promise<WorkflowWhatIfResult> {
+    return whatIfWorkflow(this.#store, workflowRunId, policy);
   }
 
   /** Where this orchestrator records its runs; undefined when created with `store: false`. */

@@ -259,6 +259,11 @@ export const errorRegistry = {
     retryable: false,
     message: 'The workflow has a dependency cycle',
   },
+  OAO_ERR_WORKFLOW_MISMATCH: {
+    status: 409,
+    retryable: false,
+    message: 'The workflow definition differs from the one the workflow run was recorded with',
+  },
   OAO_ERR_UNKNOWN_WORKFLOW: {
     status: 404,
     retryable: false,

@@ -99,10 +99,13 @@ export type {
 } from './workflow/defineWorkflow.js';
 export type { OnFailure, WorkflowNodeResult, WorkflowNodeStatus, WorkflowResult } from './workflow/WorkflowRun.js';
 export type { WorkflowHandle, WorkflowRunOptions } from './workflow/startWorkflow.js';
+export { nodeRunId } from './workflow/WorkflowRun.js';
+export type { ResumeWorkflowOptions } from './workflow/resumeWorkflow.js';
+export type { WorkflowWhatIfNode, WorkflowWhatIfResult } from './workflow/whatIfWorkflow.js';
 export { workflowNodeMachine } from './workflow/workflowMachine.js';
 export type { WorkflowMachine, WorkflowNodeMachine } from './workflow/workflowMachine.js';
 export { skipReasonSchema, workflowEventSchema, workflowEventTypes } from './events/workflowSchema.js';
-export type { SkipReason, WorkflowCounts, WorkflowEvent, WorkflowEventOf, WorkflowEventType, WorkflowHaltKind } from './events/workflowSchema.js';
+export type { SkipReason, StoredWorkflowEvent, WorkflowCounts, WorkflowEvent, WorkflowEventOf, WorkflowEventType, WorkflowHaltKind } from './events/workflowSchema.js';
 export { createGovernedRun, createGovernedWorkflow, governedRun, governedWorkflow } from './actors/governedRun.js';
 export type {
   GovernedRunInput,

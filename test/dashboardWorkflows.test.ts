@@ -77,7 +77,10 @@ describe.skipIf(!browserFound && !browserRequired)('the workflow view in Chromiu
     page.on('console', (message) => {
       if (message.type() === 'error') problems.push(message.text());
     });
-    await page.goto(`${origin}/dashboard/workflows.html`);
+    // The runs page links to the workflow view.
+    await page.goto(`${origin}/dashboard/`);
+    await page.locator('[data-testid="workflows-link"]').click();
+    await page.waitForURL(`${origin}/dashboard/workflows.html`, { timeout: WAIT_MS });
     await expect.poll(() => page.locator('[data-testid="workflow-select"] option').allTextContents(), { timeout: WAIT_MS }).toEqual(['article']);
     await page.locator('[data-testid="workflow-input"]').fill('{"topic":"AI"}');
     await page.locator('[data-testid="workflow-start"]').click();

@@ -14,6 +14,7 @@ import { queueCase, queueRatios } from './queue.js';
 import { langchainCases, langchainRatios } from './langchain.js';
 import { supervisorCase, supervisorRatios } from './supervisor.js';
 import { workflowCase, workflowRatios } from './workflow.js';
+import { workflowDurableCase, workflowDurableRatios } from './workflowDurable.js';
 
 /**
  * Every case `npm run bench` runs, in table order, and the ratios it reports. A new group (the
@@ -34,6 +35,7 @@ export const benchCases: readonly BenchCase[] = [
   eventsCase,
   supervisorCase,
   workflowCase,
+  workflowDurableCase,
   httpCase,
   durablePostgresCase,
   durableHeapCase,
@@ -53,6 +55,7 @@ export const benchRatios: readonly BenchRatio[] = [
   ...eventsRatios,
   ...supervisorRatios,
   ...workflowRatios,
+  ...workflowDurableRatios,
   ...httpRatios,
   ...durableRatios,
   ...resumeRatios,

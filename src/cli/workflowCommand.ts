@@ -1,6 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { OaoError } from '../errors.js';
 import { Orchestrator } from '../Orchestrator.js';
+import type { RunStore } from '../store/RunStore.js';
+import { openStore, parseStoreUrl, STORE_FORMS } from './openStore.js';
 import type { WorkflowResult } from '../workflow/WorkflowRun.js';
 import { ExitCode } from './exitCodes.js';
 import { loadAgentModule } from './loadModule.js';
@@ -14,6 +16,9 @@ interface WorkflowFlags {
   maxTokens?: number;
   json?: boolean;
   color: boolean;
+  store?: string;
+  runId?: string;
+  resume?: string;
 }
 
 function positive(name: string, min: number) {
@@ -72,7 +77,21 @@ export function workflowCommand(io: CliIO, setExit: (code: number) => void): Com
     .option('--max-tokens <n>', 'a token budget shared by every node run', positive('--max-tokens', 0))
     .option('--json', 'print the result as JSON')
     .option('--no-color', 'disable colours')
+    .option('--store <url>', `record the workflow and its node runs durably: ${STORE_FORMS}`)
+    .option('--run-id <id>', 'the workflow run id (default: generated); node runs are <id>:<node>')
+    .option('--resume <id>', 'continue the workflow run <id> from --store after its process died, instead of starting one')
     .action(async (modulePath: string, name: string, flags: WorkflowFlags) => {
+      if (flags.resume !== undefined && (flags.store === undefined || flags.store === 'memory')) {
+        throw new OaoError('OAO_ERR_CLI_USAGE', '--resume reads the workflow run from the store it was recorded in: give --store sqlite:<path> or a postgres:// URL', {
+          details: { field: '--store' },
+        });
+      }
+      if (flags.resume !== undefined && (flags.input !== undefined || flags.runId !== undefined)) {
+        throw new OaoError('OAO_ERR_CLI_USAGE', '--resume continues a recorded workflow run with its recorded input: leave out --input and --run-id', {
+          details: { field: flags.input !== undefined ? '--input' : '--run-id' },
+        });
+      }
+      const location = flags.store === undefined ? undefined : parseStoreUrl(flags.store);
       const mod = await loadAgentModule(modulePath, io.cwd);
       const workflow = Object.hasOwn(mod.workflows, name) ? mod.workflows[name] : undefined;
       if (workflow === undefined) {
@@ -81,12 +100,22 @@ export function workflowCommand(io: CliIO, setExit: (code: number) => void): Com
           details: { workflow: name, workflows: names },
         });
       }
-      const orch = new Orchestrator(mod.policy === undefined ? {} : { policy: mod.policy });
-      const result = await orch.runWorkflow(workflow, flags.input?.value ?? null, {
-        maxConcurrency: flags.concurrency,
-        ...(flags.failFast === true ? { onFailure: 'fail-fast' as const } : {}),
-        ...(flags.maxTokens === undefined ? {} : { budget: { maxTokens: flags.maxTokens } }),
-      });
+      const store: RunStore | undefined = location === undefined ? undefined : await openStore(location, { cwd: io.cwd });
+      let result: WorkflowResult;
+      try {
+        const orch = new Orchestrator({ ...(mod.policy === undefined ? {} : { policy: mod.policy }), ...(store === undefined ? {} : { store }) });
+        result =
+          flags.resume !== undefined
+            ? await orch.resumeWorkflow(flags.resume, workflow, { maxConcurrency: flags.concurrency })
+            : await orch.runWorkflow(workflow, flags.input?.value ?? null, {
+                maxConcurrency: flags.concurrency,
+                ...(flags.failFast === true ? { onFailure: 'fail-fast' as const } : {}),
+                ...(flags.maxTokens === undefined ? {} : { budget: { maxTokens: flags.maxTokens } }),
+                ...(flags.runId === undefined ? {} : { workflowRunId: flags.runId }),
+              });
+      } finally {
+        await Promise.resolve(store?.close()).catch(() => {});
+      }
       const style = createStyle(flags.color && io.isTTY && io.env.NO_COLOR === undefined);
       io.stdout(flags.json === true ? `${JSON.stringify(result, null, 2)}\n` : `${formatWorkflowResult(result, style)}\n`);
       setExit(result.status === 'SUCCESS' ? ExitCode.OK : ExitCode.RUN_FAILED);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { policyLimitsSchema } from '../policy/schema.js';
 import { tokenUsageSchema } from '../report/schema.js';
 import { oaoEventSchema } from './schema.js';
 
@@ -19,6 +20,14 @@ export type SkipReason = z.infer<typeof skipReasonSchema>;
 
 export const workflowHaltKindSchema = z.enum(['cancelled', 'fail_fast', 'budget']);
 export type WorkflowHaltKind = z.infer<typeof workflowHaltKindSchema>;
+
+export const sharedBudgetLimitsSchema = z.object({
+  maxSteps: z.number().int().positive().optional(),
+  maxTokens: z.number().int().nonnegative().optional(),
+  maxToolCalls: z.number().int().nonnegative().optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  maxCostUsd: z.number().nonnegative().optional(),
+});
 
 export const workflowCountsSchema = z.object({
   total: z.number().int().nonnegative(),
@@ -53,10 +62,20 @@ export const workflowEventSchema = z.discriminatedUnion('type', [
       nodes: z.array(z.object({ name: z.string(), needs: z.array(z.string()), fanOut: z.boolean(), conditional: z.boolean() })),
       maxConcurrency: z.number().int().positive(),
       onFailure: z.enum(['skip-dependents', 'fail-fast']),
+      /** The workflow's input, the effective policy and the shared budget: what a resume needs to go on as the run began. */
+      input: z.unknown(),
+      policy: policyLimitsSchema,
+      budget: sharedBudgetLimitsSchema.nullable(),
     }),
   ),
+  /** A workflow continued from its log (`orch.resumeWorkflow()`): which nodes had finished, and which were in flight. */
+  workflowEvent(
+    'WORKFLOW_RESUMED',
+    z.object({ owner: z.string().nullable(), settled: z.array(z.string()), inFlight: z.array(z.string()), idleMs: z.number().nonnegative() }),
+  ),
   workflowEvent('NODE_READY', z.object({ node: z.string() })),
-  workflowEvent('NODE_START', z.object({ node: z.string(), runs: z.number().int().nonnegative() })),
+  /** The node's runs join the ready queue; `executionIds` are theirs (derived from the workflow run id, see docs/workflows.md). */
+  workflowEvent('NODE_START', z.object({ node: z.string(), runs: z.number().int().nonnegative(), executionIds: z.array(z.string()) })),
   workflowEvent('RUN_EVENT', z.object({ node: z.string(), item: z.number().int().nonnegative().nullable(), event: oaoEventSchema })),
   workflowEvent(
     'NODE_COMPLETE',
@@ -64,16 +83,19 @@ export const workflowEventSchema = z.discriminatedUnion('type', [
       node: z.string(),
       status: z.enum(['SUCCESS', 'FAILED']),
       executionIds: z.array(z.string()),
-      error: z.object({ name: z.string(), code: z.string(), message: z.string() }).optional(),
+      error: z.object({ name: z.string(), code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }).optional(),
     }),
   ),
   workflowEvent('NODE_SKIPPED', z.object({ node: z.string(), reason: skipReasonSchema })),
-  workflowEvent('WORKFLOW_HALTED', z.object({ kind: workflowHaltKindSchema, reason: z.string() })),
+  workflowEvent('WORKFLOW_HALTED', z.object({ kind: workflowHaltKindSchema, reason: z.string(), /** The node whose failure halted a fail-fast run. */ node: z.string().optional() })),
   workflowEvent(
     'WORKFLOW_COMPLETE',
     z.object({ status: z.enum(['SUCCESS', 'FAILED']), counts: workflowCountsSchema, tokenUsage: tokenUsageSchema, executionTimeMs: z.number().nonnegative() }),
   ),
 ]);
+
+/** The events a workflow run's durable log holds: its own, without the node runs' (each node run has its own log). */
+export type StoredWorkflowEvent = Exclude<WorkflowEvent, { type: 'RUN_EVENT' }>;
 
 export type WorkflowEvent = z.infer<typeof workflowEventSchema>;
 export type WorkflowEventType = WorkflowEvent['type'];

@@ -1,4 +1,4 @@
-import { Observable, Subject } from 'rxjs';
+import { from, Observable, Subject } from 'rxjs';
 import { OaoError } from '../errors.js';
 import type { WorkflowEvent } from '../events/workflowSchema.js';
 import { invalidOption, typeOf } from '../options.js';
@@ -9,6 +9,9 @@ import type { SharedBudgetLimits } from '../runtime/SharedBudget.js';
 import type { RunStore } from '../store/RunStore.js';
 import { isWorkflow, type Workflow, type WorkflowShape } from '../workflow/defineWorkflow.js';
 import type { OnFailure, WorkflowResult } from '../workflow/WorkflowRun.js';
+import { foldWorkflowLog } from '../workflow/foldWorkflowLog.js';
+import { readWorkflowLog, replayWorkflow } from '../workflow/replayWorkflow.js';
+import { holdsWorkflowLogs } from '../workflow/WorkflowLog.js';
 import type { WorkflowHandle } from '../workflow/startWorkflow.js';
 
 /** How many finished workflow runs the service keeps for GET /workflow-runs/:id. */
@@ -26,7 +29,11 @@ export interface WorkflowRunBody {
 export interface WorkflowRunView {
   readonly workflowRunId: string;
   readonly workflow: string;
-  readonly status: 'running' | 'SUCCESS' | 'FAILED';
+  /**
+   * `interrupted`: a workflow run read from the store that no process of this server runs and
+   * that has not finished (its process died); `orch.resumeWorkflow()` continues it.
+   */
+  readonly status: 'running' | 'interrupted' | 'SUCCESS' | 'FAILED';
   /** Each node's status now. */
   readonly nodes: Record<string, string>;
   readonly shape: WorkflowShape;
@@ -142,8 +149,13 @@ export class WorkflowService {
     return record;
   }
 
-  get(id: string): WorkflowRunView {
-    const record = this.#record(id);
+  /**
+   * The run's view: from memory while this server keeps it, else from the store (a run of an
+   * earlier server process, or one evicted from memory), with its result rebuilt from the logs.
+   */
+  async get(id: string): Promise<WorkflowRunView> {
+    const record = this.#runs.get(id);
+    if (record === undefined) return this.#stored(id);
     return {
       workflowRunId: id,
       workflow: record.workflow.id,
@@ -154,8 +166,50 @@ export class WorkflowService {
     };
   }
 
-  /** The run's events after `afterSeq`: those recorded, then live ones; completes after WORKFLOW_COMPLETE. */
-  events$(id: string): Observable<WorkflowEvent> {
+  async #stored(id: string): Promise<WorkflowRunView> {
+    const store = this.#orch.store;
+    if (!holdsWorkflowLogs(store)) throw this.#notFound(id);
+    let read;
+    try {
+      read = await readWorkflowLog(store, id);
+    } catch (error) {
+      if (OaoError.isInstance(error) && error.code === 'OAO_ERR_RUN_NOT_FOUND') throw this.#notFound(id);
+      throw error;
+    }
+    const folded = foldWorkflowLog(id, read.events);
+    const result = folded.complete === undefined ? null : await replayWorkflow(store, id);
+    const registered = [...this.#workflows.values()].find((workflow) => workflow.id === folded.workflow);
+    const shape: WorkflowShape = registered?.shape ?? {
+      id: folded.workflow,
+      nodes: folded.start.payload.nodes.map((node) => ({ ...node, agent: '', policy: null, tools: [] })),
+    };
+    return {
+      workflowRunId: id,
+      workflow: folded.workflow,
+      status: result?.status ?? 'interrupted',
+      nodes: Object.fromEntries([...folded.nodes.values()].map((node) => [node.name, node.status])),
+      shape,
+      result,
+    };
+  }
+
+  #notFound(id: string): OaoError {
+    return new OaoError('OAO_ERR_RUN_NOT_FOUND', `No workflow run "${id}"`, { details: { workflowRunId: id } });
+  }
+
+  /**
+   * The run's events: those recorded, then live ones; completes after WORKFLOW_COMPLETE. A run this
+   * server does not hold is read from the store: its stored log (the workflow's own events), then
+   * the stream completes.
+   */
+  async events$(id: string): Promise<Observable<WorkflowEvent>> {
+    if (!this.#runs.has(id)) {
+      const store = this.#orch.store;
+      if (!holdsWorkflowLogs(store)) throw this.#notFound(id);
+      const stored = await store.workflowEvents(id);
+      if (stored.length === 0) throw this.#notFound(id);
+      return from(stored);
+    }
     const record = this.#record(id);
     return new Observable<WorkflowEvent>((subscriber) => {
       const recorded = record.events;

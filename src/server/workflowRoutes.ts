@@ -48,7 +48,7 @@ const startedSchema = z.object({
 const viewSchema = z.object({
   workflowRunId: z.string(),
   workflow: z.string(),
-  status: z.enum(['running', 'SUCCESS', 'FAILED']),
+  status: z.enum(['running', 'interrupted', 'SUCCESS', 'FAILED']),
   nodes: z.record(z.string(), z.string()),
   shape: shapeSchema,
   result: z.record(z.string(), z.unknown()).nullable(),
@@ -108,12 +108,15 @@ export const workflowRoutes: FastifyPluginCallbackZod<{ workflows: WorkflowServi
         operationId: 'getWorkflowRun',
         tags: ['workflows'],
         summary: 'A workflow run: its nodes\' statuses now, and its result once it has finished',
+        description:
+          'Served from memory while this server keeps the run, else from the store (a run of an earlier process): its result rebuilt from the logs, ' +
+          'or status `interrupted` for one whose process died before it finished.',
         params: runIdParamsSchema,
         response: { 200: jsonResponse('The workflow run', viewSchema), ...errorResponses(401, 404) },
       },
     },
-    (request) => {
-      const view = workflows.get(request.params.id);
+    async (request) => {
+      const view = await workflows.get(request.params.id);
       return { ...view, shape: { id: view.shape.id, nodes: view.shape.nodes.map((node) => ({ ...node, needs: [...node.needs], tools: [...node.tools] })) }, result: view.result as Record<string, unknown> | null };
     },
   );
@@ -125,13 +128,15 @@ export const workflowRoutes: FastifyPluginCallbackZod<{ workflows: WorkflowServi
         operationId: 'streamWorkflowRunEvents',
         tags: ['workflows'],
         summary: 'Follow a workflow run\'s events (Server-Sent Events)',
-        description: 'Each message is `id: <seq>`, `event: <type>`, `data: <the workflow event as JSON>`: the events so far, then live ones; closes after WORKFLOW_COMPLETE.',
+        description:
+          'Each message is `id: <seq>`, `event: <type>`, `data: <the workflow event as JSON>`: the events so far, then live ones; closes after WORKFLOW_COMPLETE. ' +
+          'A workflow run this server process does not hold is read from the store: its stored log (its own events, numbered as stored), then the stream closes.',
         params: runIdParamsSchema,
         response: { 200: { description: 'An event stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errorResponses(401, 404) },
       },
     },
     async (request, reply) => {
-      const events$ = workflows.events$(request.params.id);
+      const events$ = await workflows.events$(request.params.id);
       reply.hijack();
       const stream = streamRunEvents(reply.raw, events$, -1, (ended) => streams.delete(ended));
       if (!stream.ended) streams.add(stream);

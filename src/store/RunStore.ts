@@ -1,4 +1,5 @@
 import type { OaoEvent } from '../events/schema.js';
+import type { StoredWorkflowEvent } from '../events/workflowSchema.js';
 import type { ExecutionReport } from '../report/schema.js';
 
 /**
@@ -99,6 +100,25 @@ export interface RunStore {
   /** The counters of `scope` in `window` (`{}` when nothing was charged). */
   counters(scope: string, window: string): Awaitable<Readonly<Record<string, number>>>;
 
+  /**
+   * Appends events to a workflow run's own log (see docs/workflows.md, "Durable workflows"): a
+   * keyspace of its own, beside the run logs, keyed by workflow run id, so `list()` never shows a
+   * workflow as a run. Atomic and idempotent per `(workflowRunId, seq)` as `append` is: the first
+   * event is `WORKFLOW_START` with `seq` 0, a retried identical event is skipped, a different one
+   * or a gap is `OAO_ERR_LOG_CONFLICT`. The node runs' events are in their own run logs, never here.
+   *
+   * Optional so that a store written for an earlier release still works: without it (and
+   * {@link workflowEvents}) workflows run but are not durable. The three stores of this package
+   * implement both.
+   */
+  appendWorkflow?(workflowRunId: string, events: readonly StoredWorkflowEvent[]): Awaitable<void>;
+
+  /**
+   * A workflow run's own events in `seq` order, from `fromSeq`; `[]` for an unknown workflow run.
+   * Checked on the way out like `events()` (`OAO_ERR_LOG_CORRUPT`, `OAO_ERR_LOG_VERSION`).
+   */
+  workflowEvents?(workflowRunId: string, options?: { readonly fromSeq?: number }): Awaitable<readonly StoredWorkflowEvent[]>;
+
   /** Releases connections and file handles. Later calls throw `OAO_ERR_STORE`. Idempotent. */
   close(): Awaitable<void>;
 }
@@ -122,6 +142,8 @@ export interface SynchronousRunStore extends RunStore {
   releaseLease(lease: Lease): void;
   charge(scope: string, window: string, amounts: Readonly<Record<string, number>>): Readonly<Record<string, number>>;
   counters(scope: string, window: string): Readonly<Record<string, number>>;
+  appendWorkflow?(workflowRunId: string, events: readonly StoredWorkflowEvent[]): void;
+  workflowEvents?(workflowRunId: string, options?: { readonly fromSeq?: number }): readonly StoredWorkflowEvent[];
   close(): void;
 }
 

@@ -1,4 +1,5 @@
 import type { OaoEvent } from '../events/schema.js';
+import type { StoredWorkflowEvent } from '../events/workflowSchema.js';
 import type { ExecutionReport } from '../report/schema.js';
 import { leaseChange, leaseHeld } from './leaseChange.js';
 import { decodeCursor, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus } from './logRows.js';
@@ -27,6 +28,7 @@ import {
   storeClosed,
   storeOptions,
 } from './storeArguments.js';
+import { encodeWorkflowEvent, newWorkflowEvents, workflowAppendArguments, workflowRunIdArgument } from './workflowLogRows.js';
 
 /**
  * The memory store: a `RunStore` whose every method answers synchronously, so callers that hold
@@ -97,6 +99,10 @@ class MemoryStore implements MemoryRunStore {
   readonly #leases = new Map<string, LeaseEntry>();
   /** Keyed by JSON of [scope, window], so no two pairs share a key. */
   readonly #counters = new Map<string, Map<string, number>>();
+  /** Workflow logs by workflow run id, in their own keyspace. */
+  readonly #workflows = new Map<string, StoredWorkflowEvent[]>();
+  /** Finished workflow logs, oldest first: `maxRuns` bounds them as it bounds finished runs. */
+  readonly #finishedWorkflows: string[] = [];
   #closed = false;
 
   constructor(options: RunStoreOptions | undefined) {
@@ -149,6 +155,33 @@ class MemoryStore implements MemoryRunStore {
       insertSorted(this.#byFinish, entry, byFinish);
       if (this.#maxRuns !== undefined) this.#deleteOldestBeyond(this.#maxRuns);
     }
+  }
+
+  appendWorkflow(workflowRunId: string, events: readonly StoredWorkflowEvent[]): void {
+    this.#open();
+    workflowAppendArguments(workflowRunId, events);
+    const log = this.#workflows.get(workflowRunId);
+    const fresh = newWorkflowEvents(workflowRunId, events, log?.length ?? 0, (seq) => {
+      const stored = log?.[seq];
+      return stored === undefined ? undefined : encodeWorkflowEvent(stored);
+    });
+    if (fresh.length === 0) return;
+    const entry = log ?? [];
+    if (log === undefined) this.#workflows.set(workflowRunId, entry);
+    for (const event of fresh) entry.push(Object.freeze(event));
+    if (fresh.some((event) => event.type === 'WORKFLOW_COMPLETE')) {
+      this.#finishedWorkflows.push(workflowRunId);
+      if (this.#maxRuns !== undefined) {
+        while (this.#finishedWorkflows.length > this.#maxRuns) this.#workflows.delete(this.#finishedWorkflows.shift() as string);
+      }
+    }
+  }
+
+  workflowEvents(workflowRunId: string, options?: { readonly fromSeq?: number }): readonly StoredWorkflowEvent[] {
+    this.#open();
+    workflowRunIdArgument(workflowRunId);
+    const fromSeq = fromSeqOption(options);
+    return this.#workflows.get(workflowRunId)?.slice(fromSeq) ?? [];
   }
 
   events(executionId: string, options?: { readonly fromSeq?: number }): readonly OaoEvent[] {
@@ -291,6 +324,8 @@ class MemoryStore implements MemoryRunStore {
     this.#byFinish.length = 0;
     this.#leases.clear();
     this.#counters.clear();
+    this.#workflows.clear();
+    this.#finishedWorkflows.length = 0;
   }
 
   #open(): void {

@@ -2,15 +2,18 @@ import { createActor, type AnyActorRef } from 'xstate';
 import { OaoError, serializeError, type PolicyViolation, type SerializedError } from '../errors.js';
 import { EventHub } from '../events/EventHub.js';
 import type { OaoEvent } from '../events/schema.js';
-import type { SkipReason, WorkflowCounts, WorkflowEvent, WorkflowEventType, WorkflowHaltKind } from '../events/workflowSchema.js';
+import type { SkipReason, StoredWorkflowEvent, WorkflowCounts, WorkflowEvent, WorkflowEventType, WorkflowHaltKind } from '../events/workflowSchema.js';
+import type { ResumePoint } from '../log/resumePoint.js';
 import { agentLifecycleMachine } from '../machines/agentLifecycleMachine.js';
 import type { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport, TokenUsage } from '../report/schema.js';
 import type { OrchestratorInternals } from '../runtime/orchestratorInternals.js';
-import { prepareRun } from '../runtime/prepareRun.js';
+import { prepareResume, prepareRun } from '../runtime/prepareRun.js';
 import type { EventSink, RunSession } from '../runtime/RunSession.js';
 import { SharedBudget, type SharedBudgetLimits } from '../runtime/SharedBudget.js';
+import type { Lease } from '../store/RunStore.js';
 import type { Workflow, WorkflowNodeSpec, WorkflowResults } from './defineWorkflow.js';
+import { holdsWorkflowLogs, WorkflowLog } from './WorkflowLog.js';
 
 export type WorkflowNodeStatus = 'SUCCESS' | 'FAILED' | 'SKIPPED';
 
@@ -59,12 +62,53 @@ export interface WorkflowRunInit {
   readonly maxConcurrency: number;
   readonly onFailure: OnFailure;
   readonly budget: SharedBudgetLimits | undefined;
+  /** What the stored log says of a workflow run being resumed (see `resumeWorkflow`). */
+  readonly recovered?: RecoveredWorkflow;
+}
+
+/** A node as the stored log of an interrupted workflow run leaves it. */
+export type RecoveredNode =
+  | { readonly status: 'SUCCESS' | 'FAILED'; readonly error: SerializedError | undefined; readonly executionIds: readonly string[] }
+  | { readonly status: 'SKIPPED'; readonly reason: SkipReason }
+  /** Ready (or with runs in the store): its condition held; `announced` when NODE_START is logged. */
+  | { readonly status: 'running'; readonly readyLogged: boolean; readonly announced: boolean };
+
+/** A node run found in the store: finished (its report), or cut short (where it goes on, under the lease taken for it). */
+export type RecoveredRun =
+  | { readonly report: ExecutionReport }
+  | { readonly point: ResumePoint; readonly lease: Lease };
+
+/** The state of an interrupted workflow run, read from its log and its node runs' logs. */
+export interface RecoveredWorkflow {
+  /** The next `seq` of the stored log. */
+  readonly nextSeq: number;
+  /** When the workflow first started, and the timestamp of its log's last event. */
+  readonly startedAt: number;
+  readonly lastTimestamp: number;
+  /** Who resumes it (the orchestrator's lease owner). */
+  readonly owner: string | null;
+  readonly halted: { readonly kind: WorkflowHaltKind; readonly reason: string; readonly node: string | undefined } | undefined;
+  readonly nodes: ReadonlyMap<string, RecoveredNode>;
+  /** By execution id. */
+  readonly runs: ReadonlyMap<string, RecoveredRun>;
+}
+
+/**
+ * The execution id of a node's run: `<workflowRunId>:<node>`, with `:<index>` for each run of a
+ * fan-out node. Derived, not generated, so a resumed workflow finds its node runs in the store.
+ */
+export function nodeRunId(workflowRunId: string, node: string, index: number | null): string {
+  return index === null ? `${workflowRunId}:${node}` : `${workflowRunId}:${node}:${index}`;
 }
 
 interface RunItem {
   readonly node: NodeState;
   readonly index: number;
-  readonly session: RunSession;
+  readonly executionId: string;
+  /** Undefined for a run the stored log had finished already (its report is the node's). */
+  readonly session: RunSession | undefined;
+  /** A run continued from its log: it starts with EXECUTION_RESUMED. */
+  readonly resumed: boolean;
   started: boolean;
   done: boolean;
 }
@@ -84,6 +128,8 @@ interface NodeState {
   reports: (ExecutionReport | undefined)[];
   open: number;
   announced: boolean;
+  /** NODE_READY is in the stored log already (a resumed run). */
+  readyLogged: boolean;
   reason: SkipReason | undefined;
   error: SerializedError | undefined;
   condition: { readonly value: boolean } | { readonly error: SerializedError } | undefined;
@@ -118,6 +164,7 @@ export class WorkflowRun {
   #queueHead = 0;
   readonly #byExecutionId = new Map<string, RunItem>();
   readonly #timeoutMs: number | undefined;
+  readonly #budget: SharedBudgetLimits | undefined;
   #deadline: unknown;
   #seq = 0;
   #startedAt = 0;
@@ -138,6 +185,10 @@ export class WorkflowRun {
   /** The node whose failure halted the run under fail-fast. */
   #haltNode: string | undefined;
   readonly #finished: ((result: WorkflowResult) => void)[] = [];
+  /** The durable log of the workflow's own events, with a store that holds workflow logs. */
+  readonly #log: WorkflowLog | undefined;
+  #logSeq = 0;
+  readonly #recovered: RecoveredWorkflow | undefined;
 
   constructor(init: WorkflowRunInit) {
     this.workflow = init.workflow;
@@ -149,6 +200,7 @@ export class WorkflowRun {
     this.#internals = init.internals;
     this.#policy = init.policy;
     this.#timeoutMs = init.budget?.timeoutMs;
+    this.#budget = init.budget;
     this.hub = new EventHub<WorkflowEvent>((error, event) => console.error(`[oao] a hook for ${event.type} failed:`, error));
     this.shared =
       init.budget === undefined
@@ -166,11 +218,64 @@ export class WorkflowRun {
         reports: [],
         open: 0,
         announced: false,
+        readyLogged: false,
         reason: undefined,
         error: undefined,
         condition: undefined,
       });
     }
+    const store = init.internals.store;
+    this.#log = holdsWorkflowLogs(store)
+      ? new WorkflowLog(store, init.workflowRunId, (error) => this.halt('cancelled', `Stopped: the workflow's log could not be written (${error.message})`))
+      : undefined;
+    const recovered = init.recovered;
+    this.#recovered = recovered;
+    if (recovered !== undefined) this.#restore(recovered);
+  }
+
+  /** Takes the ledger to where the stored log left the run. */
+  #restore(recovered: RecoveredWorkflow): void {
+    this.#logSeq = recovered.nextSeq;
+    for (const [name, state] of recovered.nodes) {
+      const node = this.#nodes.get(name);
+      if (node === undefined) continue;
+      if (state.status === 'running') {
+        node.condition = { value: true };
+        node.readyLogged = state.readyLogged;
+        node.announced = state.announced;
+      } else if (state.status === 'SKIPPED') {
+        node.reason = state.reason;
+      } else {
+        node.error = state.error;
+        node.reports = state.executionIds.map((id) => {
+          const run = recovered.runs.get(id);
+          return run !== undefined && 'report' in run ? run.report : undefined;
+        });
+      }
+    }
+    // The shared budget goes on from what the node runs spent before the crash.
+    const shared = this.shared;
+    if (shared !== undefined) {
+      for (const run of recovered.runs.values()) {
+        if ('report' in run) {
+          shared.steps += run.report.totalSteps;
+          shared.tokens += run.report.tokenUsage.total;
+          shared.toolCalls += run.report.toolUsage.total;
+          shared.costMicros += run.report.cost?.micros ?? 0;
+        } else {
+          shared.steps += run.point.fold.steps;
+          shared.tokens += run.point.fold.tokens.total;
+          shared.toolCalls += run.point.fold.toolCalls;
+          shared.costMicros += run.point.fold.costMicros;
+        }
+      }
+    }
+  }
+
+  /** How the stored log had settled a node of a resumed run, if it had. */
+  recoveredStatus(name: string): WorkflowNodeStatus | undefined {
+    const state = this.#recovered?.nodes.get(name);
+    return state === undefined || state.status === 'running' ? undefined : state.status;
   }
 
   get total(): number {
@@ -205,24 +310,48 @@ export class WorkflowRun {
   begin(): void {
     if (this.#begun) return;
     this.#begun = true;
-    this.#startedAt = this.#internals.clock.now();
-    this.#emit('WORKFLOW_START', {
-      workflowHash: this.workflowHash,
-      nodes: this.workflow.nodes.map((spec) => ({
-        name: spec.name,
-        needs: [...spec.needs],
-        fanOut: spec.each !== undefined,
-        conditional: spec.when !== undefined,
-      })),
-      maxConcurrency: this.maxConcurrency,
-      onFailure: this.onFailure,
-    });
+    const now = this.#internals.clock.now();
+    const recovered = this.#recovered;
+    let liveMs = 0;
+    if (recovered === undefined) {
+      this.#startedAt = now;
+      this.#emit(
+        'WORKFLOW_START',
+        {
+          workflowHash: this.workflowHash,
+          nodes: this.workflow.nodes.map((spec) => ({
+            name: spec.name,
+            needs: [...spec.needs],
+            fanOut: spec.each !== undefined,
+            conditional: spec.when !== undefined,
+          })),
+          maxConcurrency: this.maxConcurrency,
+          onFailure: this.onFailure,
+          input: this.input,
+          policy: this.#policy.limits,
+          budget: this.#budget ?? null,
+        },
+        now,
+      );
+    } else {
+      this.#startedAt = recovered.startedAt;
+      // Time while no process held the workflow is not charged to its time limit.
+      liveMs = Math.max(0, recovered.lastTimestamp - recovered.startedAt);
+      const settled: string[] = [];
+      const inFlight: string[] = [];
+      for (const [name, state] of recovered.nodes) (state.status === 'running' ? inFlight : settled).push(name);
+      this.#emit('WORKFLOW_RESUMED', { owner: recovered.owner, settled, inFlight, idleMs: Math.max(0, now - recovered.lastTimestamp) }, now);
+      if (recovered.halted !== undefined && this.halted === undefined) {
+        this.halted = { kind: recovered.halted.kind, reason: recovered.halted.reason };
+        this.#haltNode = recovered.halted.node;
+      }
+    }
     if (this.#timeoutMs !== undefined && this.halted === undefined) {
       const timeoutMs = this.#timeoutMs;
       this.#deadline = this.#internals.clock.setTimeout(() => {
         this.#deadline = undefined;
         this.halt('budget', `The workflow exceeded its time limit of ${timeoutMs} ms`);
-      }, timeoutMs);
+      }, Math.max(0, timeoutMs - liveMs));
     }
   }
 
@@ -234,7 +363,9 @@ export class WorkflowRun {
   spawnNodes(createNode: (name: string) => AnyActorRef): void {
     for (const node of this.#nodes.values()) node.actor = createNode(node.spec.name);
     for (const node of this.#nodes.values()) node.actor?.start();
-    for (const node of this.#nodes.values()) if (node.spec.needs.length === 0 || this.halted !== undefined) node.actor?.send({ type: 'CHECK' });
+    for (const node of this.#nodes.values()) {
+      if (node.spec.needs.length === 0 || this.halted !== undefined || this.recoveredStatus(node.spec.name) !== undefined) node.actor?.send({ type: 'CHECK' });
+    }
   }
 
   /** The node actors still waiting that need `name`. */
@@ -298,7 +429,9 @@ export class WorkflowRun {
 
   /** Why the node cannot run at all (a failed or skipped need, or a halt), if it cannot. */
   blockedReason(name: string): SkipReason | undefined {
-    if (this.halted !== undefined) {
+    // A node whose runs were in flight when a halted run's process died still starts: its runs
+    // are then stopped with the halt's reason, as they would have been, and end with reports.
+    if (this.halted !== undefined && this.#recovered?.nodes.get(name)?.status !== 'running') {
       const kind = this.halted.kind;
       return { kind, ...(this.#haltNode === undefined ? {} : { node: this.#haltNode }), message: this.halted.reason };
     }
@@ -350,6 +483,12 @@ export class WorkflowRun {
   skip(name: string): void {
     const node = this.#nodes.get(name) as NodeState;
     if (node.status !== 'waiting') return;
+    if (this.recoveredStatus(name) === 'SKIPPED') {
+      // Logged before the crash: settled again, not announced again.
+      node.status = 'SKIPPED';
+      this.#settle();
+      return;
+    }
     const condition = node.condition;
     node.reason =
       this.blockedReason(name) ??
@@ -365,6 +504,8 @@ export class WorkflowRun {
   ready(name: string): void {
     const node = this.#nodes.get(name) as NodeState;
     node.status = 'running';
+    if (node.readyLogged) return;
+    node.readyLogged = true;
     this.#emit('NODE_READY', { node: name });
   }
 
@@ -395,12 +536,14 @@ export class WorkflowRun {
     const reports = node.reports.filter((report): report is ExecutionReport => report !== undefined);
     const finished = node.spec.each !== undefined ? Object.freeze(reports) : reports[0];
     if (finished !== undefined) this.#finishedResults[name] = finished;
-    this.#emit('NODE_COMPLETE', {
-      node: name,
-      status: node.status,
-      executionIds: node.items.map((item) => item.session.executionId),
-      ...(node.error === undefined ? {} : { error: { name: node.error.name, code: node.error.code, message: node.error.message } }),
-    });
+    if (this.recoveredStatus(name) === undefined) {
+      this.#emit('NODE_COMPLETE', {
+        node: name,
+        status: node.status,
+        executionIds: node.items.map((item) => item.executionId),
+        ...(node.error === undefined ? {} : { error: { ...node.error } }),
+      });
+    }
     this.#settle();
   }
 
@@ -442,14 +585,20 @@ export class WorkflowRun {
       return;
     }
     node.reports = new Array<ExecutionReport | undefined>(node.items.length);
-    node.open = node.items.length;
+    node.open = 0;
+    for (const item of node.items) {
+      const recorded = this.#recovered?.runs.get(item.executionId);
+      if (item.session === undefined && recorded !== undefined && 'report' in recorded) node.reports[item.index] = recorded.report;
+      else node.open += 1;
+    }
     if (node.open === 0) {
       runner.settle();
       return;
     }
     for (const item of node.items) {
+      if (item.done) continue;
       this.#queue.push(item);
-      this.#byExecutionId.set(item.session.executionId, item);
+      this.#byExecutionId.set(item.executionId, item);
     }
     if (this.halted !== undefined) this.#closeQueued();
     this.fill();
@@ -462,7 +611,7 @@ export class WorkflowRun {
       if (item !== undefined) this.#collect(item, (event as { output: ExecutionReport }).output);
     } else if (type.startsWith(ERROR_PREFIX)) {
       const item = this.#byExecutionId.get(type.slice(ERROR_PREFIX.length));
-      if (item !== undefined && !item.done) this.#collect(item, item.session.crash((event as { error: unknown }).error));
+      if (item?.session !== undefined && !item.done) this.#collect(item, item.session.crash((event as { error: unknown }).error));
     }
   }
 
@@ -472,7 +621,7 @@ export class WorkflowRun {
     if (node.status !== 'running') return;
     for (const item of node.items) {
       if (item.done) continue;
-      if (item.started) item.session.cancel('The workflow node was stopped');
+      if (item.started) item.session?.cancel('The workflow node was stopped');
     }
   }
 
@@ -508,16 +657,17 @@ export class WorkflowRun {
     this.running += 1;
     if (!node.announced) {
       node.announced = true;
-      this.#emit('NODE_START', { node: node.spec.name, runs: node.items.length });
+      this.#emit('NODE_START', { node: node.spec.name, runs: node.items.length, executionIds: node.items.map((each) => each.executionId) });
     }
-    const session = item.session;
+    const session = item.session as RunSession;
     // Live in the orchestrator while it runs: approvals and raises by execution id reach it.
     const live = this.#internals.live;
     live.set(session.executionId, session);
     session.onFinish(() => {
       if (live.get(session.executionId) === session) live.delete(session.executionId);
     });
-    session.begin(false);
+    if (item.resumed) session.beginResumed(this.#internals.ownership?.owner ?? null, false);
+    else session.begin(false);
     // A child of the node's runs actor: its done and error events come back there, and
     // inspectors show it under the node.
     const actor = createActor(agentLifecycleMachine, { id: session.executionId, parent: runner.self, input: { session } });
@@ -529,23 +679,40 @@ export class WorkflowRun {
 
   #prepare(node: NodeState, index: number, task: unknown): RunItem {
     const internals = this.#internals;
-    const item: { node: NodeState; index: number; session?: RunSession; started: boolean; done: boolean } = { node, index, started: false, done: false };
+    const fanOut = node.spec.each !== undefined;
+    const executionId = nodeRunId(this.workflowRunId, node.spec.name, fanOut ? index : null);
+    const recorded = this.#recovered?.runs.get(executionId);
+    if (recorded !== undefined && 'report' in recorded) {
+      return { node, index, executionId, session: undefined, resumed: false, started: false, done: true };
+    }
+    const env = {
+      policy: this.#policy,
+      clock: internals.clock,
+      sink: this.#sinkFor(node.spec.name, fanOut ? index : null),
+      generateId: internals.generateId,
+      syncOnly: false,
+      record: false,
+      ...(this.shared === undefined ? {} : { shared: this.shared }),
+      ...(internals.store === undefined ? {} : { store: internals.store, ownership: internals.ownership }),
+      ...(internals.plugins === undefined ? {} : { plugins: internals.plugins }),
+    };
+    if (recorded !== undefined) {
+      // Cut short by the crash: it goes on from its log, with its recorded calls served from it.
+      const { session } = prepareResume(recorded.point, { agent: node.spec.agent, ...(node.spec.tools === undefined ? {} : { tools: node.spec.tools }) }, { ...env, lease: recorded.lease });
+      return { node, index, executionId, session, resumed: true, started: false, done: false };
+    }
     const { session } = prepareRun(
-      { agent: node.spec.agent, agentName: node.spec.agentName, task, ...(node.spec.tools === undefined ? {} : { tools: node.spec.tools }), ...(node.spec.policy === undefined ? {} : { policy: node.spec.policy }) },
       {
-        policy: this.#policy,
-        clock: internals.clock,
-        sink: this.#sinkFor(node.spec.name, node.spec.each === undefined ? null : index),
-        generateId: internals.generateId,
-        syncOnly: false,
-        record: false,
-        ...(this.shared === undefined ? {} : { shared: this.shared }),
-        ...(internals.store === undefined ? {} : { store: internals.store, ownership: internals.ownership }),
-        ...(internals.plugins === undefined ? {} : { plugins: internals.plugins }),
+        executionId,
+        agent: node.spec.agent,
+        agentName: node.spec.agentName,
+        task,
+        ...(node.spec.tools === undefined ? {} : { tools: node.spec.tools }),
+        ...(node.spec.policy === undefined ? {} : { policy: node.spec.policy }),
       },
+      env,
     );
-    item.session = session;
-    return item as RunItem;
+    return { node, index, executionId, session, resumed: false, started: false, done: false };
   }
 
   /** A node run's events reach the orchestrator's stream as they are, and the workflow's wrapped. */
@@ -584,10 +751,12 @@ export class WorkflowRun {
     this.#queue.length = 0;
     this.#queueHead = 0;
     for (const item of queued) {
-      if (item.done) continue;
-      item.session.begin(false);
-      this.#stop(item.session, halted.kind, halted.reason, violation);
-      this.#collect(item, item.session.finish('FAILED'));
+      const session = item.session;
+      if (item.done || session === undefined) continue;
+      if (item.resumed) session.beginResumed(this.#internals.ownership?.owner ?? null, false);
+      else session.begin(false);
+      this.#stop(session, halted.kind, halted.reason, violation);
+      this.#collect(item, session.finish('FAILED'));
     }
   }
 
@@ -611,11 +780,11 @@ export class WorkflowRun {
       this.#internals.clock.clearTimeout(this.#deadline);
       this.#deadline = undefined;
     }
-    this.#emit('WORKFLOW_HALTED', { kind, reason });
+    this.#emit('WORKFLOW_HALTED', { kind, reason, ...(failedNode === undefined ? {} : { node: failedNode }) });
     this.#haltNode = failedNode;
     this.#closeQueued(violation);
     for (const item of this.#byExecutionId.values()) {
-      if (item.started && !item.done && item.session.executionId !== causedBy) this.#stop(item.session, kind, reason, violation);
+      if (item.started && !item.done && item.session !== undefined && item.executionId !== causedBy) this.#stop(item.session, kind, reason, violation);
     }
     if (!this.#begun) return;
     for (const node of this.#nodes.values()) {
@@ -681,7 +850,7 @@ export class WorkflowRun {
       finishedAt: new Date(finishedAt).toISOString(),
     };
     this.result = result;
-    this.#emit('WORKFLOW_COMPLETE', { status: result.status, counts, tokenUsage, executionTimeMs });
+    this.#emit('WORKFLOW_COMPLETE', { status: result.status, counts, tokenUsage, executionTimeMs }, finishedAt);
     for (const callback of this.#finished.splice(0)) callback(result);
   }
 
@@ -689,10 +858,11 @@ export class WorkflowRun {
   async settleLogs(): Promise<void> {
     await Promise.all(
       [...this.#byExecutionId.values()].map(async (item) => {
-        await item.session.log?.settled();
-        item.session.log?.end();
+        await item.session?.log?.settled();
+        item.session?.log?.end();
       }),
     );
+    await this.#log?.settled();
   }
 
   /**
@@ -708,14 +878,25 @@ export class WorkflowRun {
     return this.hub.observed || this.#internals.workflowHub.observed;
   }
 
-  #emit<T extends WorkflowEventType>(type: T, payload: Extract<WorkflowEvent, { type: T }>['payload']): void {
-    if (!this.#observed) return;
-    const seq = this.#seq++;
+  /**
+   * Emits an event to the live streams (when anyone listens) and, for the workflow's own events,
+   * to its durable log. The log numbers its events on its own (it never holds RUN_EVENT), so a
+   * stored event's `seq` is its place in the log, not in the live stream.
+   */
+  #emit<T extends WorkflowEventType>(type: T, payload: Extract<WorkflowEvent, { type: T }>['payload'], timestamp?: number): void {
+    const log = type === 'RUN_EVENT' ? undefined : this.#log;
+    const observed = this.#observed;
+    if (!observed && log === undefined) return;
+    const at = timestamp ?? this.#internals.clock.now();
+    if (log !== undefined) {
+      log.add(Object.freeze({ workflowRunId: this.workflowRunId, workflow: this.workflow.id, seq: this.#logSeq++, timestamp: at, type, payload }) as StoredWorkflowEvent);
+    }
+    if (!observed) return;
     const event = Object.freeze({
       workflowRunId: this.workflowRunId,
       workflow: this.workflow.id,
-      seq,
-      timestamp: this.#internals.clock.now(),
+      seq: this.#seq++,
+      timestamp: at,
       type,
       payload,
     }) as WorkflowEvent;

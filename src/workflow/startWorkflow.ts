@@ -152,6 +152,18 @@ export function prepareWorkflow(
     onFailure: checked.onFailure,
     budget: checked.budget,
   });
+  return launchWorkflow(internals, workflow, run, checked.signal, parent);
+}
+
+/** Creates the actor of a built workflow run, its handle, and the `start()` that sends START. */
+export function launchWorkflow(
+  internals: OrchestratorInternals,
+  workflow: Workflow,
+  run: WorkflowRun,
+  signal: AbortSignal | undefined,
+  parent?: AnyActorRef,
+): { handle: WorkflowHandle; run: WorkflowRun; start: () => void } {
+  const workflowRunId = run.workflowRunId;
   const actor = createActor(workflow.machine, {
     id: workflowRunId,
     input: { run },
@@ -174,7 +186,6 @@ export function prepareWorkflow(
     await run.settleLogs();
     return value;
   });
-  const signal = checked.signal;
   const onAbort = signal === undefined ? undefined : () => actor.send({ type: 'CANCEL', reason: abortReason(signal) });
   if (signal !== undefined && onAbort !== undefined) {
     signal.addEventListener('abort', onAbort, { once: true });

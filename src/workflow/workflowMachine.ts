@@ -48,6 +48,8 @@ export const workflowNodeMachine = setup({
       return 'value' in condition && !condition.value;
     },
     runsSucceeded: ({ context }) => context.run.nodeSucceeded(context.node),
+    /** A resumed workflow's log had settled the node with this status before the crash. */
+    recovered: ({ context }, params: { status: 'SUCCESS' | 'FAILED' | 'SKIPPED' }) => context.run.recoveredStatus(context.node) === params.status,
   },
   actions: {
     skip: ({ context }) => context.run.skip(context.node),
@@ -64,6 +66,9 @@ export const workflowNodeMachine = setup({
     waiting: {
       on: {
         CHECK: [
+          { guard: { type: 'recovered', params: { status: 'SUCCESS' } }, target: 'succeeded' },
+          { guard: { type: 'recovered', params: { status: 'FAILED' } }, target: 'failed' },
+          { guard: { type: 'recovered', params: { status: 'SKIPPED' } }, target: 'skipped' },
           { guard: 'blocked', target: 'skipped' },
           { guard: 'needsPending' },
           { guard: 'conditionFailed', target: 'failed', actions: 'failBeforeStart' },

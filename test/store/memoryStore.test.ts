@@ -33,6 +33,8 @@ function asyncHandle(store: RunStore): RunStore {
     releaseLease: (...args) => later(() => store.releaseLease(...args)),
     charge: (...args) => later(() => store.charge(...args)),
     counters: (...args) => later(() => store.counters(...args)),
+    appendWorkflow: (...args) => later(() => store.appendWorkflow!(...args)),
+    workflowEvents: (...args) => later(() => store.workflowEvents!(...args)),
     close: async () => {
       closed = true;
     },

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { OaoError, type OaoErrorCode, type OaoEvent } from '../../src/index.js';
+import { OaoError, StrictPolicy, type OaoErrorCode, type OaoEvent } from '../../src/index.js';
 import type { AppendOptions, Lease, RunListFilter, RunStore, RunStoreOptions, StoredRun } from '../../src/store/RunStore.js';
+import type { StoredWorkflowEvent } from '../../src/events/workflowSchema.js';
 import { FAKE_EPOCH, altered, batches, fakeRun, reportOf, texts, type FakeRunOptions } from './fakeLog.js';
 
 /**
@@ -17,6 +18,20 @@ export interface RunStoreFactory {
   open(options?: RunStoreOptions): Promise<RunStore>;
   reopen?(): Promise<RunStore>;
   cleanup(): Promise<void>;
+}
+
+/** A workflow log of six events: started, node a ready, started, complete, node b skipped, complete. */
+export function fakeWorkflowLog(workflowRunId: string): StoredWorkflowEvent[] {
+  const base = (seq: number) => ({ workflowRunId, workflow: 'fake', seq, timestamp: FAKE_EPOCH + seq });
+  const limits = new StrictPolicy().limits;
+  return [
+    { ...base(0), type: 'WORKFLOW_START', payload: { workflowHash: 'h', nodes: [{ name: 'a', needs: [], fanOut: false, conditional: false }, { name: 'b', needs: ['a'], fanOut: false, conditional: true }], maxConcurrency: 4, onFailure: 'skip-dependents', input: { topic: 'x' }, policy: limits, budget: null } },
+    { ...base(1), type: 'NODE_READY', payload: { node: 'a' } },
+    { ...base(2), type: 'NODE_START', payload: { node: 'a', runs: 1, executionIds: [`${workflowRunId}:a`] } },
+    { ...base(3), type: 'NODE_COMPLETE', payload: { node: 'a', status: 'SUCCESS', executionIds: [`${workflowRunId}:a`] } },
+    { ...base(4), type: 'NODE_SKIPPED', payload: { node: 'b', reason: { kind: 'condition', message: 'The condition of "b" was false' } } },
+    { ...base(5), type: 'WORKFLOW_COMPLETE', payload: { status: 'SUCCESS', counts: { total: 2, succeeded: 1, failed: 0, skipped: 1 }, tokenUsage: { input: 0, output: 0, total: 0 }, executionTimeMs: 5 } },
+  ];
 }
 
 /** A clock the test moves by hand: the `now` option of a store. */
@@ -107,6 +122,59 @@ export function describeRunStoreConformance(label: string, factory: RunStoreFact
         }
       }
       await factory.cleanup();
+    });
+
+    describe('workflow logs', () => {
+      it('stores a workflow log beside the run logs, in seq order, from fromSeq, and never lists it as a run', async () => {
+        const store = await open();
+        const log = fakeWorkflowLog('wf-1');
+        await store.appendWorkflow!('wf-1', log.slice(0, 2));
+        await store.appendWorkflow!('wf-1', log.slice(2));
+        await seed(store, [['wf-1:a']]);
+        expect(await store.workflowEvents!('wf-1')).toEqual(log);
+        expect(await store.workflowEvents!('wf-1', { fromSeq: 3 })).toEqual(log.slice(3));
+        expect(await store.workflowEvents!('wf-1', { fromSeq: 99 })).toEqual([]);
+        expect(await store.workflowEvents!('unknown')).toEqual([]);
+        // A workflow run's id is not a run of the index.
+        expect(await store.get('wf-1')).toBeUndefined();
+        expect(ids((await store.list()).runs)).toEqual(['wf-1:a']);
+      });
+
+      it('skips a retried identical batch, and refuses a different event, a gap and a log not starting with WORKFLOW_START', async () => {
+        const store = await open();
+        const log = fakeWorkflowLog('wf-2');
+        await store.appendWorkflow!('wf-2', log.slice(0, 3));
+        await store.appendWorkflow!('wf-2', log.slice(1, 4));
+        expect(await store.workflowEvents!('wf-2')).toEqual(log.slice(0, 4));
+        const changed = { ...log[2]!, payload: { node: 'other' } } as StoredWorkflowEvent;
+        await expectCode(() => store.appendWorkflow!('wf-2', [changed]), 'OAO_ERR_LOG_CONFLICT', { workflowRunId: 'wf-2', seq: 2 });
+        await expectCode(() => store.appendWorkflow!('wf-2', log.slice(5)), 'OAO_ERR_LOG_CONFLICT', { seq: 5 });
+        await expectCode(() => store.appendWorkflow!('wf-3', fakeWorkflowLog('wf-3').slice(1, 2)), 'OAO_ERR_LOG_CONFLICT', { seq: 1 });
+        await expectCode(() => store.appendWorkflow!('wf-4', [{ ...fakeWorkflowLog('wf-4')[1]!, seq: 0 }]), 'OAO_ERR_LOG_CONFLICT', { seq: 0 });
+        await expectCode(() => store.appendWorkflow!('wf-5', fakeWorkflowLog('wf-other').slice(0, 1)), 'OAO_ERR_LOG_CONFLICT');
+        expect(await store.workflowEvents!('wf-2')).toEqual(log.slice(0, 4));
+        expect(await store.workflowEvents!('wf-3')).toEqual([]);
+      });
+
+      it('refuses arguments that are not a workflow run id and an array of stored workflow events', async () => {
+        const store = await open();
+        await expectCode(() => store.appendWorkflow!('', []), 'OAO_ERR_INVALID_ARGUMENT', { field: 'workflowRunId' });
+        await expectCode(() => store.appendWorkflow!('wf', 'nope' as never), 'OAO_ERR_INVALID_ARGUMENT', { field: 'events' });
+        await expectCode(() => store.appendWorkflow!('wf', [{ type: 'RUN_EVENT', seq: 0 }] as never), 'OAO_ERR_INVALID_ARGUMENT', { field: 'events' });
+        await expectCode(() => store.workflowEvents!(42 as never), 'OAO_ERR_INVALID_ARGUMENT', { field: 'workflowRunId' });
+        await expectCode(() => store.workflowEvents!('wf', { fromSeq: -1 }), 'OAO_ERR_INVALID_ARGUMENT', { field: 'fromSeq' });
+      });
+
+      it('keeps a workflow log across a reopen', async () => {
+        if (factory.reopen === undefined) return;
+        const store = await open();
+        const log = fakeWorkflowLog('wf-kept');
+        await store.appendWorkflow!('wf-kept', log);
+        await store.close();
+        const reopened = await factory.reopen();
+        opened.push(reopened);
+        expect(await reopened.workflowEvents!('wf-kept')).toEqual(log);
+      });
     });
 
     describe('append and events', () => {

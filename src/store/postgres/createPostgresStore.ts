@@ -3,6 +3,7 @@ import type { Pool, QueryResultRow } from 'pg';
 import { requirePackages } from '../../cli/optionalPackages.js';
 import { OaoError } from '../../errors.js';
 import type { OaoEvent } from '../../events/schema.js';
+import type { StoredWorkflowEvent } from '../../events/workflowSchema.js';
 import { invalidOption, positiveIntegerOption, typeOf } from '../../options.js';
 import type { ExecutionReport } from '../../report/schema.js';
 import { leaseChange, leaseHeld, type LeaseChange } from '../leaseChange.js';
@@ -33,6 +34,7 @@ import {
   storeClosed,
   storeOptions,
 } from '../storeArguments.js';
+import { decodeWorkflowRows, encodeWorkflowEvent, newWorkflowEvents, workflowAppendArguments, workflowRunIdArgument } from '../workflowLogRows.js';
 import { isSchemaName, migrate, quoteIdentifier } from './migrations.js';
 import { toStoreError } from './storeError.js';
 
@@ -96,6 +98,8 @@ export interface PostgresRunStore extends RunStore {
   releaseLease(lease: Lease): Promise<void>;
   charge(scope: string, window: string, amounts: Readonly<Record<string, number>>): Promise<Readonly<Record<string, number>>>;
   counters(scope: string, window: string): Promise<Readonly<Record<string, number>>>;
+  appendWorkflow(workflowRunId: string, events: readonly StoredWorkflowEvent[]): Promise<void>;
+  workflowEvents(workflowRunId: string, options?: { readonly fromSeq?: number }): Promise<readonly StoredWorkflowEvent[]>;
   close(): Promise<void>;
 }
 
@@ -281,7 +285,46 @@ class PostgresStore implements PostgresRunStore {
     this.#runs = `${schema}.oao_runs`;
     this.#leases = `${schema}.oao_leases`;
     this.#prefix = `oao_${createHash('sha256').update(settings.schema).digest('hex').slice(0, 12)}_`;
-    this.#sql = statements(this.#runs, `${schema}.oao_events`, this.#leases, `${schema}.oao_counters`);
+    this.#sql = statements(this.#runs, `${schema}.oao_events`, this.#leases, `${schema}.oao_counters`, `${schema}.oao_workflow_events`);
+  }
+
+  /**
+   * Reads the log's length (and the texts a retried batch overlaps), then inserts the new events
+   * in one statement that writes only while the log still ends there; a writer that got there
+   * first makes it read again.
+   */
+  async appendWorkflow(workflowRunId: string, events: readonly StoredWorkflowEvent[]): Promise<void> {
+    this.#checkOpen();
+    workflowAppendArguments(workflowRunId, events);
+    if (events.length === 0) return;
+    const first = (events[0] as StoredWorkflowEvent).seq;
+    const last = (events[events.length - 1] as StoredWorkflowEvent).seq;
+    for (let round = 0; round < MAX_APPEND_ROUNDS; round++) {
+      const answer = await this.#run<{ stored: number; seq: number | null; body: string | null }>('appendWorkflow', this.#sql.workflowRange, [workflowRunId, first, last]);
+      const stored = answer.rows[0]?.stored ?? 0;
+      const texts = new Map<number, string>();
+      for (const row of answer.rows) if (row.seq !== null && row.body !== null) texts.set(row.seq, row.body);
+      const fresh = newWorkflowEvents(workflowRunId, events, stored, (seq) => texts.get(seq));
+      if (fresh.length === 0) return;
+      const bodies = fresh.map((event) => encodeWorkflowEvent(event));
+      try {
+        const inserted = await this.#query(this.#sql.appendWorkflow, [workflowRunId, stored, bodies, STORE_SCHEMA_VERSION]);
+        if (inserted.rowCount === fresh.length) return;
+      } catch (error) {
+        // Another writer inserted the same seq between the read and the insert: read again.
+        if (sqlStateOf(error) !== '23505') throw toStoreError(error, 'appendWorkflow');
+      }
+    }
+    throw new OaoError('OAO_ERR_LOG_CONFLICT', `Cannot append to workflow run "${workflowRunId}": other writers kept appending to it`, { details: { workflowRunId, seq: first } });
+  }
+
+  async workflowEvents(workflowRunId: string, options?: { readonly fromSeq?: number }): Promise<readonly StoredWorkflowEvent[]> {
+    this.#checkOpen();
+    workflowRunIdArgument(workflowRunId);
+    const fromSeq = fromSeqOption(options);
+    if (fromSeq > MAX_SEQ) return [];
+    const answer = await this.#run<{ seq: number; version: number; body: string }>('workflowEvents', this.#sql.workflowEvents, [workflowRunId, fromSeq]);
+    return decodeWorkflowRows(workflowRunId, answer.rows, fromSeq);
   }
 
   async append(executionId: string, events: readonly OaoEvent[], options?: AppendOptions): Promise<void> {
@@ -614,8 +657,28 @@ class PostgresStore implements PostgresRunStore {
   }
 }
 
-function statements(runs: string, events: string, leases: string, counters: string) {
+function statements(runs: string, events: string, leases: string, counters: string, workflowEvents: string) {
   return {
+    /** A workflow log's length, with the stored texts of seqs $2..$3. */
+    workflowRange: {
+      name: 'workflow_range',
+      text: `
+        SELECT (SELECT count(*)::integer FROM ${workflowEvents} WHERE workflow_run_id = $1) AS stored, e.seq, e.body
+        FROM (SELECT 1) AS one LEFT JOIN ${workflowEvents} e ON e.workflow_run_id = $1 AND e.seq BETWEEN $2 AND $3`,
+    },
+    /** Appends $3 at seq $2 onwards, only while the log holds exactly $2 events. */
+    appendWorkflow: {
+      name: 'append_workflow',
+      text: `
+        INSERT INTO ${workflowEvents} (workflow_run_id, seq, version, body)
+        SELECT $1, $2::integer + item.ord::integer - 1, $4::smallint, item.body
+        FROM unnest($3::text[]) WITH ORDINALITY AS item(body, ord)
+        WHERE (SELECT count(*) FROM ${workflowEvents} WHERE workflow_run_id = $1) = $2::integer`,
+    },
+    workflowEvents: {
+      name: 'workflow_events',
+      text: `SELECT seq, version, body FROM ${workflowEvents} WHERE workflow_run_id = $1 AND seq >= $2 ORDER BY seq`,
+    },
     /**
      * Appends a batch in one statement. $1 run, $2 first seq, $3 event texts, $4 row format,
      * $5/$6 lease owner and token (NULL: no lease), $7/$8 agent and start (EXECUTION_START in the

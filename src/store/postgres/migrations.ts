@@ -64,6 +64,19 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    sql: (s) => `
+      -- Workflow logs, beside the run logs: one row per event of a workflow run's own log.
+      CREATE TABLE ${s}.oao_workflow_events (
+        workflow_run_id text COLLATE "C" NOT NULL,
+        seq             integer NOT NULL,
+        version         smallint NOT NULL,
+        body            text NOT NULL,
+        PRIMARY KEY (workflow_run_id, seq)
+      );
+    `,
+  },
 ];
 
 /** The newest schema version this runtime creates and reads. */

@@ -28,6 +28,8 @@ import {
   runId,
   storeOptions,
 } from '../storeArguments.js';
+import type { StoredWorkflowEvent } from '../../events/workflowSchema.js';
+import { decodeWorkflowRows, encodeWorkflowEvent, newWorkflowEvents, workflowAppendArguments, workflowRunIdArgument } from '../workflowLogRows.js';
 import { loadBetterSqlite } from './loadBetterSqlite.js';
 import { MAX_SEQ, SEQ_SPAN, migrate } from './migrations.js';
 import { sqliteFailure } from './sqliteFailure.js';
@@ -254,6 +256,12 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     return events;
   });
 
+  const appendWorkflowBatch = db.transaction((workflowRunId: string, events: readonly StoredWorkflowEvent[]): void => {
+    const stored = (sql.workflowCount.get(workflowRunId) as number | null | undefined) ?? 0;
+    const fresh = newWorkflowEvents(workflowRunId, events, stored, (seq) => sql.workflowBody.get(workflowRunId, seq) as string | undefined);
+    for (const event of fresh) sql.insertWorkflowEvent.run(workflowRunId, event.seq, STORE_SCHEMA_VERSION, encodeWorkflowEvent(event));
+  });
+
   const acquire = db.transaction((executionId: string, owner: string, ttlMs: number): Lease | undefined => takeLease(executionId, owner, ttlMs, false));
 
   const prune = db.transaction((): number => {
@@ -337,6 +345,19 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
       runId(executionId);
       const fromSeq = fromSeqOption(readOptions);
       return guarded('events', executionId, () => readLog.deferred(executionId, fromSeq));
+    },
+
+    appendWorkflow(workflowRunId, events) {
+      workflowAppendArguments(workflowRunId, events);
+      guarded('appendWorkflow', undefined, () => appendWorkflowBatch.immediate(workflowRunId, events));
+    },
+
+    workflowEvents(workflowRunId, readOptions) {
+      workflowRunIdArgument(workflowRunId);
+      const fromSeq = fromSeqOption(readOptions);
+      return guarded('workflowEvents', undefined, () =>
+        decodeWorkflowRows(workflowRunId, sql.workflowEventsFrom.all(workflowRunId, fromSeq) as LogRow[], fromSeq),
+      );
     },
 
     report(executionId) {
@@ -491,6 +512,11 @@ function prepareStatements(db: Database) {
     deleteEvents: db.prepare(`DELETE FROM events WHERE event_key BETWEEN ${eventKey('?', '0')} AND ${eventKey('?', String(MAX_SEQ))}`),
     deleteLease: db.prepare('DELETE FROM leases WHERE execution_id = ?'),
     deleteRun: db.prepare('DELETE FROM runs WHERE run_key = ?'),
+    // Counts the rows: a log always holds seq 0 .. n-1 (appends leave no gap).
+    workflowCount: db.prepare('SELECT COUNT(*) FROM workflow_events WHERE workflow_run_id = ?').pluck(),
+    workflowBody: db.prepare('SELECT body FROM workflow_events WHERE workflow_run_id = ? AND seq = ?').pluck(),
+    workflowEventsFrom: db.prepare('SELECT seq, version, body FROM workflow_events WHERE workflow_run_id = ? AND seq >= ? ORDER BY seq'),
+    insertWorkflowEvent: db.prepare('INSERT INTO workflow_events (workflow_run_id, seq, version, body) VALUES (?, ?, ?, ?)'),
   };
 }
 

@@ -124,6 +124,20 @@ export const sqliteMigrations: readonly SqliteMigration[] = [
       CREATE INDEX runs_by_finish ON runs (finished_ms) WHERE outcome IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    description: 'workflow logs, in a table of their own beside the run logs',
+    sql: `
+      CREATE TABLE workflow_events (
+        workflow_run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        -- the row format (STORE_SCHEMA_VERSION) the event was written with
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (workflow_run_id, seq)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** Row keys of events: a run's key times SEQ_SPAN plus the event's seq. */

@@ -284,6 +284,16 @@ export const errorRegistry = {
     retryable: true,
     message: 'The remote agent did not answer within its time limit',
   },
+  OAO_ERR_TENANT_BUDGET: {
+    status: 429,
+    retryable: true,
+    message: "The tenant's budget for the current window is spent; try again when the window moves on",
+  },
+  OAO_ERR_UNKNOWN_TENANT: {
+    status: 404,
+    retryable: false,
+    message: 'No tenant with that id is known to this server',
+  },
   OAO_ERR_INTERNAL: {
     status: 500,
     retryable: true,

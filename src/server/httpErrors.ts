@@ -26,6 +26,11 @@ function fromOaoError(error: OaoError): HttpError {
   const headers: Record<string, string> = {};
   if (error.code === 'OAO_ERR_UNAUTHORIZED') headers['www-authenticate'] = 'Bearer realm="oao"';
   if (error.code === 'OAO_ERR_TOO_MANY_RUNS' || error.code === 'OAO_ERR_STORE_UNAVAILABLE') headers['retry-after'] = '1';
+  if (error.code === 'OAO_ERR_TENANT_BUDGET') {
+    // Whole seconds until spend leaves the tenant's window (its end, for a calendar window).
+    const ms = error.details?.retryAfterMs;
+    headers['retry-after'] = String(typeof ms === 'number' && Number.isFinite(ms) ? Math.max(1, Math.ceil(ms / 1000)) : 1);
+  }
   return { status: error.status, body: errorBody(error.code, error.message, error.details), headers };
 }
 

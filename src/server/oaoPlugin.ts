@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
+import { TenantBudgets } from '../tenants/TenantBudgets.js';
 import { apiPlugin } from './apiPlugin.js';
 import { checkedSerializerCompiler } from './checkedSerializerCompiler.js';
 import { dashboardPlugin } from './dashboard/dashboardPlugin.js';
@@ -101,6 +102,14 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
     done();
   });
   app.addHook('preClose', () => service.close());
+  // Every tenant's spend in its current window, read from the store before the first request.
+  const tenants =
+    resolved.tenants.size === 0
+      ? undefined
+      : new TenantBudgets(resolved.tenants, resolved.store, () => resolved.clock?.now() ?? Date.now(), (error) =>
+          app.log.error({ err: error }, "a tenant's spend could not be written to the run store"),
+        );
+  if (tenants !== undefined) app.addHook('onReady', () => tenants.load());
 
   const secured = resolved.apiKeys.length > 0;
   await registerDocs(app, { secured, basePath });
@@ -116,7 +125,15 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
           store: resolved.store,
           inspect: resolved.inspect,
         });
-  await app.register(apiPlugin, { service, basePath, apiKeys: resolved.apiKeys, approverKeys: resolved.approverKeys, workflows });
+  await app.register(apiPlugin, {
+    service,
+    basePath,
+    apiKeys: resolved.apiKeys,
+    approverKeys: resolved.approverKeys,
+    workflows,
+    tenants,
+    adminKeys: resolved.adminKeys,
+  });
   if (resolved.dashboard) await app.register(dashboardPlugin, { secured, basePath });
 }
 

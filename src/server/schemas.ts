@@ -497,3 +497,33 @@ export const budgetRaiseResponseSchema = component(
   'BudgetRaise',
 );
 export type BudgetRaiseResponse = z.infer<typeof budgetRaiseResponseSchema>;
+
+const tenantSpendSchema = z.object({
+  runs: z.number().int(),
+  steps: z.number().int(),
+  tokens: z.number().int(),
+  toolCalls: z.number().int(),
+  costMicros: described(z.number().int(), 'US dollars of model calls, in integer micro-dollars.'),
+});
+
+export const tenantParamsSchema = z.object({ id: described(z.string().min(1).max(100), 'The tenant id.') });
+
+export const tenantUsageSchema = component(
+  z.object({
+    tenant: z.string(),
+    window: described(z.string(), '`day` or `month` (calendar, UTC), or `rolling:<ms>`.'),
+    windowStart: described(z.string(), 'Where the counted spend starts (ISO-8601, UTC).'),
+    windowEnd: described(z.string().nullable(), 'When a calendar window ends (ISO-8601, UTC); null for a rolling one.'),
+    spent: tenantSpendSchema.extend({ costUsd: z.number() }),
+    limits: z.object({
+      maxRuns: z.number().int().nullable(),
+      maxSteps: z.number().int().nullable(),
+      maxTokens: z.number().int().nullable(),
+      maxToolCalls: z.number().int().nullable(),
+      maxCostUsd: z.number().nullable(),
+    }),
+    reserved: described(z.object({ tokens: z.number().int(), costMicros: z.number().int() }), 'Held right now by running model calls of the tenant on this server.'),
+  }),
+  'TenantUsage',
+  "A tenant's spend in its current budget window, against its limits (null: no limit).",
+);

@@ -14,6 +14,8 @@ import { checkAgent } from '../runtime/prepareRun.js';
 import { createMemoryStore } from '../store/createMemoryStore.js';
 import type { RunStore } from '../store/RunStore.js';
 import type { RunQueue } from '../queue/createQueue.js';
+import type { TenantBudgetOptions } from '../tenants/tenantBudget.js';
+import { DEFAULT_TENANT, TenantKeyTable, type TenantKeyOptions, type TenantTable } from '../tenants/tenantKeys.js';
 
 export interface ServerLimits {
   /**
@@ -62,8 +64,20 @@ export interface OaoPluginOptions {
    * `Authorization: Bearer <key>`. When absent, read from env `OAO_API_KEYS` (comma-separated).
    * A key is a string, or `{ name, key }`: a named key's name is who decided on a tool call
    * decided with it (`by` in the run's approvals), and what `approverKeys` may list.
+   *
+   * Keys belong to tenants: `{ name?, key, tenant, budget? }` in the list, or the map form
+   * `{ [key]: { tenant, name?, budget? } }`. A run a key starts is its tenant's, charged to the
+   * tenant's budget (`budget`: `{ window, maxTokens?, maxCostUsd?, maxToolCalls?, maxSteps?,
+   * maxRuns? }`, see docs/budgets.md#tenants); a client cannot choose another tenant. Keys given
+   * without a tenant belong to the tenant `default`.
    */
-  readonly apiKeys?: readonly (string | ApiKey)[];
+  readonly apiKeys?: readonly (string | ApiKey)[] | Readonly<Record<string, TenantKeyOptions>>;
+  /**
+   * The keys (by name, or the key itself) that see and manage every tenant: `GET
+   * /tenants/:id/usage` of any tenant. Any other key sees only its own tenant's. Needs `apiKeys`.
+   * @default none
+   */
+  readonly adminKeys?: readonly string[];
   /**
    * The keys that may approve or deny tool calls (`POST /runs/:id/approvals/:callId`), by name
    * (or, for a key without one, the key itself); any other key is answered 403
@@ -141,6 +155,10 @@ export interface ApiKey {
   readonly name?: string;
   /** The bearer key itself: visible ASCII, no spaces. */
   readonly key: string;
+  /** The tenant whose runs the key starts and whose usage it sees. @default 'default' */
+  readonly tenant?: string;
+  /** The tenant's budget (every key of a tenant that states one must state the same). */
+  readonly budget?: TenantBudgetOptions;
 }
 
 /** The options of `createServer` and `startServer`: the plugin's, plus the Fastify instance's logger. */
@@ -170,6 +188,10 @@ export interface ResolvedServerOptions {
   readonly apiKeys: readonly ApiKey[];
   /** The keys (themselves) that may decide on tool calls; undefined: every valid key may. */
   readonly approverKeys: ReadonlySet<string> | undefined;
+  /** Every tenant a key names, with its budget when it has one (empty without keys). */
+  readonly tenants: TenantTable;
+  /** The keys (themselves) that see every tenant. */
+  readonly adminKeys: ReadonlySet<string>;
   readonly store: RunStore;
   readonly runLeaseTtlMs: number;
   readonly resumeInterrupted: boolean;
@@ -190,7 +212,7 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
   const policy = options.policy instanceof StrictPolicy ? options.policy : new StrictPolicy(options.policy ?? {});
   const limits = options.limits ?? {};
   if (typeof limits !== 'object' || limits === null) throw invalidOption('limits', `Expected limits to be an object, got ${typeOf(limits)}`);
-  const apiKeys = resolveApiKeys(options.apiKeys, env);
+  const { keys: apiKeys, tenants } = resolveTenantKeys(options.apiKeys, env);
   const resolved = {
     agents: resolveAgents(options.agents),
     policy,
@@ -204,6 +226,8 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
     },
     apiKeys,
     approverKeys: resolveApproverKeys(options.approverKeys, apiKeys),
+    tenants,
+    adminKeys: resolveNamedKeys(options.adminKeys, apiKeys, 'adminKeys') ?? new Set<string>(),
     store: resolveStore(options.store),
     runLeaseTtlMs: positiveIntegerOption(options.runLeaseTtlMs ?? DEFAULT_RUN_LEASE_TTL_MS, 'runLeaseTtlMs'),
     logger: resolveLogger(options.logger),
@@ -222,7 +246,43 @@ export function resolveServerOptions(options: ServerOptions, env: NodeJS.Process
  * comma-separated env `OAO_API_KEYS`. Each is returned as `{ key }` or `{ name, key }`, in the
  * order given, once per key.
  */
-export function resolveApiKeys(keys: readonly (string | ApiKey)[] | undefined, env: NodeJS.ProcessEnv = process.env): readonly ApiKey[] {
+export function resolveApiKeys(keys: ServerOptions['apiKeys'], env: NodeJS.ProcessEnv = process.env): readonly ApiKey[] {
+  return resolveTenantKeys(keys, env).keys;
+}
+
+/** The keys a server accepts, and the tenants they name with their budgets. */
+export function resolveTenantKeys(keys: ServerOptions['apiKeys'], env: NodeJS.ProcessEnv = process.env): { readonly keys: readonly ApiKey[]; readonly tenants: TenantTable } {
+  if (typeof keys === 'object' && keys !== null && !Array.isArray(keys)) {
+    // The map form: { [key]: { tenant, name?, budget? } }.
+    const entries = Object.entries(keys as Record<string, unknown>).map(([key, entry], index) => {
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+        throw invalidOption(`apiKeys.${index}`, `Entry ${index} of apiKeys must be { tenant, name?, budget? }, got ${typeOf(entry)}`);
+      }
+      const unknown = Object.keys(entry).find((field) => field !== 'tenant' && field !== 'name' && field !== 'budget');
+      if (unknown !== undefined) throw invalidOption(`apiKeys.${index}.${unknown}`, `Unknown field "${unknown}" in entry ${index} of apiKeys: expected tenant, name or budget`);
+      if ((entry as { tenant?: unknown }).tenant === undefined) throw invalidOption(`apiKeys.${index}.tenant`, `Entry ${index} of apiKeys needs a tenant`);
+      return { ...entry, key };
+    });
+    return tenantKeys(checkKeys(entries, 'apiKeys'), entries);
+  }
+  const checked = resolveKeyList(keys, env);
+  return tenantKeys(checked, Array.isArray(keys) ? (keys as readonly unknown[]) : checked);
+}
+
+function tenantKeys(checked: readonly ApiKey[], given: readonly unknown[]): { readonly keys: readonly ApiKey[]; readonly tenants: TenantTable } {
+  const table = new TenantKeyTable();
+  const tenantOf = new Map<string, string>();
+  given.forEach((entry, index) => {
+    const named = typeof entry === 'object' && entry !== null;
+    const key = named ? (entry as { key: string }).key : (entry as string);
+    const tenant = table.add(key, named ? (entry as { tenant?: unknown }).tenant : undefined, named ? (entry as { budget?: unknown }).budget : undefined, `apiKeys.${index}`);
+    tenantOf.set(key, tenant);
+  });
+  const keys = checked.map((apiKey) => Object.freeze({ ...apiKey, tenant: tenantOf.get(apiKey.key) ?? DEFAULT_TENANT }));
+  return { keys: Object.freeze(keys), tenants: checked.length === 0 ? new Map() : table.tenants() };
+}
+
+function resolveKeyList(keys: readonly (string | ApiKey)[] | undefined, env: NodeJS.ProcessEnv): readonly ApiKey[] {
   if (keys === undefined) {
     const fromEnv = (env.OAO_API_KEYS ?? '')
       .split(',')
@@ -230,7 +290,7 @@ export function resolveApiKeys(keys: readonly (string | ApiKey)[] | undefined, e
       .filter((key) => key.length > 0);
     return checkKeys(fromEnv, 'OAO_API_KEYS');
   }
-  if (!Array.isArray(keys)) throw invalidOption('apiKeys', `Expected apiKeys to be an array of keys (strings or { name, key }), got ${typeOf(keys)}`);
+  if (!Array.isArray(keys)) throw invalidOption('apiKeys', `Expected apiKeys to be an array of keys (strings or { name, key, tenant? }) or a map of key to { tenant }, got ${typeOf(keys)}`);
   return checkKeys(keys, 'apiKeys');
 }
 
@@ -256,6 +316,8 @@ function checkKeys(keys: readonly unknown[], source: string): readonly ApiKey[] 
       throw invalidOption(`${field}.name`, `API key ${index} of ${source} is given twice, with different names`);
     }
     byKey.set(key, Object.freeze(name === undefined ? { key } : { name, key }));
+    const extra = named ? Object.keys(entry).find((field) => !['name', 'key', 'tenant', 'budget'].includes(field)) : undefined;
+    if (extra !== undefined) throw invalidOption(`${field}.${extra}`, `Unknown field "${extra}" in API key ${index} of ${source}: expected name, key, tenant or budget`);
   });
   return Object.freeze([...byKey.values()]);
 }
@@ -265,17 +327,25 @@ function checkKeys(keys: readonly unknown[], source: string): readonly ApiKey[] 
  * by their name (every key of that name), or is one of its keys.
  */
 function resolveApproverKeys(approvers: unknown, apiKeys: readonly ApiKey[]): ReadonlySet<string> | undefined {
+  return resolveNamedKeys(approvers, apiKeys, 'approverKeys');
+}
+
+/** The keys an option like `approverKeys` or `adminKeys` names (by name or as the key itself). */
+function resolveNamedKeys(approvers: unknown, apiKeys: readonly ApiKey[], option: 'approverKeys' | 'adminKeys'): ReadonlySet<string> | undefined {
   if (approvers === undefined) return undefined;
-  if (!Array.isArray(approvers)) throw invalidOption('approverKeys', `Expected approverKeys to be an array of key names, got ${typeOf(approvers)}`);
+  if (!Array.isArray(approvers)) throw invalidOption(option, `Expected ${option} to be an array of key names, got ${typeOf(approvers)}`);
   if (approvers.length > 0 && apiKeys.length === 0) {
-    throw invalidOption('approverKeys', 'approverKeys says which API keys may decide on tool calls: set apiKeys too (without keys no request says who sent it)');
+    throw invalidOption(
+      option,
+      `${option} says which API keys may ${option === 'adminKeys' ? 'see every tenant' : 'decide on tool calls'}: set apiKeys too (without keys no request says who sent it)`,
+    );
   }
   const allowed = new Set<string>();
   approvers.forEach((entry: unknown, index) => {
     const matching = typeof entry === 'string' ? apiKeys.filter((apiKey) => apiKey.name === entry || apiKey.key === entry) : [];
     // The entry is not echoed: one that matches nothing may be a mistyped secret.
     if (matching.length === 0) {
-      throw invalidOption(`approverKeys.${index}`, `approverKeys.${index} matches no key of apiKeys: give a key's name, or the key itself for a key without a name`);
+      throw invalidOption(`${option}.${index}`, `${option}.${index} matches no key of apiKeys: give a key's name, or the key itself for a key without a name`);
     }
     for (const apiKey of matching) allowed.add(apiKey.key);
   });

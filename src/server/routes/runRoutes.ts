@@ -1,11 +1,13 @@
 import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
 import { executionReportSchema } from '../../report/schema.js';
 import type { RunService } from '../RunService.js';
+import type { TenantBudgets } from '../../tenants/TenantBudgets.js';
+import { admitTenant, chargeTenant, refundOnFailure } from './tenantRoutes.js';
 import { runMultiRequestSchema, runMultiResponseSchema, runRequestSchema } from '../schemas.js';
 import { errorResponses, jsonResponse } from './errorResponses.js';
 
 /** POST /run and POST /run-multi: run and wait for the report(s). */
-export const runRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app, { service }, done) => {
+export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?: TenantBudgets | undefined }> = (app, { service, tenants }, done) => {
   app.post(
     '/run',
     {
@@ -22,7 +24,9 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app
       },
     },
     async (request) => {
-      const { finished } = await service.start(request.body);
+      const ledger = admitTenant(tenants, request, 1);
+      const { finished } = await refundOnFailure(ledger, 1, service.start(request.body));
+      chargeTenant(ledger, finished);
       return finished;
     },
   );
@@ -41,7 +45,13 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService }> = (app
         response: { 200: jsonResponse('One report per job', runMultiResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429, 503) },
       },
     },
-    (request) => service.runMulti(request.body),
+    (request) => {
+      const jobs = Array.isArray(request.body.agents) ? request.body.agents.length : Object.keys(request.body.agents).length;
+      const ledger = admitTenant(tenants, request, jobs);
+      const answer = refundOnFailure(ledger, jobs, service.runMulti(request.body));
+      chargeTenant(ledger, answer.then((batch) => Object.values(batch.reports)));
+      return answer;
+    },
   );
   done();
 };

@@ -1,5 +1,7 @@
 import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
 import type { RunService } from '../RunService.js';
+import type { TenantBudgets } from '../../tenants/TenantBudgets.js';
+import { admitTenant, chargeTenant, refundOnFailure } from './tenantRoutes.js';
 import {
   cancelRequestSchema,
   cancelResponseSchema,
@@ -17,7 +19,7 @@ import { errorResponses, jsonResponse } from './errorResponses.js';
  * API is mounted (the prefix it is registered under, '' at the root): the URLs it answers with
  * start with it.
  */
-export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePath: string }> = (app, { service, basePath }, done) => {
+export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePath: string; tenants?: TenantBudgets | undefined }> = (app, { service, basePath, tenants }, done) => {
   app.post(
     '/runs',
     {
@@ -33,7 +35,9 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
       },
     },
     async (request, reply) => {
-      const { executionId, effectivePolicy } = await service.start(request.body);
+      const ledger = admitTenant(tenants, request, 1);
+      const { executionId, effectivePolicy, finished } = await refundOnFailure(ledger, 1, service.start(request.body));
+      chargeTenant(ledger, finished);
       const statusUrl = `${basePath}/runs/${encodeURIComponent(executionId)}`;
       return reply.code(202).header('location', statusUrl).send({
         executionId,

@@ -1,0 +1,68 @@
+import { OaoError } from '../errors.js';
+import type { RunStore } from '../store/RunStore.js';
+import { checkTenantBudget, type TenantBudgetLimits } from './tenantBudget.js';
+import { TenantLedger, type TenantUsage } from './TenantLedger.js';
+
+export { TenantLedger };
+import type { TenantTable } from './tenantKeys.js';
+
+/** The window of a tenant that has no budget: its usage is still kept, per calendar month. */
+const UNLIMITED: TenantBudgetLimits = checkTenantBudget({ window: 'month' }, 'budget');
+
+/**
+ * The ledgers of a server's tenants: one per tenant its keys name, kept in the run store's
+ * counters. A tenant without a budget has its usage kept per calendar month, with no limit.
+ */
+export class TenantBudgets {
+  readonly #ledgers = new Map<string, TenantLedger>();
+
+  constructor(tenants: TenantTable, store: RunStore | undefined, now: () => number, onError: (error: unknown) => void) {
+    for (const [tenant, limits] of tenants) this.#ledgers.set(tenant, new TenantLedger(tenant, limits ?? UNLIMITED, store, now, onError));
+  }
+
+  get size(): number {
+    return this.#ledgers.size;
+  }
+
+  /** Reads every tenant's current spend from the store (before the server takes requests). */
+  async load(): Promise<void> {
+    for (const ledger of this.#ledgers.values()) await ledger.load();
+  }
+
+  ledger(tenant: string): TenantLedger | undefined {
+    return this.#ledgers.get(tenant);
+  }
+
+  /**
+   * Lets `runs` runs of `tenant` start, charging them, or throws `OAO_ERR_TENANT_BUDGET` (HTTP 429,
+   * with the seconds until spend leaves the window) when a limit of the tenant's window is reached.
+   */
+  admit(tenant: string, runs = 1): TenantLedger | undefined {
+    const ledger = this.#ledgers.get(tenant);
+    if (ledger === undefined) return undefined;
+    const refusal = ledger.refusal(runs);
+    if (refusal !== undefined) {
+      throw new OaoError('OAO_ERR_TENANT_BUDGET', refusal.message, {
+        details: {
+          tenant,
+          limit: refusal.limit,
+          max: refusal.limit === 'maxCostUsd' ? refusal.max / 1_000_000 : refusal.max,
+          spent: refusal.limit === 'maxCostUsd' ? refusal.spent / 1_000_000 : refusal.spent,
+          retryAfterMs: refusal.retryAfterMs,
+          scope: 'tenant',
+        },
+      });
+    }
+    ledger.charge({ runs });
+    return ledger;
+  }
+
+  /** `GET /tenants/:id/usage`: `OAO_ERR_UNKNOWN_TENANT` for a tenant no key names. */
+  usage(tenant: string): TenantUsage {
+    const ledger = this.#ledgers.get(tenant);
+    if (ledger === undefined) {
+      throw new OaoError('OAO_ERR_UNKNOWN_TENANT', `No API key of this server belongs to a tenant "${tenant}"`, { details: { tenant } });
+    }
+    return ledger.usage();
+  }
+}

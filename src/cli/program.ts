@@ -21,6 +21,7 @@ import { INSPECT_PACKAGES, requirePackages, SERVER_PACKAGES } from './optionalPa
 import { parseSince } from './parseSince.js';
 import { STARTER_FILE, writeStarterModule } from './starterModule.js';
 import { listenFailure } from './startupError.js';
+import { serveApiKeys } from './apiKeysFile.js';
 import { QUEUE_PACKAGES, redisUrl, workerCommand } from './workerCommand.js';
 import { workflowCommand } from './workflowCommand.js';
 import { listStoredRuns, storedRunView, type RunListing, type RunView } from './storedRuns.js';
@@ -90,6 +91,8 @@ interface ServeFlags {
   host: string;
   port: number;
   apiKey?: string[];
+  apiKeysFile?: string;
+  adminKey?: string[];
   maxConcurrentRuns?: number;
   metrics?: boolean;
   dashboard: boolean;
@@ -351,6 +354,8 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
     .option('--host <host>', 'address to listen on; beyond loopback, API keys are required', '127.0.0.1')
     .addOption(new Option('-p, --port <port>', 'port to listen on (0 picks a free one)').default(3000).argParser(port))
     .option('-k, --api-key <key>', 'accept this bearer key (repeatable; also env OAO_API_KEYS, comma-separated)', collect)
+    .option('--api-keys-file <file>', 'accept the keys of this JSON file: a list, or a map of key to { tenant, name?, budget? } (tenants and their budgets)')
+    .option('--admin-key <name>', 'this key (by name, or the key itself) sees every tenant (repeatable)', collect)
     .option('--max-concurrent-runs <n>', 'runs the server executes at once before answering 429', positiveInt('--max-concurrent-runs'))
     .option('--metrics', 'count Prometheus metrics of every run and serve them at GET /metrics')
     .option('--no-dashboard', 'do not serve the live dashboard at /dashboard/')
@@ -370,7 +375,7 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
       await requirePackages('oao serve', SERVER_PACKAGES);
       const { startServer } = await import('../server/index.js');
       const envKeys = (io.env.OAO_API_KEYS ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0);
-      const apiKeys = [...(flags.apiKey ?? []), ...envKeys];
+      const apiKeys = await serveApiKeys(flags.apiKeysFile, [...(flags.apiKey ?? []), ...envKeys], io.cwd);
       const metrics = flags.metrics === true ? (await import('../observability/metrics/index.js')).createMetrics() : undefined;
       const { store, location, notice } =
         requested === undefined
@@ -414,7 +419,8 @@ export function createProgram(io: CliIO, setExit: (code: number) => void, option
           ...(mod.tools === undefined ? {} : { tools: mod.tools }),
           ...(mod.policy === undefined ? {} : { policy: mod.policy }),
           ...(Object.keys(mod.workflows).length === 0 ? {} : { workflows: mod.workflows }),
-          ...(apiKeys.length === 0 ? {} : { apiKeys }),
+          ...(apiKeys === undefined ? {} : { apiKeys }),
+          ...(flags.adminKey === undefined ? {} : { adminKeys: flags.adminKey }),
           ...(flags.maxConcurrentRuns === undefined ? {} : { limits: { maxConcurrentRuns: flags.maxConcurrentRuns } }),
           ...(metrics === undefined ? {} : { metrics }),
           ...(inspector === undefined ? {} : { inspect: inspector.inspect }),

@@ -53,7 +53,8 @@ export async function startServer(options: StartServerOptions): Promise<StartedS
       { details: { host } },
     );
   }
-  const app = await createServer({ ...serverOptions, apiKeys });
+  // The keys as given (tenants and budgets included), or those of the env when none were given.
+  const app = await createServer({ ...serverOptions, apiKeys: serverOptions.apiKeys ?? apiKeys });
   let url: string;
   try {
     url = await app.listen({ host, port });

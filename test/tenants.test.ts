@@ -234,3 +234,22 @@ describe('tenants over HTTP', () => {
     await store.close();
   }, 30_000);
 });
+
+describe('a server without tenants', () => {
+  it('leaves no unhandled rejection behind when a batch request fails', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const app = await serve({ apiKeys: [] });
+      const answer = await app.inject({ method: 'POST', url: '/run-multi', payload: { agents: ['nobody'], task: 'go' } });
+      expect(answer.statusCode).toBe(404);
+      // Rejections nobody handles are reported after the microtasks of the turn that made them.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  }, 20_000);
+});

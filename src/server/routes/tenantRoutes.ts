@@ -56,9 +56,10 @@ export function admitTenant(tenants: TenantBudgets | undefined, request: Fastify
  * their reports state it. A run that never gets a report charges nothing more.
  */
 export function chargeTenant(ledger: TenantLedger | undefined, finished: Promise<ExecutionReport | readonly ExecutionReport[]>): void {
-  if (ledger === undefined) return;
+  // Handled whether or not there is a ledger: a request that fails must not leave a rejection nobody awaits.
   finished.then(
     (answer) => {
+      if (ledger === undefined) return;
       for (const report of Array.isArray(answer) ? (answer as readonly ExecutionReport[]) : [answer as ExecutionReport]) {
         ledger.charge({ steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total, costMicros: report.cost?.micros ?? 0 });
       }

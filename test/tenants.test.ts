@@ -198,7 +198,6 @@ describe('tenants over HTTP', () => {
       windowEnd: '2026-12-02T00:00:00.000Z',
       spent: { runs: 1, steps: 1, tokens: 8, toolCalls: 0, costMicros: 0, costUsd: 0 },
       limits: { maxRuns: 2, maxSteps: null, maxTokens: null, maxToolCalls: null, maxCostUsd: null },
-      reserved: { tokens: 0, costMicros: 0 },
     });
     const other = await app.inject({ method: 'GET', url: '/tenants/acme/usage', headers: bearer('beta-key') });
     expect([other.statusCode, other.json().error.code]).toEqual([403, 'OAO_ERR_FORBIDDEN']);

@@ -522,7 +522,6 @@ export const tenantUsageSchema = component(
       maxToolCalls: z.number().int().nullable(),
       maxCostUsd: z.number().nullable(),
     }),
-    reserved: described(z.object({ tokens: z.number().int(), costMicros: z.number().int() }), 'Held right now by running model calls of the tenant on this server.'),
   }),
   'TenantUsage',
   "A tenant's spend in its current budget window, against its limits (null: no limit).",

@@ -47,8 +47,6 @@ export interface TenantUsage {
     readonly maxToolCalls: number | null;
     readonly maxCostUsd: number | null;
   };
-  /** Tokens and micro-dollars held right now by this process's running model calls of the tenant. */
-  readonly reserved: { readonly tokens: number; readonly costMicros: number };
 }
 
 interface SpanTotals {
@@ -69,9 +67,6 @@ interface SpanTotals {
 export class TenantLedger {
   readonly tenant: string;
   readonly limits: TenantBudgetLimits;
-  /** Held by running model calls of this tenant in this process (released when they settle). */
-  reservedTokens = 0;
-  reservedCostMicros = 0;
   readonly #scope: string;
   readonly #store: RunStore | undefined;
   readonly #now: () => number;
@@ -179,9 +174,9 @@ export class TenantLedger {
     return (
       over('maxRuns', limits.maxRuns, spent.runs, spent.runs + runs > (limits.maxRuns ?? Infinity)) ??
       over('maxSteps', limits.maxSteps, spent.steps, spent.steps >= (limits.maxSteps ?? Infinity)) ??
-      over('maxTokens', limits.maxTokens, spent.tokens, spent.tokens + this.reservedTokens >= (limits.maxTokens ?? Infinity)) ??
+      over('maxTokens', limits.maxTokens, spent.tokens, spent.tokens >= (limits.maxTokens ?? Infinity)) ??
       over('maxToolCalls', limits.maxToolCalls, spent.toolCalls, spent.toolCalls >= (limits.maxToolCalls ?? Infinity)) ??
-      over('maxCostUsd', limits.maxCostMicros, spent.costMicros, spent.costMicros + this.reservedCostMicros >= (limits.maxCostMicros ?? Infinity))
+      over('maxCostUsd', limits.maxCostMicros, spent.costMicros, spent.costMicros >= (limits.maxCostMicros ?? Infinity))
     );
   }
 
@@ -222,7 +217,6 @@ export class TenantLedger {
         maxToolCalls: limits.maxToolCalls ?? null,
         maxCostUsd: limits.maxCostMicros === undefined ? null : limits.maxCostMicros / 1_000_000,
       },
-      reserved: { tokens: this.reservedTokens, costMicros: this.reservedCostMicros },
     };
   }
 

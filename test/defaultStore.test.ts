@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SimulatedClock } from 'xstate';
 import { canonicalJson, createMemoryStore, Orchestrator, type AgentContext } from '../src/index.js';
 
 /** The seed's trivial agent. */
@@ -26,10 +27,17 @@ describe('new Orchestrator() records every run in a memory store of its own', ()
   });
 
   it('keeps the 1,000 most recently finished runs', { timeout: 20_000 }, async () => {
-    const orch = new Orchestrator();
+    // One millisecond per run: runs that finish in the same millisecond are ordered by their random
+    // ids, so on the system clock the first run is not always the oldest.
+    const clock = new SimulatedClock();
+    clock.set(Date.UTC(2026, 0, 1));
+    const orch = new Orchestrator({ clock });
     const first = orch.runSync({ agent: dummy, task: 0 });
     let last = first;
-    for (let i = 1; i <= 1_000; i += 1) last = orch.runSync({ agent: dummy, task: i });
+    for (let i = 1; i <= 1_000; i += 1) {
+      clock.increment(1);
+      last = orch.runSync({ agent: dummy, task: i });
+    }
     const store = orch.store;
     expect(await store?.get(first.executionId)).toBeUndefined();
     expect(await store?.report(last.executionId)).toBe(last);

@@ -18,6 +18,7 @@ import type { RunBridge } from '../langchain/runBridge.js';
 import { checkName, checkSteps, gatedAgent, type LoopStepMode } from '../shared/gatedAgent.js';
 import { isGovernanceError } from '../shared/governanceErrors.js';
 import { toolTimer, type ToolTimeoutOptions, type ToolTimer } from '../shared/toolTimeouts.js';
+import { untilAborted } from '../shared/untilAborted.js';
 
 /** Token counts read from an LLM response's `raw` (either may be missing from one chunk). */
 export interface LlamaIndexUsage {
@@ -367,24 +368,6 @@ function replayedOf(call: ModelCall): RecordedResponse {
   return replayed.output as RecordedResponse;
 }
 
-/** Rejects with the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
 
 /** Gathers a streamed response into the message a non-streamed call would have answered. */
 class ResponseCollector {

@@ -70,13 +70,16 @@ interface RunEntry {
   readonly agentName: string;
   /** Whole milliseconds, as lists sort and cursors point. */
   readonly startedAtMs: number;
-  readonly startedAt: string;
+  /** ISO 8601 of `startedAtMs`, formatted the first time a list or a lookup shows the run. */
+  startedAt: string | undefined;
   readonly events: OaoEvent[];
   /** Canonical text of stored events, computed only when a retried append needs to compare. */
   texts: string[] | undefined;
   report: ExecutionReport | undefined;
   /** NaN until the run has its report. */
   finishedAtMs: number;
+  /** Deleted by retention, but still in `#byStart` until the next compaction (lists skip it). */
+  deleted: boolean;
 }
 
 interface LeaseEntry {
@@ -92,8 +95,14 @@ class MemoryStore implements MemoryRunStore {
   readonly #maxAgeMs: number | undefined;
   readonly #now: () => number;
   readonly #runs = new Map<string, RunEntry>();
-  /** Every run, ascending by (start, id): lists walk it from the end. */
-  readonly #byStart: RunEntry[] = [];
+  /**
+   * Every run, ascending by (start, id): lists walk it from the end. Retention marks a deleted
+   * run instead of splicing it out (runs that start in the same millisecond are ordered by their
+   * random ids, so the run to delete is seldom the first); marked runs are dropped in bulk.
+   */
+  #byStart: RunEntry[] = [];
+  /** How many runs in `#byStart` are marked deleted. */
+  #deletedInStart = 0;
   /** Finished runs, ascending by (finish, id): retention deletes from the front. */
   readonly #byFinish: RunEntry[] = [];
   readonly #leases = new Map<string, LeaseEntry>();
@@ -139,11 +148,12 @@ class MemoryStore implements MemoryRunStore {
         executionId,
         agentName: update.agentName ?? '',
         startedAtMs,
-        startedAt: new Date(startedAtMs).toISOString(),
+        startedAt: undefined,
         events: [],
         texts: undefined,
         report: undefined,
         finishedAtMs: Number.NaN,
+        deleted: false,
       };
       this.#runs.set(executionId, entry);
       insertSorted(this.#byStart, entry, byStart);
@@ -218,6 +228,7 @@ class MemoryStore implements MemoryRunStore {
     for (let i = index - 1; i >= 0 && found.length <= limit; i -= 1) {
       const entry = runs[i]!;
       if (since !== undefined && entry.startedAtMs < since) break;
+      if (entry.deleted) continue;
       if (agentName !== undefined && entry.agentName !== agentName) continue;
       const run = this.#view(entry, now);
       if (status !== undefined && run.status !== status) continue;
@@ -321,6 +332,7 @@ class MemoryStore implements MemoryRunStore {
     this.#closed = true;
     this.#runs.clear();
     this.#byStart.length = 0;
+    this.#deletedInStart = 0;
     this.#byFinish.length = 0;
     this.#leases.clear();
     this.#counters.clear();
@@ -349,7 +361,7 @@ class MemoryStore implements MemoryRunStore {
       executionId: entry.executionId,
       agentName: entry.agentName,
       status: runStatus(entry.report, this.#leases.get(entry.executionId)?.expiresAt, now),
-      startedAt: entry.startedAt,
+      startedAt: (entry.startedAt ??= new Date(entry.startedAtMs).toISOString()),
       eventCount: entry.events.length,
     };
     return entry.report === undefined ? run : { ...run, finishedAt: entry.report.finishedAt };
@@ -368,13 +380,18 @@ class MemoryStore implements MemoryRunStore {
   #delete(entry: RunEntry): void {
     this.#runs.delete(entry.executionId);
     this.#leases.delete(entry.executionId);
-    // Runs mostly finish in the order they started: the oldest is usually the one to go.
-    if (this.#byStart[0] === entry) {
-      this.#byStart.shift();
-      return;
+    entry.deleted = true;
+    this.#deletedInStart += 1;
+    const byStart = this.#byStart;
+    while (byStart.length > 0 && byStart[0]!.deleted) {
+      byStart.shift();
+      this.#deletedInStart -= 1;
     }
-    const at = lowerBound(this.#byStart, (other) => byStart(other, entry) >= 0);
-    if (this.#byStart[at] === entry) this.#byStart.splice(at, 1);
+    // Dropped in bulk once they are a quarter of the index: each run is copied O(1) times on average.
+    if (this.#deletedInStart > 32 && this.#deletedInStart * 4 > byStart.length) {
+      this.#byStart = byStart.filter((kept) => !kept.deleted);
+      this.#deletedInStart = 0;
+    }
   }
 }
 

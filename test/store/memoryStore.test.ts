@@ -119,6 +119,38 @@ describe('createMemoryStore', { timeout: 20_000 }, () => {
     expect(page.nextCursor).toBeNull();
   });
 
+  it('lists exactly the runs retention keeps when runs finish out of their start order', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ start: fc.integer({ min: 0, max: 3 }), duration: fc.integer({ min: 0, max: 40 }) }), { minLength: 1, maxLength: 300 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 7 }),
+        (runs, maxRuns, limit) => {
+          const store = createMemoryStore({ maxRuns });
+          const finished = runs.map(({ start, duration }, i) => {
+            // Ids in no particular order against the start times, as random run ids are.
+            const id = `run-${((i * 7919) % 1009).toString().padStart(4, '0')}-${i}`;
+            store.append(id, fakeRun(id, { startedAt: FAKE_EPOCH + start, durationMs: duration }));
+            // fakeRun's report finishes `durationMs` after its start.
+            return { id, start: FAKE_EPOCH + start, finish: FAKE_EPOCH + start + duration };
+          });
+          const byFinish = [...finished].sort((a, b) => b.finish - a.finish || (a.id < b.id ? 1 : -1));
+          const kept = byFinish.slice(0, maxRuns).sort((a, b) => b.start - a.start || (a.id < b.id ? 1 : -1));
+          const listed: string[] = [];
+          let cursor: string | undefined;
+          do {
+            const page = store.list({}, cursor === undefined ? { limit } : { limit, cursor });
+            listed.push(...page.runs.map((run) => run.executionId));
+            cursor = page.nextCursor ?? undefined;
+          } while (cursor !== undefined);
+          expect(listed).toEqual(kept.map((run) => run.id));
+          for (const run of byFinish.slice(maxRuns)) expect(store.get(run.id)).toBeUndefined();
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('records the runs of an Orchestrator (its TSDoc example)', async () => {
     const store = createMemoryStore({ maxRuns: 100 });
     const orchestrator = new Orchestrator({ store });

@@ -1,4 +1,4 @@
-import { Subject, type Observable } from 'rxjs';
+import { Observable, type Subscriber } from 'rxjs';
 import { OaoError } from '../errors.js';
 
 type Hook<E> = (event: E) => unknown;
@@ -7,21 +7,36 @@ type Hook<E> = (event: E) => unknown;
  * Delivers events to an RxJS stream and to typed hooks. A hook that throws, or returns a promise
  * that rejects, is reported to `onHookError` and never reaches the code that emitted the event.
  * Emitting costs almost nothing while nobody listens.
+ *
+ * `events$` behaves as a Subject's `asObservable()` (hot, no replay, completes with the hub), but
+ * events go straight to the subscribers: a run emits a dozen events or more, and a Subject's
+ * `next` allocates a closure for each.
  */
 export class EventHub<E extends { readonly type: string }> {
   readonly events$: Observable<E>;
-  readonly #subject = new Subject<E>();
+  /** Copied on every change, so an emit walks the subscribers as they were when it began. */
+  #subscribers: readonly Subscriber<E>[] = [];
+  #completed = false;
   readonly #hooks = new Map<string, Set<Hook<E>>>();
   readonly #onHookError: (error: unknown, event: E) => void;
 
   constructor(onHookError: (error: unknown, event: E) => void) {
     this.#onHookError = onHookError;
-    this.events$ = this.#subject.asObservable();
+    this.events$ = new Observable<E>((subscriber) => {
+      if (this.#completed) {
+        subscriber.complete();
+        return undefined;
+      }
+      this.#subscribers = [...this.#subscribers, subscriber];
+      return () => {
+        this.#subscribers = this.#subscribers.filter((other) => other !== subscriber);
+      };
+    });
   }
 
   /** Whether anyone listens: emitters may skip building events when not. */
   get observed(): boolean {
-    return this.#subject.observed || this.#hooks.size > 0;
+    return this.#subscribers.length > 0 || this.#hooks.size > 0;
   }
 
   on(type: string, hook: Hook<E>): () => void {
@@ -38,14 +53,19 @@ export class EventHub<E extends { readonly type: string }> {
   }
 
   emit(event: E): void {
-    if (this.#subject.observed) this.#subject.next(event);
+    const subscribers = this.#subscribers;
+    for (let i = 0; i < subscribers.length; i++) subscribers[i]!.next(event);
     if (this.#hooks.size === 0) return;
     this.#call(this.#hooks.get(event.type), event);
     this.#call(this.#hooks.get('*'), event);
   }
 
   complete(): void {
-    this.#subject.complete();
+    if (this.#completed) return;
+    this.#completed = true;
+    const subscribers = this.#subscribers;
+    this.#subscribers = [];
+    for (const subscriber of subscribers) subscriber.complete();
   }
 
   #call(hooks: Set<Hook<E>> | undefined, event: E): void {

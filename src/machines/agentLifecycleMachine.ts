@@ -59,6 +59,8 @@ export const agentLifecycleMachine = setup({
     stopRequested: ({ context }) => context.session.stopping,
     /** A run continued from its log (orch.resume) goes on where the log left it. */
     resumesAt: ({ context }, params: { kind: ResumePointKind }) => context.session.resumeKind === params.kind,
+    /** A new run, not one continued from its log: none of the resume edges can apply. */
+    freshRun: ({ context }) => context.session.resumeKind === undefined,
     hasPlanner: ({ context }) => context.session.hasPlanner,
     hasReviewer: ({ context }) => context.session.hasReviewer,
     canStartStep: ({ context }) => context.session.canStartStep(),
@@ -138,6 +140,8 @@ export const agentLifecycleMachine = setup({
       on: {
         START: [
           { guard: 'stopRequested', target: 'FAILED' },
+          // Checked first so that a new run (nearly every run) does not evaluate every resume edge.
+          { guard: 'freshRun', target: 'PLAN' },
           { guard: { type: 'resumesAt', params: { kind: 'plan' } }, target: 'PLAN' },
           { guard: { type: 'resumesAt', params: { kind: 'step' } }, target: 'EXECUTE.running', actions: 'takeResumeInput' },
           { guard: { type: 'resumesAt', params: { kind: 'retry' } }, target: 'EXECUTE.backingOff', actions: 'takeResumeInput' },

@@ -83,6 +83,12 @@ function gitCommit(): string | undefined {
   }
 }
 
+/**
+ * Which code the bench measures: the built package (`dist/`, what an installed package runs) unless
+ * it runs with `--conditions=oao-source`, which loads the TypeScript sources through tsx instead.
+ */
+const measured = import.meta.resolve('open-agent-orchestrator').endsWith('.ts') ? 'sources (tsx, --conditions=oao-source)' : 'built package (dist/)';
+
 const machine = {
   node: process.version,
   v8: process.versions.v8,
@@ -160,7 +166,7 @@ out.push('');
 out.push(`open-agent-orchestrator ${RUNTIME_VERSION} bench, ${startedAt.toISOString()}`);
 out.push(
   `${machine.node} (V8 ${machine.v8}), ${machine.platform}, ${machine.cpus} x ${machine.cpuModel}, load ${machine.loadavg.join(' ')}; ` +
-    `xstate ${packageVersion('xstate')}, rxjs ${packageVersion('rxjs')}`,
+    `xstate ${packageVersion('xstate')}, rxjs ${packageVersion('rxjs')}; measuring the ${measured}`,
 );
 out.push(
   `time rows: medians of ${timing.repetitions} batches of ~${timing.batchMs} ms per case, interleaved in shuffled order, after ${timing.warmupMs} ms warm-up each` +
@@ -222,6 +228,7 @@ const results = {
   runtimeVersion: RUNTIME_VERSION,
   commit: gitCommit(),
   machine,
+  measured,
   versions: { xstate: packageVersion('xstate'), rxjs: packageVersion('rxjs') },
   options: { quick, filter: filter ?? null, timing },
   wallSeconds: Number(wallSeconds.toFixed(1)),

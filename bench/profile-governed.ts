@@ -11,7 +11,7 @@ import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
  * A steady loop of one bench case, for a CPU profile of it alone:
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
- *     bench/profile-governed.ts [--case governed|memory|sync|bare|langchain] [--seconds 10]
+ *     bench/profile-governed.ts [--case governed|memory|quiet|sync|bare|langchain] [--seconds 10]
  *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
  *
  * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
@@ -29,6 +29,7 @@ const orch = new Orchestrator();
 orch.events$.subscribe(() => {});
 
 const stored = new Orchestrator({ store: createMemoryStore({ maxRuns: 1_000 }) });
+const quiet = new Orchestrator({ store: false });
 
 // The bench's governed LangChain chain (bench/cases/langchain.ts).
 const chain = fromRunnable(
@@ -40,6 +41,7 @@ const ops: Record<string, () => unknown> = {
   langchain: () => orch.run({ agent: chain, task: TOPIC }),
   governed: () => orch.run({ agent, task: TASK }),
   memory: () => stored.run({ agent, task: TASK }),
+  quiet: () => quiet.run({ agent, task: TASK }),
   sync: () => orch.runSync({ agent, task: TASK }),
   bare: () => toPromise(createActor(bareLifecycleMachine, { input: { agent, task: TASK } }).start()),
 };

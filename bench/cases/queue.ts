@@ -122,11 +122,13 @@ async function benchDatabase(): Promise<{ connectionString: string; drop(): Prom
 }
 
 const workerScript = fileURLToPath(new URL('../queueWorker.ts', import.meta.url));
+/** Workers load the same code as the bench: the sources when it runs them, else the built package. */
+const SOURCE_CONDITION = import.meta.resolve('open-agent-orchestrator').endsWith('.ts') ? ['--conditions=oao-source'] : [];
 
 async function startWorkers(count: number, redisUrl: string, postgresUrl: string, queueName: string): Promise<ChildProcess[]> {
   return Promise.all(
     Array.from({ length: count }, async () => {
-      const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', workerScript, redisUrl, postgresUrl, queueName, String(Math.ceil(IN_FLIGHT / count))], {
+      const child = spawn(process.execPath, [...SOURCE_CONDITION, '--import', 'tsx', workerScript, redisUrl, postgresUrl, queueName, String(Math.ceil(IN_FLIGHT / count))], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,8 @@
 import Fastify from 'fastify';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createMetrics, metricsPlugin, type Metrics } from '../src/observability/metrics/index.js';
-import { MultiAgentOrchestrator, Orchestrator, type AgentContext } from '../src/index.js';
+import { createMetrics, DEFAULT_MAX_TENANT_LABELS, metricsPlugin, OTHER_TENANT, type Metrics } from '../src/observability/metrics/index.js';
+import { MultiAgentOrchestrator, OaoError, Orchestrator, type AgentContext } from '../src/index.js';
 import { deferred, flush, runawayAgent } from './helpers.js';
 
 /** `name{labels}` -> value, for every sample line of a Prometheus text exposition. */
@@ -161,6 +161,98 @@ describe('createMetrics with an Orchestrator', () => {
     expect(() => createMetrics({ prefix: 'bad-prefix' })).toThrow(/prefix/);
     expect(() => createMetrics({ registry: {} as Registry })).toThrow(/Registry/);
     expect(() => createMetrics().observe({} as Orchestrator)).toThrow(/events\$/);
+  });
+});
+
+describe('the tenant label', () => {
+  /** Two model calls of one token each way, priced at 1 micro-dollar a call. */
+  const costed = {
+    name: 'costed',
+    async invoke(_task: string, ctx: AgentContext) {
+      for (let call = 0; call < 2; call++) {
+        const model = ctx.beginModelCall({ model: 'm', input: 'x', inputTokens: 1, maxOutputTokens: 1 });
+        await model.ready;
+        model.end('ok', { input: 1, output: 1 });
+      }
+      await ctx.callTool('search', {});
+      return { output: 'done' };
+    },
+  };
+  const pricing = { m: { inputPerMTok: 0.5, outputPerMTok: 0.5 } };
+
+  it("puts the run's tenant on runs, active runs, tokens, tool calls and cost; a run without one has no tenant label", async () => {
+    const metrics = createMetrics();
+    const orch = new Orchestrator({ policy: { maxCostUsd: 1, pricing } });
+    metrics.observe(orch);
+    const gate = deferred();
+    const waiting = orch.start({ agent: { name: 'waiter', invoke: async () => (await gate.promise, 'ok') }, task: 't', tenant: 'acme' });
+    await flush();
+    expect((await read(metrics)).get('oao_active_runs{agent="waiter",tenant="acme"}')).toBe(1);
+    gate.resolve();
+    await waiting.report;
+    await orch.run({ agent: costed, task: 't', tools, tenant: 'acme' });
+    await orch.run({ agent: costed, task: 't', tools, tenant: 'beta' });
+    await orch.run({ agent: costed, task: 't', tools });
+
+    const s = await read(metrics);
+    expect(s.get('oao_active_runs{agent="waiter",tenant="acme"}')).toBe(0);
+    for (const [tenant, labels] of [['acme', ',tenant="acme"'], ['beta', ',tenant="beta"'], ['none', '']] as const) {
+      expect([tenant, s.get(`oao_runs_total{status="SUCCESS",agent="costed",reason="completed"${labels}}`)]).toEqual([tenant, 1]);
+      expect([tenant, s.get(`oao_tokens_total{agent="costed",direction="input"${labels}}`)]).toEqual([tenant, 2]);
+      expect([tenant, s.get(`oao_tool_calls_total{agent="costed",tool="search"${labels}}`)]).toEqual([tenant, 1]);
+      expect([tenant, s.get(`oao_cost_usd_total{agent="costed",model="m"${labels}}`)]).toEqual([tenant, 0.000002]);
+    }
+    // The duration histogram and the denial and violation counters stay without it.
+    expect(s.get('oao_run_duration_seconds_count{agent="costed",status="SUCCESS"}')).toBe(3);
+  });
+
+  it('gives the first maxTenantLabels tenants their own value and counts every later one under tenant="other"', async () => {
+    const metrics = createMetrics({ maxTenantLabels: 2 });
+    const orch = new Orchestrator();
+    metrics.observe(orch);
+    for (const tenant of ['acme', 'beta', 'gamma', 'acme', 'delta']) await orch.run({ agent: echo, task: 't', tenant });
+    await orch.run({ agent: echo, task: 't' });
+    const s = await read(metrics);
+    const runs = (labels: string) => s.get(`oao_runs_total{status="SUCCESS",agent="echo",reason="completed"${labels}}`);
+    expect(runs(',tenant="acme"')).toBe(2);
+    expect(runs(',tenant="beta"')).toBe(1);
+    expect(runs(`,tenant="${OTHER_TENANT}"`)).toBe(2);
+    expect(runs(',tenant="gamma"')).toBeUndefined();
+    expect(runs(',tenant="delta"')).toBeUndefined();
+    // A run without a tenant takes no place.
+    expect(runs('')).toBe(1);
+    expect(OTHER_TENANT).toBe('other');
+    expect(DEFAULT_MAX_TENANT_LABELS).toBe(100);
+  });
+
+  it('shares the cap over every orchestrator and supervisor a metrics object observes', async () => {
+    const metrics = createMetrics({ maxTenantLabels: 1 });
+    const orch = new Orchestrator();
+    const multi = new MultiAgentOrchestrator({ maxConcurrency: 2 });
+    metrics.observe(orch);
+    metrics.observeSupervisor(multi);
+    await orch.run({ agent: echo, task: 't', tenant: 'acme' });
+    await multi.submit([
+      { agent: echo, task: 't', tenant: 'acme' },
+      { agent: echo, task: 't', tenant: 'beta' },
+    ]).reports;
+    const s = await read(metrics);
+    expect(s.get('oao_runs_total{status="SUCCESS",agent="echo",reason="completed",tenant="acme"}')).toBe(2);
+    expect(s.get('oao_runs_total{status="SUCCESS",agent="echo",reason="completed",tenant="other"}')).toBe(1);
+  });
+
+  it('refuses a maxTenantLabels that is not an integer from 1 up with a typed error', () => {
+    for (const value of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '3', null]) {
+      let caught: unknown;
+      try {
+        createMetrics({ maxTenantLabels: value as number });
+      } catch (error) {
+        caught = error;
+      }
+      expect(OaoError.isInstance(caught)).toBe(true);
+      expect(caught).toMatchObject({ code: 'OAO_ERR_INVALID_ARGUMENT', details: { field: 'maxTenantLabels' } });
+    }
+    expect(() => createMetrics({ maxTenantLabels: 1 })).not.toThrow();
   });
 });
 

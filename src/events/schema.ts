@@ -59,6 +59,8 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       policy: policyLimitsSchema,
       tools: z.array(z.string()),
       executionHash: z.string(),
+      /** The tenant the run belongs to (the server's API key's); absent for a run started without one. Not part of executionHash. */
+      tenant: z.string().optional(),
     }),
   ),
   event('STATE_ENTER', z.object({ state: lifecycleStateSchema })),

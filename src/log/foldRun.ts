@@ -16,6 +16,8 @@ export interface RunFold {
   readonly task: unknown;
   readonly policy: PolicyLimits;
   readonly tools: readonly string[];
+  /** The run's tenant, when its EXECUTION_START names one. */
+  readonly tenant?: string;
   /** Timestamp of EXECUTION_START (ms since the epoch). */
   readonly startedAt: number;
   /** The next `seq`: how many events were folded. */
@@ -84,6 +86,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       task: p.task,
       policy: p.policy,
       tools: p.tools,
+      ...(p.tenant === undefined ? {} : { tenant: p.tenant }),
       startedAt: event.timestamp,
       seq: 1,
       state: undefined,

@@ -126,6 +126,7 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
       tools,
       executionId: start.executionId,
       agentName: start.payload.agentName,
+      ...(start.payload.tenant === undefined ? {} : { tenant: start.payload.tenant }),
     },
     {
       policy: StrictPolicy.fromLimits(start.payload.policy),

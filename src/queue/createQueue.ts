@@ -51,6 +51,8 @@ export interface QueuedRunRequest {
    * report. Pass your own to make a retried enqueue idempotent. @default a generated id
    */
   readonly executionId?: string;
+  /** The tenant the run belongs to: recorded in its EXECUTION_START (see `RunRequest.tenant`). @default none */
+  readonly tenant?: string;
 }
 
 /** The producer side of the distributed runtime. */
@@ -168,6 +170,7 @@ class BullRunQueue implements RunQueue {
       agent: request.agent,
       task: request.task,
       ...(request.policy === undefined ? {} : { policy: request.policy }),
+      ...(request.tenant === undefined ? {} : { tenant: request.tenant }),
     });
     await this.withTimeout(
       this.bullQueue.add(data.agent, data, { jobId: data.executionId, removeOnComplete: true, removeOnFail: { count: 10_000 }, attempts: 3, backoff: { type: 'exponential', delay: 500 } }),

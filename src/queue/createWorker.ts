@@ -371,6 +371,7 @@ class JobRunner {
         task: data.task,
         executionId: id,
         signal,
+        ...(data.tenant === undefined ? {} : { tenant: data.tenant }),
         ...(tools === undefined || agent === undefined ? {} : { tools }),
         ...(data.policy === undefined ? {} : { policy: data.policy }),
       };
@@ -443,7 +444,7 @@ class JobRunner {
       if ((await this.#settings.store.report(id)) !== undefined) break;
       if ((await this.#settings.store.get(id)) === undefined) {
         // Never started: record it as a run that failed at once, so it still has a report.
-        await this.#orch.run({ agent: failingAgent(error), agentName: data.agent, task: data.task, executionId: id });
+        await this.#orch.run({ agent: failingAgent(error), agentName: data.agent, task: data.task, executionId: id, ...(data.tenant === undefined ? {} : { tenant: data.tenant }) });
         break;
       }
       try {

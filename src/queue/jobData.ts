@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { policyOptionsSchema } from '../policy/schema.js';
+import { TENANT_ID } from '../tenants/tenantKeys.js';
 
 /**
  * What a queued job carries: a run request by name, never code. The worker looks the agent up in
@@ -11,6 +12,8 @@ export const runJobSchema = z.strictObject({
   agent: z.string().min(1).max(200),
   task: z.unknown().refine((task) => task !== undefined, 'a task is required'),
   policy: policyOptionsSchema.optional(),
+  /** The run's tenant (see `RunRequest.tenant`). Workers older than this field refuse a job that has it. */
+  tenant: z.string().regex(TENANT_ID, 'a tenant id: 1 to 100 letters, digits, ".", "_" or "-", starting with a letter or digit').optional(),
 });
 
 export type RunJobData = z.infer<typeof runJobSchema>;

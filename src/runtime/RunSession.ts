@@ -49,6 +49,8 @@ export interface RunSessionInit {
   readonly task: unknown;
   readonly tools: ToolSet | undefined;
   readonly toolNames: readonly string[];
+  /** The run's tenant, recorded in its EXECUTION_START when set. */
+  readonly tenant?: string | undefined;
   readonly limits: PolicyLimits;
   readonly executionHash: string;
   readonly clock: Clock;
@@ -194,6 +196,7 @@ export class RunSession {
   readonly task: unknown;
   readonly tools: ToolSet | undefined;
   readonly toolNames: readonly string[];
+  readonly tenant: string | undefined;
   /** The run's limits: its effective policy, raised only by `raise()` while the run waits for budget. */
   limits: PolicyLimits;
   readonly executionHash: string;
@@ -308,6 +311,7 @@ export class RunSession {
     this.task = init.task;
     this.tools = init.tools;
     this.toolNames = Object.isFrozen(init.toolNames) ? init.toolNames : Object.freeze([...init.toolNames]);
+    this.tenant = init.tenant;
     this.limits = init.limits;
     this.executionHash = init.executionHash;
     this.clock = init.clock;
@@ -439,6 +443,7 @@ export class RunSession {
       policy: this.limits,
       tools: this.toolNames as string[],
       executionHash: this.executionHash,
+      ...(this.tenant === undefined ? {} : { tenant: this.tenant }),
     });
     if (armDeadline) this.armDeadline();
   }

@@ -16,6 +16,7 @@ import type { Lease } from '../store/RunStore.js';
 import type { ResumePoint } from '../log/resumePoint.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
 import type { PluginToolCall } from '../plugins/definePlugin.js';
+import { checkTenantId } from '../tenants/tenantKeys.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
 export interface RunRequest {
@@ -36,6 +37,14 @@ export interface RunRequest {
    * @default the agent's own `name`, else its class name, else `"agent"`
    */
   readonly agentName?: string;
+  /**
+   * The tenant the run belongs to, recorded in its EXECUTION_START (`payload.tenant`) and used as
+   * the `tenant` label of its metrics; not part of the executionHash. The server sets it from the
+   * request's API key. A tenant id: 1 to 100 letters, digits, ".", "_" or "-", starting with a
+   * letter or digit.
+   * @default none
+   */
+  readonly tenant?: string;
 }
 
 
@@ -75,6 +84,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     task: checked.task,
     tools: checked.tools,
     toolNames: checked.toolNames,
+    tenant: checked.tenant,
     limits: policy.limits,
     executionHash: executionHash({
       task: checked.taskJson,
@@ -132,6 +142,7 @@ export function prepareResume(
     signal: readField(request, 'signal', 'signal') as AbortSignal | undefined,
     executionId: fold.executionId,
     agentName: fold.agentName,
+    ...(fold.tenant === undefined ? {} : { tenant: fold.tenant }),
   }), env.plugins);
   const session = new RunSession({
     executionId: fold.executionId,
@@ -141,6 +152,7 @@ export function prepareResume(
     tools: checked.tools,
     // The recorded names: the policy and the identity hash were decided with them.
     toolNames: Object.freeze([...fold.tools]),
+    tenant: checked.tenant,
     limits: StrictPolicy.fromLimits(fold.policy).limits,
     executionHash: fold.executionHash,
     clock: env.clock,
@@ -175,6 +187,7 @@ interface CheckedRequest {
   policy: StrictPolicy | PolicyOptions | undefined;
   signal: AbortSignal | undefined;
   executionId: string | undefined;
+  tenant: string | undefined;
 }
 
 const EMPTY: readonly string[] = Object.freeze([]);
@@ -199,6 +212,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   const executionId = readField(request, 'executionId', 'executionId');
   const requestAgent = readField(request, 'agent', 'agent') as AgentLike;
   const requestedName = readField(request, 'agentName', 'agentName');
+  const tenant = readField(request, 'tenant', 'tenant');
   if (requestedName !== undefined && (typeof requestedName !== 'string' || requestedName.length === 0)) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"agentName" must be a non-empty string, got ${typeOf(requestedName)}`, { details: { field: 'agentName' } });
   }
@@ -250,6 +264,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
     policy: policy,
     signal: signal,
     executionId: executionId,
+    tenant: tenant === undefined ? undefined : checkTenantId(tenant, 'tenant'),
   };
 }
 

@@ -21,6 +21,8 @@ export interface QueuedRunSubmission {
   /** The request's own policy options (for the job), and the server's policy narrowed by them (for the log). */
   readonly policyOptions: PolicyOptions | undefined;
   readonly policy: StrictPolicy;
+  /** The request's API key's tenant: recorded in the run's EXECUTION_START, which the worker continues from. */
+  readonly tenant?: string | undefined;
 }
 
 /**
@@ -57,6 +59,7 @@ export class QueuedRuns {
         task: run.task,
         policy: run.policy,
         executionId: run.executionId,
+        ...(run.tenant === undefined ? {} : { tenant: run.tenant }),
         ...(this.#tools === undefined ? {} : { tools: this.#tools }),
       },
       { policy: this.#ceiling, clock: this.#clock, sink: undefined, generateId: () => run.executionId, syncOnly: false, record: true },

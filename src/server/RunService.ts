@@ -176,6 +176,11 @@ export class RunService {
   readonly #admitted = new Set<{ readonly slots: number }>();
   /** The batch of each batch run of this process (the log does not record it). */
   readonly #batchOf = new Map<string, string>();
+  /**
+   * The tenant of each run this process started with one: its log records it, but the store's
+   * index (what GET /runs lists) does not.
+   */
+  readonly #tenantOf = new Map<string, string>();
   readonly #unfiled = new Map<string, Unfiled>();
   readonly #pending = new Set<Promise<unknown>>();
   /** Decisions on tool calls, one run at a time. */
@@ -283,13 +288,14 @@ export class RunService {
    * Starts one run and returns at once; `finished` settles with its report once the run's whole
    * log is in the store (so a GET right after sees it finished). `effectivePolicy` is what the
    * run runs under: the server's policy narrowed by the request's. A store that cannot take the
-   * run is `OAO_ERR_STORE_UNAVAILABLE`, and then no run was started.
+   * run is `OAO_ERR_STORE_UNAVAILABLE`, and then no run was started. `tenant` is the request's
+   * API key's (never the body's): recorded in the run's EXECUTION_START.
    */
-  async start(body: RunRequestBody): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
+  async start(body: RunRequestBody, tenant?: string): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
     const agent = this.#agent(body.agent, 'body.agent');
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
-    if (this.#queued !== undefined) return this.#enqueue(body, agent, policy, this.#queued);
+    if (this.#queued !== undefined) return this.#enqueue(body, agent, policy, this.#queued, tenant);
     const release = this.#admit(1);
     let executionId: string;
     let handle: RunHandle;
@@ -304,6 +310,7 @@ export class RunService {
           task: body.task,
           policy,
           executionId,
+          ...(tenant === undefined ? {} : { tenant }),
           ...(this.#tools === undefined ? {} : { tools: this.#tools }),
         });
       } catch (error) {
@@ -318,6 +325,7 @@ export class RunService {
     }
     const started = handle;
     this.#live.set(executionId, { run: started, agent: body.agent, admittedAt: this.#now(), policy: policy.limits });
+    if (tenant !== undefined) this.#remember(this.#tenantOf, executionId, tenant);
     const finished = this.#track(
       started.report.then((report) => {
         this.#settle(executionId, report);
@@ -339,11 +347,12 @@ export class RunService {
     policy: StrictPolicy,
     maxConcurrency: number,
     queued: QueuedRuns,
+    tenant: string | undefined,
   ): Promise<{ batchId: string; maxConcurrency: number; effectivePolicy: PolicyLimits; reports: Record<string, ExecutionReport> }> {
     const batchId = randomUUID();
     const started: Promise<ExecutionReport>[] = [];
     for (const job of jobs) {
-      const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued);
+      const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued, tenant);
       this.#remember(this.#batchOf, run.executionId, batchId);
       started.push(run.finished);
     }
@@ -356,10 +365,16 @@ export class RunService {
    * `start()` with a queue: the run's start is recorded, then it is enqueued (the queue's error
    * when it does not take it); `finished` settles once a worker has stored its report.
    */
-  async #enqueue(body: RunRequestBody, agent: AgentLike, policy: StrictPolicy, queued: QueuedRuns): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
+  async #enqueue(
+    body: RunRequestBody,
+    agent: AgentLike,
+    policy: StrictPolicy,
+    queued: QueuedRuns,
+    tenant: string | undefined,
+  ): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
     if (this.#closing) throw shuttingDown();
     const { executionId, lease } = await this.#claim(body.executionId);
-    const submission = { executionId, lease, agent, agentName: body.agent, task: body.task, policyOptions: body.policy, policy };
+    const submission = { executionId, lease, agent, agentName: body.agent, task: body.task, policyOptions: body.policy, policy, tenant };
     try {
       await storeCall('start', () => queued.recordStart(submission));
     } catch (error) {
@@ -372,21 +387,23 @@ export class RunService {
     } finally {
       this.#reserved.delete(executionId);
     }
+    if (tenant !== undefined) this.#remember(this.#tenantOf, executionId, tenant);
     const finished = queued.waitForReport(executionId);
     // POST /runs answers without it: a report nobody awaits must not become an unhandled rejection.
     finished.catch(() => {});
     return { executionId, effectivePolicy: policy.limits, finished };
   }
 
-  /** Runs several agents on one task under a MultiAgentOrchestrator; one report per job name. */
+  /** Runs several agents on one task under a MultiAgentOrchestrator; one report per job name, every run of `tenant`. */
   async runMulti(
     body: RunMultiRequestBody,
+    tenant?: string,
   ): Promise<{ batchId: string; maxConcurrency: number; effectivePolicy: PolicyLimits; reports: Record<string, ExecutionReport> }> {
     const jobs = this.#jobsOf(body.agents);
     const policy = this.#narrow(body.policy);
     this.#checkTask(body.task);
     const maxConcurrency = Math.min(body.maxConcurrency ?? this.#maxConcurrency, this.#maxConcurrency, this.#maxConcurrentRuns);
-    if (this.#queued !== undefined) return this.#enqueueBatch(body, jobs, policy, maxConcurrency, this.#queued);
+    if (this.#queued !== undefined) return this.#enqueueBatch(body, jobs, policy, maxConcurrency, this.#queued, tenant);
     const release = this.#admit(Math.min(jobs.length, maxConcurrency));
     const batchId = randomUUID();
     const admittedAt = this.#now();
@@ -425,6 +442,7 @@ export class RunService {
             task: body.task,
             policy,
             executionId: ids[index] as string,
+            ...(tenant === undefined ? {} : { tenant }),
             signal: (controllers[index] as AbortController).signal,
             ...(this.#tools === undefined ? {} : { tools: this.#tools }),
           })),
@@ -443,6 +461,7 @@ export class RunService {
     for (const [index, run] of runs.entries()) {
       this.#live.set(run.executionId, { run, agent: (jobs[index] as Job).agentName, admittedAt, policy: policy.limits });
       this.#remember(this.#batchOf, run.executionId, batchId);
+      if (tenant !== undefined) this.#remember(this.#tenantOf, run.executionId, tenant);
     }
     const subscription = handle.events$.subscribe((event) => {
       if (event.type === 'RUN_EVENT') runs[event.payload.job.index]?.record(event.payload.event);
@@ -479,6 +498,7 @@ export class RunService {
         status: report?.status ?? 'running',
         startedAt: startOf(events)?.timestamp ?? live.admittedAt,
         batchId: this.#batchOf.get(executionId),
+        tenant: this.#tenantOf.get(executionId),
         report,
         events,
         policy: live.policy,
@@ -498,6 +518,7 @@ export class RunService {
       status: run.status,
       startedAt: run.startedAt,
       batchId: this.#batchOf.get(executionId),
+      tenant: this.#tenantOf.get(executionId),
       report,
       events,
       policy: undefined,
@@ -969,6 +990,7 @@ export class RunService {
       status: unfiled.report.status,
       startedAt: unfiled.report.startedAt,
       batchId: this.#batchOf.get(executionId),
+      tenant: this.#tenantOf.get(executionId),
       report: unfiled.report,
       events: unfiled.events,
       policy: unfiled.policy,
@@ -987,6 +1009,7 @@ export class RunService {
       finishedAt: report?.finishedAt ?? run.finishedAt ?? null,
       batchId: this.#batchOf.get(run.executionId) ?? null,
       termination: report?.termination ?? null,
+      ...tenantField(this.#tenantOf.get(run.executionId)),
     };
   }
 
@@ -1148,10 +1171,15 @@ function isFinished(status: RunStatus): status is 'SUCCESS' | 'FAILED' {
   return status === 'SUCCESS' || status === 'FAILED';
 }
 
-function startOf(events: readonly OaoEvent[]): { readonly timestamp: string; readonly policy: PolicyLimits } | undefined {
+function startOf(events: readonly OaoEvent[]): { readonly timestamp: string; readonly policy: PolicyLimits; readonly tenant: string | undefined } | undefined {
   const first = events[0];
   if (first?.type !== 'EXECUTION_START') return undefined;
-  return { timestamp: new Date(first.timestamp).toISOString(), policy: first.payload.policy };
+  return { timestamp: new Date(first.timestamp).toISOString(), policy: first.payload.policy, tenant: first.payload.tenant };
+}
+
+/** A run view's `tenant`: present only for a run that has one. */
+function tenantField(tenant: string | undefined): { tenant?: string } {
+  return tenant === undefined ? {} : { tenant };
 }
 
 function reportOf(events: readonly OaoEvent[]): ExecutionReport | undefined {
@@ -1167,6 +1195,8 @@ interface Projection {
   readonly status: RunStatus;
   readonly startedAt: string;
   readonly batchId: string | undefined;
+  /** The tenant this process knows the run by, when its events do not say yet (a queued batch run). */
+  readonly tenant: string | undefined;
   readonly report: ExecutionReport | undefined;
   /** The run's events (all of them; a queued batch run has none yet). */
   readonly events: readonly OaoEvent[];
@@ -1197,6 +1227,7 @@ function project(run: Projection): RunState {
     finishedAt: report?.finishedAt ?? null,
     batchId: run.batchId ?? null,
     termination: report?.termination ?? null,
+    ...tenantField(startOf(events)?.tenant ?? run.tenant),
   };
   return {
     ...summary,

@@ -205,6 +205,11 @@ const runSummaryShape = {
   finishedAt: z.string().nullable(),
   batchId: z.string().nullable(),
   termination: terminationSchema.nullable(),
+  tenant: described(
+    z.string().optional(),
+    'The tenant the run belongs to: the one of the API key that started it, on a server whose keys map to tenants (absent otherwise). ' +
+      'GET /runs/{id} reads it from the run\'s log; the list knows it for the runs this server process started.',
+  ),
 };
 
 export const runSummarySchema = component(z.object(runSummaryShape), 'RunSummary');

@@ -18,7 +18,7 @@ export interface TenantKeyOptions {
 export type TenantTable = ReadonlyMap<string, TenantBudgetLimits | undefined>;
 
 /** Tenant ids: what a URL path segment and a metrics label can carry unchanged. */
-const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+export const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 export function checkTenantId(value: unknown, field: string): string {
   if (typeof value !== 'string' || !TENANT_ID.test(value)) {

@@ -5,9 +5,16 @@ import type { BatchEvent, BatchProgress } from '../../events/batchSchema.js';
 import type { OaoEvent } from '../../events/schema.js';
 import type { MultiAgentOrchestrator } from '../../MultiAgentOrchestrator.js';
 import type { Orchestrator } from '../../Orchestrator.js';
+import { positiveIntegerOption } from '../../options.js';
 
 /** Run durations are seconds to minutes, so the bucket range goes well past prom-client's 10s default. */
 export const DEFAULT_DURATION_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+/** Distinct `tenant` label values a metrics instance gives out before it counts later tenants under {@link OTHER_TENANT}. */
+export const DEFAULT_MAX_TENANT_LABELS = 100;
+
+/** The `tenant` label of every tenant seen after the first `maxTenantLabels` ones. */
+export const OTHER_TENANT = 'other';
 
 export interface MetricsOptions {
   /**
@@ -25,6 +32,13 @@ export interface MetricsOptions {
    * @default DEFAULT_DURATION_BUCKETS
    */
   readonly durationBuckets?: readonly number[];
+  /**
+   * The cap on the `tenant` label's values: the first this many distinct tenants seen get a label
+   * value of their own, every later one is counted under `tenant="other"` ({@link OTHER_TENANT}).
+   * Runs without a tenant carry no `tenant` label and take no place.
+   * @default DEFAULT_MAX_TENANT_LABELS (100)
+   */
+  readonly maxTenantLabels?: number;
 }
 
 export interface Metrics {
@@ -45,10 +59,16 @@ const UNKNOWN_AGENT = 'unknown';
 const UNKNOWN_MODEL = 'unknown';
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
+/** The labels a run's series carry from its EXECUTION_START: `tenant` only when the run has one. */
+interface RunLabels {
+  readonly agent: string;
+  readonly tenant?: string;
+}
+
 /** What one `observe()` or `observeSupervisor()` call is tracking, so stopping it can undo its gauges. */
 interface Observation {
-  /** executionId -> agent name, from EXECUTION_START until EXECUTION_COMPLETE. */
-  readonly runs: Map<string, string>;
+  /** executionId -> its labels, from EXECUTION_START until EXECUTION_COMPLETE. */
+  readonly runs: Map<string, RunLabels>;
   /** batchId -> its queued and running jobs, from BATCH_START (or a BATCH_PROGRESS) until BATCH_COMPLETE. */
   readonly batches: Map<string, Pick<BatchProgress, 'queued' | 'running'>>;
 }
@@ -82,13 +102,26 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   if (options.registry !== undefined && !(options.registry instanceof Registry)) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Expected registry to be a prom-client Registry', { details: { field: 'registry' } });
   }
+  const maxTenantLabels = options.maxTenantLabels === undefined ? DEFAULT_MAX_TENANT_LABELS : positiveIntegerOption(options.maxTenantLabels, 'maxTenantLabels');
   const registry = options.registry ?? new Registry();
   const registers = [registry];
+  /** The tenants that have a label value of their own, in the order they were first seen. */
+  const labelledTenants = new Set<string>();
+
+  /** The run's labels: its tenant's own value while places are left (or it has one), else OTHER_TENANT. */
+  function runLabels(agent: string, tenant: string | undefined): RunLabels {
+    if (tenant === undefined) return { agent };
+    if (!labelledTenants.has(tenant)) {
+      if (labelledTenants.size >= maxTenantLabels) return { agent, tenant: OTHER_TENANT };
+      labelledTenants.add(tenant);
+    }
+    return { agent, tenant };
+  }
 
   const runs = new Counter({
     name: `${prefix}runs_total`,
-    help: 'Finished runs, by report status, agent and termination reason.',
-    labelNames: ['status', 'agent', 'reason'] as const,
+    help: 'Finished runs, by report status, agent, termination reason and tenant.',
+    labelNames: ['status', 'agent', 'reason', 'tenant'] as const,
     registers,
   });
   const runDuration = new Histogram({
@@ -101,32 +134,32 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const activeRuns = new Gauge({
     name: `${prefix}active_runs`,
     help: 'Runs started and not yet finished.',
-    labelNames: ['agent'] as const,
+    labelNames: ['agent', 'tenant'] as const,
     registers,
   });
   const tokens = new Counter({
     name: `${prefix}tokens_total`,
     help: 'Tokens spent by runs (TOKEN_USAGE events), by direction.',
-    labelNames: ['agent', 'direction'] as const,
+    labelNames: ['agent', 'direction', 'tenant'] as const,
     registers,
   });
   // Money is summed as integer micro-dollars and turned into dollars only when scraped, so the
   // exposed value never carries the drift of summed floats.
-  const costMicros = new Map<string, { readonly agent: string; readonly model: string; micros: number }>();
+  const costMicros = new Map<string, { readonly labels: RunLabels & { readonly model: string }; micros: number }>();
   new Counter({
     name: `${prefix}cost_usd_total`,
-    help: 'US dollars spent on model calls (TOKEN_USAGE events priced by the policy), by agent and model.',
-    labelNames: ['agent', 'model'] as const,
+    help: 'US dollars spent on model calls (TOKEN_USAGE events priced by the policy), by agent, model and tenant.',
+    labelNames: ['agent', 'model', 'tenant'] as const,
     registers,
     collect() {
       this.reset();
-      for (const entry of costMicros.values()) this.inc({ agent: entry.agent, model: entry.model }, entry.micros / 1_000_000);
+      for (const entry of costMicros.values()) this.inc(entry.labels, entry.micros / 1_000_000);
     },
   });
   const toolCalls = new Counter({
     name: `${prefix}tool_calls_total`,
     help: 'Tool calls the policy allowed.',
-    labelNames: ['agent', 'tool'] as const,
+    labelNames: ['agent', 'tool', 'tenant'] as const,
     registers,
   });
   const toolDenials = new Counter({
@@ -168,27 +201,35 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   }
 
   function onRunEvent(observation: Observation, event: OaoEvent): void {
-    const agent = (): string => observation.runs.get(event.executionId) ?? UNKNOWN_AGENT;
+    const agent = (): string => observation.runs.get(event.executionId)?.agent ?? UNKNOWN_AGENT;
+    /** The run's labels, `tenant` first-seen-capped; a run whose start was not seen has no tenant label. */
+    const labels = (): RunLabels => observation.runs.get(event.executionId) ?? { agent: UNKNOWN_AGENT };
     switch (event.type) {
-      case 'EXECUTION_START':
+      case 'EXECUTION_START': {
         if (observation.runs.has(event.executionId)) return;
-        observation.runs.set(event.executionId, event.payload.agentName);
-        activeRuns.inc({ agent: event.payload.agentName });
+        const started = runLabels(event.payload.agentName, event.payload.tenant);
+        observation.runs.set(event.executionId, started);
+        activeRuns.inc(started);
         return;
-      case 'TOKEN_USAGE':
-        if (event.payload.input > 0) tokens.inc({ agent: agent(), direction: 'input' }, event.payload.input);
-        if (event.payload.output > 0) tokens.inc({ agent: agent(), direction: 'output' }, event.payload.output);
+      }
+      case 'TOKEN_USAGE': {
+        const run = labels();
+        if (event.payload.input > 0) tokens.inc({ agent: run.agent, direction: 'input', ...tenantOf(run) }, event.payload.input);
+        if (event.payload.output > 0) tokens.inc({ agent: run.agent, direction: 'output', ...tenantOf(run) }, event.payload.output);
         if (event.payload.costMicros !== undefined && event.payload.costMicros > 0) {
-          const labels = { agent: agent(), model: event.payload.model ?? UNKNOWN_MODEL };
-          const key = JSON.stringify([labels.agent, labels.model]);
+          const costLabels = { agent: run.agent, model: event.payload.model ?? UNKNOWN_MODEL, ...tenantOf(run) };
+          const key = JSON.stringify([costLabels.agent, costLabels.model, run.tenant ?? null]);
           const entry = costMicros.get(key);
-          if (entry === undefined) costMicros.set(key, { ...labels, micros: event.payload.costMicros });
+          if (entry === undefined) costMicros.set(key, { labels: costLabels, micros: event.payload.costMicros });
           else entry.micros = Math.min(Number.MAX_SAFE_INTEGER, entry.micros + event.payload.costMicros);
         }
         return;
-      case 'TOOL_CALL':
-        toolCalls.inc({ agent: agent(), tool: event.payload.tool });
+      }
+      case 'TOOL_CALL': {
+        const run = labels();
+        toolCalls.inc({ agent: run.agent, tool: event.payload.tool, ...tenantOf(run) });
         return;
+      }
       case 'TOOL_DENIED':
         toolDenials.inc({ agent: agent(), tool: event.payload.tool, rule: event.payload.rule });
         return;
@@ -197,13 +238,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         return;
       case 'EXECUTION_COMPLETE': {
         const { report } = event.payload;
-        runs.inc({ status: report.status, agent: report.agentName, reason: report.termination.reason });
+        const started = observation.runs.get(event.executionId);
+        runs.inc({ status: report.status, agent: report.agentName, reason: report.termination.reason, ...(started === undefined ? {} : tenantOf(started)) });
         runDuration.observe({ agent: report.agentName, status: report.status }, report.executionTimeMs / 1000);
         // Only a start this observation counted is undone: observing mid-run must not go below zero.
-        const started = observation.runs.get(event.executionId);
         if (started !== undefined) {
           observation.runs.delete(event.executionId);
-          activeRuns.dec({ agent: started });
+          activeRuns.dec(started);
         }
         return;
       }
@@ -259,7 +300,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       stopped = true;
       subscription.unsubscribe();
       // Runs and batches this observation can no longer see finish must not stay in the gauges.
-      for (const agent of observation.runs.values()) activeRuns.dec({ agent });
+      for (const started of observation.runs.values()) activeRuns.dec(started);
       observations.delete(observation);
       if (observation.batches.size > 0) updateSupervisorGauges();
     };
@@ -272,6 +313,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     observeSupervisor: (supervisor) => track<BatchEvent>(checkSource(supervisor, 'supervisor'), onBatchEvent),
     metricsText: () => registry.metrics(),
   };
+}
+
+/** The `tenant` label of a run's series: none for a run without a tenant (which Prometheus reads as `tenant=""`). */
+function tenantOf(run: RunLabels): { tenant?: string } {
+  return run.tenant === undefined ? {} : { tenant: run.tenant };
 }
 
 function checkSource<T extends { readonly events$: unknown }>(source: T, field: string): T {

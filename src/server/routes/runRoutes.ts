@@ -2,7 +2,7 @@ import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
 import { executionReportSchema } from '../../report/schema.js';
 import type { RunService } from '../RunService.js';
 import type { TenantBudgets } from '../../tenants/TenantBudgets.js';
-import { admitTenant, chargeTenant, refundOnFailure } from './tenantRoutes.js';
+import { admitTenant, chargeTenant, refundOnFailure, requestTenant } from './tenantRoutes.js';
 import { runMultiRequestSchema, runMultiResponseSchema, runRequestSchema } from '../schemas.js';
 import { errorResponses, jsonResponse } from './errorResponses.js';
 
@@ -25,7 +25,7 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?
     },
     async (request) => {
       const ledger = admitTenant(tenants, request, 1);
-      const { finished } = await refundOnFailure(ledger, 1, service.start(request.body));
+      const { finished } = await refundOnFailure(ledger, 1, service.start(request.body, requestTenant(tenants, request)));
       chargeTenant(ledger, finished);
       return finished;
     },
@@ -48,7 +48,7 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?
     (request) => {
       const jobs = Array.isArray(request.body.agents) ? request.body.agents.length : Object.keys(request.body.agents).length;
       const ledger = admitTenant(tenants, request, jobs);
-      const answer = refundOnFailure(ledger, jobs, service.runMulti(request.body));
+      const answer = refundOnFailure(ledger, jobs, service.runMulti(request.body, requestTenant(tenants, request)));
       chargeTenant(ledger, answer.then((batch) => Object.values(batch.reports)));
       return answer;
     },

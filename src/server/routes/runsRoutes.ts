@@ -1,7 +1,7 @@
 import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
 import type { RunService } from '../RunService.js';
 import type { TenantBudgets } from '../../tenants/TenantBudgets.js';
-import { admitTenant, chargeTenant, refundOnFailure } from './tenantRoutes.js';
+import { admitTenant, chargeTenant, refundOnFailure, requestTenant } from './tenantRoutes.js';
 import {
   cancelRequestSchema,
   cancelResponseSchema,
@@ -36,7 +36,7 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
     },
     async (request, reply) => {
       const ledger = admitTenant(tenants, request, 1);
-      const { executionId, effectivePolicy, finished } = await refundOnFailure(ledger, 1, service.start(request.body));
+      const { executionId, effectivePolicy, finished } = await refundOnFailure(ledger, 1, service.start(request.body, requestTenant(tenants, request)));
       chargeTenant(ledger, finished);
       const statusUrl = `${basePath}/runs/${encodeURIComponent(executionId)}`;
       return reply.code(202).header('location', statusUrl).send({

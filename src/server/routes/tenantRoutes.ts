@@ -43,12 +43,21 @@ export const tenantRoutes: FastifyPluginCallbackZod<TenantRoutesOptions> = (app,
 };
 
 /**
+ * The tenant the request's runs belong to: its API key's, on a server with tenants (one with API
+ * keys); undefined otherwise. Never read from the request's body.
+ */
+export function requestTenant(tenants: TenantBudgets | undefined, request: FastifyRequest): string | undefined {
+  if (tenants === undefined) return undefined;
+  return requestKey(request)?.tenant ?? DEFAULT_TENANT;
+}
+
+/**
  * Admits `runs` runs of the request's tenant (its API key's; a client cannot name another) before
  * they start, charging them: `OAO_ERR_TENANT_BUDGET` (429) when the tenant's window is spent.
  */
 export function admitTenant(tenants: TenantBudgets | undefined, request: FastifyRequest, runs: number): TenantLedger | undefined {
-  if (tenants === undefined) return undefined;
-  return tenants.admit(requestKey(request)?.tenant ?? DEFAULT_TENANT, runs);
+  const tenant = requestTenant(tenants, request);
+  return tenant === undefined || tenants === undefined ? undefined : tenants.admit(tenant, runs);
 }
 
 /**

@@ -59,6 +59,13 @@ export interface AgentContext {
    * `OAO_ERR_RUN_FINISHED`), so work the call left running does not outlive its step.
    */
   readonly signal: AbortSignal;
+  /**
+   * Aborted once the run has ended, however it ended (completed, failed, cancelled, timed out,
+   * broke a limit), with reason `OAO_ERR_RUN_FINISHED`. Unlike `signal` it spans the whole run, so
+   * work an agent leaves open from one step to the next (a remote task waiting for input) can be
+   * closed when the run is over. A run unloaded to be resumed elsewhere has not ended.
+   */
+  readonly runSignal: AbortSignal;
   /** The run's tools, each wrapped so that calling it is governed by the policy. */
   readonly tools: Readonly<Record<string, GovernedTool>>;
   /** Calls a governed tool by name; the same as `tools[name](args)`. */

@@ -1,7 +1,15 @@
 // A small A2A agent served in-process on a loopback port (express + @a2a-js/sdk's server), for the
 // remote-agent example, its tests and its benchmark. Its answers are scripted by a function.
-import { AGENT_CARD_PATH, Role, TaskState, type AgentCard, type Message } from '@a2a-js/sdk';
-import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
+import { AGENT_CARD_PATH, Role, TaskState, type AgentCard, type CancelTaskRequest, type Message, type Task } from '@a2a-js/sdk';
+import {
+  AgentEvent,
+  DefaultRequestHandler,
+  InMemoryTaskStore,
+  type AgentExecutor,
+  type ExecutionEventBus,
+  type RequestContext,
+  type ServerCallContext,
+} from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import express from 'express';
 import type { Server } from 'node:http';
@@ -38,6 +46,12 @@ export interface A2AAgentServer {
   readonly firstCancel: Promise<string>;
   /** Resolves once a message for a hanging answer has arrived. */
   readonly hanging: Promise<string>;
+  /** Task ids of every `tasks/cancel` request that arrived, in order, whatever the task's state. */
+  readonly cancelRequests: string[];
+  /** Resolves once a `tasks/cancel` request for the task has been handled (answered or refused). */
+  cancelHandled(taskId: string): Promise<void>;
+  /** The task's last saved state ('input-required', 'canceled', ...); undefined for an unknown task. */
+  taskState(taskId: string): string | undefined;
   close(): Promise<void>;
   /** Lets the process exit while the server still listens (for a benchmark that never closes it). */
   unref(): void;
@@ -56,6 +70,58 @@ const STATES = {
   failed: TaskState.TASK_STATE_FAILED,
   rejected: TaskState.TASK_STATE_REJECTED,
 } as const;
+
+const STATE_NAMES: Readonly<Partial<Record<TaskState, string>>> = {
+  [TaskState.TASK_STATE_SUBMITTED]: 'submitted',
+  [TaskState.TASK_STATE_WORKING]: 'working',
+  [TaskState.TASK_STATE_COMPLETED]: 'completed',
+  [TaskState.TASK_STATE_FAILED]: 'failed',
+  [TaskState.TASK_STATE_CANCELED]: 'canceled',
+  [TaskState.TASK_STATE_INPUT_REQUIRED]: 'input-required',
+  [TaskState.TASK_STATE_REJECTED]: 'rejected',
+  [TaskState.TASK_STATE_AUTH_REQUIRED]: 'auth-required',
+};
+
+/** The SDK's in-memory store, remembering each task's last saved state for the tests to read. */
+class ObservedTaskStore extends InMemoryTaskStore {
+  readonly states = new Map<string, string>();
+
+  override async save(task: Task, context: ServerCallContext): Promise<void> {
+    await super.save(task, context);
+    const state = task.status?.state;
+    if (state !== undefined) this.states.set(task.id, STATE_NAMES[state] ?? String(state));
+  }
+}
+
+/** The SDK's request handler, noting every tasks/cancel that arrives, even one it refuses (a task in a final state). */
+class ObservedRequestHandler extends DefaultRequestHandler {
+  readonly cancelRequests: string[] = [];
+  readonly #handled = new Map<string, { promise: Promise<void>; resolve: () => void }>();
+
+  handled(taskId: string): Promise<void> {
+    return this.#entry(taskId).promise;
+  }
+
+  #entry(taskId: string): { promise: Promise<void>; resolve: () => void } {
+    let entry = this.#handled.get(taskId);
+    if (entry === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      entry = { promise, resolve };
+      this.#handled.set(taskId, entry);
+    }
+    return entry;
+  }
+
+  override async cancelTask(params: CancelTaskRequest, context: ServerCallContext): Promise<Task> {
+    this.cancelRequests.push(params.id);
+    try {
+      return await super.cancelTask(params, context);
+    } finally {
+      this.#entry(params.id).resolve();
+    }
+  }
+}
 
 function textOf(message: Message): string {
   return message.parts.map((part) => (part.content?.$case === 'text' ? part.content.value : part.content?.$case === 'data' ? JSON.stringify(part.content.value) : '')).join('');
@@ -79,6 +145,8 @@ export async function startA2AAgentServer(options: A2AAgentServerOptions): Promi
   const received: A2AReceived[] = [];
   const cancelled: string[] = [];
   const waiting = new Map<string, () => void>();
+  /** Each task's context, for the status a cancel publishes. */
+  const contexts = new Map<string, string>();
   let firstCancel!: (taskId: string) => void;
   let hangingStarted!: (taskId: string) => void;
   const firstCancelPromise = new Promise<string>((resolve) => (firstCancel = resolve));
@@ -89,6 +157,7 @@ export async function startA2AAgentServer(options: A2AAgentServerOptions): Promi
     async execute(ctx: RequestContext, bus: ExecutionEventBus) {
       const seen: A2AReceived = { text: textOf(ctx.userMessage), taskId: ctx.taskId, continued: ctx.task !== undefined };
       received.push(seen);
+      contexts.set(ctx.taskId, ctx.contextId);
       if (ctx.task === undefined) {
         bus.publish(
           AgentEvent.task({
@@ -148,13 +217,30 @@ export async function startA2AAgentServer(options: A2AAgentServerOptions): Promi
           metadata: {},
         }),
       );
+      if (answer.state !== 'input-required') contexts.delete(ctx.taskId);
       bus.finished();
     },
-    async cancelTask(taskId: string) {
+    async cancelTask(taskId: string, bus: ExecutionEventBus) {
       cancelled.push(taskId);
       firstCancel(taskId);
-      waiting.get(taskId)?.();
+      const release = waiting.get(taskId);
       waiting.delete(taskId);
+      if (release !== undefined) {
+        // A hanging execute publishes the canceled state itself once released.
+        release();
+        return;
+      }
+      // A task that waits for input runs nothing: the cancel ends it here.
+      bus.publish(
+        AgentEvent.statusUpdate({
+          taskId,
+          contextId: contexts.get(taskId) ?? '',
+          status: { state: TaskState.TASK_STATE_CANCELED, message: undefined, timestamp: now() },
+          metadata: {},
+        }),
+      );
+      contexts.delete(taskId);
+      bus.finished();
     },
   };
 
@@ -179,7 +265,8 @@ export async function startA2AAgentServer(options: A2AAgentServerOptions): Promi
     skills: [],
     signatures: [],
   };
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+  const store = new ObservedTaskStore();
+  const handler = new ObservedRequestHandler(card, store, executor);
   app.use(`/${AGENT_CARD_PATH}`, agentCardHandler({ agentCardProvider: handler }));
   app.use('/a2a', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
 
@@ -189,6 +276,9 @@ export async function startA2AAgentServer(options: A2AAgentServerOptions): Promi
     cancelled,
     firstCancel: firstCancelPromise,
     hanging,
+    cancelRequests: handler.cancelRequests,
+    cancelHandled: (taskId) => handler.handled(taskId),
+    taskState: (taskId) => store.states.get(taskId),
     async close() {
       for (const release of waiting.values()) release();
       waiting.clear();

@@ -134,6 +134,10 @@ class GovernedContext implements AgentContext {
     return this.#scope.signal;
   }
 
+  get runSignal(): AbortSignal {
+    return this.#scope.session.runSignal;
+  }
+
   get tools(): Readonly<Record<string, GovernedTool>> {
     if (this.#tools === undefined) {
       // Own data properties only, so a tool named "__proto__" or "constructor" is just a tool.

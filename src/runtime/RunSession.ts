@@ -286,6 +286,8 @@ export class RunSession {
   /** The clock reading the next emitted event carries, when its caller recorded the same one. */
   #at: number | undefined;
   #onFinish: ((report: ExecutionReport) => void) | undefined;
+  /** Behind `ctx.runSignal`: created only when an agent asks for it, aborted when the run ends. */
+  #runController: AbortController | undefined;
   /** Tool bodies by name, own names only (never an inherited `constructor` or `toString`). */
   /** Undefined for a run without tools (most runs): no Map to build. */
   readonly #toolBodies: ReadonlyMap<string, (...args: never[]) => unknown> | undefined;
@@ -423,6 +425,15 @@ export class RunSession {
   /** Connects the ledger to its run actor: stops decided outside the machine are sent to it. */
   bindActor(actor: { send(event: StopEvent | ApprovalEvent): void }): void {
     this.#send = (event) => actor.send(event);
+  }
+
+  /** Aborted once the run has ended (its report is built): see `AgentContext.runSignal`. */
+  get runSignal(): AbortSignal {
+    if (this.#runController === undefined) {
+      this.#runController = new AbortController();
+      if (this.finished) this.#runController.abort(runEnded());
+    }
+    return this.#runController.signal;
   }
 
   /** Registers who awaits the report (called once, with the report, when the run ends). */
@@ -1696,6 +1707,13 @@ export class RunSession {
     const onFinish = this.#onFinish;
     this.#onFinish = undefined;
     this.#send = undefined;
+    // Agents that left work open between steps close it now; listeners are agent code, so a throw
+    // there must not change the run.
+    try {
+      this.#runController?.abort(runEnded());
+    } catch {
+      // ignored: the run has ended either way
+    }
     onFinish?.(report);
     return report;
   }
@@ -1713,6 +1731,10 @@ export class RunSession {
     this.#activeScope?.abort(error);
     return this.finish('FAILED');
   }
+}
+
+function runEnded(): RunAbortedError {
+  return new RunAbortedError('OAO_ERR_RUN_FINISHED', 'The run has ended');
 }
 
 export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {

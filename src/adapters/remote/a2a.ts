@@ -84,7 +84,11 @@ export function a2aTransport(options: A2ATransportOptions): RemoteTransport {
       let graceTimer: unknown;
       const stopRemote = (): void => {
         if (graceTimer !== undefined) options.clock.clearTimeout(graceTimer);
-        if (progress.taskId !== undefined && !progress.settled) cancelRemote(connected, progress.taskId);
+        // A task waiting for input is still open: only one in a final state is left alone.
+        if (progress.taskId !== undefined && progress.taskId !== '' && !progress.final) {
+          if (request.cancelTask !== undefined) request.cancelTask(progress.taskId);
+          else cancelRemote(connected, progress.taskId);
+        }
         requestController.abort(signal.reason);
       };
       const onAbort = (): void => {
@@ -114,11 +118,22 @@ export function a2aTransport(options: A2ATransportOptions): RemoteTransport {
         await untilAborted(events, signal);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
-        throw remoteError(`The remote agent failed the A2A call: ${messageOf(error)}`, { transport: 'a2a', reason: 'protocol_error', turn }, { cause: error });
+        // The task's id, when it is known, so the run can still cancel the task at its end.
+        const task = progress.taskId === undefined || progress.taskId === '' ? {} : { taskId: progress.taskId };
+        throw remoteError(`The remote agent failed the A2A call: ${messageOf(error)}`, { transport: 'a2a', reason: 'protocol_error', turn, ...task }, { cause: error });
       } finally {
         signal.removeEventListener('abort', onAbort);
       }
       return progress.result(turn);
+    },
+    cancel(taskId: string): void {
+      // Only a task a turn of this transport created can be open: its client exists by then.
+      void client?.then(
+        (connected) => cancelRemote(connected, taskId),
+        () => {
+          // No client, no task to cancel.
+        },
+      );
     },
   };
 }
@@ -176,6 +191,11 @@ class TurnProgress {
   constructor(taskId: string | undefined, contextId: string | undefined) {
     this.taskId = taskId;
     this.contextId = contextId;
+  }
+
+  /** The task reached a state after which it does no more work. */
+  get final(): boolean {
+    return this.state !== undefined && FINAL_STATES.has(this.state);
   }
 
   /** The remote is done with this turn: a direct message, a final state, or one that waits for input. */

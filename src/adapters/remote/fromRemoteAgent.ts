@@ -65,7 +65,8 @@ export interface RemoteAgentOptions {
   /**
    * Answers an A2A task that stopped at `input-required`: what it returns is sent as the next
    * turn (one more step). Without it, or when it returns `undefined`, the run fails with
-   * `OAO_ERR_REMOTE_AGENT` (`details.reason: 'input_required'`).
+   * `OAO_ERR_REMOTE_AGENT` (`details.reason: 'input_required'`). A run that ends while its task
+   * waits, whatever the reason, sends the task `tasks/cancel`.
    */
   readonly onInputRequired?: (request: RemoteInputRequest, ctx: AgentContext) => unknown;
   /** The time source of the turn timers (XState's `SimulatedClock` in tests). @default the system clock */
@@ -132,17 +133,21 @@ export function fromRemoteAgent(options: RemoteAgentOptions): RemoteAgent {
     });
     await call.ready;
     if (call.replayed !== undefined) return replayTurn(call);
+    conversation.closeAtRunEnd(ctx, transport);
     const timer = new TurnTimer(clock, timeoutMs, kind, turn);
     const signal = AbortSignal.any([call.signal, timer.signal]);
     let result: RemoteTurnResult;
     try {
-      result = await untilAborted(transport.turn({ ...request, signal }), signal);
+      result = await untilAborted(transport.turn({ ...request, signal, cancelTask: (taskId) => conversation.cancel(taskId, transport) }), signal);
     } catch (error) {
+      // A stopped turn's task was sent tasks/cancel by the transport; a failed one may still be open.
+      if (!signal.aborted) conversation.noteFailure(error);
       call.fail(signal.aborted ? signal.reason : error, null);
       throw signal.aborted ? signal.reason : error;
     } finally {
       timer.clear();
     }
+    conversation.noteTask(result.taskId, result.state);
     call.end(result, result.usage === undefined ? null : { input: result.usage.inputTokens, output: result.usage.outputTokens });
     return result;
   };
@@ -187,6 +192,9 @@ export function fromRemoteAgent(options: RemoteAgentOptions): RemoteAgent {
   };
 }
 
+/** A2A task states after which a task does no more work: such a task is never sent tasks/cancel. */
+const FINAL_TASK_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'canceled', 'rejected']);
+
 /**
  * A run's conversation with the remote: the input of every step (REVIEW passes it on), so it lives
  * exactly as long as the run's actor. Recorded in events as `{ task, turns }`.
@@ -200,10 +208,55 @@ export class RemoteConversation {
   taskId: string | undefined;
   contextId: string | undefined;
   readonly history: RemoteHistoryEntry[] = [];
+  /** Remote tasks live turns of this run left short of a final state (waiting for input, say). */
+  readonly #open = new Set<string>();
+  /** Tasks this run has sent tasks/cancel: each is sent it once. */
+  readonly #cancelled = new Set<string>();
+  #watching = false;
 
   constructor(task: unknown) {
     this.task = task;
     this.next = task;
+  }
+
+  /**
+   * When the run ends, however it ends, every task it left open is sent tasks/cancel, so no remote
+   * task outlives its run. Armed by the first live turn (verify-replay contacts nothing).
+   */
+  closeAtRunEnd(ctx: AgentContext, transport: RemoteTransport): void {
+    if (this.#watching || transport.cancel === undefined) return;
+    const runSignal = (ctx as { readonly runSignal?: AbortSignal }).runSignal;
+    if (runSignal === undefined) return;
+    this.#watching = true;
+    const close = (): void => {
+      for (const taskId of this.#open) this.cancel(taskId, transport);
+      this.#open.clear();
+    };
+    if (runSignal.aborted) close();
+    else runSignal.addEventListener('abort', close, { once: true });
+  }
+
+  /** Sends `taskId` tasks/cancel unless this run already has. */
+  cancel(taskId: string, transport: RemoteTransport): void {
+    this.#open.delete(taskId);
+    if (this.#cancelled.has(taskId)) return;
+    this.#cancelled.add(taskId);
+    transport.cancel?.(taskId);
+  }
+
+  /** What a live turn said of its task: a final state closes it, anything else leaves it open. */
+  noteTask(taskId: string | undefined, state: string | undefined): void {
+    if (taskId === undefined || this.#cancelled.has(taskId)) return;
+    if (state !== undefined && FINAL_TASK_STATES.has(state)) this.#open.delete(taskId);
+    else this.#open.add(taskId);
+  }
+
+  /** A live turn failed (not stopped): the task it names is open unless it reached a final state. */
+  noteFailure(error: unknown): void {
+    if (!OaoError.isInstance(error)) return;
+    const details = error.details as { readonly taskId?: unknown; readonly state?: unknown } | undefined;
+    if (typeof details?.taskId !== 'string') return;
+    this.noteTask(details.taskId, typeof details.state === 'string' ? details.state : undefined);
   }
 
   record(result: RemoteTurnResult): void {
@@ -303,6 +356,14 @@ function lazyA2ATransport(options: A2ATransportOptions): RemoteTransport {
         },
       );
       return (await untilAborted(loaded, request.signal)).turn(request);
+    },
+    cancel(taskId) {
+      void loaded?.then(
+        (transport) => transport.cancel?.(taskId),
+        () => {
+          // Never loaded: no turn went out, so no task exists.
+        },
+      );
     },
   };
 }

@@ -64,12 +64,22 @@ export interface RemoteTurnRequest {
   readonly contextId: string | undefined;
   /** Aborted when the run is cancelled, times out or breaks a limit, or the turn passes its time limit. */
   readonly signal: AbortSignal;
+  /**
+   * Sends a remote task `tasks/cancel` when the turn is stopped (A2A): the run's own canceller, so
+   * each task of a run is sent it once. The transport's `cancel` when absent.
+   */
+  readonly cancelTask?: (taskId: string) => void;
 }
 
 /** One way to reach a remote agent. */
 export interface RemoteTransport {
   readonly kind: RemoteTransportKind;
   turn(request: RemoteTurnRequest): Promise<RemoteTurnResult>;
+  /**
+   * Sends a remote task `tasks/cancel` (A2A), best effort and bounded by the cancel time limit;
+   * never throws. Transports without remote tasks have none.
+   */
+  cancel?(taskId: string): void;
 }
 
 export type RemoteFailureReason =

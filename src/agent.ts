@@ -82,8 +82,13 @@ export interface AgentContext {
    * `end()` (the response and its usage, recorded as MODEL_RESULT and metered; a response without
    * usage is charged its whole reservation) or `fail()`. Adapters use it around every LLM call;
    * agents that call a model directly can too. See docs/budgets.md.
+   *
+   * With `fitOutput: true` the caller promises to send the call with a lower output cap when asked:
+   * a call whose `maxOutputTokens` (or the default reserve) does not fit after its prompt is
+   * lowered to what every budget has left, reserves that, and says so in `loweredMaxOutputTokens`;
+   * only a call with no room left after its prompt is refused.
    */
-  beginModelCall(call?: { readonly model?: string; readonly input?: unknown; readonly maxOutputTokens?: number; readonly inputTokens?: number }): ModelCall;
+  beginModelCall(call?: ModelCallOptions): ModelCall;
   /**
    * Opens a governed call of a tool whose body the caller runs (a framework's own tool): exactly
    * what `callTool` does around a body. The policy is asked, the plugin rules and approvals apply,
@@ -114,6 +119,16 @@ export interface ToolCall {
   fail(error: unknown): void;
 }
 
+/** What `ctx.beginModelCall()` is told of a model call before it is sent. */
+export interface ModelCallOptions {
+  readonly model?: string;
+  readonly input?: unknown;
+  readonly maxOutputTokens?: number;
+  readonly inputTokens?: number;
+  /** The call can be sent with a lower output cap: lower it to what is left rather than refuse. @default false */
+  readonly fitOutput?: boolean;
+}
+
 /** An open governed model call. `signal` aborts when the step must stop. */
 export interface ModelCall {
   readonly callId: string;
@@ -130,6 +145,11 @@ export interface ModelCall {
    * model calls.
    */
   readonly replayed?: { readonly ok: boolean; readonly output?: unknown; readonly error?: { readonly message: string }; readonly usage: TokenUsage | null };
+  /**
+   * Set when the call asked `fitOutput` and its output cap was lowered to fit the budget: send the
+   * call with this cap (what it reserved, and what MODEL_CALL records as `reserved.output`).
+   */
+  readonly loweredMaxOutputTokens?: number;
   /** Records the response and meters its usage. Later calls of end/fail are ignored. */
   end(output: unknown, usage?: UsageReport | null): void;
   /** Records that the call failed (with any usage it still cost). */

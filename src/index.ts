@@ -61,6 +61,7 @@ export type {
   BudgetView,
   GovernedTool,
   ModelCall,
+  ModelCallOptions,
   ReviewDecision,
   StepResult,
   ToolCall,

@@ -103,6 +103,17 @@ export function checkReservation(limits: PolicyLimits, committed: number, reserv
   };
 }
 
+/**
+ * The most output a model call that may be sent with a lower cap reserves: its own cap (or the
+ * default reserve) when that fits in `room` (the tokens the tightest budget covering the run has
+ * left, after what is spent and held) after its `input` tokens; otherwise what is left after the
+ * prompt. With nothing left after the prompt the cap stays, and the call is refused as any other.
+ */
+export function fitOutputTokens(input: number, output: number, room: number): number {
+  const left = room - input;
+  return left > 0 && left < output ? left : output;
+}
+
 export function checkModelCall(limits: PolicyLimits, totalTokens: number): PolicyViolation | null {
   if (totalTokens < limits.maxTokens) return null;
   return {

@@ -1,4 +1,4 @@
-import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, ToolCall, UsageReport } from '../agent.js';
+import type { AgentContext, BudgetLine, BudgetView, GovernedTool, ModelCall, ModelCallOptions, ToolCall, UsageReport } from '../agent.js';
 import { OaoError, RunAbortedError, safeString } from '../errors.js';
 import { ownRecord } from '../policy/schema.js';
 import { parseUsage, parseUsageReport } from './agentOutput.js';
@@ -182,15 +182,20 @@ class GovernedContext implements AgentContext {
     return new LiveBudget(this.#scope.session);
   }
 
-  beginModelCall(call: { readonly model?: string; readonly input?: unknown; readonly maxOutputTokens?: number; readonly inputTokens?: number } = {}): ModelCall {
+  beginModelCall(call: ModelCallOptions = {}): ModelCall {
     const scope = this.#scope;
-    const sizes = { maxOutputTokens: tokenCount(call.maxOutputTokens, 'maxOutputTokens'), inputTokens: tokenCount(call.inputTokens, 'inputTokens') };
+    const sizes = {
+      maxOutputTokens: tokenCount(call.maxOutputTokens, 'maxOutputTokens'),
+      inputTokens: tokenCount(call.inputTokens, 'inputTokens'),
+      fitOutput: call.fitOutput === true,
+    };
     const record = scope.session.beginModelCall(scope, typeof call.model === 'string' ? call.model : null, call.input, sizes);
     const meter = (usage: UsageReport | null | undefined) => (usage == null ? null : parseUsage(usage, 'usage'));
     return {
       callId: record.callId,
       ready: record.ready,
       ...(record.replayed === undefined ? {} : { replayed: record.replayed }),
+      ...(record.loweredMaxOutputTokens === undefined ? {} : { loweredMaxOutputTokens: record.loweredMaxOutputTokens }),
       get signal() {
         return scope.signal;
       },

@@ -9,7 +9,7 @@ import {
   type SerializedError,
 } from '../errors.js';
 import type { EventCounters, ModelReservation, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
-import { checkModelCall, checkReservation, checkStepStart, checkTokens, checkToolCall, deadlinePassed, DEFAULT_RESERVE_OUTPUT_TOKENS, retryDelay } from '../policy/checks.js';
+import { checkModelCall, checkReservation, checkStepStart, checkTokens, checkToolCall, deadlinePassed, DEFAULT_RESERVE_OUTPUT_TOKENS, fitOutputTokens, retryDelay } from '../policy/checks.js';
 import { deepFreeze, ownRecord } from '../policy/schema.js';
 import type { ApprovalPredicate, PolicyLimits } from '../policy/schema.js';
 import { checkRaise, type BudgetRaise } from '../policy/raiseLimits.js';
@@ -151,6 +151,8 @@ interface StateRecord {
 export interface ModelCallSizes {
   readonly inputTokens?: number | undefined;
   readonly maxOutputTokens?: number | undefined;
+  /** The caller can send the call with a lower output cap: lower it to what the budgets have left rather than refuse. */
+  readonly fitOutput?: boolean | undefined;
 }
 
 export interface ModelCallRecord {
@@ -159,6 +161,8 @@ export interface ModelCallRecord {
   readonly replayed: RecordedModelResult | undefined;
   /** Settles once the MODEL_CALL event is durable (at once without a store); rejects if it cannot be. */
   readonly ready: Promise<void>;
+  /** With `fitOutput`: the output cap the call was lowered to (and reserved), when it was lowered. */
+  readonly loweredMaxOutputTokens?: number;
   end(output: unknown, usage: TokenUsage | null): void;
   fail(error: unknown, usage: TokenUsage | null): void;
 }
@@ -1411,7 +1415,10 @@ export class RunSession {
     }
     // One serialization of the input serves both its record and the estimate of its tokens.
     const { value: recordedInput, text: inputText } = toRecordableText(input);
-    const tokenReservation = reservationFor(inputText, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
+    const asked = reservationFor(inputText, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
+    const fitted = sizes?.fitOutput === true ? fitOutputTokens(asked.input, asked.output, this.#tokensLeft()) : asked.output;
+    const lowered = fitted < asked.output ? fitted : undefined;
+    const tokenReservation = lowered === undefined ? asked : Object.freeze({ ...asked, output: lowered });
     const tokens = tokenReservation.input + tokenReservation.output;
     const price = this.#priceOf(model);
     if (price === undefined && this.#costLimited) this.#refuseUnpriced(model);
@@ -1426,7 +1433,7 @@ export class RunSession {
     // A run pausing at its token limit waits for a raise, unless the call's cost does not fit
     // either: a raise of tokens could not let it through.
     if (violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && this.#tokensPause && costViolation === null) {
-      return this.#pausedModelCall(scope, model, input, reserved);
+      return withLowered(this.#pausedModelCall(scope, model, input, reserved), lowered);
     }
     if (violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && this.#tokensPause) this.#denyModelCall(scope, model, reserved, costViolation ?? violation);
     if (violation !== null) this.#denyModelCall(scope, model, spent === null ? reserved : null, violation);
@@ -1441,7 +1448,14 @@ export class RunSession {
     // when it is, and callers that can wait await it before sending the request.
     const written = this.#log?.writeAhead();
     const ready = written === undefined ? RESOLVED : written;
-    return this.#openModelCall(scope, callId, model, ready, reserved);
+    return withLowered(this.#openModelCall(scope, callId, model, ready, reserved), lowered);
+  }
+
+  /** Tokens a new reservation may take: the least any budget covering the run has left (the run's, its batch's). */
+  #tokensLeft(): number {
+    const own = this.limits.maxTokens - this.tokensTotal - this.#reservedTotal;
+    const shared = this.shared;
+    return shared === undefined ? own : Math.min(own, shared.tokensLeft());
   }
 
   /** Records a refused model call (MODEL_CALL_DENIED, then the violation) and throws its error. */
@@ -1770,6 +1784,11 @@ function reservationFor(inputText: string, sizes: ModelCallSizes | undefined, de
   const output = sizes?.maxOutputTokens ?? defaultOutput;
   if (sizes?.inputTokens !== undefined) return Object.freeze({ input: sizes.inputTokens, output, estimated: false });
   return Object.freeze({ input: Math.ceil(inputText.length / 4), output, estimated: true });
+}
+
+/** `record`, saying the output cap its call was lowered to, when it was. */
+function withLowered(record: ModelCallRecord, lowered: number | undefined): ModelCallRecord {
+  return lowered === undefined ? record : { ...record, loweredMaxOutputTokens: lowered };
 }
 
 /** Longest `by` or `reason` a decision may carry. */

@@ -117,6 +117,12 @@ export class SharedBudget {
     );
   }
 
+  /** Tokens the batch has left for new reservations (spent and held taken off); Infinity without a limit. */
+  tokensLeft(): number {
+    const max = this.limits.maxTokens;
+    return max === undefined ? Number.POSITIVE_INFINITY : max - this.tokens - this.reserved;
+  }
+
   /** Tokens held by the model calls of every run of the batch that are still running. */
   reserved = 0;
 

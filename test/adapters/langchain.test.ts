@@ -456,18 +456,19 @@ describe('fromChatModel: a governed tool-calling loop', () => {
     expect(bodies.count).toBe(0); // the turn crossed the budget: its tool call was refused
   });
 
-  it('token budget: a turn whose reservation does not fit is refused before the model runs (MODEL_CALL_DENIED)', async () => {
+  it('token budget: a turn with no room left after its prompt is refused before the model runs (MODEL_CALL_DENIED)', async () => {
     const bodies = { count: 0 };
-    const model = new ScriptedChatModel([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 15, output: 5 } }]);
+    const model = new ScriptedChatModel([{ toolCalls: [{ name: 'search', args: { q: 'x' } }], usage: { input: 15, output: 1_000 } }]);
     const agent = fromChatModel(model, { tools: [searchTool(bodies)] });
     const handle = new Orchestrator({ policy: { maxTokens: 1_050, maxToolCalls: 10 } }).start({ agent, tools: agent.tools, task: 't' });
     const report = await handle.report;
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
     expect(report.termination.message).toMatch(/Model call refused: it may use up to \d+ tokens/);
     // Each turn reserves its prompt and the default 1024 output tokens: the first fits, the second
-    // (20 tokens spent, a longer prompt) does not, so the model is called once and the limit holds.
+    // (1,015 tokens spent, a longer prompt) has no room left even for its prompt, so it is not sent
+    // with a lower cap either: the model is called once and the limit holds.
     expect(model.calls).toBe(1);
-    expect(report.tokenUsage.total).toBe(20);
+    expect(report.tokenUsage.total).toBe(1_015);
     const denied = handle.events().find((e) => e.type === 'MODEL_CALL_DENIED');
     expect(denied?.payload).toMatchObject({ rule: 'max_tokens', reserved: { output: 1024, estimated: true } });
     const types = handle.events().map((e) => e.type);

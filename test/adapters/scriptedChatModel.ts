@@ -36,6 +36,8 @@ export class ScriptedChatModel extends BaseChatModel {
   aborted = 0;
   readonly received: BaseMessage[][] = [];
   boundTools: string[] = [];
+  /** The `maxTokens` call option of each call that reached the model (undefined: none was set). */
+  readonly maxTokensSent: (number | undefined)[] = [];
   readonly maxCalls: number;
   readonly #started = new Map<number, ReturnType<typeof deferred<void>>>();
 
@@ -90,7 +92,10 @@ export class ScriptedChatModel extends BaseChatModel {
     }
     this.#startedGate(this.calls).resolve();
     const content = turn.content ?? '';
-    const usage = turn.usage;
+    // A model honours the output cap it is called with: it never reports more output than that.
+    const cap = (options as { maxTokens?: number }).maxTokens;
+    this.maxTokensSent.push(cap);
+    const usage = turn.usage === undefined || cap === undefined ? turn.usage : { ...turn.usage, output: Math.min(turn.usage.output, cap) };
     const usageIn = turn.usageIn ?? 'usage_metadata';
     const message = new AIMessage({
       content,

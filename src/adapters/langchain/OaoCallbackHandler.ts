@@ -29,18 +29,49 @@ import { GOVERNED_TAG, type RunBridge } from './runBridge.js';
 /** What a response served from LangChain's cache cost: nothing (it is metered as such, not as unmetered). */
 const NO_USAGE = Object.freeze({ input: 0, output: 0 });
 
-/**
- * The call's cap on output tokens as LangChain reports its invocation parameters
- * (`max_tokens`, `maxTokens`, `max_output_tokens`, `max_completion_tokens`), when there is one.
- */
-function maxOutputTokensOf(extraParams: Record<string, unknown> | undefined): number | undefined {
-  const params = extraParams?.invocation_params;
+/** Where LangChain model classes take a call's cap on output tokens from. */
+const CAP_KEYS = ['max_tokens', 'maxTokens', 'max_output_tokens', 'maxOutputTokens', 'max_completion_tokens'] as const;
+
+/** A call's cap on output tokens, and the key it was found under. */
+interface OutputCap {
+  readonly value: number;
+  readonly key: string;
+}
+
+function capIn(params: unknown): OutputCap | undefined {
   if (typeof params !== 'object' || params === null) return undefined;
-  for (const key of ['max_tokens', 'maxTokens', 'max_output_tokens', 'maxOutputTokens', 'max_completion_tokens']) {
+  for (const key of CAP_KEYS) {
     const value = (params as Record<string, unknown>)[key];
-    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return { value, key };
   }
   return undefined;
+}
+
+/**
+ * The call's cap on output tokens as LangChain reports its invocation parameters (`max_tokens`,
+ * `maxTokens`, `max_output_tokens`, `max_completion_tokens`), else as its call options carry it
+ * (bound with `withConfig`/`bind`), when there is one.
+ */
+function maxOutputTokensOf(extraParams: Record<string, unknown> | undefined): OutputCap | undefined {
+  return capIn(extraParams?.invocation_params) ?? capIn(extraParams?.options);
+}
+
+/**
+ * The options the model is about to be called with, when LangChain hands the handler the very
+ * object it then passes to the model (as chat models and LLMs do for a single prompt): a cap set
+ * there is the cap the call is sent with. Undefined for a batch (its prompts share one object).
+ */
+function liveCallOptions(extraParams: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  const options = extraParams?.options;
+  if (typeof options !== 'object' || options === null || !Object.isExtensible(options)) return undefined;
+  const batch = extraParams?.batch_size;
+  return batch === undefined || batch === 1 ? (options as Record<string, unknown>) : undefined;
+}
+
+/** Sends the call with `cap` output tokens: as `maxTokens`, and under the key the model stated its own cap with. */
+function lowerCap(options: Record<string, unknown>, cap: number, key: string | undefined): void {
+  options.maxTokens = cap;
+  if (key !== undefined && key !== 'maxTokens') options[key] = cap;
 }
 
 /** The arguments of a plain tool's call: LangChain hands the handler its input as JSON text. */
@@ -94,7 +125,7 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     _tags?: string[],
     metadata?: Record<string, unknown>,
   ): Promise<void> {
-    await this.#open(runId, modelName(llm, metadata, extraParams), recordMessages(messages[0] ?? []), maxOutputTokensOf(extraParams));
+    await this.#open(runId, modelName(llm, metadata, extraParams), recordMessages(messages[0] ?? []), extraParams);
   }
 
   override async handleLLMStart(
@@ -106,7 +137,7 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     _tags?: string[],
     metadata?: Record<string, unknown>,
   ): Promise<void> {
-    await this.#open(runId, modelName(llm, metadata, extraParams), prompts[0] ?? null, maxOutputTokensOf(extraParams));
+    await this.#open(runId, modelName(llm, metadata, extraParams), prompts[0] ?? null, extraParams);
   }
 
   override handleLLMEnd(output: LLMResult, runId: string, _parentRunId?: string, _tags?: string[], extraParams?: Record<string, unknown>): void {
@@ -179,9 +210,19 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     return open.call;
   }
 
-  async #open(runId: string, model: string | undefined, input: unknown, maxOutputTokens: number | undefined): Promise<void> {
-    const call = await this.#bridge.openModelCall(maxOutputTokens === undefined ? { model, input } : { model, input, maxOutputTokens });
+  async #open(runId: string, model: string | undefined, input: unknown, extraParams: Record<string, unknown> | undefined): Promise<void> {
+    const cap = maxOutputTokensOf(extraParams);
+    // A call whose cap can still be set is sent with a lower one when the budget has less left.
+    const options = liveCallOptions(extraParams);
+    const call = await this.#bridge.openModelCall({
+      model,
+      input,
+      ...(cap === undefined ? {} : { maxOutputTokens: cap.value }),
+      ...(options === undefined ? {} : { fitOutput: true }),
+    });
     this.#calls.set(runId, call);
+    const lowered = call.loweredMaxOutputTokens;
+    if (lowered !== undefined && options !== undefined) lowerCap(options, lowered, cap?.key);
     // Write-ahead with an asynchronous store: the model is called once MODEL_CALL is durable.
     await call.ready;
   }

@@ -1,6 +1,6 @@
 import type { AgentContext, ModelCall, ToolCall } from '../../agent.js';
 import type { ToolTimer } from '../shared/toolTimeouts.js';
-import { isNormalEnd, NO_TOOL_TIMEOUTS, ungovernedToolError, type ModelCallRequest, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
+import { isNormalEnd, modelCallOptions, NO_TOOL_TIMEOUTS, ungovernedToolError, type ModelCallRequest, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
 
 /** How one step of a stepped run ended: the Runnable wants another model turn, or it finished. */
 export type TurnOutcome = { readonly done: false; readonly text: string } | { readonly done: true; readonly value: unknown };
@@ -202,7 +202,7 @@ export class TurnGate implements RunBridge {
 
   #open(request: ModelCallRequest): ModelCall {
     const ctx = this.#ctx as AgentContext;
-    const call = ctx.beginModelCall(request.model === undefined ? { input: request.input } : request);
+    const call = ctx.beginModelCall(modelCallOptions(request));
     this.#inflight += 1;
     return call;
   }

@@ -1,4 +1,4 @@
-import type { AgentContext, ModelCall, ToolCall } from '../../agent.js';
+import type { AgentContext, ModelCall, ModelCallOptions, ToolCall } from '../../agent.js';
 import { OaoError } from '../../errors.js';
 import { toolTimer, type ToolTimer } from '../shared/toolTimeouts.js';
 
@@ -26,6 +26,14 @@ export interface ModelCallRequest {
   readonly input: unknown;
   /** The call's cap on output tokens, when the model states one: what the call reserves. */
   readonly maxOutputTokens?: number;
+  /** The caller will send the call with a lower cap when the budget has less left (`loweredMaxOutputTokens`). */
+  readonly fitOutput?: boolean;
+}
+
+/** What `ctx.beginModelCall()` is given for a request: all of it, but no model when it names none. */
+export function modelCallOptions(request: ModelCallRequest): ModelCallOptions {
+  const { model, ...rest } = request;
+  return model === undefined ? rest : request;
 }
 
 /**
@@ -121,7 +129,7 @@ export class StepBridge implements RunBridge {
   }
 
   openModelCall(request: ModelCallRequest): ModelCall {
-    return this.#ctx.beginModelCall(request.model === undefined ? { input: request.input } : request);
+    return this.#ctx.beginModelCall(modelCallOptions(request));
   }
 
   modelCallClosed(): void {}

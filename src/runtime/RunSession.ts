@@ -218,8 +218,11 @@ export class RunSession {
   /** Micro-dollars spent on model calls, as the policy's `pricing` costs them. */
   costMicros = 0;
   toolCalls = 0;
-  /** Keyed by tool name; a Map, since a tool may be named "constructor" or "__proto__". */
-  readonly toolCallsByName: Map<string, number> = new Map();
+  /**
+   * Keyed by tool name; a Map, since a tool may be named "constructor" or "__proto__". Created by
+   * the first tool call: most runs make none, and a live run's heap is part of what it costs.
+   */
+  #toolCallsByName: Map<string, number> | undefined;
   lastOutput: JsonValue = null;
   /** Frozen: handed to `review`, which must not be able to change what the run recorded. */
   lastStep: Readonly<{ step: number; input: unknown; output: JsonValue; usage: TokenUsage | null }> | null = null;
@@ -361,7 +364,7 @@ export class RunSession {
     this.tokensTotal = fold.tokens.total;
     this.costMicros = fold.costMicros;
     this.toolCalls = fold.toolCalls;
-    for (const [name, count] of fold.toolCallsByName) this.toolCallsByName.set(name, count);
+    if (fold.toolCallsByName.size > 0) this.#toolCallsByName = new Map(fold.toolCallsByName);
     this.lastOutput = fold.lastOutput;
     if (point.lastStep !== null) this.lastStep = Object.freeze({ ...point.lastStep });
     this.#history = fold.stateHistory.map((entry) => ({ state: entry.state, enteredAt: entry.enteredAt, durationMs: entry.durationMs }));
@@ -941,7 +944,7 @@ export class RunSession {
   #authorize(scope: CallScope, name: string, args: unknown, callId: string, approved: boolean): Promise<unknown> {
     const step = scope.step;
     let violation =
-      checkToolCall(this.limits, name, this.toolCalls, this.toolCallsByName.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
+      checkToolCall(this.limits, name, this.toolCalls, this.#toolCallsByName?.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
     // The rules see the arguments as they are recorded; the same copy goes into the run's call list.
     const asked = this.#plugins === undefined ? undefined : Object.freeze({ tool: name, args: toRecordable(args) });
     if (violation === null && asked !== undefined) {
@@ -972,7 +975,8 @@ export class RunSession {
     const body = this.#bodyOf(name, callId) as ToolFunction;
     this.#counters = undefined;
     this.toolCalls += 1;
-    this.toolCallsByName.set(name, (this.toolCallsByName.get(name) ?? 0) + 1);
+    const byName = (this.#toolCallsByName ??= new Map());
+    byName.set(name, (byName.get(name) ?? 0) + 1);
     this.shared?.chargeToolCall();
     if (asked !== undefined) this.#pluginCalls = Object.freeze([...this.#pluginCalls, asked]);
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
@@ -1690,7 +1694,7 @@ export class RunSession {
       totalSteps: this.steps,
       tokenUsage: Object.freeze({ input: this.tokensIn, output: this.tokensOut, total: this.tokensTotal }),
       ...(this.costed ? { cost: costReport(this.costMicros) } : {}),
-      toolUsage: Object.freeze({ total: this.toolCalls, byTool: this.toolCalls === 0 ? NO_TOOL_CALLS : Object.freeze(ownRecord(this.toolCallsByName)) }),
+      toolUsage: Object.freeze({ total: this.toolCalls, byTool: this.#toolCallsByName === undefined ? NO_TOOL_CALLS : Object.freeze(ownRecord(this.#toolCallsByName)) }),
       executionTimeMs: this.liveMs(finishedAt),
       wallTimeMs: Math.max(0, finishedAt - this.startedAt),
       // Handed over, not copied: the records are final once the run is (the last state never exits).

@@ -21,6 +21,21 @@ export interface RunLogOptions {
 /** Renewal period base of a given lease when the log has no ownership to take it from. */
 const DEFAULT_LEASE_TTL_MS = 10_000;
 
+/** The leases renewed together, every `period` ms, by one timer. */
+interface RenewalRound {
+  readonly period: number;
+  readonly timer: ReturnType<typeof setInterval>;
+  readonly logs: Set<RunLog>;
+  /** The timer functions of the round's timer. */
+  readonly setInterval: typeof setInterval;
+  readonly clearInterval: typeof clearInterval;
+}
+
+/** A lease is renewed every third of its time to live (at least every 10 ms). */
+function renewalPeriod(ttlMs: number): number {
+  return Math.max(10, Math.floor(ttlMs / 3));
+}
+
 /**
  * Writes one run's events to a store. Events are batched per macrostep (everything emitted before
  * the next microtask goes in one append), except that `writeAhead()` flushes at once: the event
@@ -46,7 +61,10 @@ export class RunLog {
   #lease: Lease | undefined;
   /** The lease was released by an append: nothing left to renew or release. */
   #released = false;
-  #renewal: ReturnType<typeof setInterval> | undefined;
+  /** The renewal round the log's lease is in, while it is renewed. */
+  #round: RenewalRound | undefined;
+  /** The lease's time to live, for its renewals. */
+  #renewTtlMs: number | undefined;
   #ended = false;
   #buffer: OaoEvent[] = [];
   #scheduled = false;
@@ -243,15 +261,41 @@ export class RunLog {
     this.#renewEvery(ownership.ttlMs);
   }
 
+  /**
+   * Live logs whose leases are renewed, by renewal period: one interval timer per period renews
+   * every lease of that period, instead of one timer per live run (a server holds thousands of
+   * live runs, and a timer is a few hundred bytes of each one's heap). A lease joins a round within
+   * one period of being taken, as it would with its own timer. A round is bound to the timer
+   * functions it was created with: when they change (test fake timers), new leases start a new one.
+   */
+  static readonly #rounds = new Map<number, RenewalRound>();
+
   #renewEvery(ttlMs: number): void {
-    if (this.#ended || this.#renewal !== undefined) return;
-    this.#renewal = setInterval(() => this.#renew(ttlMs), Math.max(10, Math.floor(ttlMs / 3)));
-    this.#renewal.unref?.();
+    if (this.#ended || this.#round !== undefined) return;
+    this.#renewTtlMs = ttlMs;
+    const period = renewalPeriod(ttlMs);
+    let round = RunLog.#rounds.get(period);
+    if (round === undefined || round.setInterval !== setInterval) {
+      const logs = new Set<RunLog>();
+      const timer = setInterval(() => {
+        for (const log of logs) log.#renew(log.#renewTtlMs ?? ttlMs);
+      }, period);
+      timer.unref?.();
+      round = { period, timer, logs, setInterval, clearInterval };
+      RunLog.#rounds.set(period, round);
+    }
+    round.logs.add(this);
+    this.#round = round;
   }
 
   #stopRenewal(): void {
-    if (this.#renewal !== undefined) clearInterval(this.#renewal);
-    this.#renewal = undefined;
+    const round = this.#round;
+    if (round === undefined) return;
+    this.#round = undefined;
+    round.logs.delete(this);
+    if (round.logs.size > 0) return;
+    round.clearInterval(round.timer);
+    if (RunLog.#rounds.get(round.period) === round) RunLog.#rounds.delete(round.period);
   }
 
   #renew(ttlMs: number): void {

@@ -144,6 +144,39 @@ describe('RunLog and the lease of its run', () => {
     expect(inner.acquireLease('run-a', 'intruder', 1_000)?.token).toBe(lease.token + 1);
   });
 
+  it('renews the leases of many live runs with one timer, and stops it when the last one ends', async () => {
+    vi.useFakeTimers();
+    const setIntervalSpy = vi.spyOn(globalThis, 'setInterval');
+    const clearIntervalSpy = vi.spyOn(globalThis, 'clearInterval');
+    let now = FAKE_EPOCH;
+    const inner = createMemoryStore({ now: () => now });
+    const { store, calls } = recorded(inner);
+    const logs = Array.from({ length: 20 }, (_, i) => {
+      const id = `run-${i}`;
+      const lease = inner.acquireLease(id, 'owner', 300)!;
+      const log = new RunLog(store, id, failures().onFailure, { owner: 'owner', ttlMs: 300 }, { lease });
+      for (const event of fakeRun(id).slice(0, 3)) log.add(event);
+      expect(log.flush()).toBeUndefined();
+      return log;
+    });
+    expect(setIntervalSpy).toHaveBeenCalledTimes(1);
+    // Each lease is renewed every third of its time to live, so every run outlives its first expiry.
+    for (let round = 0; round < 4; round += 1) {
+      now += 100;
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(calls.filter((call) => call === 'renewLease')).toHaveLength(80);
+    expect(logs.every((_, i) => inner.get(`run-${i}`)?.status === 'running')).toBe(true);
+    for (const log of logs.slice(1)) log.end();
+    expect(clearIntervalSpy).not.toHaveBeenCalled();
+    logs[0]!.end();
+    expect(clearIntervalSpy).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls.filter((call) => call === 'renewLease')).toHaveLength(80);
+    setIntervalSpy.mockRestore();
+    clearIntervalSpy.mockRestore();
+  });
+
   it('fails the first append with OAO_ERR_LEASE_LOST when a given lease was taken over, reporting it once', () => {
     let now = FAKE_EPOCH;
     const inner = createMemoryStore({ now: () => now });

@@ -584,7 +584,7 @@ export class RunSession {
     this.#state = state;
     this.#history.push({ state, enteredAt: now, durationMs: 0 });
     this.#at = now;
-    if (wanted) this.emit('STATE_ENTER', { state });
+    if (wanted) this.emit('STATE_ENTER', STATE_ENTER_PAYLOADS[state]);
     else this.#seq++;
     this.#at = undefined;
   }
@@ -1754,6 +1754,16 @@ export class RunSession {
 function runEnded(): RunAbortedError {
   return new RunAbortedError('OAO_ERR_RUN_FINISHED', 'The run has ended');
 }
+
+/** STATE_ENTER's payload names only the state: one frozen object per state serves every run. */
+const STATE_ENTER_PAYLOADS: Readonly<Record<LifecycleState, OaoEventPayload<'STATE_ENTER'>>> = Object.freeze({
+  INIT: Object.freeze({ state: 'INIT' }),
+  PLAN: Object.freeze({ state: 'PLAN' }),
+  EXECUTE: Object.freeze({ state: 'EXECUTE' }),
+  REVIEW: Object.freeze({ state: 'REVIEW' }),
+  TERMINATE: Object.freeze({ state: 'TERMINATE' }),
+  FAILED: Object.freeze({ state: 'FAILED' }),
+});
 
 export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return (

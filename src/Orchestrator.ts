@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Observable } from 'rxjs';
 import { createActor, type Actor, type InspectionEvent, type Observer } from 'xstate';
 import type { AgentLike, ToolSet } from './agent.js';
@@ -32,6 +31,7 @@ import { startWorkflow, type WorkflowHandle, type WorkflowRunOptions } from './w
 import { resumeWorkflow, type ResumeWorkflowOptions } from './workflow/resumeWorkflow.js';
 import { replayWorkflow } from './workflow/replayWorkflow.js';
 import { whatIfWorkflow, type WorkflowWhatIfResult } from './workflow/whatIfWorkflow.js';
+import { randomRunId } from './runtime/runId.js';
 
 export type { RunRequest, ResumeRequest };
 
@@ -189,7 +189,7 @@ export class Orchestrator {
     this.#inspect = options.inspect;
     this.#clock = options.clock ?? systemClock;
     this.#customClock = options.clock !== undefined;
-    this.#generateId = options.generateId ?? randomUUID;
+    this.#generateId = options.generateId ?? randomRunId;
     this.#store = options.store === undefined ? createMemoryStore({ maxRuns: DEFAULT_MEMORY_RUNS }) : options.store === false ? undefined : checkStore(options.store);
     this.#ownership = resolveOwnership(this.#store, options.owner, options.leaseTtlMs);
     const hub = new EventHub<OaoEvent>(options.onHookError ?? defaultHookError);

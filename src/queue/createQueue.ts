@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { OaoError } from '../errors.js';
@@ -10,6 +9,7 @@ import { checkStore } from '../store/storeOption.js';
 import type { RunStore } from '../store/RunStore.js';
 import { runJobSchema, type RunJobData } from './jobData.js';
 import { checkConnection, checkQueueName, closeRedis, loadQueuePackages, openRedis, queueKeys, queueUnavailable, type RedisConnection } from './redisConnection.js';
+import { randomRunId } from '../runtime/runId.js';
 
 /** Options of {@link createQueue}. */
 export interface QueueOptions {
@@ -105,7 +105,7 @@ export async function createQueue(options: QueueOptions): Promise<RunQueue> {
   const store = checkStore(options.store);
   const maxConcurrency = options.maxConcurrency === undefined ? undefined : positiveIntegerOption(options.maxConcurrency, 'maxConcurrency');
   const enqueueTimeoutMs = positiveIntegerOption(options.enqueueTimeoutMs ?? 2_000, 'enqueueTimeoutMs');
-  const generateId = options.generateId ?? randomUUID;
+  const generateId = options.generateId ?? randomRunId;
   if (typeof generateId !== 'function') throw invalidOption('generateId', `Expected "generateId" to be a function, got ${typeOf(generateId)}`);
   const { Redis, bullmq } = await loadQueuePackages('createQueue');
   // No offline queue: while Redis is down a command fails at once instead of piling up unseen.

@@ -37,6 +37,7 @@ import {
   type WhatIfResponse,
 } from './schemas.js';
 import { storeCall } from './storeCall.js';
+import { randomRunId } from '../runtime/runId.js';
 
 export interface RunServiceInit {
   readonly agents: ReadonlyMap<string, AgentLike>;
@@ -349,7 +350,7 @@ export class RunService {
     queued: QueuedRuns,
     tenant: string | undefined,
   ): Promise<{ batchId: string; maxConcurrency: number; effectivePolicy: PolicyLimits; reports: Record<string, ExecutionReport> }> {
-    const batchId = randomUUID();
+    const batchId = randomRunId();
     const started: Promise<ExecutionReport>[] = [];
     for (const job of jobs) {
       const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued, tenant);
@@ -405,7 +406,7 @@ export class RunService {
     const maxConcurrency = Math.min(body.maxConcurrency ?? this.#maxConcurrency, this.#maxConcurrency, this.#maxConcurrentRuns);
     if (this.#queued !== undefined) return this.#enqueueBatch(body, jobs, policy, maxConcurrency, this.#queued, tenant);
     const release = this.#admit(Math.min(jobs.length, maxConcurrency));
-    const batchId = randomUUID();
+    const batchId = randomRunId();
     const admittedAt = this.#now();
     const controllers = jobs.map(() => new AbortController());
     let runs: RecordedRun[];
@@ -415,7 +416,7 @@ export class RunService {
       // The first job's id is claimed in the store (its lease taken) before anything starts: a
       // store that cannot take runs now refuses the whole batch.
       const claim = await this.#claim(undefined);
-      const ids = jobs.map((_, index) => (index === 0 ? claim.executionId : randomUUID()));
+      const ids = jobs.map((_, index) => (index === 0 ? claim.executionId : randomRunId()));
       runs = ids.map((id, index) => new RecordedRun(id, (reason) => controllers[index]?.abort(reason)));
       let batchIdGiven = false;
       const multi = new MultiAgentOrchestrator({
@@ -428,7 +429,7 @@ export class RunService {
         ...(this.#inspect === undefined ? {} : { inspect: this.#inspect }),
         ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
         // Every job has its execution id, so the only id made here is the batch's.
-        generateId: () => (batchIdGiven ? randomUUID() : ((batchIdGiven = true), batchId)),
+        generateId: () => (batchIdGiven ? randomRunId() : ((batchIdGiven = true), batchId)),
         onHookError: (error) => this.#logError(error, 'a batch event hook failed'),
       });
       // One supervisor per request: it is observed for as long as its batch runs.
@@ -844,7 +845,7 @@ export class RunService {
       }
       if (this.#live.has(requested) || this.#reserved.has(requested) || this.#unfiled.has(requested)) throw idTaken(requested);
     }
-    const executionId = requested ?? randomUUID();
+    const executionId = requested ?? randomRunId();
     this.#reserved.add(executionId);
     try {
       if (requested !== undefined && (await storeCall('start', () => this.#store.get(executionId))) !== undefined) throw idTaken(executionId);

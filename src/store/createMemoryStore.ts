@@ -72,7 +72,7 @@ interface RunEntry {
   readonly startedAtMs: number;
   /** ISO 8601 of `startedAtMs`, formatted the first time a list or a lookup shows the run. */
   startedAt: string | undefined;
-  readonly events: OaoEvent[];
+  events: OaoEvent[];
   /** Canonical text of stored events, computed only when a retried append needs to compare. */
   texts: string[] | undefined;
   report: ExecutionReport | undefined;
@@ -158,7 +158,11 @@ class MemoryStore implements MemoryRunStore {
       this.#runs.set(executionId, entry);
       insertSorted(this.#byStart, entry, byStart);
     }
-    for (const event of fresh) entry.events.push(Object.freeze(event));
+    for (const event of fresh) Object.freeze(event);
+    // A short log is copied into an array of its exact length (a live run's log is a few events,
+    // and an array grown by push keeps room for a dozen more); a long one grows in place.
+    if (entry.events.length + fresh.length <= EXACT_LOG_LENGTH) entry.events = entry.events.concat(fresh);
+    else for (const event of fresh) entry.events.push(event);
     if (update.report !== undefined && entry.report === undefined) {
       entry.report = update.report;
       entry.finishedAtMs = Date.parse(update.report.finishedAt);
@@ -394,6 +398,9 @@ class MemoryStore implements MemoryRunStore {
     }
   }
 }
+
+/** Logs up to this many events are kept in arrays of their exact length. */
+const EXACT_LOG_LENGTH = 64;
 
 function textOf(entry: RunEntry, seq: number): string | undefined {
   const event = entry.events[seq];

@@ -11,7 +11,7 @@ import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
  * A steady loop of one bench case, for a CPU profile of it alone:
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
- *     bench/profile-governed.ts [--case governed|memory|quiet|sync|bare|langchain] [--seconds 10]
+ *     bench/profile-governed.ts [--case governed|memory|quiet|sync|bare|langchain|langchain-direct|langchain-raw] [--seconds 10]
  *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
  *
  * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
@@ -31,14 +31,17 @@ orch.events$.subscribe(() => {});
 const stored = new Orchestrator({ store: createMemoryStore({ maxRuns: 1_000 }) });
 const quiet = new Orchestrator({ store: false });
 
-// The bench's governed LangChain chain (bench/cases/langchain.ts).
-const chain = fromRunnable(
-  ChatPromptTemplate.fromTemplate('Explain {topic} in one line.').pipe(new FakeListChatModel({ responses: ['Governed.'] })).pipe(new StringOutputParser()),
-);
+// The bench's LangChain chain (bench/cases/langchain.ts): raw, governed, and passed straight to run().
+const rawChain = ChatPromptTemplate.fromTemplate('Explain {topic} in one line.')
+  .pipe(new FakeListChatModel({ responses: ['Governed.'] }))
+  .pipe(new StringOutputParser());
+const chain = fromRunnable(rawChain);
 const TOPIC = { topic: 'agent governance' };
 
 const ops: Record<string, () => unknown> = {
   langchain: () => orch.run({ agent: chain, task: TOPIC }),
+  'langchain-direct': () => orch.run({ agent: rawChain, task: TOPIC }),
+  'langchain-raw': () => rawChain.invoke(TOPIC),
   governed: () => orch.run({ agent, task: TASK }),
   memory: () => stored.run({ agent, task: TASK }),
   quiet: () => quiet.run({ agent, task: TASK }),

@@ -97,6 +97,39 @@ describe('fromRunnable: a chain as a governed agent', () => {
     expect(ended.length).toBeGreaterThan(0);
   });
 
+  it('each invocation is given its own UUID v7 run id; a base config keeps its own, and governedConfig sets none', async () => {
+    const ids: unknown[] = [];
+    const runnable = { invoke: async (_input: unknown, config?: RunnableConfig) => (ids.push(config?.runId), 'ok') };
+    const orch = new Orchestrator();
+    const before = Date.now();
+    await orch.run({ agent: fromRunnable(runnable), task: 'x' });
+    await orch.run({ agent: fromRunnable(runnable), task: 'y' });
+    await orch.run({ agent: fromRunnable(runnable, { steps: 'modelCall' }), task: 'z' });
+    expect(ids).toHaveLength(3);
+    expect(new Set(ids).size).toBe(3);
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const ms = Number.parseInt(String(id).replace('-', '').slice(0, 12), 16);
+      expect(ms).toBeGreaterThanOrEqual(before);
+      expect(ms).toBeLessThanOrEqual(Date.now());
+    }
+    // LangChain's own runs start under it.
+    const started: string[] = [];
+    const handler = { handleChainStart: (_chain: unknown, _inputs: unknown, runId: string, parentRunId?: string) => void (parentRunId === undefined && started.push(runId)) };
+    const chain = prompt.pipe(new FakeListChatModel({ responses: ['a'] })).pipe(new StringOutputParser());
+    await orch.run({ agent: fromRunnable(chain, { config: { callbacks: [handler] } }), task: { topic: 'x' } });
+    expect(started).toHaveLength(1);
+    expect(started[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+    const own = '0190a5b2-0000-7000-8000-000000000001';
+    ids.length = 0;
+    await orch.run({ agent: fromRunnable(runnable, { config: { runId: own } }), task: 'x' });
+    expect(ids).toEqual([own]);
+    let config: RunnableConfig | undefined;
+    await orch.run({ agent: { invoke: (_task: unknown, ctx: AgentContext) => ((config = governedConfig(ctx)), { output: 'ok' }) }, task: 'x' });
+    expect(config).toBeDefined();
+    expect(config?.runId).toBeUndefined();
+  });
+
   it('cancelling the run aborts the Runnable through its config signal', async () => {
     let aborted = false;
     const running = deferred();

@@ -214,12 +214,14 @@ export class OaoCallbackHandler extends BaseCallbackHandler {
     const cap = maxOutputTokensOf(extraParams);
     // A call whose cap can still be set is sent with a lower one when the budget has less left.
     const options = liveCallOptions(extraParams);
-    const call = await this.#bridge.openModelCall({
+    const opened = this.#bridge.openModelCall({
       model,
       input,
       ...(cap === undefined ? {} : { maxOutputTokens: cap.value }),
       ...(options === undefined ? {} : { fitOutput: true }),
     });
+    // A step's bridge opens the call at once: no extra turn of the microtask queue for it.
+    const call = opened instanceof Promise ? await opened : opened;
     this.#calls.set(runId, call);
     const lowered = call.loweredMaxOutputTokens;
     if (lowered !== undefined && options !== undefined) lowerCap(options, lowered, cap?.key);

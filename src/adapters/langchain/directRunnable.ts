@@ -1,5 +1,5 @@
 import type { AgentContext } from '../../agent.js';
-import { governStep } from './governedConfig.js';
+import { governStep, withRunId } from './governedConfig.js';
 import { toOutput } from './messages.js';
 import { NO_TOOL_TIMEOUTS } from './runBridge.js';
 
@@ -18,7 +18,7 @@ export async function invokeDirectRunnable(
   const { config, bridge } = governStep(ctx, { runName, metadata: { oao_step: ctx.step } }, { ungovernedTools: 'govern', timer: NO_TOOL_TIMEOUTS });
   let result: unknown;
   try {
-    result = await runnable.invoke(input, config);
+    result = await runnable.invoke(input, withRunId(config));
   } catch (error) {
     bridge.throwIfFailed();
     throw error;

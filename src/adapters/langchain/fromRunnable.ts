@@ -1,7 +1,7 @@
 import type { RunnableConfig } from '@langchain/core/runnables';
 import type { Agent, AgentContext, ReviewDecision, StepResult, ToolSet } from '../../agent.js';
 import { OaoError, RunAbortedError } from '../../errors.js';
-import { bridgedConfig, checkUngovernedPolicy, governStep } from './governedConfig.js';
+import { bridgedConfig, checkUngovernedPolicy, governStep, withRunId } from './governedConfig.js';
 import { toolTimer, type ToolTimeoutOptions, type ToolTimer } from '../shared/toolTimeouts.js';
 import { requireRunTools, toolSet, type LangChainTool } from './governTools.js';
 import { toOutput } from './messages.js';
@@ -165,7 +165,7 @@ export function runnableAgent(runnable: RunnableLike, settings: RunnableAgentSet
         const { config, bridge } = governStep(ctx, settings.config, settings);
         let result: unknown;
         try {
-          result = await runnable.invoke(settings.input(input), config);
+          result = await runnable.invoke(settings.input(input), withRunId(config));
         } catch (error) {
           bridge.throwIfFailed();
           throw mapError(error);
@@ -198,7 +198,7 @@ export function runnableAgent(runnable: RunnableLike, settings: RunnableAgentSet
           const base: RunnableConfig = limit === undefined ? { ...settings.config } : { ...settings.config, recursionLimit: limit };
           const extra = settings.config?.signal;
           const signal = extra === undefined ? gate.signal : AbortSignal.any([gate.signal, extra]);
-          return runnable.invoke(run.input, bridgedConfig(base, gate, signal, ctx));
+          return runnable.invoke(run.input, withRunId(bridgedConfig(base, gate, signal, ctx)));
         })
         .catch((error: unknown) => {
           throw mapError(error);

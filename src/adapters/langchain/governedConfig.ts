@@ -76,6 +76,26 @@ export function bridgedConfig(
   };
 }
 
+/**
+ * `config` with a `runId` for the Runnable's top-level run, unless it has one: for a config that is
+ * passed to exactly one `invoke` (a reused config must not carry one, as run ids are unique).
+ * LangChain otherwise draws the id itself from `crypto.getRandomValues`, which costs a system
+ * call per id; this one takes its random part from `crypto.randomUUID`'s buffered entropy.
+ */
+export function withRunId(config: RunnableConfig): RunnableConfig {
+  if (config.runId !== undefined) return config;
+  config.runId = runIdV7();
+  return config;
+}
+
+/** A UUID version 7 (RFC 9562): the Unix time in milliseconds, then random bits from a version 4 UUID. */
+function runIdV7(): string {
+  const random = crypto.randomUUID();
+  const time = Date.now().toString(16).padStart(12, '0');
+  // random is xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx: keep its variant and random bits, set version 7.
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+}
+
 function withHandler(callbacks: Callbacks | undefined, handler: BaseCallbackHandler): Callbacks {
   if (callbacks === undefined) return [handler];
   if (Array.isArray(callbacks)) return [handler, ...callbacks];

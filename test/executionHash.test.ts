@@ -1,5 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Orchestrator, StrictPolicy, canonicalJson } from '../src/index.js';
+import { sameCanonicalJson } from '../src/report/canonicalJson.js';
 import { DummyAgent } from './helpers.js';
 
 class OtherAgent {
@@ -88,5 +90,41 @@ describe('canonicalJson', () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.me = cyclic;
     expect(() => canonicalJson(cyclic)).toThrow(TypeError);
+  });
+});
+
+describe('sameCanonicalJson', { timeout: 30_000 }, () => {
+  /** The same value with every object's keys in reverse order. */
+  function reordered(value: unknown): unknown {
+    if (Array.isArray(value)) return value.map(reordered);
+    if (typeof value !== 'object' || value === null) return value;
+    return Object.fromEntries(Object.entries(value).reverse().map(([key, inner]) => [key, reordered(inner)]));
+  }
+
+  it('agrees with comparing canonical JSON texts, for any values and any key order', () => {
+    const values = fc.oneof(fc.anything({ withNullPrototype: true, withBoxedValues: true, withDate: true, withMap: true, withSparseArray: true }), fc.jsonValue());
+    fc.assert(
+      fc.property(values, values, (a, b) => {
+        for (const [x, y] of [[a, b], [a, reordered(a)], [a, a], [reordered(b), b]] as const) {
+          let expected: boolean | undefined;
+          try {
+            expected = canonicalJson(x) === canonicalJson(y);
+          } catch {
+            continue; // a value JSON cannot write at all (a BigInt): canonicalJson throws, as JSON.stringify does
+          }
+          expect(sameCanonicalJson(x, y)).toBe(expected);
+        }
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('treats the numbers and values JSON writes alike as equal, and different ones as different', () => {
+    expect(sameCanonicalJson({ a: 0, b: undefined }, { a: -0 })).toBe(true);
+    expect(sameCanonicalJson([Number.NaN], [null])).toBe(true);
+    expect(sameCanonicalJson({ at: new Date(0) }, { at: '1970-01-01T00:00:00.000Z' })).toBe(true);
+    expect(sameCanonicalJson({ at: new Date(0) }, { at: new Date(1) })).toBe(false);
+    expect(sameCanonicalJson({ a: [1, 2] }, { a: [2, 1] })).toBe(false);
+    expect(sameCanonicalJson({ a: 1 }, { a: '1' })).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 import { OaoError } from '../errors.js';
 import type { OaoEvent } from '../events/schema.js';
-import { canonicalJson } from '../report/canonicalJson.js';
+import { sameCanonicalJson } from '../report/canonicalJson.js';
 import type { ExecutionReport } from '../report/schema.js';
 import { foldRun } from './foldRun.js';
 
@@ -38,7 +38,7 @@ export function replayLog(events: readonly OaoEvent[]): ExecutionReport {
   const recorded = last.payload.report;
   // A report recorded before `wallTimeMs` existed is compared without it.
   const rebuilt = recorded.wallTimeMs === undefined ? withoutWallTime(state.report) : state.report;
-  if (canonicalJson(rebuilt) !== canonicalJson(recorded)) {
+  if (!sameCanonicalJson(rebuilt, recorded)) {
     throw new OaoError('OAO_ERR_LOG_CORRUPT', `The log of run "${executionId}" does not add up to the report it recorded`, {
       details: { executionId, seq: last.seq },
     });

@@ -27,3 +27,33 @@ function sortKeys(value: unknown, ancestors: Set<object>): unknown {
   ancestors.delete(value);
   return result;
 }
+
+/**
+ * Whether two values have the same canonical JSON: a structural walk that builds no text, with
+ * `canonicalJson` itself as the judge of anything the walk cannot decide on its own (a `toJSON`
+ * method, numbers JSON writes alike such as -0 and 0, values JSON drops or rewrites). Equal
+ * values, the common case when checking a log against its report, cost one pass and no garbage.
+ */
+export function sameCanonicalJson(a: unknown, b: unknown): boolean {
+  return structurallyEqual(a, b, 0) || canonicalJson(a) === canonicalJson(b);
+}
+
+/** True only when `a` and `b` certainly have the same canonical JSON; false when unsure. */
+function structurallyEqual(a: unknown, b: unknown, depth: number): boolean {
+  if (a === b) return typeof a !== 'function' && typeof a !== 'symbol' && typeof a !== 'bigint' && (typeof a !== 'number' || Number.isFinite(a));
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || depth > 64) return false;
+  if (typeof (a as { toJSON?: unknown }).toJSON === 'function' || typeof (b as { toJSON?: unknown }).toJSON === 'function') return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!structurallyEqual(a[i], b[i], depth + 1)) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) {
+    if (!Object.hasOwn(b, key)) return false;
+    if (!structurallyEqual((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
+}

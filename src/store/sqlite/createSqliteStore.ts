@@ -152,6 +152,29 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
 
   let closed = false;
   const listStatements = new Map<string, Statement>();
+  /** INSERTs of 1 to EVENT_ROWS_PER_INSERT event rows, by row count, prepared when first needed. */
+  const insertEventRows = new Map<number, Statement>();
+
+  /**
+   * Writes a batch's event rows with one statement per EVENT_ROWS_PER_INSERT events: a trivial
+   * run's whole log (13 events) is one INSERT instead of 13, each a call into SQLite's VM.
+   */
+  function insertEvents(runKey: number | bigint, executionId: string, fresh: readonly OaoEvent[]): void {
+    for (let start = 0; start < fresh.length; start += EVENT_ROWS_PER_INSERT) {
+      const rows = Math.min(EVENT_ROWS_PER_INSERT, fresh.length - start);
+      let statement = insertEventRows.get(rows);
+      if (statement === undefined) {
+        statement = db.prepare(`INSERT INTO events (event_key, execution_id, seq, version, body) VALUES ${Array.from({ length: rows }, () => EVENT_ROW).join(', ')}`);
+        insertEventRows.set(rows, statement);
+      }
+      const parameters: unknown[] = [];
+      for (let i = start; i < start + rows; i++) {
+        const event = fresh[i]!;
+        parameters.push(runKey, event.seq, executionId, event.seq, STORE_SCHEMA_VERSION, encodeEvent(event));
+      }
+      statement.run(parameters);
+    }
+  }
 
   /** Runs `body` on the open database and turns every failure into a typed error. */
   function guarded<T>(operation: string, executionId: string | undefined, body: () => T): T {
@@ -232,7 +255,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
         if (report === undefined) sql.setCount.run(count, runKey);
         else sql.finishRun.run(count, report.status, report.finishedAt, Date.parse(report.finishedAt), reportSeq, runKey);
       }
-      for (const event of fresh) sql.insertEvent.run(runKey, event.seq, executionId, event.seq, STORE_SCHEMA_VERSION, encodeEvent(event));
+      insertEvents(runKey, executionId, fresh);
     }
     // A lease taken in this append was written released already.
     if (change.release && lease !== undefined) sql.releaseLease.run(now(), lease.executionId, lease.owner, lease.token);
@@ -470,6 +493,11 @@ function createDirectory(path: string): void {
   }
 }
 
+/** The most event rows one INSERT writes (six parameters each). */
+const EVENT_ROWS_PER_INSERT = 32;
+/** One event row of an INSERT: its key is its run's key times 2^32 plus its seq (see migrations.ts). */
+const EVENT_ROW = `(? * ${SEQ_SPAN} + ?, ?, ?, ?, ?)`;
+
 function prepareStatements(db: Database) {
   // An event's row key is its run's key times 2^32 plus its seq (see migrations.ts).
   const eventKey = (runKey: string, seq: string): string => `${runKey} * ${SEQ_SPAN} + ${seq}`;
@@ -483,7 +511,6 @@ function prepareStatements(db: Database) {
       `SELECT seq, version, body FROM events
        WHERE event_key BETWEEN ${eventKey('?', '?')} AND ${eventKey('?', String(MAX_SEQ))} ORDER BY event_key`,
     ),
-    insertEvent: db.prepare(`INSERT INTO events (event_key, execution_id, seq, version, body) VALUES (${eventKey('?', '?')}, ?, ?, ?, ?)`),
     insertRun: db.prepare(
       `INSERT INTO runs (execution_id, agent_name, started_at, event_count, outcome, finished_at, finished_ms, report_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,

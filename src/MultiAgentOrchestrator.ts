@@ -20,6 +20,7 @@ import { Batch } from './runtime/Batch.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import { positiveIntegerOption, typeOf } from './options.js';
 import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
+import { tenantBudgetsOf } from './runtime/orchestratorInternals.js';
 import { SharedBudget, type SharedBudgetLimits } from './runtime/SharedBudget.js';
 
 /** One job of a batch: a run request plus its name and start priority. */
@@ -223,6 +224,7 @@ export class MultiAgentOrchestrator {
       hub: this.#hub,
     });
     const shared = batch.shared;
+    const tenantBudgets = tenantBudgetsOf(this);
     const names = new Set<string>();
     const jobSignals: [string, AbortSignal][] = [];
     jobs.forEach((job, index) => {
@@ -237,6 +239,7 @@ export class MultiAgentOrchestrator {
           syncOnly: false,
           record: false,
           shared,
+          tenantBudgets,
           ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
           ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
         });

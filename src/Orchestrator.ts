@@ -24,6 +24,7 @@ import { replayLog } from './log/replayLog.js';
 import { verifyReplay } from './log/verifyReplay.js';
 import { resumePoint } from './log/resumePoint.js';
 import { internalsOf, registerInternals } from './runtime/orchestratorInternals.js';
+import type { TenantBudgetSource } from './tenants/TenantLevel.js';
 import type { WorkflowEvent } from './events/workflowSchema.js';
 import type { Workflow } from './workflow/defineWorkflow.js';
 import type { WorkflowResult } from './workflow/WorkflowRun.js';
@@ -180,6 +181,8 @@ export class Orchestrator {
   /** Runs live in this orchestrator, by id: decisions by execution id reach them. */
   readonly #live = new Map<string, RunSession>();
   readonly #plugins: InstalledPlugins | undefined;
+  /** Set by a server with tenant budgets (see `useTenantBudgets`); undefined otherwise. */
+  #tenantBudgets: TenantBudgetSource | undefined;
 
   constructor(options: OrchestratorOptions = {}) {
     if (typeof options !== 'object' || options === null) {
@@ -212,6 +215,9 @@ export class Orchestrator {
       workflowHub: this.#workflowHub,
       plugins: this.#plugins,
       live: this.#live,
+      useTenantBudgets: (source) => {
+        this.#tenantBudgets = source;
+      },
     });
   }
 
@@ -573,6 +579,7 @@ export class Orchestrator {
       syncOnly,
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
+      tenantBudgets: this.#tenantBudgets,
       ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
       ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
     });

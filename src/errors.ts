@@ -371,8 +371,11 @@ export interface PolicyViolation {
   readonly limit: number | null;
   readonly attempted: number | null;
   readonly tool?: string;
-  /** 'shared' when the limit is a supervisor's total across sibling runs. @default 'run' */
-  readonly scope?: 'run' | 'shared';
+  /**
+   * 'shared' when the limit is a supervisor's total across sibling runs; 'tenant' when it is the
+   * run's tenant's budget for its current window (see docs/budgets.md#tenants). @default 'run'
+   */
+  readonly scope?: 'run' | 'shared' | 'tenant';
 }
 
 /** Raised into an agent (and recorded on the run) when it tries to go past a policy limit. */
@@ -387,7 +390,7 @@ export class PolicyViolationError extends OaoError {
         limit: violation.limit,
         attempted: violation.attempted,
         ...(violation.tool === undefined ? {} : { tool: violation.tool }),
-        ...(violation.scope === 'shared' ? { scope: 'shared' } : {}),
+        ...(violation.scope === 'shared' || violation.scope === 'tenant' ? { scope: violation.scope } : {}),
       },
     });
     this.name = code === 'OAO_ERR_TOOL_DENIED' ? 'ToolDeniedError' : 'PolicyViolationError';

@@ -10,7 +10,7 @@ function formatMs(ms: number): string {
 
 function reason(report: ExecutionReport): string {
   const t = report.termination;
-  return t.rule === undefined ? t.reason : `${t.reason} (${t.rule}${t.scope === 'shared' ? ', shared' : ''})`;
+  return t.rule === undefined ? t.reason : `${t.reason} (${t.rule}${t.scope === 'shared' || t.scope === 'tenant' ? `, ${t.scope}` : ''})`;
 }
 
 function preview(value: unknown, max = 100): string {

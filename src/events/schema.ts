@@ -118,7 +118,7 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       remainingCostMicros: z.number().int().nonnegative().optional(),
       rule: policyRuleSchema,
       message: z.string(),
-      scope: z.enum(['run', 'shared']).optional(),
+      scope: z.enum(['run', 'shared', 'tenant']).optional(),
     }),
   ),
   event(
@@ -168,7 +168,7 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       limit: z.number().nullable(),
       attempted: z.number().nullable(),
       tool: z.string().optional(),
-      scope: z.enum(['run', 'shared']).optional(),
+      scope: z.enum(['run', 'shared', 'tenant']).optional(),
     }),
   ),
   event(

@@ -151,8 +151,8 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       if (state.termination !== undefined) break;
       const p = event.payload;
       next.termination =
-        p.scope === 'shared'
-          ? { reason: 'policy_violation', rule: p.rule, scope: 'shared', message: p.message }
+        p.scope === 'shared' || p.scope === 'tenant'
+          ? { reason: 'policy_violation', rule: p.rule, scope: p.scope, message: p.message }
           : { reason: 'policy_violation', rule: p.rule, message: p.message };
       next.error = {
         name: 'PolicyViolationError',
@@ -163,7 +163,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
           limit: p.limit,
           attempted: p.attempted,
           ...(p.tool === undefined ? {} : { tool: p.tool }),
-          ...(p.scope === 'shared' ? { scope: 'shared' } : {}),
+          ...(p.scope === 'shared' || p.scope === 'tenant' ? { scope: p.scope } : {}),
         },
       };
       break;

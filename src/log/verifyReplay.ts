@@ -111,9 +111,10 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
       if (next?.type === 'EXECUTION_CANCELLED') session.cancel(next.payload.reason);
       else if (next?.type === 'EXECUTION_TIMEOUT') session.timeOut(next.payload.message);
       else if (next?.type === 'EXECUTION_FAILED') session.failWith(Object.assign(new Error(next.payload.error.message), { name: next.payload.error.name }));
-      else if (next?.type === 'POLICY_VIOLATION' && next.payload.scope === 'shared') {
+      else if (next?.type === 'POLICY_VIOLATION' && (next.payload.scope === 'shared' || next.payload.scope === 'tenant')) {
+        // Budgets above the run (its batch's, its tenant's) are not replayed: their ending is.
         const p = next.payload;
-        session.violate({ rule: p.rule, message: p.message, limit: p.limit, attempted: p.attempted, scope: 'shared', ...(p.tool === undefined ? {} : { tool: p.tool }) });
+        session.violate({ rule: p.rule, message: p.message, limit: p.limit, attempted: p.attempted, scope: p.scope, ...(p.tool === undefined ? {} : { tool: p.tool }) });
       }
     },
   };

@@ -353,8 +353,8 @@ class Walk {
 
   #violation(event: Extract<OaoEvent, { type: 'POLICY_VIOLATION' }>, before: RunFold, previous: OaoEvent | undefined): void {
     const p = event.payload;
-    // A batch's shared budget stopped it: that budget is not the run's policy, and stands.
-    if (p.scope === 'shared') {
+    // A batch's shared budget or its tenant's stopped it: that budget is not the run's policy, and stands.
+    if (p.scope === 'shared' || p.scope === 'tenant') {
       this.#outcome = { kind: 'ended' };
       return;
     }

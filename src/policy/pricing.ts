@@ -147,7 +147,7 @@ function formatUsd(micros: number): string {
   return `$${usd.toFixed(6).replace(/0{1,4}$/, '')}`;
 }
 
-const scopeName: Readonly<Record<CostScope, string>> = { run: 'maxCostUsd', shared: "the batch's shared maxCostUsd" };
+const scopeName: Readonly<Record<CostScope, string>> = { run: 'maxCostUsd', shared: "the batch's shared maxCostUsd", tenant: "the tenant's maxCostUsd for its window" };
 
 /**
  * Would a model call whose worst case costs `reservation` micro-dollars fit under `maxMicros`, with

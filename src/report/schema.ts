@@ -26,8 +26,8 @@ export const serializedErrorSchema = z.object({
 export const terminationSchema = z.object({
   reason: terminationReasonSchema,
   rule: policyRuleSchema.optional(),
-  /** 'shared' when a supervisor's total across sibling runs was spent. */
-  scope: z.enum(['run', 'shared']).optional(),
+  /** 'shared' when a supervisor's total across sibling runs was spent; 'tenant' when the run's tenant's budget was. */
+  scope: z.enum(['run', 'shared', 'tenant']).optional(),
   message: z.string().optional(),
 });
 export type Termination = z.infer<typeof terminationSchema>;

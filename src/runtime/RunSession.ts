@@ -26,6 +26,7 @@ import type { Clock } from './clock.js';
 import { toRecordable, toRecordableText, type NormalizedStep } from './agentOutput.js';
 import type { CallPhase, CallScope } from './CallScope.js';
 import type { SharedBudget } from './SharedBudget.js';
+import type { TenantAccount } from '../tenants/TenantLevel.js';
 import { RunLog, type RunOwnership } from '../store/RunLog.js';
 import type { Lease, RunStore } from '../store/RunStore.js';
 import type { RecordedModelCall, RecordedToolCall, ResumePoint, ResumePointKind } from '../log/resumePoint.js';
@@ -59,6 +60,8 @@ export interface RunSessionInit {
   readonly record: boolean;
   readonly syncOnly: boolean;
   readonly shared?: SharedBudget | undefined;
+  /** The run's account on its tenant's budget in this process (the level above the run's and its batch's). */
+  readonly tenantBudget?: TenantAccount | undefined;
   /** Where the run's log is written, if anywhere. */
   readonly store?: RunStore | undefined;
   /** Who leases the run in the store while it is live. */
@@ -207,6 +210,8 @@ export class RunSession {
   readonly clock: Clock;
   readonly syncOnly: boolean;
   readonly shared: SharedBudget | undefined;
+  /** The tenant level of the run's budget: asked after the run's own limits and its batch's. */
+  readonly tenantBudget: TenantAccount | undefined;
   readonly hasPlanner: boolean;
   readonly hasReviewer: boolean;
 
@@ -328,6 +333,7 @@ export class RunSession {
     this.record = init.record;
     this.syncOnly = init.syncOnly;
     this.shared = init.shared;
+    this.tenantBudget = init.tenantBudget;
     this.hasPlanner = init.hasPlanner ?? typeof (init.agent as { plan?: unknown }).plan === 'function';
     this.hasReviewer = init.hasReviewer ?? typeof (init.agent as { review?: unknown }).review === 'function';
     const tools = init.tools;
@@ -599,7 +605,11 @@ export class RunSession {
   /** Would charging `tokens` more take the run (or its batch) past a token budget? */
   tokensWouldExceed(tokens: number): boolean {
     // With onLimit.maxTokens 'pause' the run's own token limit pauses before the next step instead.
-    return (checkTokens(this.limits, this.tokensTotal + tokens) !== null && !this.#tokensPause) || (this.shared !== undefined && this.shared.checkTokens(tokens) !== null);
+    return (
+      (checkTokens(this.limits, this.tokensTotal + tokens) !== null && !this.#tokensPause) ||
+      (this.shared !== undefined && this.shared.checkTokens(tokens) !== null) ||
+      (this.tenantBudget !== undefined && this.tenantBudget.checkTokens(tokens) !== null)
+    );
   }
 
   /** The policy pauses at the token limit (onLimit.maxTokens: 'pause'). */
@@ -622,6 +632,7 @@ export class RunSession {
     return (
       checkStepStart(this.limits, this.steps) === null &&
       (this.shared === undefined || this.shared.checkStep() === null) &&
+      (this.tenantBudget === undefined || this.tenantBudget.checkStep() === null) &&
       (!this.#tokensPause || this.#tokensExhausted() === null) &&
       (this.#plugins === undefined || this.#stepRuling().refused === false)
     );
@@ -681,7 +692,7 @@ export class RunSession {
 
   /** The REVIEW -> EXECUTE edge was refused: record the max_steps violation (the run's or the batch's). */
   refuseStep(): void {
-    const violation = checkStepStart(this.limits, this.steps) ?? this.shared?.checkStep() ?? null;
+    const violation = checkStepStart(this.limits, this.steps) ?? this.shared?.checkStep() ?? this.tenantBudget?.checkStep() ?? null;
     if (violation === null) {
       if (this.#plugins === undefined) return;
       const ruling = this.#stepRuling();
@@ -698,6 +709,7 @@ export class RunSession {
     this.steps += 1;
     this.attempt = 1;
     this.shared?.chargeStep();
+    this.tenantBudget?.chargeStep();
   }
 
   recordPlan(input: unknown): void {
@@ -774,6 +786,7 @@ export class RunSession {
     this.#reservedTotal += tokens;
     this.#reservedCostMicros += costMicros;
     this.shared?.reserve(tokens, costMicros);
+    this.tenantBudget?.reserve(tokens, costMicros);
   }
 
   #release(callId: string): void {
@@ -783,6 +796,7 @@ export class RunSession {
     this.#reservedTotal -= hold.tokens;
     this.#reservedCostMicros -= hold.costMicros;
     this.shared?.release(hold.tokens, hold.costMicros);
+    this.tenantBudget?.release(hold.tokens, hold.costMicros);
   }
 
   /** The run's cost limit in micro-dollars; undefined without one. */
@@ -791,9 +805,9 @@ export class RunSession {
     return usd === undefined ? undefined : usdToMicros(usd);
   }
 
-  /** Does a cost limit (the run's or its batch's) cover the run? Then every model call must be priced. */
+  /** Does a cost limit (the run's, its batch's or its tenant's) cover the run? Then every model call must be priced. */
   get #costLimited(): boolean {
-    return this.limits.maxCostUsd !== undefined || this.shared?.maxCostMicros !== undefined;
+    return this.limits.maxCostUsd !== undefined || this.shared?.maxCostMicros !== undefined || this.tenantBudget?.maxCostMicros !== undefined;
   }
 
   /** The price of `model` under the run's policy (its own entry, else `default`), or undefined. */
@@ -849,12 +863,15 @@ export class RunSession {
     });
     const sharedViolation = this.shared?.chargeTokens(usage.total) ?? null;
     const sharedCost = cost === undefined ? null : (this.shared?.chargeCost(cost) ?? null);
+    const tenant = this.tenantBudget;
+    const tenantTokens = tenant === undefined ? null : tenant.chargeTokens(usage.total);
+    const tenantCost = tenant === undefined || cost === undefined ? null : tenant.chargeCost(cost);
     const own = checkTokens(this.limits, this.tokensTotal);
     const maxCost = this.#maxCostMicros;
     const ownCost = maxCost === undefined ? null : checkCostSpent('run', maxCost, this.costMicros);
     // Spend that crossed a pausing limit has happened: the run is not failed for it, it pauses
     // before its next model call or step.
-    const violation = (own !== null && this.#tokensPause ? null : own) ?? ownCost ?? sharedViolation ?? sharedCost ?? refused;
+    const violation = (own !== null && this.#tokensPause ? null : own) ?? ownCost ?? sharedViolation ?? sharedCost ?? tenantTokens ?? tenantCost ?? refused;
     if (violation === null) return;
     if (violation.scope === 'shared') this.shared?.trip(violation, this.executionId);
     // Usage inside a step stops the actor; usage carried by a step's output is decided by the machine itself.
@@ -944,7 +961,7 @@ export class RunSession {
   #authorize(scope: CallScope, name: string, args: unknown, callId: string, approved: boolean): Promise<unknown> {
     const step = scope.step;
     let violation =
-      checkToolCall(this.limits, name, this.toolCalls, this.#toolCallsByName?.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? null;
+      checkToolCall(this.limits, name, this.toolCalls, this.#toolCallsByName?.get(name) ?? 0) ?? this.shared?.checkToolCall(name) ?? this.tenantBudget?.checkToolCall(name) ?? null;
     // The rules see the arguments as they are recorded; the same copy goes into the run's call list.
     const asked = this.#plugins === undefined ? undefined : Object.freeze({ tool: name, args: toRecordable(args) });
     if (violation === null && asked !== undefined) {
@@ -978,6 +995,7 @@ export class RunSession {
     const byName = (this.#toolCallsByName ??= new Map());
     byName.set(name, (byName.get(name) ?? 0) + 1);
     this.shared?.chargeToolCall();
+    this.tenantBudget?.chargeToolCall();
     if (asked !== undefined) this.#pluginCalls = Object.freeze([...this.#pluginCalls, asked]);
     this.emit('TOOL_CALL', { step, callId, tool: name, args: toRecordable(args) });
     // Write-ahead: the TOOL_CALL that authorizes the body is durable before the body runs.
@@ -1018,7 +1036,8 @@ export class RunSession {
 
   /** Whether reaching this limit pauses the run (the policy's onLimit) instead of failing it. */
   #pauses(violation: PolicyViolation): boolean {
-    if (violation.scope === 'shared') return false;
+    // Only the run's own limits pause: a batch's or a tenant's total is not the run's to raise.
+    if (violation.scope === 'shared' || violation.scope === 'tenant') return false;
     const onLimit = this.limits.onLimit;
     return (violation.rule === 'max_steps' && onLimit?.maxSteps === 'pause') || (violation.rule === 'max_tool_calls' && onLimit?.maxToolCalls === 'pause');
   }
@@ -1026,6 +1045,7 @@ export class RunSession {
   /** The next step would pass maxSteps, and the policy pauses there instead of failing. */
   get stepBudgetPauses(): boolean {
     if (this.shared !== undefined && this.shared.checkStep() !== null) return false;
+    if (this.tenantBudget !== undefined && this.tenantBudget.checkStep() !== null) return false;
     const violation = checkStepStart(this.limits, this.steps);
     if (violation !== null) return this.#pauses(violation);
     return this.#tokensExhausted() !== null;
@@ -1247,6 +1267,8 @@ export class RunSession {
     this.#listeners = undefined;
     this.#onFinish = undefined;
     this.#send = undefined;
+    // Out of this process: what it spent so far is charged to its tenant's window now.
+    this.tenantBudget?.settle(this.executionId, { steps: this.steps, tokens: this.tokensTotal, toolCalls: this.toolCalls, costMicros: this.costMicros });
     return error;
   }
 
@@ -1429,17 +1451,23 @@ export class RunSession {
     // The worst case in money: the prompt at the input price, plus the most output at the output price.
     const cost = price === undefined ? 0 : costOf(price, tokenReservation.input, tokenReservation.output);
     const reserved: ModelReservation = price === undefined || !this.costed ? tokenReservation : Object.freeze({ ...tokenReservation, costMicros: cost });
-    const spent = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? null;
+    const spent = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? this.tenantBudget?.checkModelCall() ?? null;
     const maxCost = this.#maxCostMicros;
     const costViolation =
-      (maxCost === undefined ? null : checkCostReservation('run', maxCost, this.costMicros + this.#reservedCostMicros, cost)) ?? this.shared?.checkCostReservation(cost) ?? null;
-    const violation = spent ?? checkReservation(this.limits, this.tokensTotal + this.#reservedTotal, tokens) ?? this.shared?.checkReservation(tokens) ?? costViolation;
+      (maxCost === undefined ? null : checkCostReservation('run', maxCost, this.costMicros + this.#reservedCostMicros, cost)) ??
+      this.shared?.checkCostReservation(cost) ??
+      this.tenantBudget?.checkCostReservation(cost) ??
+      null;
+    const violation =
+      spent ?? checkReservation(this.limits, this.tokensTotal + this.#reservedTotal, tokens) ?? this.shared?.checkReservation(tokens) ?? this.tenantBudget?.checkReservation(tokens) ?? costViolation;
+    // Only the run's own token limit pauses: a batch's or a tenant's total refuses the call.
+    const ownTokens = violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && violation.scope !== 'tenant';
     // A run pausing at its token limit waits for a raise, unless the call's cost does not fit
     // either: a raise of tokens could not let it through.
-    if (violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && this.#tokensPause && costViolation === null) {
+    if (ownTokens && this.#tokensPause && costViolation === null) {
       return withLowered(this.#pausedModelCall(scope, model, input, reserved), lowered);
     }
-    if (violation !== null && violation.rule === 'max_tokens' && violation.scope !== 'shared' && this.#tokensPause) this.#denyModelCall(scope, model, reserved, costViolation ?? violation);
+    if (ownTokens && this.#tokensPause) this.#denyModelCall(scope, model, reserved, costViolation ?? violation);
     if (violation !== null) this.#denyModelCall(scope, model, spent === null ? reserved : null, violation);
     const refused = this.#askPlugins('modelCall', () => ({ ...this.#pluginFacts(scope.step), modelCall: Object.freeze({ model, input: recordedInput }) }));
     if (refused !== null) this.#denyModelCall(scope, model, reserved, refused);
@@ -1455,26 +1483,32 @@ export class RunSession {
     return withLowered(this.#openModelCall(scope, callId, model, ready, reserved), lowered);
   }
 
-  /** Tokens a new reservation may take: the least any budget covering the run has left (the run's, its batch's). */
+  /** Tokens a new reservation may take: the least any budget covering the run has left (the run's, its batch's, its tenant's). */
   #tokensLeft(): number {
     const own = this.limits.maxTokens - this.tokensTotal - this.#reservedTotal;
     const shared = this.shared;
-    return shared === undefined ? own : Math.min(own, shared.tokensLeft());
+    const left = shared === undefined ? own : Math.min(own, shared.tokensLeft());
+    return this.tenantBudget === undefined ? left : Math.min(left, this.tenantBudget.tokensLeft());
   }
 
   /** Records a refused model call (MODEL_CALL_DENIED, then the violation) and throws its error. */
   #denyModelCall(scope: CallScope, model: string | null, reserved: ModelReservation | null, violation: PolicyViolation): never {
     const shared = violation.scope === 'shared' ? this.shared : undefined;
+    const tenant = violation.scope === 'tenant' ? this.tenantBudget : undefined;
     const remaining =
       shared !== undefined
         ? Math.max(0, (shared.limits.maxTokens ?? 0) - shared.tokens - shared.reserved)
-        : Math.max(0, this.limits.maxTokens - this.tokensTotal - this.#reservedTotal);
+        : tenant !== undefined
+          ? Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, tenant.tokensLeft()))
+          : Math.max(0, this.limits.maxTokens - this.tokensTotal - this.#reservedTotal);
     const remainingCostMicros =
       violation.rule !== 'max_cost'
         ? undefined
         : shared !== undefined
           ? Math.max(0, (shared.maxCostMicros ?? 0) - shared.costMicros - shared.reservedCostMicros)
-          : Math.max(0, (this.#maxCostMicros ?? 0) - this.costMicros - this.#reservedCostMicros);
+          : tenant !== undefined
+            ? tenant.costLeft()
+            : Math.max(0, (this.#maxCostMicros ?? 0) - this.costMicros - this.#reservedCostMicros);
     this.emit('MODEL_CALL_DENIED', {
       step: scope.step,
       model,
@@ -1483,7 +1517,7 @@ export class RunSession {
       ...(remainingCostMicros === undefined ? {} : { remainingCostMicros }),
       rule: violation.rule,
       message: violation.message,
-      ...(violation.scope === 'shared' ? { scope: 'shared' as const } : {}),
+      ...(violation.scope === 'shared' || violation.scope === 'tenant' ? { scope: violation.scope } : {}),
     });
     if (shared !== undefined) shared.trip(violation, this.executionId);
     this.violate(violation);
@@ -1589,8 +1623,8 @@ export class RunSession {
   private recordViolation(violation: PolicyViolation): void {
     if (this.termination !== undefined) return;
     this.termination =
-      violation.scope === 'shared'
-        ? { reason: 'policy_violation', rule: violation.rule, scope: 'shared', message: violation.message }
+      violation.scope === 'shared' || violation.scope === 'tenant'
+        ? { reason: 'policy_violation', rule: violation.rule, scope: violation.scope, message: violation.message }
         : { reason: 'policy_violation', rule: violation.rule, message: violation.message };
     const error = new PolicyViolationError(violation);
     this.error = error.toJSON();
@@ -1601,7 +1635,7 @@ export class RunSession {
       limit: violation.limit,
       attempted: violation.attempted,
       ...(violation.tool === undefined ? {} : { tool: violation.tool }),
-      ...(violation.scope === 'shared' ? { scope: 'shared' as const } : {}),
+      ...(violation.scope === 'shared' || violation.scope === 'tenant' ? { scope: violation.scope } : {}),
     });
     this.#activeScope?.abort(error);
   }
@@ -1707,6 +1741,9 @@ export class RunSession {
       executionHash: this.executionHash,
     });
     this.report = report;
+    // The tenant's window is charged with the report's spend as the level lets go of the run's
+    // live spend: one step, so nothing is counted twice or missed in between.
+    this.tenantBudget?.settle(this.executionId, { steps: this.steps, tokens: this.tokensTotal, toolCalls: this.toolCalls, costMicros: this.costMicros });
     if (this.#budgetWait?.timer !== undefined) this.clock.clearTimeout(this.#budgetWait.timer);
     this.#budgetWait = undefined;
     const approvals = this.#approvalState;

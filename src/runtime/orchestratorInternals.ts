@@ -9,6 +9,7 @@ import { typeOf } from '../options.js';
 import type { Clock } from './clock.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
 import type { RunSession } from './RunSession.js';
+import type { TenantBudgetSource } from '../tenants/TenantLevel.js';
 
 /**
  * What runs started on an orchestrator's behalf outside `Orchestrator` itself (workflow nodes,
@@ -33,6 +34,8 @@ export interface OrchestratorInternals {
    * decisions by id (`orch.approve/deny/raise`) and shows in `orch.pendingApprovals()`.
    */
   readonly live: Map<string, RunSession>;
+  /** Gives the orchestrator's runs of a tenant their account on the tenant's budget (see `useTenantBudgets`). */
+  readonly useTenantBudgets?: (source: TenantBudgetSource | undefined) => void;
 }
 
 const registry = new WeakMap<object, OrchestratorInternals>();
@@ -48,4 +51,28 @@ export function internalsOf(orchestrator: unknown, field = 'orchestrator'): Orch
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `Expected an Orchestrator, got ${typeOf(orchestrator)}`, { details: { field } });
   }
   return internals;
+}
+
+/** Tenant budget sources of supervisors (MultiAgentOrchestrator), which have no internals of their own. */
+const supervisorTenantBudgets = new WeakMap<object, TenantBudgetSource>();
+
+/**
+ * Puts the runs `orchestrator` (an Orchestrator or a MultiAgentOrchestrator) starts for a tenant
+ * under that tenant's budget: `source` gives each such run its account on the tenant's level, or
+ * undefined for a tenant whose budget limits nothing a run spends. Kept off the public classes: the
+ * server uses it for the tenants of its API keys.
+ */
+export function useTenantBudgets(orchestrator: object, source: TenantBudgetSource | undefined): void {
+  const internals = registry.get(orchestrator);
+  if (internals?.useTenantBudgets !== undefined) {
+    internals.useTenantBudgets(source);
+    return;
+  }
+  if (source === undefined) supervisorTenantBudgets.delete(orchestrator);
+  else supervisorTenantBudgets.set(orchestrator, source);
+}
+
+/** The tenant budget source given to a supervisor, if any. */
+export function tenantBudgetsOf(supervisor: object): TenantBudgetSource | undefined {
+  return supervisorTenantBudgets.get(supervisor);
 }

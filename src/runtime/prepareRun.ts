@@ -17,6 +17,7 @@ import type { ResumePoint } from '../log/resumePoint.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
 import type { PluginToolCall } from '../plugins/definePlugin.js';
 import { checkTenantId } from '../tenants/tenantKeys.js';
+import type { TenantBudgetSource } from '../tenants/TenantLevel.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
 export interface RunRequest {
@@ -60,6 +61,8 @@ export interface RunEnvironment {
   readonly record: boolean;
   /** Totals shared with sibling runs (a supervisor's budget). */
   readonly shared?: SharedBudget;
+  /** Accounts on tenants' budgets, for a run that has a tenant (the level above the run's and its batch's). */
+  readonly tenantBudgets?: TenantBudgetSource | undefined;
   /** Where every event of the run is written. */
   readonly store?: RunStore;
   /** Who leases the run in the store while it is live. */
@@ -99,6 +102,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     syncOnly: env.syncOnly,
     record: env.record,
     shared: env.shared,
+    tenantBudget: checked.tenant === undefined || env.tenantBudgets === undefined ? undefined : env.tenantBudgets(checked.tenant),
     store: env.store,
     ownership: env.ownership,
     replay: env.replay,

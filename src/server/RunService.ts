@@ -15,6 +15,8 @@ import type { PolicyLimits, PolicyOptions } from '../policy/schema.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import type { ExecutionReport } from '../report/schema.js';
 import { systemClock, type Clock } from '../runtime/clock.js';
+import { useTenantBudgets } from '../runtime/orchestratorInternals.js';
+import type { TenantBudgetSource } from '../tenants/TenantLevel.js';
 import type { Lease, RunListFilter, RunStore, StoredRun } from '../store/RunStore.js';
 import { AppendTracker } from './AppendTracker.js';
 import { applyDecision, batchRunDecision, beingTakenUp, finishedHere, notWaiting, oldestFirst, PerKeyQueue, type ApprovalInput, type DecisionApplied } from './approvalDecisions.js';
@@ -169,6 +171,8 @@ export class RunService {
   readonly #inspect: OaoInspector | undefined;
   readonly #plugins: readonly Plugin[] | undefined;
   readonly #orchestrator: Orchestrator;
+  /** Accounts on the tenants' budgets for the runs this process starts (see `useTenantBudgets`). */
+  #tenantBudgets: TenantBudgetSource | undefined;
   readonly #stopObserving: () => void;
   readonly #live = new Map<string, Live>();
   /** Ids taken by runs that are being set up (checked for duplicates like live ones). */
@@ -255,6 +259,15 @@ export class RunService {
   /** The metrics this service counts into, if any. */
   get metrics(): Metrics | undefined {
     return this.#metrics;
+  }
+
+  /**
+   * Checks every run this process starts for a tenant (POST /run, /runs, /run-multi) against what
+   * its tenant's budget has left, at each step, tool call and model call (see TenantBudgets).
+   */
+  useTenantBudgets(source: TenantBudgetSource | undefined): void {
+    this.#tenantBudgets = source;
+    useTenantBudgets(this.#orchestrator, source);
   }
 
   /** Runs executing now, over all endpoints. */
@@ -432,6 +445,7 @@ export class RunService {
         generateId: () => (batchIdGiven ? randomRunId() : ((batchIdGiven = true), batchId)),
         onHookError: (error) => this.#logError(error, 'a batch event hook failed'),
       });
+      useTenantBudgets(multi, this.#tenantBudgets);
       // One supervisor per request: it is observed for as long as its batch runs.
       stopObservingBatch = this.#metrics?.observeSupervisor(multi) ?? (() => undefined);
       try {
@@ -633,6 +647,17 @@ export class RunService {
       }
       return 'logged';
     }
+  }
+
+  /**
+   * The tenant a run belongs to: the one this process started it for, else its log's (undefined
+   * for a run without one, or one the store does not have).
+   */
+  async tenantOfRun(executionId: string): Promise<string | undefined> {
+    const known = this.#tenantOf.get(executionId);
+    if (known !== undefined) return known;
+    const events = await this.#read(() => this.#store.events(executionId));
+    return startOf(events)?.tenant;
   }
 
   /**

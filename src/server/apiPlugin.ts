@@ -44,7 +44,7 @@ export const apiPlugin: FastifyPluginAsyncZod<ApiPluginOptions> = async (app, { 
   await app.register(runsRoutes, { service, basePath, tenants });
   await app.register(eventsRoutes, { service });
   await app.register(whatIfRoutes, { service });
-  await app.register(approvalRoutes, { service, approverKeys });
+  await app.register(approvalRoutes, { service, approverKeys, adminKeys });
   if (workflows !== undefined) await app.register(workflowRoutes, { workflows, basePath });
   if (tenants !== undefined) await app.register(tenantRoutes, { tenants, adminKeys: adminKeys ?? new Set<string>() });
   if (service.metrics !== undefined) await app.register(metricsPlugin(service.metrics));

@@ -109,7 +109,10 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
       : new TenantBudgets(resolved.tenants, resolved.store, () => resolved.clock?.now() ?? Date.now(), (error) =>
           app.log.error({ err: error }, "a tenant's spend could not be written to the run store"),
         );
-  if (tenants !== undefined) app.addHook('onReady', () => tenants.load());
+  if (tenants !== undefined) {
+    app.addHook('onReady', () => tenants.load());
+    service.useTenantBudgets(tenants.accountFor);
+  }
 
   const secured = resolved.apiKeys.length > 0;
   await registerDocs(app, { secured, basePath });

@@ -74,7 +74,8 @@ export interface OaoPluginOptions {
   readonly apiKeys?: readonly (string | ApiKey)[] | Readonly<Record<string, TenantKeyOptions>>;
   /**
    * The keys (by name, or the key itself) that see and manage every tenant: `GET
-   * /tenants/:id/usage` of any tenant. Any other key sees only its own tenant's. Needs `apiKeys`.
+   * /tenants/:id/usage` and `POST /runs/:id/budget` of any tenant. Any other key sees (and raises)
+   * only its own tenant's. Needs `apiKeys`.
    * @default none
    */
   readonly adminKeys?: readonly string[];

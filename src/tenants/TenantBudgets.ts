@@ -2,6 +2,7 @@ import { OaoError } from '../errors.js';
 import type { RunStore } from '../store/RunStore.js';
 import { checkTenantBudget, type TenantBudgetLimits } from './tenantBudget.js';
 import { TenantLedger, type TenantUsage } from './TenantLedger.js';
+import { limitsRunSpend, TenantLevel, type TenantAccount } from './TenantLevel.js';
 
 export { TenantLedger };
 import type { TenantTable } from './tenantKeys.js';
@@ -15,9 +16,30 @@ const UNLIMITED: TenantBudgetLimits = checkTenantBudget({ window: 'month' }, 'bu
  */
 export class TenantBudgets {
   readonly #ledgers = new Map<string, TenantLedger>();
+  /** The in-process level of each tenant whose budget limits what runs spend. */
+  readonly #levels = new Map<string, TenantLevel>();
 
   constructor(tenants: TenantTable, store: RunStore | undefined, now: () => number, onError: (error: unknown) => void) {
-    for (const [tenant, limits] of tenants) this.#ledgers.set(tenant, new TenantLedger(tenant, limits ?? UNLIMITED, store, now, onError));
+    for (const [tenant, limits] of tenants) {
+      const ledger = new TenantLedger(tenant, limits ?? UNLIMITED, store, now, onError);
+      this.#ledgers.set(tenant, ledger);
+      if (limits !== undefined && limitsRunSpend(ledger)) this.#levels.set(tenant, new TenantLevel(ledger));
+    }
+  }
+
+  /**
+   * A new run's account on its tenant's level (see TenantLevel): every step, tool call and model
+   * call of the run is checked against what the tenant has left. Undefined for a tenant whose
+   * budget limits no spend of a run (only `maxRuns`, or no budget).
+   */
+  readonly accountFor = (tenant: string): TenantAccount | undefined => this.#levels.get(tenant)?.open();
+
+  /**
+   * Whether the run's account charged its tenant's window when it ended (then it must not be
+   * charged again from its report); forgets the run.
+   */
+  settledInRun(tenant: string, executionId: string): boolean {
+    return this.#levels.get(tenant)?.takeSettled(executionId) ?? false;
   }
 
   get size(): number {

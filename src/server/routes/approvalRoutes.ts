@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginCallbackZod } from 'fastify-type-provider-zod';
 import { OaoError } from '../../errors.js';
 import { requestKey } from '../bearerAuth.js';
+import { DEFAULT_TENANT } from '../../tenants/tenantKeys.js';
 import type { RunService } from '../RunService.js';
 import {
   budgetRaiseRequestSchema,
@@ -21,6 +22,8 @@ export interface ApprovalRoutesOptions {
   readonly service: RunService;
   /** The keys that may decide; undefined: every key the API accepts may. */
   readonly approverKeys: ReadonlySet<string> | undefined;
+  /** The keys (themselves) that act for every tenant: they may raise any tenant's run. */
+  readonly adminKeys?: ReadonlySet<string> | undefined;
 }
 
 /**
@@ -28,7 +31,7 @@ export interface ApprovalRoutesOptions {
  * the decisions on them. Who decided is recorded as the body's `by`, the deciding key's name, or
  * both (`<by> (key <name>)`); with `approverKeys`, other keys may list but not decide.
  */
-export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (app, { service, approverKeys }, done) => {
+export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (app, { service, approverKeys, adminKeys }, done) => {
   app.get(
     '/approvals',
     {
@@ -96,7 +99,8 @@ export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (
         description:
           'A run whose policy pauses at a limit (`onLimit: { maxSteps: \'pause\', maxToolCalls: \'pause\' }`, a server-side option) waits in ' +
           'AWAITING_BUDGET when it reaches it. This raises the limits (each above the current value and at most the server\'s own policy) and ' +
-          'the run goes on; POST /runs/:id/cancel ends it instead. The same keys as for approvals may raise (`approverKeys`).',
+          'the run goes on; POST /runs/:id/cancel ends it instead. The same keys as for approvals may raise (`approverKeys`), and only for a run ' +
+          'of their own tenant (`adminKeys`: any tenant\'s); a key of another tenant is answered 403 `OAO_ERR_FORBIDDEN`.',
         params: runIdParamsSchema,
         body: budgetRaiseRequestSchema,
         response: {
@@ -111,6 +115,7 @@ export const approvalRoutes: FastifyPluginCallbackZod<ApprovalRoutesOptions> = (
       const key = requestKey(request);
       checkApprover(request, key, approverKeys);
       const { id } = request.params;
+      await checkOwnTenant(request, key, adminKeys, service, id);
       const { limits, reason } = request.body;
       const by = decidedBy(request.body.by, key);
       const applied = await service.raise(id, limits, { ...(by === undefined ? {} : { by }), ...(reason === undefined ? {} : { reason }) });
@@ -131,5 +136,15 @@ function checkApprover(request: FastifyRequest, key: ApiKey | undefined, approve
   if (approverKeys === undefined || (key !== undefined && approverKeys.has(key.key))) return;
   throw new OaoError('OAO_ERR_FORBIDDEN', `This API key${key?.name === undefined ? '' : ` (${key.name})`} may not approve or deny tool calls or raise budgets: the server's approverKeys do not list it`, {
     details: { ...(key?.name === undefined ? {} : { key: key.name }), route: `${request.method} ${request.routeOptions.url ?? request.url}` },
+  });
+}
+
+/** A run's budget is its tenant's: a key of another tenant may not raise it (an admin key may). */
+async function checkOwnTenant(request: FastifyRequest, key: ApiKey | undefined, adminKeys: ReadonlySet<string> | undefined, service: RunService, executionId: string): Promise<void> {
+  if (key === undefined || adminKeys?.has(key.key) === true) return;
+  const tenant = await service.tenantOfRun(executionId);
+  if (tenant === undefined || tenant === (key.tenant ?? DEFAULT_TENANT)) return;
+  throw new OaoError('OAO_ERR_FORBIDDEN', `This API key${key.name === undefined ? '' : ` (${key.name})`} may raise the budget of its own tenant's runs only: run "${executionId}" belongs to another tenant`, {
+    details: { ...(key.name === undefined ? {} : { key: key.name }), route: `${request.method} ${request.routeOptions.url ?? request.url}` },
   });
 }

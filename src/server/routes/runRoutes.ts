@@ -26,7 +26,7 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?
     async (request) => {
       const ledger = admitTenant(tenants, request, 1);
       const { finished } = await refundOnFailure(ledger, 1, service.start(request.body, requestTenant(tenants, request)));
-      chargeTenant(ledger, finished);
+      chargeTenant(tenants, ledger, finished);
       return finished;
     },
   );
@@ -49,7 +49,7 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?
       const jobs = Array.isArray(request.body.agents) ? request.body.agents.length : Object.keys(request.body.agents).length;
       const ledger = admitTenant(tenants, request, jobs);
       const answer = refundOnFailure(ledger, jobs, service.runMulti(request.body, requestTenant(tenants, request)));
-      chargeTenant(ledger, answer.then((batch) => Object.values(batch.reports)));
+      chargeTenant(tenants, ledger, answer.then((batch) => Object.values(batch.reports)));
       return answer;
     },
   );

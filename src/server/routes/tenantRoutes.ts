@@ -62,14 +62,16 @@ export function admitTenant(tenants: TenantBudgets | undefined, request: Fastify
 
 /**
  * Charges finished runs' spend (steps, tokens, tool calls, cost) to their tenant's window, as
- * their reports state it. A run that never gets a report charges nothing more.
+ * their reports state it. A run that never gets a report charges nothing more; one that ran in
+ * this process under its tenant's level was charged when it ended (by its account), not again.
  */
-export function chargeTenant(ledger: TenantLedger | undefined, finished: Promise<ExecutionReport | readonly ExecutionReport[]>): void {
+export function chargeTenant(tenants: TenantBudgets | undefined, ledger: TenantLedger | undefined, finished: Promise<ExecutionReport | readonly ExecutionReport[]>): void {
   // Handled whether or not there is a ledger: a request that fails must not leave a rejection nobody awaits.
   finished.then(
     (answer) => {
       if (ledger === undefined) return;
       for (const report of Array.isArray(answer) ? (answer as readonly ExecutionReport[]) : [answer as ExecutionReport]) {
+        if (tenants?.settledInRun(ledger.tenant, report.executionId) === true) continue;
         ledger.charge({ steps: report.totalSteps, tokens: report.tokenUsage.total, toolCalls: report.toolUsage.total, costMicros: report.cost?.micros ?? 0 });
       }
     },

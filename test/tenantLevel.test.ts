@@ -8,6 +8,8 @@ import { MultiAgentOrchestrator, Orchestrator, PolicyViolationError, createMemor
 import { useTenantBudgets } from '../src/runtime/orchestratorInternals.js';
 import { createServer, type ServerOptions } from '../src/server/index.js';
 import { TenantBudgets } from '../src/tenants/TenantBudgets.js';
+import { TenantLedger } from '../src/tenants/TenantLedger.js';
+import { TenantLevel } from '../src/tenants/TenantLevel.js';
 import { checkTenantBudget, type TenantBudgetOptions } from '../src/tenants/tenantBudget.js';
 
 /** 2026-12-01T12:00:00Z */
@@ -254,5 +256,17 @@ describe('a server with tenant budgets', () => {
     }
     const admin = await app.inject({ method: 'POST', url: '/runs/p1/budget', headers: bearer('ops-key'), payload: { limits: { maxSteps: 4 } } });
     expect(admin.statusCode, admin.body).toBe(200);
+  });
+});
+
+describe('TenantLevel bookkeeping', () => {
+  it('remembers at most 10,000 settled runs that no route asked about', () => {
+    const ledger = new TenantLedger('acme', checkTenantBudget({ window: 'day', maxTokens: 1_000_000 }, 'budget'), undefined, () => Date.UTC(2026, 0, 1), () => {});
+    const level = new TenantLevel(ledger);
+    for (let i = 0; i < 10_005; i++) level.open().settle(`run-${i}`, { steps: 0, tokens: 0, toolCalls: 0, costMicros: 0 });
+    expect(level.takeSettled('run-0')).toBe(false);
+    expect(level.takeSettled('run-4')).toBe(false);
+    expect(level.takeSettled('run-5')).toBe(true);
+    expect(level.takeSettled('run-10004')).toBe(true);
   });
 });

@@ -9,6 +9,9 @@ export type RunSpend = Omit<TenantSpend, 'runs'>;
 /** Gives a run of `tenant` its account on the tenant's level; undefined when the tenant has no budget on a run's spend. */
 export type TenantBudgetSource = (tenant: string) => TenantAccount | undefined;
 
+/** How many settled runs a level remembers for their routes (see `takeSettled`). */
+const MAX_SETTLED_RUNS = 10_000;
+
 /** Does a tenant's budget limit anything a run spends (not only how many runs start)? */
 export function limitsRunSpend(ledger: TenantLedger): boolean {
   const limits = ledger.limits;
@@ -74,6 +77,14 @@ export class TenantLevel {
     this.reservedCostMicros = Math.max(0, this.reservedCostMicros - live.reservedCostMicros);
     this.#ledger.charge(actual);
     this.#settledRuns.add(executionId);
+    // A route that never learns a run's report (its request failed, the run was unloaded) never
+    // asks: keep the most recent ones only, so the set cannot grow without bound.
+    if (this.#settledRuns.size > MAX_SETTLED_RUNS) {
+      for (const oldest of this.#settledRuns) {
+        this.#settledRuns.delete(oldest);
+        break;
+      }
+    }
   }
 
   /** Whether the run's account charged the window already (then its route must not); forgets it. */

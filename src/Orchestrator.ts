@@ -12,6 +12,7 @@ import { systemClock, type Clock } from './runtime/clock.js';
 import { typeOf } from './options.js';
 import { abortReason, prepareResume, prepareRun, type ResumeRequest, type RunRequest } from './runtime/prepareRun.js';
 import type { BudgetRaise, PendingApprovalView, RunSession } from './runtime/RunSession.js';
+import type { SharedBudget } from './runtime/SharedBudget.js';
 import { foldRun } from './log/foldRun.js';
 import { checkRaise } from './policy/raiseLimits.js';
 import type { RunStore } from './store/RunStore.js';
@@ -217,6 +218,20 @@ export class Orchestrator {
       live: this.#live,
       useTenantBudgets: (source) => {
         this.#tenantBudgets = source;
+      },
+      startShared: (request, shared) => {
+        const report = reportPromise();
+        const { session, actor } = this.#launch(request, false, report.resolve, true, shared);
+        return new Handle(session, actor, report, () => this.#forget(session));
+      },
+      startResumedShared: async (executionId, request, shared) => {
+        const started = await this.#resume(executionId, request, true, shared);
+        if ('report' in started) {
+          throw new OaoError('OAO_ERR_RUN_FINISHED', `Run "${executionId}" has finished: there is nothing to resume`, {
+            details: { executionId, status: started.report.status },
+          });
+        }
+        return new Handle(started.session, started.actor, started.done, () => this.#forget(started.session));
       },
     });
   }
@@ -499,6 +514,7 @@ export class Orchestrator {
     executionId: string,
     request: ResumeRequest,
     keepEvents: boolean,
+    shared?: SharedBudget,
   ): Promise<{ report: ExecutionReport } | { session: RunSession; actor: Actor<AgentLifecycleMachine>; done: ReportPromise }> {
     const store = this.#store;
     const ownership = this.#ownership;
@@ -553,9 +569,18 @@ export class Orchestrator {
         store,
         ownership,
         lease,
+        ...(shared === undefined ? {} : { shared }),
         ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
         ...(pluginToolCalls === undefined ? {} : { pluginToolCalls }),
       });
+      if (shared !== undefined) {
+        // What the run spent before it was cut short counts against the budget it continues under.
+        const spent = prepared.session;
+        shared.steps += spent.steps;
+        shared.tokens += spent.tokensTotal;
+        shared.toolCalls += spent.toolCalls;
+        shared.costMicros += spent.costMicros;
+      }
     } catch (error) {
       await Promise.resolve(store.releaseLease(lease)).catch(() => {});
       throw error;
@@ -570,6 +595,7 @@ export class Orchestrator {
     syncOnly: boolean,
     onFinish?: (report: ExecutionReport) => void,
     keepEvents = false,
+    shared?: SharedBudget,
   ): { session: RunSession; actor: Actor<AgentLifecycleMachine> } {
     const { session, signal } = prepareRun(request, {
       policy: this.policy,
@@ -580,6 +606,7 @@ export class Orchestrator {
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
       tenantBudgets: this.#tenantBudgets,
+      ...(shared === undefined ? {} : { shared }),
       ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
       ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
     });

@@ -10,6 +10,9 @@ import type { RunStore } from '../store/RunStore.js';
 import { runJobSchema, type RunJobData } from './jobData.js';
 import { checkConnection, checkQueueName, closeRedis, loadQueuePackages, openRedis, queueKeys, queueUnavailable, type RedisConnection } from './redisConnection.js';
 import { randomRunId } from '../runtime/runId.js';
+import type { SharedBudgetLimits } from '../runtime/SharedBudget.js';
+import { budgetFields, createBatchBudget, DEFAULT_BATCH_TTL_MS } from './batchBudget.js';
+import { BATCH_ID } from './jobData.js';
 
 /** Options of {@link createQueue}. */
 export interface QueueOptions {
@@ -53,6 +56,36 @@ export interface QueuedRunRequest {
   readonly executionId?: string;
   /** The tenant the run belongs to: recorded in its EXECUTION_START (see `RunRequest.tenant`). @default none */
   readonly tenant?: string;
+  /**
+   * The queued batch the run belongs to, by the id `createBatch()` returned: its spend counts
+   * against the batch's shared budget, over every worker. @default none
+   */
+  readonly batch?: string;
+}
+
+/**
+ * A queued batch's shared budget: totals over every run of the batch, whichever worker runs it.
+ * `timeoutMs` is not one of them (workers share no clock): give each run a policy `timeoutMs`.
+ */
+export type QueuedBatchBudget = Omit<SharedBudgetLimits, 'timeoutMs'>;
+
+/** Options of {@link RunQueue.createBatch}. */
+export interface QueuedBatchOptions {
+  /** The batch's id (letters, digits, ".", "_", "-"; at most 128). @default a generated id */
+  readonly batchId?: string;
+  /**
+   * How long the batch's budget record lives in Redis after it is created or a run last took a
+   * chunk of it. A run that starts after it expired is refused. @default 86400000 (a day)
+   */
+  readonly ttlMs?: number;
+}
+
+/** What {@link RunQueue.enqueueBatch} enqueues. */
+export interface QueuedBatchRequest extends QueuedBatchOptions {
+  /** The batch's runs (their `batch` is set to the batch's id). */
+  readonly runs: readonly Omit<QueuedRunRequest, 'batch'>[];
+  /** The batch's shared budget. */
+  readonly budget: QueuedBatchBudget;
 }
 
 /** The producer side of the distributed runtime. */
@@ -66,6 +99,18 @@ export interface RunQueue {
    * `OAO_ERR_QUEUE_UNAVAILABLE` when Redis does not take the job within `enqueueTimeoutMs`.
    */
   enqueue(request: QueuedRunRequest): Promise<string>;
+  /**
+   * Creates a batch's shared budget in Redis and resolves with the batch's id, for the runs then
+   * enqueued with `batch: id`. Each run takes its chunk of the budget atomically before it starts
+   * (its own limit of each, at most what is left) and gives back what it did not spend when it
+   * ends, so the runs together never spend more than the budget; a run that finds a limit spent
+   * ends FAILED `policy_violation` (scope `shared`) before its first step. See docs/distributed.md.
+   * `OAO_ERR_INVALID_ARGUMENT` for a malformed budget, `OAO_ERR_QUEUE_UNAVAILABLE` when Redis
+   * does not answer.
+   */
+  createBatch(budget: QueuedBatchBudget, options?: QueuedBatchOptions): Promise<string>;
+  /** `createBatch()`, then `enqueue()` of each run with the batch's id, in order. */
+  enqueueBatch(request: QueuedBatchRequest): Promise<{ readonly batchId: string; readonly executionIds: readonly string[] }>;
   /**
    * Cancels a run wherever it is: the worker running it ends it `cancelled` (through Redis
    * pub/sub), and a run still waiting in the queue is cancelled when a worker takes it.
@@ -171,12 +216,43 @@ class BullRunQueue implements RunQueue {
       task: request.task,
       ...(request.policy === undefined ? {} : { policy: request.policy }),
       ...(request.tenant === undefined ? {} : { tenant: request.tenant }),
+      ...(request.batch === undefined ? {} : { batch: request.batch }),
     });
     await this.withTimeout(
       this.bullQueue.add(data.agent, data, { jobId: data.executionId, removeOnComplete: true, removeOnFail: { count: 10_000 }, attempts: 3, backoff: { type: 'exponential', delay: 500 } }),
       'the run queue did not take the run',
     );
     return data.executionId;
+  }
+
+  async createBatch(budget: QueuedBatchBudget, options: QueuedBatchOptions = {}): Promise<string> {
+    this.#open();
+    const fields = budgetFields(budget);
+    if (typeof options !== 'object' || options === null) throw invalidOption('options', `Expected createBatch options to be an object, got ${typeOf(options)}`);
+    const batchId = options.batchId ?? this.#generateId();
+    if (typeof batchId !== 'string' || !BATCH_ID.test(batchId)) {
+      throw invalidOption('batchId', `Expected "batchId" to be 1 to 128 letters, digits, ".", "_" or "-", got ${typeof batchId === 'string' ? `"${batchId.slice(0, 140)}"` : typeOf(batchId)}`);
+    }
+    const ttlMs = positiveIntegerOption(options.ttlMs ?? DEFAULT_BATCH_TTL_MS, 'ttlMs');
+    const key = this.#keys.batchBudget(batchId);
+    // Without an offline queue a command fails until the connection is up: BullMQ waits for it.
+    const create = this.bullQueue.waitUntilReady().then(() => createBatchBudget(this.#client, key, fields, ttlMs));
+    await this.withTimeout(create, 'the run queue did not take the batch\'s budget');
+    return batchId;
+  }
+
+  async enqueueBatch(request: QueuedBatchRequest): Promise<{ readonly batchId: string; readonly executionIds: readonly string[] }> {
+    this.#open();
+    if (typeof request !== 'object' || request === null || !Array.isArray(request.runs)) {
+      throw new OaoError('OAO_ERR_INVALID_ARGUMENT', 'Expected the batch to be an object with "runs" (an array) and "budget"', { details: { field: 'runs' } });
+    }
+    const batchId = await this.createBatch(request.budget, {
+      ...(request.batchId === undefined ? {} : { batchId: request.batchId }),
+      ...(request.ttlMs === undefined ? {} : { ttlMs: request.ttlMs }),
+    });
+    const executionIds: string[] = [];
+    for (const run of request.runs) executionIds.push(await this.enqueue({ ...run, batch: batchId }));
+    return { batchId, executionIds };
   }
 
   async cancel(executionId: string, reason = 'cancelled by caller'): Promise<void> {

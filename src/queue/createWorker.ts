@@ -14,6 +14,9 @@ import { checkAgent } from '../runtime/prepareRun.js';
 import type { Lease, RunStore } from '../store/RunStore.js';
 import { checkStore, defaultOwner } from '../store/storeOption.js';
 import { AgentSlots } from './agentSlots.js';
+import { internalsOf } from '../runtime/orchestratorInternals.js';
+import type { SharedBudget } from '../runtime/SharedBudget.js';
+import { chunkBudget, DEFAULT_BATCH_TTL_MS, giveBack as giveBackChunk, refusingBudget, takeChunk, wantedOf } from './batchBudget.js';
 import { runJobSchema, type RunJobData, type RunJobResult } from './jobData.js';
 import { checkConnection, checkQueueName, closeRedis, loadQueuePackages, openRedis, queueKeys, queueUnavailable, type RedisConnection } from './redisConnection.js';
 
@@ -320,7 +323,11 @@ class JobRunner {
     const stored = await store.get(id);
     if (stored !== undefined && (stored.status === 'SUCCESS' || stored.status === 'FAILED')) {
       const finished = await store.report(id);
-      if (finished !== undefined) return result(finished);
+      if (finished !== undefined) {
+        // Its worker stored the report but died before giving back the rest of its chunk.
+        if (data.batch !== undefined) await this.#giveBackChunk(data.batch, id, finished);
+        return result(finished);
+      }
     }
     let giveBack: (() => Promise<void>) | undefined;
     if (this.#slots.capped(data.agent)) {
@@ -336,7 +343,12 @@ class JobRunner {
     try {
       const cancelled = await this.#client.get(this.#keys.cancelled(id));
       if (cancelled !== null) controller.abort(cancelReason(cancelled));
-      const report = await this.#execute(data, stored !== undefined, controller.signal);
+      // A run of a queued batch takes its chunk of the batch's budget first (the same chunk again
+      // when its job was handed on): its in-run checks are then synchronous, against the chunk.
+      const shared = data.batch === undefined ? undefined : await this.#takeChunk(data.batch, data);
+      const report = await this.#execute(data, stored !== undefined, controller.signal, shared);
+      // What the run did not spend goes back to the batch; a run waiting for a decision keeps its chunk.
+      if (data.batch !== undefined && report !== undefined) await this.#giveBackChunk(data.batch, id, report);
       // Unloaded while it waits for a decision: the job is done; the decision enqueues the run again.
       if (report === undefined) return { executionId: id, status: 'WAITING' };
       // A run's promise settles once its log is durable, unless the log failed: then the store's error is in the report.
@@ -360,7 +372,7 @@ class JobRunner {
    * Starts the run, or continues it from its log; the report once it is stored, or undefined when
    * the run was unloaded to wait for a person's decision.
    */
-  async #execute(data: RunJobData, logged: boolean, signal: AbortSignal): Promise<ExecutionReport | undefined> {
+  async #execute(data: RunJobData, logged: boolean, signal: AbortSignal, shared: SharedBudget | undefined): Promise<ExecutionReport | undefined> {
     const { tools } = this.#settings;
     const id = data.executionId;
     const agent = this.#settings.agents.get(data.agent);
@@ -377,19 +389,36 @@ class JobRunner {
       };
       // Only a run whose policy makes tool calls wait for a person needs a handle (to unload it then).
       const mayWait = this.#orch.policy.approvalPredicate !== undefined || this.#orch.policy.limits.tools.approve !== undefined || data.policy?.tools?.approve !== undefined;
-      const report = mayWait ? await untilEndOrWait(this.#orch.start(request)) : await this.#orch.run(request);
+      const start = () => (shared === undefined ? this.#orch.start(request) : (internalsOf(this.#orch).startShared?.(request, shared) ?? this.#orch.start(request)));
+      const report = mayWait || shared !== undefined ? await untilEndOrWait(start()) : await this.#orch.run(request);
       if (report === undefined) return undefined;
       // Another worker wrote the run first (it took the job while this one was stalled): it is theirs.
       if (report.error === undefined || !TAKEN_OVER.has(report.error.code)) return report;
     }
-    return this.#continue(data, agent, signal);
+    return this.#continue(data, agent, signal, shared);
+  }
+
+  /** The run's chunk of its batch's budget, as the in-process budget it runs under. */
+  async #takeChunk(batch: string, data: RunJobData): Promise<SharedBudget> {
+    const limits = this.#orch.policy.narrow(data.policy).limits;
+    const taken = await takeChunk(this.#client, this.#keys.batchBudget(batch), data.executionId, wantedOf(limits), DEFAULT_BATCH_TTL_MS);
+    return 'chunk' in taken ? chunkBudget(taken.chunk) : refusingBudget(taken.refused);
+  }
+
+  /** Gives back what the run did not spend of its chunk; a Redis failure leaves it to the record's expiry. */
+  async #giveBackChunk(batch: string, executionId: string, report: ExecutionReport): Promise<void> {
+    try {
+      await giveBackChunk(this.#client, this.#keys.batchBudget(batch), executionId, report);
+    } catch (error) {
+      this.#settings.onError(error, `run ${executionId} could not give back the rest of its batch's budget`);
+    }
   }
 
   /**
    * Continues a run that has a log: resumed here once its lease is free (a dead worker's lease
    * expires within its time to live; a live holder finishes it, and its report is taken).
    */
-  async #continue(data: RunJobData, agent: AgentLike | undefined, signal: AbortSignal): Promise<ExecutionReport | undefined> {
+  async #continue(data: RunJobData, agent: AgentLike | undefined, signal: AbortSignal, shared?: SharedBudget): Promise<ExecutionReport | undefined> {
     const { store, tools, leaseTtlMs } = this.#settings;
     const id = data.executionId;
     for (;;) {
@@ -401,7 +430,9 @@ class JobRunner {
           await this.#endStored(id, new OaoError('OAO_ERR_UNKNOWN_AGENT', `No agent named "${data.agent}" is registered in this worker (it has: ${names.join(', ')})`, { details: { agent: data.agent } }));
           continue;
         }
-        const report = await untilEndOrWait(await this.#orch.startResumed(id, { agent, signal, ...(tools === undefined ? {} : { tools }) }));
+        const request = { agent, signal, ...(tools === undefined ? {} : { tools }) };
+        const startResumed = internalsOf(this.#orch).startResumedShared;
+        const report = await untilEndOrWait(await (shared === undefined || startResumed === undefined ? this.#orch.startResumed(id, request) : startResumed(id, request, shared)));
         if (report === undefined || report.error === undefined || !TAKEN_OVER.has(report.error.code)) return report;
       } catch (error) {
         if (!OaoError.isInstance(error) || !(error.code === 'OAO_ERR_LEASE_HELD' || error.code === 'OAO_ERR_RUN_FINISHED')) throw error;
@@ -454,6 +485,10 @@ class JobRunner {
         if (!OaoError.isInstance(failure) || failure.code !== 'OAO_ERR_LEASE_HELD') throw failure;
         await new Promise((resolve) => setTimeout(resolve, Math.max(50, Math.floor(this.#settings.leaseTtlMs / 4))));
       }
+    }
+    if (data.batch !== undefined) {
+      const report = await this.#settings.store.report(id);
+      if (report !== undefined) await this.#giveBackChunk(data.batch, id, report);
     }
     this.#client.publish(this.#keys.doneChannel, id).catch(() => {});
   }

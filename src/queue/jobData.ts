@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { policyOptionsSchema } from '../policy/schema.js';
 import { TENANT_ID } from '../tenants/tenantKeys.js';
 
+/** A queued batch's id: it names the batch's budget record in Redis. */
+export const BATCH_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
 /**
  * What a queued job carries: a run request by name, never code. The worker looks the agent up in
  * its own module; the run's log, once started, lives in the store under `executionId`, which is
@@ -14,6 +17,12 @@ export const runJobSchema = z.strictObject({
   policy: policyOptionsSchema.optional(),
   /** The run's tenant (see `RunRequest.tenant`). Workers older than this field refuse a job that has it. */
   tenant: z.string().regex(TENANT_ID, 'a tenant id: 1 to 100 letters, digits, ".", "_" or "-", starting with a letter or digit').optional(),
+  /**
+   * The queued batch the run belongs to (see `RunQueue.createBatch`): the worker takes the run's
+   * chunk of the batch's shared budget from Redis before the run starts. Workers older than this
+   * field refuse a job that has it.
+   */
+  batch: z.string().regex(BATCH_ID, 'a batch id: 1 to 128 letters, digits, ".", "_" or "-"').optional(),
 });
 
 export type RunJobData = z.infer<typeof runJobSchema>;

@@ -77,6 +77,8 @@ export function queueKeys(name: string) {
     cancelled: (executionId: string) => `${base}:cancelled:${executionId}`,
     /** A sorted set per agent: the runs holding one of its slots, scored by when the slot expires. */
     agentSlots: (agent: string) => `${base}:agent-slots:${agent}`,
+    /** A hash per queued batch: what is left of its shared budget, and the chunk each running run holds. */
+    batchBudget: (batchId: string) => `${base}:batch-budget:${batchId}`,
   };
 }
 

@@ -10,6 +10,9 @@ import type { Clock } from './clock.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
 import type { RunSession } from './RunSession.js';
 import type { TenantBudgetSource } from '../tenants/TenantLevel.js';
+import type { RunHandle } from '../Orchestrator.js';
+import type { ResumeRequest, RunRequest } from './prepareRun.js';
+import type { SharedBudget } from './SharedBudget.js';
 
 /**
  * What runs started on an orchestrator's behalf outside `Orchestrator` itself (workflow nodes,
@@ -36,6 +39,13 @@ export interface OrchestratorInternals {
   readonly live: Map<string, RunSession>;
   /** Gives the orchestrator's runs of a tenant their account on the tenant's budget (see `useTenantBudgets`). */
   readonly useTenantBudgets?: (source: TenantBudgetSource | undefined) => void;
+  /**
+   * `orch.start()` and `orch.startResumed()` for a run whose spend also counts against `shared`
+   * (a queued batch's chunk, see src/queue/batchBudget.ts). A continued run's spend before it was
+   * cut short is charged to `shared` first.
+   */
+  readonly startShared?: (request: RunRequest, shared: SharedBudget) => RunHandle;
+  readonly startResumedShared?: (executionId: string, request: ResumeRequest, shared: SharedBudget) => Promise<RunHandle>;
 }
 
 const registry = new WeakMap<object, OrchestratorInternals>();

@@ -4,7 +4,7 @@ import { endInterrupted } from '../log/endInterrupted.js';
 import { foldRun } from '../log/foldRun.js';
 import type { PolicyOptions } from '../policy/schema.js';
 import type { StrictPolicy } from '../policy/StrictPolicy.js';
-import type { RunQueue } from '../queue/createQueue.js';
+import type { QueuedBatchBudget, RunQueue } from '../queue/createQueue.js';
 import type { ExecutionReport } from '../report/schema.js';
 import type { Clock } from '../runtime/clock.js';
 import { prepareRun } from '../runtime/prepareRun.js';
@@ -23,6 +23,8 @@ export interface QueuedRunSubmission {
   readonly policy: StrictPolicy;
   /** The request's API key's tenant: recorded in the run's EXECUTION_START, which the worker continues from. */
   readonly tenant?: string | undefined;
+  /** The queued batch whose shared budget the run spends (see `RunQueue.createBatch`). */
+  readonly batch?: string | undefined;
 }
 
 /**
@@ -82,6 +84,7 @@ export class QueuedRuns {
         agent: run.agentName,
         task: run.task,
         ...(run.policyOptions === undefined ? {} : { policy: run.policyOptions }),
+        ...(run.batch === undefined ? {} : { batch: run.batch }),
       });
     } catch (error) {
       await this.#endUnqueued(run.executionId, error).catch(() => {});
@@ -92,9 +95,10 @@ export class QueuedRuns {
   /**
    * Enqueues again a stored run nobody holds (its job was lost, or its worker died): a no-op while
    * its job exists. A run unloaded while it waits for a decision is left alone, unless `waiting`
-   * says to take it up anyway (a cancel: the worker then ends it cancelled).
+   * says to take it up anyway (a cancel: the worker then ends it cancelled). `batch`: the queued
+   * batch whose shared budget the run spends.
    */
-  async requeue(run: StoredRun, waiting = false): Promise<boolean> {
+  async requeue(run: StoredRun, waiting = false, batch?: string): Promise<boolean> {
     const events = await this.#store.events(run.executionId, { fromSeq: 0 });
     const start = events[0];
     if (start === undefined || start.type !== 'EXECUTION_START' || events.at(-1)?.type === 'EXECUTION_COMPLETE') return false;
@@ -103,8 +107,13 @@ export class QueuedRuns {
       throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${run.executionId}" waits for a decision on a tool call`, { details: { executionId: run.executionId } });
     }
     // The worker continues the run from its log: the recorded task and policy are the ones it runs under.
-    await this.#queue.enqueue({ executionId: run.executionId, agent: run.agentName, task: start.payload.task ?? null });
+    await this.#queue.enqueue({ executionId: run.executionId, agent: run.agentName, task: start.payload.task ?? null, ...(batch === undefined ? {} : { batch }) });
     return true;
+  }
+
+  /** Creates a queued batch's shared budget in Redis (see `RunQueue.createBatch`). */
+  createBatch(batchId: string, budget: QueuedBatchBudget): Promise<string> {
+    return this.#queue.createBatch(budget, { batchId });
   }
 
   cancel(executionId: string, reason: string): Promise<void> {

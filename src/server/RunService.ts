@@ -181,6 +181,8 @@ export class RunService {
   readonly #admitted = new Set<{ readonly slots: number }>();
   /** The batch of each batch run of this process (the log does not record it). */
   readonly #batchOf = new Map<string, string>();
+  /** The queued batch with a shared budget of each such run: its job, enqueued again, spends the same budget. */
+  readonly #budgetOf = new Map<string, string>();
   /**
    * The tenant of each run this process started with one: its log records it, but the store's
    * index (what GET /runs lists) does not.
@@ -241,7 +243,7 @@ export class RunService {
             now: () => (init.clock ?? systemClock).now(),
             isHere: (executionId) => this.#live.has(executionId) || this.#reserved.has(executionId) || this.#unfiled.has(executionId),
             // With a queue, a run nobody holds goes back to the workers (a no-op while its job exists).
-            resume: (run, agent) => (queued === undefined ? this.#resumeInterrupted(run, agent) : queued.requeue(run)),
+            resume: (run, agent) => (queued === undefined ? this.#resumeInterrupted(run, agent) : queued.requeue(run, false, this.#budgetOf.get(run.executionId))),
             logError: init.logError,
             logInfo: init.logInfo ?? (() => undefined),
           })
@@ -353,7 +355,8 @@ export class RunService {
   /**
    * `runMulti()` with a queue: each job is a run of its own on the workers (recorded, then
    * enqueued, in job order), and the answer waits for every report. The queue's limits apply to
-   * them, not the batch's `maxConcurrency`.
+   * them, not the batch's `maxConcurrency`. The batch's `budget` is created in Redis first, and
+   * every run's job names it: the workers charge it atomically (see `RunQueue.createBatch`).
    */
   async #enqueueBatch(
     body: RunMultiRequestBody,
@@ -364,10 +367,19 @@ export class RunService {
     tenant: string | undefined,
   ): Promise<{ batchId: string; maxConcurrency: number; effectivePolicy: PolicyLimits; reports: Record<string, ExecutionReport> }> {
     const batchId = randomRunId();
+    if (body.budget !== undefined) {
+      const budget = body.budget;
+      // A budget the queue cannot hold (timeoutMs) is the body's fault; Redis not answering is 503.
+      await queued.createBatch(batchId, budget).catch((error: unknown) => {
+        throw bodyField(error);
+      });
+    }
+    const batch = body.budget === undefined ? undefined : batchId;
     const started: Promise<ExecutionReport>[] = [];
     for (const job of jobs) {
-      const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued, tenant);
+      const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued, tenant, batch);
       this.#remember(this.#batchOf, run.executionId, batchId);
+      if (batch !== undefined) this.#remember(this.#budgetOf, run.executionId, batch);
       started.push(run.finished);
     }
     const reports = await Promise.all(started);
@@ -385,10 +397,11 @@ export class RunService {
     policy: StrictPolicy,
     queued: QueuedRuns,
     tenant: string | undefined,
+    batch?: string,
   ): Promise<{ executionId: string; effectivePolicy: PolicyLimits; finished: Promise<ExecutionReport> }> {
     if (this.#closing) throw shuttingDown();
     const { executionId, lease } = await this.#claim(body.executionId);
-    const submission = { executionId, lease, agent, agentName: body.agent, task: body.task, policyOptions: body.policy, policy, tenant };
+    const submission = { executionId, lease, agent, agentName: body.agent, task: body.task, policyOptions: body.policy, policy, tenant, batch };
     try {
       await storeCall('start', () => queued.recordStart(submission));
     } catch (error) {
@@ -434,6 +447,7 @@ export class RunService {
       let batchIdGiven = false;
       const multi = new MultiAgentOrchestrator({
         maxConcurrency,
+        ...(body.budget === undefined ? {} : { budget: body.budget }),
         policy: this.#policy,
         store: this.#recorded,
         owner: this.#owner,
@@ -632,7 +646,7 @@ export class RunService {
     }
     if (this.#queued !== undefined) {
       // A worker continues the run from the decision in its log.
-      if (stored?.status === 'interrupted') await this.#queued.requeue(stored).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued again after a decision on it; a later sweep tries again`));
+      if (stored?.status === 'interrupted') await this.#queued.requeue(stored, false, this.#budgetOf.get(executionId)).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued again after a decision on it; a later sweep tries again`));
       return 'logged';
     }
     // No turn of the event loop from here to the resume's own reservation: the sweep cannot take it in between.
@@ -747,7 +761,7 @@ export class RunService {
   async #cancelQueued(executionId: string, reason: string, queued: QueuedRuns, run: StoredRun | undefined): Promise<CancelOutcome> {
     await queued.cancel(executionId, reason);
     // Nobody holds it (queued, or unloaded while it waits for a decision): a worker takes it up and ends it cancelled.
-    if (run?.status === 'interrupted') await queued.requeue(run, true).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued to be cancelled`));
+    if (run?.status === 'interrupted') await queued.requeue(run, true, this.#budgetOf.get(executionId)).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued to be cancelled`));
     const stop = new AbortController();
     const waiting = queued.waitForReport(executionId, stop.signal).catch(() => undefined);
     const report = await settleWithin(waiting, CANCEL_SETTLE_MS);

@@ -154,6 +154,18 @@ export const runMultiRequestSchema = component(
       z.number().int().min(1).optional(),
       'Runs of this batch at once; the server\'s own maxConcurrency is the ceiling.',
     ),
+    budget: described(
+      z
+        .strictObject({
+          maxSteps: z.number().int().positive().optional(),
+          maxTokens: z.number().int().nonnegative().optional(),
+          maxToolCalls: z.number().int().nonnegative().optional(),
+          maxCostUsd: z.number().nonnegative().optional(),
+          timeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
+        })
+        .optional(),
+      'Totals over every run of the batch (a shared budget). With a queue the workers charge it in Redis, and timeoutMs is refused.',
+    ),
   }),
   'RunMultiRequest',
 );

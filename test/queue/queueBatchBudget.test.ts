@@ -1,0 +1,160 @@
+// A queued batch's shared budget on real processes: three worker processes on a private
+// redis-server, runs recorded in PostgreSQL, the budget charged in Redis chunk by chunk.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionReport, RunStore } from '../../src/index.js';
+import { createPostgresStore } from '../../src/store/postgres/index.js';
+import { createQueue, createWorker, type RunQueue } from '../../src/queue/index.js';
+import { createServer } from '../../src/server/index.js';
+import { createMemoryStore } from '../../src/store/createMemoryStore.js';
+import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
+import { startTestRedis, type TestRedis } from './redisServer.js';
+
+const WORKERS = 3;
+const CONCURRENCY = 4;
+const RUNS = 30;
+/** Each of a run's three model calls takes this long: runs of every worker overlap. */
+const STEP_MS = 15;
+/** What one run spends when nothing stops it: three model calls of 20 tokens. */
+const RUN_TOKENS = 60;
+
+let redis: TestRedis;
+let db: TestDatabase;
+let store: RunStore & { close(): Promise<void> | void };
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  db = await createTestDatabase('queue_batch_budget');
+  store = await createPostgresStore({ connectionString: db.connectionString });
+}, 30_000);
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await store?.close();
+  await db?.drop();
+  await redis?.destroy();
+}, 30_000);
+
+/** Starts a worker process and resolves once it takes jobs. */
+async function startWorker(queueName: string): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/batchBudgetWorkerChild.ts', redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`a worker process exited with ${String(code)} before it was ready`)));
+  });
+  return child;
+}
+
+async function stopWorkers(workers: readonly ChildProcess[]): Promise<void> {
+  await Promise.all(
+    workers.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+/** Enqueues the batch on three worker processes and waits for every report. */
+async function runBatch(queueName: string, budget: { maxTokens: number; maxSteps?: number }): Promise<{ batchId: string; reports: ExecutionReport[] }> {
+  const workers = await Promise.all(Array.from({ length: WORKERS }, () => startWorker(queueName)));
+  const queue: RunQueue = await createQueue({ connection: redis.url, queueName, store });
+  try {
+    const { batchId, executionIds } = await queue.enqueueBatch({
+      budget,
+      // Each run's own token limit is what one run spends: its chunk is at most that.
+      runs: Array.from({ length: RUNS }, (_, i) => ({ agent: 'spender', task: { n: 1 }, executionId: `${queueName}-${i}`, policy: { maxTokens: RUN_TOKENS } })),
+    });
+    expect(executionIds).toHaveLength(RUNS);
+    const reports = await Promise.all(executionIds.map((id) => queue.waitForReport(id)));
+    return { batchId, reports };
+  } finally {
+    await queue.close();
+    await stopWorkers(workers);
+  }
+}
+
+const spent = (reports: readonly ExecutionReport[]) => reports.reduce((sum, report) => sum + report.tokenUsage.total, 0);
+
+describe('a queued batch\'s shared budget, charged in Redis by every worker', () => {
+  it('never lets the runs of three workers together spend more than the batch\'s maxTokens; runs past it are refused with scope shared', { timeout: 60_000 }, async () => {
+    const limit = 430;
+    const { reports } = await runBatch('budget-tight', { maxTokens: limit });
+    expect(reports).toHaveLength(RUNS);
+    // Unbounded, the batch would spend RUNS * RUN_TOKENS = 1800 tokens.
+    expect(spent(reports)).toBeLessThanOrEqual(limit);
+    const succeeded = reports.filter((report) => report.status === 'SUCCESS');
+    const refused = reports.filter((report) => report.status === 'FAILED');
+    expect(succeeded.length).toBeGreaterThan(0);
+    expect(succeeded.length).toBeLessThanOrEqual(Math.floor(limit / RUN_TOKENS));
+    expect(refused.length).toBeGreaterThan(0);
+    for (const report of refused) {
+      expect(report.termination.reason).toBe('policy_violation');
+      expect(report.termination.scope).toBe('shared');
+      expect(report.termination.rule).toBe('max_tokens');
+    }
+    // Most runs found the budget spent and never called their agent.
+    expect(refused.filter((report) => report.totalSteps === 0).length).toBeGreaterThan(0);
+  });
+
+  it('with a generous budget every run succeeds, and the record ends holding the limit minus what the runs spent', { timeout: 60_000 }, async () => {
+    const budget = { maxTokens: 5_000, maxSteps: 200 };
+    const { batchId, reports } = await runBatch('budget-generous', budget);
+    expect(reports.map((report) => report.status)).toEqual(Array.from({ length: RUNS }, () => 'SUCCESS'));
+    const tokens = spent(reports);
+    const steps = reports.reduce((sum, report) => sum + report.totalSteps, 0);
+    expect(tokens).toBe(RUNS * RUN_TOKENS);
+    expect(steps).toBe(RUNS * 3);
+    const record = await redis.client().hgetall(`oao:budget-generous:batch-budget:${batchId}`);
+    expect(Number(record.tokens)).toBe(budget.maxTokens - tokens);
+    expect(Number(record.steps)).toBe(budget.maxSteps - steps);
+    // Every run gave its chunk back: no chunk is held any more.
+    expect(Object.keys(record).filter((field) => field.startsWith('run:'))).toEqual([]);
+    expect(await redis.client().pttl(`oao:budget-generous:batch-budget:${batchId}`)).toBeGreaterThan(0);
+  });
+});
+
+describe('POST /run-multi with a queue and a budget', () => {
+  it('charges the batch\'s budget on the workers: runs past it are refused with scope shared; a timeoutMs is refused', { timeout: 30_000 }, async () => {
+    const queueName = 'budget-http';
+    const memory = createMemoryStore();
+    const queue = await createQueue({ connection: redis.url, queueName, store: memory });
+    const worker = await createWorker({ connection: redis.url, queueName, store: memory, agents: { echo: (task: string) => `worker: ${task}` }, concurrency: 4, lockDuration: 2_000, stalledInterval: 2_000 });
+    const app = await createServer({ agents: { echo: (task: string) => `server: ${task}` }, store: memory, queue, dashboard: false });
+    try {
+      const agents = { a: 'echo', b: 'echo', c: 'echo', d: 'echo', e: 'echo' };
+      // Each run takes one step (its own maxSteps is 1): the batch's two steps go to two runs.
+      const answer = await app.inject({ method: 'POST', url: '/run-multi', payload: { agents, task: 'hi', policy: { maxSteps: 1 }, budget: { maxSteps: 2 } } });
+      expect(answer.statusCode).toBe(200);
+      const { reports } = answer.json<{ reports: Record<string, ExecutionReport> }>();
+      const all = Object.values(reports);
+      expect(all).toHaveLength(5);
+      expect(all.filter((report) => report.status === 'SUCCESS').map((report) => report.finalOutput)).toEqual(['worker: hi', 'worker: hi']);
+      const refused = all.filter((report) => report.status === 'FAILED');
+      expect(refused).toHaveLength(3);
+      for (const report of refused) expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps', scope: 'shared' });
+      expect(all.reduce((sum, report) => sum + report.totalSteps, 0)).toBe(2);
+
+      const timed = await app.inject({ method: 'POST', url: '/run-multi', payload: { agents, task: 'hi', budget: { maxSteps: 2, timeoutMs: 1_000 } } });
+      expect(timed.statusCode).toBe(400);
+      expect(timed.json()).toMatchObject({ error: { code: 'OAO_ERR_INVALID_ARGUMENT' } });
+    } finally {
+      await app.close();
+      await worker.close();
+      await queue.close();
+    }
+  });
+});

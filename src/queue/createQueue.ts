@@ -278,7 +278,10 @@ class BullRunQueue implements RunQueue {
     }
     const signal = options.signal;
     signal?.throwIfAborted();
-    await this.#subscribe();
+    // A notice only spares the wait its one-second poll of the store. Redis stopped or paused must
+    // not fail a wait for a report the store will hold: the client completes the subscription once
+    // Redis answers again, and the poll goes on meanwhile.
+    await this.#subscribe().catch(() => undefined);
     let wake: () => void = () => {};
     const waiters = this.#waiters.get(executionId) ?? new Set<() => void>();
     this.#waiters.set(executionId, waiters);

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { OaoError, type AgentContext, type OaoEvent } from '../../src/index.js';
+import { OaoError, type AgentContext, type OaoEvent, type StepResult } from '../../src/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
 import { createQueue, createWorker, type RunWorker } from '../../src/queue/index.js';
 import { countedCalls, countTool, resumeAgent } from '../fixtures/resumeAgent.js';
@@ -244,6 +244,35 @@ describe('Redis unavailable', () => {
     // The pause ends by itself; the next enqueue waits for it (within enqueueTimeoutMs) and is taken.
     const id = await queue.enqueue({ agent: 'echo', task: 'after' });
     expect((await queue.waitForReport(id)).finalOutput).toBe('echo: after');
+  });
+
+  it('loses nothing when Redis pauses for 5 s in the middle of a batch: every run ends once, with all its steps', { timeout: 90_000 }, async () => {
+    const RUNS = 40;
+    const STEPS = 3;
+    let finished = 0;
+    const halfway = deferred<void>();
+    // Three steps of a few milliseconds each: runs are in flight, on both workers, when the pause comes.
+    const slow = {
+      invoke: async (task: string, ctx: AgentContext) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (ctx.step === STEPS && ++finished === RUNS / 4) halfway.resolve();
+        return { output: `${task} step ${ctx.step}` };
+      },
+      review: (result: StepResult) => ({ done: result.step >= STEPS }),
+    };
+    const { queue, store } = await setup({ agents: { slow }, concurrency: 4, policy: { maxSteps: STEPS } }, 2);
+    const ids = await Promise.all(Array.from({ length: RUNS }, (_, i) => queue.enqueue({ agent: 'slow', task: `run ${i}` })));
+    await halfway.promise;
+    // Every client of the server waits: the workers' lock renewals, job moves and the queue's events.
+    await redis.client().call('CLIENT', 'PAUSE', '5000', 'ALL');
+    const reports = await Promise.all(ids.map((id) => queue.waitForReport(id)));
+    expect(reports.map((report) => report.status)).toEqual(ids.map(() => 'SUCCESS'));
+    for (const id of ids) {
+      const events = store.events(id);
+      expect(events.filter((event) => event.type === 'EXECUTION_COMPLETE')).toHaveLength(1);
+      expect(events.filter((event) => event.type === 'STEP_COMPLETE')).toHaveLength(STEPS);
+      expect(events.map((event) => event.seq)).toEqual(events.map((_, seq) => seq));
+    }
   });
 });
 

@@ -11,3 +11,5 @@ export type { LangChainTool } from './governTools.js';
 export { governedConfig } from './governedConfig.js';
 export type { GovernedConfigOptions } from './governedConfig.js';
 export type { UngovernedToolPolicy } from './runBridge.js';
+export { RecordedChatModel, recordedChatModel } from './recordedChatModel.js';
+export type { RecordedChatModelOptions } from './recordedChatModel.js';

@@ -5,5 +5,5 @@
  */
 export { fromGraph } from './fromGraph.js';
 export type { GraphAgentOptions } from './fromGraph.js';
-export { governTools, governedConfig, isGovernedTool, toolSet } from '../langchain/index.js';
-export type { LangChainTool, RunnableAgent, UngovernedToolPolicy } from '../langchain/index.js';
+export { governTools, governedConfig, isGovernedTool, recordedChatModel, toolSet } from '../langchain/index.js';
+export type { LangChainTool, RecordedChatModelOptions, RunnableAgent, UngovernedToolPolicy } from '../langchain/index.js';

@@ -1,6 +1,6 @@
 // A queued batch's shared budget on real processes: three worker processes on a private
 // redis-server, runs recorded in PostgreSQL, the budget charged in Redis chunk by chunk.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionReport, RunStore } from '../../src/index.js';
 import { createPostgresStore } from '../../src/store/postgres/index.js';
@@ -9,6 +9,7 @@ import { createServer } from '../../src/server/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
 import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
 import { startTestRedis, type TestRedis } from './redisServer.js';
+import { startWorkerProcess } from './workerProcess.js';
 
 const WORKERS = 3;
 const CONCURRENCY = 4;
@@ -38,21 +39,7 @@ afterAll(async () => {
 
 /** Starts a worker process and resolves once it takes jobs. */
 async function startWorker(queueName: string): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/batchBudgetWorkerChild.ts', redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`a worker process exited with ${String(code)} before it was ready`)));
-  });
-  return child;
+  return startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)], children);
 }
 
 async function stopWorkers(workers: readonly ChildProcess[]): Promise<void> {

@@ -1,6 +1,6 @@
 // Worker death on real processes: worker processes on a private redis-server, runs recorded in
 // PostgreSQL, one worker killed with SIGKILL in the middle of a batch.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { createServer } from '../../src/server/index.js';
 import { bodyRuns } from '../fixtures/queueAgents.js';
 import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
 import { startTestRedis, type TestRedis } from './redisServer.js';
+import { startWorkerProcess } from './workerProcess.js';
 
 /** Runs in the batch. */
 const RUNS = 300;
@@ -45,28 +46,10 @@ afterAll(async () => {
 
 /** Starts a worker process and resolves once it takes jobs. */
 async function startWorker(queueName: string, countFile: string, maxStalledCount?: number): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=oao-source',
-      '--import',
-      'tsx',
-      'test/fixtures/queueWorkerChild.ts',
-      ...[redis.url, db.connectionString, queueName, countFile, String(CONCURRENCY), String(STEP_MS), String(LOCK_MS)],
-      ...(maxStalledCount === undefined ? [] : [String(maxStalledCount)]),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`a worker process exited with ${String(code)} before it was ready`)));
-  });
-  return child;
+  return startWorkerProcess('test/fixtures/queueWorkerChild.ts', [
+    ...[redis.url, db.connectionString, queueName, countFile, String(CONCURRENCY), String(STEP_MS), String(LOCK_MS)],
+    ...(maxStalledCount === undefined ? [] : [String(maxStalledCount)]),
+  ], children);
 }
 
 const count = (events: readonly OaoEvent[], type: OaoEvent['type']) => events.filter((event) => event.type === type).length;

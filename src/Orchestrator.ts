@@ -606,9 +606,12 @@ export class Orchestrator {
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
       tenantBudgets: this.#tenantBudgets,
-      ...(shared === undefined ? {} : { shared }),
-      ...(this.#store === undefined ? {} : { store: this.#store, ownership: this.#ownership }),
-      ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
+      // Plain fields, undefined when absent: spreading optional parts into this literal on every
+      // run cost more than the rest of it.
+      shared,
+      store: this.#store,
+      ownership: this.#store === undefined ? undefined : this.#ownership,
+      plugins: this.#plugins,
     });
     return this.#startSession(session, signal, syncOnly, onFinish);
   }

@@ -460,15 +460,17 @@ export class RunSession {
     // gives the same report.
     this.startedAt = this.clock.now();
     this.#at = this.startedAt;
-    this.emit('EXECUTION_START', {
+    const payload: { -readonly [K in keyof OaoEventPayload<'EXECUTION_START'>]: OaoEventPayload<'EXECUTION_START'>[K] } = {
       agentName: this.agentName,
       // A copy: the task itself belongs to the caller and the agent; hooks see what was recorded.
       task: this.wantsEvents ? toRecordable(this.task) : null,
       policy: this.limits,
       tools: this.toolNames as string[],
       executionHash: this.executionHash,
-      ...(this.tenant === undefined ? {} : { tenant: this.tenant }),
-    });
+    };
+    // Only a run with a tenant names one (a log without it is as before tenants existed).
+    if (this.tenant !== undefined) payload.tenant = this.tenant;
+    this.emit('EXECUTION_START', payload);
     if (armDeadline) this.armDeadline();
   }
 

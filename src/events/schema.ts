@@ -61,6 +61,11 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       executionHash: z.string(),
       /** The tenant the run belongs to (the server's API key's); absent for a run started without one. Not part of executionHash. */
       tenant: z.string().optional(),
+      /**
+       * The queued batch whose shared budget the run spends (see `RunQueue.createBatch`); absent for a
+       * run of none. A job of the run enqueued again names it, so the run keeps spending that budget. Not part of executionHash.
+       */
+      batch: z.string().optional(),
     }),
   ),
   event('STATE_ENTER', z.object({ state: lifecycleStateSchema })),

@@ -18,6 +18,8 @@ export interface RunFold {
   readonly tools: readonly string[];
   /** The run's tenant, when its EXECUTION_START names one. */
   readonly tenant?: string;
+  /** The queued batch the run belongs to, when its EXECUTION_START names one. */
+  readonly batch?: string;
   /** Timestamp of EXECUTION_START (ms since the epoch). */
   readonly startedAt: number;
   /** The next `seq`: how many events were folded. */
@@ -87,6 +89,7 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       policy: p.policy,
       tools: p.tools,
       ...(p.tenant === undefined ? {} : { tenant: p.tenant }),
+      ...(p.batch === undefined ? {} : { batch: p.batch }),
       startedAt: event.timestamp,
       seq: 1,
       state: undefined,

@@ -128,6 +128,7 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
       executionId: start.executionId,
       agentName: start.payload.agentName,
       ...(start.payload.tenant === undefined ? {} : { tenant: start.payload.tenant }),
+      ...(start.payload.batch === undefined ? {} : { batch: start.payload.batch }),
     },
     {
       policy: StrictPolicy.fromLimits(start.payload.policy),

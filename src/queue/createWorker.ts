@@ -384,6 +384,8 @@ class JobRunner {
         executionId: id,
         signal,
         ...(data.tenant === undefined ? {} : { tenant: data.tenant }),
+        // Recorded in its log, so that the run, enqueued again from it, still spends its batch's budget.
+        ...(data.batch === undefined ? {} : { batch: data.batch }),
         ...(tools === undefined || agent === undefined ? {} : { tools }),
         ...(data.policy === undefined ? {} : { policy: data.policy }),
       };
@@ -475,7 +477,14 @@ class JobRunner {
       if ((await this.#settings.store.report(id)) !== undefined) break;
       if ((await this.#settings.store.get(id)) === undefined) {
         // Never started: record it as a run that failed at once, so it still has a report.
-        await this.#orch.run({ agent: failingAgent(error), agentName: data.agent, task: data.task, executionId: id, ...(data.tenant === undefined ? {} : { tenant: data.tenant }) });
+        await this.#orch.run({
+          agent: failingAgent(error),
+          agentName: data.agent,
+          task: data.task,
+          executionId: id,
+          ...(data.tenant === undefined ? {} : { tenant: data.tenant }),
+          ...(data.batch === undefined ? {} : { batch: data.batch }),
+        });
         break;
       }
       try {

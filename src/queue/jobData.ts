@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { policyOptionsSchema } from '../policy/schema.js';
+import { BATCH_ID } from '../runtime/batchId.js';
 import { TENANT_ID } from '../tenants/tenantKeys.js';
 
-/** A queued batch's id: it names the batch's budget record in Redis. */
-export const BATCH_ID = /^[A-Za-z0-9._-]{1,128}$/;
+export { BATCH_ID };
 
 /**
  * What a queued job carries: a run request by name, never code. The worker looks the agent up in

@@ -52,6 +52,8 @@ export interface RunSessionInit {
   readonly toolNames: readonly string[];
   /** The run's tenant, recorded in its EXECUTION_START when set. */
   readonly tenant?: string | undefined;
+  /** The queued batch the run belongs to, recorded in its EXECUTION_START when set. */
+  readonly batch?: string | undefined;
   readonly limits: PolicyLimits;
   readonly executionHash: string;
   readonly clock: Clock;
@@ -204,6 +206,7 @@ export class RunSession {
   readonly tools: ToolSet | undefined;
   readonly toolNames: readonly string[];
   readonly tenant: string | undefined;
+  readonly batch: string | undefined;
   /** The run's limits: its effective policy, raised only by `raise()` while the run waits for budget. */
   limits: PolicyLimits;
   readonly executionHash: string;
@@ -326,6 +329,7 @@ export class RunSession {
     this.tools = init.tools;
     this.toolNames = Object.isFrozen(init.toolNames) ? init.toolNames : Object.freeze([...init.toolNames]);
     this.tenant = init.tenant;
+    this.batch = init.batch;
     this.limits = init.limits;
     this.executionHash = init.executionHash;
     this.clock = init.clock;
@@ -470,6 +474,7 @@ export class RunSession {
     };
     // Only a run with a tenant names one (a log without it is as before tenants existed).
     if (this.tenant !== undefined) payload.tenant = this.tenant;
+    if (this.batch !== undefined) payload.batch = this.batch;
     this.emit('EXECUTION_START', payload);
     if (armDeadline) this.armDeadline();
   }

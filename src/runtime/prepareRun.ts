@@ -17,6 +17,7 @@ import type { ResumePoint } from '../log/resumePoint.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
 import type { PluginToolCall } from '../plugins/definePlugin.js';
 import { checkTenantId } from '../tenants/tenantKeys.js';
+import { checkBatchId } from './batchId.js';
 import type { TenantBudgetSource } from '../tenants/TenantLevel.js';
 
 /** One run: the agent, its task, and optionally tools, a narrower policy and a cancel signal. */
@@ -46,6 +47,15 @@ export interface RunRequest {
    * @default none
    */
   readonly tenant?: string;
+  /**
+   * The queued batch the run belongs to (see `RunQueue.createBatch`), recorded in its
+   * EXECUTION_START (`payload.batch`) so that a job of the run enqueued again spends the same
+   * shared budget; not part of the executionHash. It names the batch only: the budget a run runs
+   * under is given by whoever runs it (a queue's worker takes the run's chunk of the batch). A
+   * batch id: 1 to 128 letters, digits, ".", "_" or "-".
+   * @default none
+   */
+  readonly batch?: string;
 }
 
 
@@ -88,6 +98,7 @@ export function prepareRun(request: RunRequest, env: RunEnvironment): { session:
     tools: checked.tools,
     toolNames: checked.toolNames,
     tenant: checked.tenant,
+    batch: checked.batch,
     limits: policy.limits,
     executionHash: executionHash({
       task: checked.taskJson,
@@ -147,6 +158,7 @@ export function prepareResume(
     executionId: fold.executionId,
     agentName: fold.agentName,
     ...(fold.tenant === undefined ? {} : { tenant: fold.tenant }),
+    ...(fold.batch === undefined ? {} : { batch: fold.batch }),
   }), env.plugins);
   const session = new RunSession({
     executionId: fold.executionId,
@@ -157,6 +169,7 @@ export function prepareResume(
     // The recorded names: the policy and the identity hash were decided with them.
     toolNames: Object.freeze([...fold.tools]),
     tenant: checked.tenant,
+    batch: checked.batch,
     limits: StrictPolicy.fromLimits(fold.policy).limits,
     executionHash: fold.executionHash,
     clock: env.clock,
@@ -192,6 +205,7 @@ interface CheckedRequest {
   signal: AbortSignal | undefined;
   executionId: string | undefined;
   tenant: string | undefined;
+  batch: string | undefined;
 }
 
 const EMPTY: readonly string[] = Object.freeze([]);
@@ -217,6 +231,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
   const requestAgent = readField(request, 'agent', 'agent') as AgentLike;
   const requestedName = readField(request, 'agentName', 'agentName');
   const tenant = readField(request, 'tenant', 'tenant');
+  const batch = readField(request, 'batch', 'batch');
   if (requestedName !== undefined && (typeof requestedName !== 'string' || requestedName.length === 0)) {
     throw new OaoError('OAO_ERR_INVALID_ARGUMENT', `"agentName" must be a non-empty string, got ${typeOf(requestedName)}`, { details: { field: 'agentName' } });
   }
@@ -269,6 +284,7 @@ export function checkRequest(request: RunRequest): CheckedRequest {
     signal: signal,
     executionId: executionId,
     tenant: tenant === undefined ? undefined : checkTenantId(tenant, 'tenant'),
+    batch: batch === undefined ? undefined : checkBatchId(batch, 'batch'),
   };
 }
 

@@ -23,7 +23,10 @@ export interface QueuedRunSubmission {
   readonly policy: StrictPolicy;
   /** The request's API key's tenant: recorded in the run's EXECUTION_START, which the worker continues from. */
   readonly tenant?: string | undefined;
-  /** The queued batch whose shared budget the run spends (see `RunQueue.createBatch`). */
+  /**
+   * The queued batch whose shared budget the run spends (see `RunQueue.createBatch`): recorded in
+   * the run's EXECUTION_START, so every job of the run, enqueued again by any server, names it.
+   */
   readonly batch?: string | undefined;
 }
 
@@ -62,6 +65,7 @@ export class QueuedRuns {
         policy: run.policy,
         executionId: run.executionId,
         ...(run.tenant === undefined ? {} : { tenant: run.tenant }),
+        ...(run.batch === undefined ? {} : { batch: run.batch }),
         ...(this.#tools === undefined ? {} : { tools: this.#tools }),
       },
       { policy: this.#ceiling, clock: this.#clock, sink: undefined, generateId: () => run.executionId, syncOnly: false, record: true },
@@ -95,10 +99,11 @@ export class QueuedRuns {
   /**
    * Enqueues again a stored run nobody holds (its job was lost, or its worker died): a no-op while
    * its job exists. A run unloaded while it waits for a decision is left alone, unless `waiting`
-   * says to take it up anyway (a cancel: the worker then ends it cancelled). `batch`: the queued
-   * batch whose shared budget the run spends.
+   * says to take it up anyway (a cancel: the worker then ends it cancelled). The job names the
+   * queued batch the run's EXECUTION_START records, so it spends that batch's shared budget
+   * whichever server enqueues it, after any restart.
    */
-  async requeue(run: StoredRun, waiting = false, batch?: string): Promise<boolean> {
+  async requeue(run: StoredRun, waiting = false): Promise<boolean> {
     const events = await this.#store.events(run.executionId, { fromSeq: 0 });
     const start = events[0];
     if (start === undefined || start.type !== 'EXECUTION_START' || events.at(-1)?.type === 'EXECUTION_COMPLETE') return false;
@@ -107,6 +112,8 @@ export class QueuedRuns {
       throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${run.executionId}" waits for a decision on a tool call`, { details: { executionId: run.executionId } });
     }
     // The worker continues the run from its log: the recorded task and policy are the ones it runs under.
+    // Its batch too: the worker takes the run's chunk of the batch's budget by it.
+    const batch = start.payload.batch;
     await this.#queue.enqueue({ executionId: run.executionId, agent: run.agentName, task: start.payload.task ?? null, ...(batch === undefined ? {} : { batch }) });
     return true;
   }

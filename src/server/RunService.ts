@@ -179,10 +179,8 @@ export class RunService {
   readonly #reserved = new Set<string>();
   /** Slots held by admitted requests; `active` is their sum. */
   readonly #admitted = new Set<{ readonly slots: number }>();
-  /** The batch of each batch run of this process (the log does not record it). */
+  /** The batch of each batch run of this process (a log records only the queued batch whose shared budget its run spends). */
   readonly #batchOf = new Map<string, string>();
-  /** The queued batch with a shared budget of each such run: its job, enqueued again, spends the same budget. */
-  readonly #budgetOf = new Map<string, string>();
   /**
    * The tenant of each run this process started with one: its log records it, but the store's
    * index (what GET /runs lists) does not.
@@ -243,7 +241,7 @@ export class RunService {
             now: () => (init.clock ?? systemClock).now(),
             isHere: (executionId) => this.#live.has(executionId) || this.#reserved.has(executionId) || this.#unfiled.has(executionId),
             // With a queue, a run nobody holds goes back to the workers (a no-op while its job exists).
-            resume: (run, agent) => (queued === undefined ? this.#resumeInterrupted(run, agent) : queued.requeue(run, false, this.#budgetOf.get(run.executionId))),
+            resume: (run, agent) => (queued === undefined ? this.#resumeInterrupted(run, agent) : queued.requeue(run)),
             logError: init.logError,
             logInfo: init.logInfo ?? (() => undefined),
           })
@@ -379,7 +377,6 @@ export class RunService {
     for (const job of jobs) {
       const run = await this.#enqueue({ agent: job.agentName, task: body.task, ...(body.policy === undefined ? {} : { policy: body.policy }) }, job.agent, policy, queued, tenant, batch);
       this.#remember(this.#batchOf, run.executionId, batchId);
-      if (batch !== undefined) this.#remember(this.#budgetOf, run.executionId, batch);
       started.push(run.finished);
     }
     const reports = await Promise.all(started);
@@ -646,7 +643,7 @@ export class RunService {
     }
     if (this.#queued !== undefined) {
       // A worker continues the run from the decision in its log.
-      if (stored?.status === 'interrupted') await this.#queued.requeue(stored, false, this.#budgetOf.get(executionId)).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued again after a decision on it; a later sweep tries again`));
+      if (stored?.status === 'interrupted') await this.#queued.requeue(stored).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued again after a decision on it; a later sweep tries again`));
       return 'logged';
     }
     // No turn of the event loop from here to the resume's own reservation: the sweep cannot take it in between.
@@ -761,7 +758,7 @@ export class RunService {
   async #cancelQueued(executionId: string, reason: string, queued: QueuedRuns, run: StoredRun | undefined): Promise<CancelOutcome> {
     await queued.cancel(executionId, reason);
     // Nobody holds it (queued, or unloaded while it waits for a decision): a worker takes it up and ends it cancelled.
-    if (run?.status === 'interrupted') await queued.requeue(run, true, this.#budgetOf.get(executionId)).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued to be cancelled`));
+    if (run?.status === 'interrupted') await queued.requeue(run, true).catch((error: unknown) => this.#logError(error, `run ${executionId} could not be enqueued to be cancelled`));
     const stop = new AbortController();
     const waiting = queued.waitForReport(executionId, stop.signal).catch(() => undefined);
     const report = await settleWithin(waiting, CANCEL_SETTLE_MS);

@@ -347,9 +347,7 @@ class JobRunner {
       // when its job was handed on): its in-run checks are then synchronous, against the chunk.
       const shared = data.batch === undefined ? undefined : await this.#takeChunk(data.batch, data);
       const report = await this.#execute(data, stored !== undefined, controller.signal, shared);
-      // What the run did not spend goes back to the batch; a run waiting for a decision keeps its chunk.
-      if (data.batch !== undefined && report !== undefined) await this.#giveBackChunk(data.batch, id, report);
-      // Unloaded while it waits for a decision: the job is done; the decision enqueues the run again.
+      // Unloaded while it waits for a decision: the job is done (the run keeps its chunk); the decision enqueues the run again.
       if (report === undefined) return { executionId: id, status: 'WAITING' };
       // A run's promise settles once its log is durable, unless the log failed: then the store's error is in the report.
       if (report.error !== undefined && (STORE_FAILED.has(report.error.code) || TAKEN_OVER.has(report.error.code)) && (await store.report(id)) === undefined) {
@@ -360,6 +358,9 @@ class JobRunner {
           details: { executionId: id },
         });
       }
+      // Only now is the run over: what it did not spend goes back to its batch. A run whose log
+      // failed keeps its chunk, and the attempt that continues it takes the same one.
+      if (data.batch !== undefined) await this.#giveBackChunk(data.batch, id, report);
       this.#client.publish(this.#keys.doneChannel, id).catch(() => {});
       return result(report);
     } finally {

@@ -2,7 +2,7 @@
 // redis-server, runs recorded in PostgreSQL, the budget charged in Redis chunk by chunk.
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExecutionReport, RunStore } from '../../src/index.js';
+import { OaoError, type AgentContext, type ExecutionReport, type OaoEvent, type RunStore, type StepResult } from '../../src/index.js';
 import { createPostgresStore } from '../../src/store/postgres/index.js';
 import { createQueue, createWorker, type RunQueue } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
@@ -140,6 +140,56 @@ describe('POST /run-multi with a queue and a budget', () => {
       expect(timed.json()).toMatchObject({ error: { code: 'OAO_ERR_INVALID_ARGUMENT' } });
     } finally {
       await app.close();
+      await worker.close();
+      await queue.close();
+    }
+  });
+});
+
+describe('a run of a queued batch whose log failed to be stored', () => {
+  it('keeps its chunk for the attempt that continues it: the batch is charged once', { timeout: 30_000 }, async () => {
+    const memory = createMemoryStore();
+    // The store refuses the append of the run's second STEP_COMPLETE once, as a database that is
+    // briefly unreachable would: the run ends without its log and BullMQ tries the job again.
+    let failed = false;
+    const failing = new Proxy(memory, {
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver) as unknown;
+        if (key === 'append') {
+          return (id: string, events: readonly OaoEvent[], options: unknown) => {
+            if (!failed && events.some((event) => event.type === 'STEP_COMPLETE' && event.payload.step === 2)) {
+              failed = true;
+              throw new OaoError('OAO_ERR_STORE', 'the store refused one append');
+            }
+            return (value as (...args: unknown[]) => unknown).call(target, id, events, options);
+          };
+        }
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as RunStore;
+    const agent = {
+      async invoke(input: { n: number }, ctx: AgentContext) {
+        await new Promise((resolve) => setImmediate(resolve));
+        return { output: { step: ctx.step, n: input.n } };
+      },
+      review(result: StepResult) {
+        return result.step >= 3 ? { done: true as const } : { done: false as const, input: { n: result.step + 1 } };
+      },
+    };
+    const queueName = 'budget-store-failed';
+    const queue = await createQueue({ connection: redis.url, queueName, store: failing });
+    const worker = await createWorker({ connection: redis.url, queueName, store: failing, agents: { stepper: agent }, onError: () => {} });
+    try {
+      const { batchId, executionIds } = await queue.enqueueBatch({ budget: { maxSteps: 20 }, runs: [{ agent: 'stepper', task: { n: 1 }, policy: { maxSteps: 3 } }] });
+      const report = await queue.waitForReport(executionIds[0] as string);
+      expect(failed).toBe(true);
+      expect(report).toMatchObject({ status: 'SUCCESS', totalSteps: 3 });
+      await expect.poll(async () => (await queue.bullQueue.getJobCounts('active', 'waiting', 'delayed')), { timeout: 10_000 }).toEqual({ active: 0, waiting: 0, delayed: 0 });
+      const record = await redis.client().hgetall(`oao:${queueName}:batch-budget:${batchId}`);
+      // Charged twice, the steps before the failure would leave 14.
+      expect(Number(record.steps)).toBe(20 - 3);
+      expect(Object.keys(record).filter((field) => field.startsWith('run:'))).toEqual([]);
+    } finally {
       await worker.close();
       await queue.close();
     }

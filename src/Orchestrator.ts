@@ -25,7 +25,7 @@ import { replayLog } from './log/replayLog.js';
 import { verifyReplay } from './log/verifyReplay.js';
 import { resumePoint } from './log/resumePoint.js';
 import { internalsOf, registerInternals } from './runtime/orchestratorInternals.js';
-import type { TenantBudgetSource } from './tenants/TenantLevel.js';
+import type { TenantAccount, TenantBudgetSource } from './tenants/TenantLevel.js';
 import type { WorkflowEvent } from './events/workflowSchema.js';
 import type { Workflow } from './workflow/defineWorkflow.js';
 import type { WorkflowResult } from './workflow/WorkflowRun.js';
@@ -219,13 +219,13 @@ export class Orchestrator {
       useTenantBudgets: (source) => {
         this.#tenantBudgets = source;
       },
-      startShared: (request, shared) => {
+      startShared: (request, shared, tenant) => {
         const report = reportPromise();
-        const { session, actor } = this.#launch(request, false, report.resolve, true, shared);
+        const { session, actor } = this.#launch(request, false, report.resolve, true, shared, tenant);
         return new Handle(session, actor, report, () => this.#forget(session));
       },
-      startResumedShared: async (executionId, request, shared) => {
-        const started = await this.#resume(executionId, request, true, shared);
+      startResumedShared: async (executionId, request, shared, tenant) => {
+        const started = await this.#resume(executionId, request, true, shared, tenant);
         if ('report' in started) {
           throw new OaoError('OAO_ERR_RUN_FINISHED', `Run "${executionId}" has finished: there is nothing to resume`, {
             details: { executionId, status: started.report.status },
@@ -515,6 +515,7 @@ export class Orchestrator {
     request: ResumeRequest,
     keepEvents: boolean,
     shared?: SharedBudget,
+    tenant?: TenantAccount,
   ): Promise<{ report: ExecutionReport } | { session: RunSession; actor: Actor<AgentLifecycleMachine>; done: ReportPromise }> {
     const store = this.#store;
     const ownership = this.#ownership;
@@ -570,17 +571,19 @@ export class Orchestrator {
         ownership,
         lease,
         ...(shared === undefined ? {} : { shared }),
+        tenantBudgets: tenant === undefined ? this.#tenantBudgets : () => tenant,
         ...(this.#plugins === undefined ? {} : { plugins: this.#plugins }),
         ...(pluginToolCalls === undefined ? {} : { pluginToolCalls }),
       });
+      // What the run spent before it was cut short counts against the budgets it continues under.
+      const spent = prepared.session;
       if (shared !== undefined) {
-        // What the run spent before it was cut short counts against the budget it continues under.
-        const spent = prepared.session;
         shared.steps += spent.steps;
         shared.tokens += spent.tokensTotal;
         shared.toolCalls += spent.toolCalls;
         shared.costMicros += spent.costMicros;
       }
+      spent.tenantBudget?.chargePrior({ steps: spent.steps, tokens: spent.tokensTotal, toolCalls: spent.toolCalls, costMicros: spent.costMicros });
     } catch (error) {
       await Promise.resolve(store.releaseLease(lease)).catch(() => {});
       throw error;
@@ -596,6 +599,7 @@ export class Orchestrator {
     onFinish?: (report: ExecutionReport) => void,
     keepEvents = false,
     shared?: SharedBudget,
+    tenant?: TenantAccount,
   ): { session: RunSession; actor: Actor<AgentLifecycleMachine> } {
     const { session, signal } = prepareRun(request, {
       policy: this.policy,
@@ -605,7 +609,7 @@ export class Orchestrator {
       syncOnly,
       // Only a handle can read a run's events after the fact; plain run() and runSync() keep none.
       record: keepEvents,
-      tenantBudgets: this.#tenantBudgets,
+      tenantBudgets: tenant === undefined ? this.#tenantBudgets : () => tenant,
       // Plain fields, undefined when absent: spreading optional parts into this literal on every
       // run cost more than the rest of it.
       shared,

@@ -180,6 +180,43 @@ describe('a run of a tenant with a budget', () => {
     expect(reports.reduce((sum, report) => sum + report.tokenUsage.total, 0)).toBe(90);
     for (const report of reports) expect(report.termination).toMatchObject({ scope: 'tenant' });
   });
+
+  it('keeps covering a run continued from its log, and charges its window what the run spent once', async () => {
+    const clock = clockAt(NOON);
+    const store = createMemoryStore();
+    const tenants = new TenantBudgets(new Map([['acme', checkTenantBudget({ window: 'day', maxToolCalls: 4 }, 'budget')]]), store, () => clock.now(), (error) => {
+      throw error;
+    });
+    const orch = new Orchestrator({ clock, store, policy: { maxToolCalls: 20, tools: { approve: ['sendEmail'] } } });
+    useTenantBudgets(orch, tenants.accountFor);
+    const agent = {
+      async invoke(_task: unknown, ctx: AgentContext) {
+        await ctx.callTool('search', { q: 1 });
+        await ctx.callTool('search', { q: 2 });
+        await ctx.callTool('sendEmail', { to: 'ceo@example.com' });
+        // Two calls before, one approved: the tenant's fourth and fifth calls, the fifth past its limit.
+        await ctx.callTool('search', { q: 3 });
+        await ctx.callTool('search', { q: 4 });
+        return { output: 'done' };
+      },
+    };
+    const tools = { search: () => 'found', sendEmail: () => 'sent' };
+    const handle = orch.start({ agent, task: 't', tools, tenant: 'acme', executionId: 'continued' });
+    while (handle.pendingApprovals().length === 0) await new Promise((resolve) => setImmediate(resolve));
+    await handle.unload();
+    await expect(handle.report).rejects.toMatchObject({ code: 'OAO_ERR_RUN_UNLOADED' });
+    // Leaving its process, the run charged its window what it had spent.
+    const before = tenants.usage('acme').spent.toolCalls;
+    expect(before).toBeGreaterThanOrEqual(2);
+
+    await orch.approve('continued', 't3');
+    const report = await orch.resume('continued', { agent, tools });
+    // What it spent before it was unloaded counts in the checks after: the fifth call is refused.
+    expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tool_calls', scope: 'tenant' });
+    expect(report.toolUsage.total).toBe(4);
+    // Charged once: the window holds the run's spend, not the part before the unload twice.
+    expect(tenants.usage('acme').spent.toolCalls).toBe(4);
+  });
 });
 
 describe('a server with tenant budgets', () => {

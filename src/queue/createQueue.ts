@@ -12,6 +12,7 @@ import { checkConnection, checkQueueName, closeRedis, loadQueuePackages, openRed
 import { randomRunId } from '../runtime/runId.js';
 import type { SharedBudgetLimits } from '../runtime/SharedBudget.js';
 import { budgetFields, createBatchBudget, DEFAULT_BATCH_TTL_MS } from './batchBudget.js';
+import { admitTenantRuns, refundTenantRuns, registerTenantWindows, tenantWindowKeys } from './tenantWindow.js';
 import { BATCH_ID } from './jobData.js';
 
 /** Options of {@link createQueue}. */
@@ -203,6 +204,20 @@ class BullRunQueue implements RunQueue {
     this.#generateId = generateId;
     this.#Redis = RedisClass;
     this.#keys = queueKeys(name);
+    // Without an offline queue a command fails until the connection is up: BullMQ waits for it.
+    const ready = () => this.bullQueue.waitUntilReady();
+    registerTenantWindows(this, {
+      admit: (tenant, limits, runs, nowMs, seed) =>
+        this.withTimeout(
+          ready().then(() => admitTenantRuns(this.#client, tenantWindowKeys(this.#keys, tenant), limits, runs, nowMs, seed)),
+          `the run queue did not admit the runs of tenant "${tenant}"`,
+        ),
+      refund: (tenant, window, runs, nowMs) =>
+        this.withTimeout(
+          ready().then(() => refundTenantRuns(this.#client, tenantWindowKeys(this.#keys, tenant), window, runs, nowMs)),
+          `the run queue did not take back the runs of tenant "${tenant}"`,
+        ),
+    });
   }
 
   async enqueue(request: QueuedRunRequest): Promise<string> {

@@ -18,6 +18,9 @@ import { internalsOf } from '../runtime/orchestratorInternals.js';
 import type { SharedBudget } from '../runtime/SharedBudget.js';
 import { chunkBudget, DEFAULT_BATCH_TTL_MS, giveBack as giveBackChunk, refusingBudget, takeChunk, wantedOf } from './batchBudget.js';
 import { runJobSchema, type RunJobData, type RunJobResult } from './jobData.js';
+import { giveBackTenantWindow, leaseTenantWindow, tenantWindowKeys, tenantWindowOf } from './tenantWindow.js';
+import type { TenantAccount } from '../tenants/TenantLevel.js';
+import type { BudgetWindow } from '../tenants/windows.js';
 import { checkConnection, checkQueueName, closeRedis, loadQueuePackages, openRedis, queueKeys, queueUnavailable, type RedisConnection } from './redisConnection.js';
 
 /** Options of {@link createWorker}. */
@@ -263,6 +266,8 @@ class JobRunner {
   readonly #active = new Map<string, Promise<RunJobResult>>();
   /** How to cancel each run executing here. */
   readonly #controllers = new Map<string, AbortController>();
+  /** The window of each tenant whose runs took a chunk of it here (see src/queue/tenantWindow.ts). */
+  readonly #tenantWindows = new Map<string, string>();
 
   constructor(
     settings: WorkerSettings,
@@ -326,6 +331,7 @@ class JobRunner {
       if (finished !== undefined) {
         // Its worker stored the report but died before giving back the rest of its chunk.
         if (data.batch !== undefined) await this.#giveBackChunk(data.batch, id, finished);
+        if (data.tenant !== undefined) await this.#giveBackTenant(data.tenant, id, finished);
         return result(finished);
       }
     }
@@ -346,8 +352,10 @@ class JobRunner {
       // A run of a queued batch takes its chunk of the batch's budget first (the same chunk again
       // when its job was handed on): its in-run checks are then synchronous, against the chunk.
       const shared = data.batch === undefined ? undefined : await this.#takeChunk(data.batch, data);
-      const report = await this.#execute(data, stored !== undefined, controller.signal, shared);
-      // Unloaded while it waits for a decision: the job is done (the run keeps its chunk); the decision enqueues the run again.
+      // Likewise its chunk of its tenant's window, when a server put the tenant's budget in Redis.
+      const tenant = data.tenant === undefined ? undefined : await this.#leaseTenant(data.tenant, data);
+      const report = await this.#execute(data, stored !== undefined, controller.signal, shared, tenant?.account);
+      // Unloaded while it waits for a decision: the job is done (the run keeps its chunks); the decision enqueues the run again.
       if (report === undefined) return { executionId: id, status: 'WAITING' };
       // A run's promise settles once its log is durable, unless the log failed: then the store's error is in the report.
       if (report.error !== undefined && (STORE_FAILED.has(report.error.code) || TAKEN_OVER.has(report.error.code)) && (await store.report(id)) === undefined) {
@@ -358,9 +366,10 @@ class JobRunner {
           details: { executionId: id },
         });
       }
-      // Only now is the run over: what it did not spend goes back to its batch. A run whose log
-      // failed keeps its chunk, and the attempt that continues it takes the same one.
+      // Only now is the run over: what it did not spend goes back to its batch and its tenant. A run
+      // whose log failed keeps its chunks, and the attempt that continues it takes the same ones.
       if (data.batch !== undefined) await this.#giveBackChunk(data.batch, id, report);
+      if (tenant !== undefined) await this.#giveBackTenant(tenant.tenant, id, report, tenant.window);
       this.#client.publish(this.#keys.doneChannel, id).catch(() => {});
       return result(report);
     } finally {
@@ -373,7 +382,7 @@ class JobRunner {
    * Starts the run, or continues it from its log; the report once it is stored, or undefined when
    * the run was unloaded to wait for a person's decision.
    */
-  async #execute(data: RunJobData, logged: boolean, signal: AbortSignal, shared: SharedBudget | undefined): Promise<ExecutionReport | undefined> {
+  async #execute(data: RunJobData, logged: boolean, signal: AbortSignal, shared: SharedBudget | undefined, tenant: TenantAccount | undefined): Promise<ExecutionReport | undefined> {
     const { tools } = this.#settings;
     const id = data.executionId;
     const agent = this.#settings.agents.get(data.agent);
@@ -392,13 +401,13 @@ class JobRunner {
       };
       // Only a run whose policy makes tool calls wait for a person needs a handle (to unload it then).
       const mayWait = this.#orch.policy.approvalPredicate !== undefined || this.#orch.policy.limits.tools.approve !== undefined || data.policy?.tools?.approve !== undefined;
-      const start = () => (shared === undefined ? this.#orch.start(request) : (internalsOf(this.#orch).startShared?.(request, shared) ?? this.#orch.start(request)));
-      const report = mayWait || shared !== undefined ? await untilEndOrWait(start()) : await this.#orch.run(request);
+      const start = () => (shared === undefined && tenant === undefined ? this.#orch.start(request) : (internalsOf(this.#orch).startShared?.(request, shared, tenant) ?? this.#orch.start(request)));
+      const report = mayWait || shared !== undefined || tenant !== undefined ? await untilEndOrWait(start()) : await this.#orch.run(request);
       if (report === undefined) return undefined;
       // Another worker wrote the run first (it took the job while this one was stalled): it is theirs.
       if (report.error === undefined || !TAKEN_OVER.has(report.error.code)) return report;
     }
-    return this.#continue(data, agent, signal, shared);
+    return this.#continue(data, agent, signal, shared, tenant);
   }
 
   /** The run's chunk of its batch's budget, as the in-process budget it runs under. */
@@ -406,6 +415,32 @@ class JobRunner {
     const limits = this.#orch.policy.narrow(data.policy).limits;
     const taken = await takeChunk(this.#client, this.#keys.batchBudget(batch), data.executionId, wantedOf(limits), DEFAULT_BATCH_TTL_MS);
     return 'chunk' in taken ? chunkBudget(taken.chunk) : refusingBudget(taken.refused);
+  }
+
+  /**
+   * The run's chunk of its tenant's window in Redis, as the account its in-run checks ask; undefined
+   * when no server put a budget on what the tenant's runs spend.
+   */
+  async #leaseTenant(tenant: string, data: RunJobData): Promise<{ readonly tenant: string; readonly account: TenantAccount; readonly window: BudgetWindow } | undefined> {
+    const limits = this.#orch.policy.narrow(data.policy).limits;
+    const now = internalsOf(this.#orch).clock.now();
+    const lease = await leaseTenantWindow(this.#client, tenantWindowKeys(this.#keys, tenant), tenant, data.executionId, wantedOf(limits), now, this.#tenantWindows);
+    return lease === undefined ? undefined : { tenant, ...lease };
+  }
+
+  /**
+   * Charges the run's spend to its tenant's window and releases its chunk; a Redis failure leaves
+   * the chunk held until its hold expires (the run store's counters still get the spend).
+   */
+  async #giveBackTenant(tenant: string, executionId: string, report: ExecutionReport, known?: BudgetWindow): Promise<void> {
+    try {
+      const keys = tenantWindowKeys(this.#keys, tenant);
+      // A run whose worker died after its report was stored: its tenant's window as Redis has it.
+      const window = known ?? (await tenantWindowOf(this.#client, keys));
+      if (window !== undefined) await giveBackTenantWindow(this.#client, keys, window, executionId, report, internalsOf(this.#orch).clock.now());
+    } catch (error) {
+      this.#settings.onError(error, `run ${executionId} could not charge its spend to the window of tenant "${tenant}"`);
+    }
   }
 
   /** Gives back what the run did not spend of its chunk; a Redis failure leaves it to the record's expiry. */
@@ -421,7 +456,7 @@ class JobRunner {
    * Continues a run that has a log: resumed here once its lease is free (a dead worker's lease
    * expires within its time to live; a live holder finishes it, and its report is taken).
    */
-  async #continue(data: RunJobData, agent: AgentLike | undefined, signal: AbortSignal, shared?: SharedBudget): Promise<ExecutionReport | undefined> {
+  async #continue(data: RunJobData, agent: AgentLike | undefined, signal: AbortSignal, shared?: SharedBudget, tenant?: TenantAccount): Promise<ExecutionReport | undefined> {
     const { store, tools, leaseTtlMs } = this.#settings;
     const id = data.executionId;
     for (;;) {
@@ -435,7 +470,9 @@ class JobRunner {
         }
         const request = { agent, signal, ...(tools === undefined ? {} : { tools }) };
         const startResumed = internalsOf(this.#orch).startResumedShared;
-        const report = await untilEndOrWait(await (shared === undefined || startResumed === undefined ? this.#orch.startResumed(id, request) : startResumed(id, request, shared)));
+        const report = await untilEndOrWait(
+          await ((shared === undefined && tenant === undefined) || startResumed === undefined ? this.#orch.startResumed(id, request) : startResumed(id, request, shared, tenant)),
+        );
         if (report === undefined || report.error === undefined || !TAKEN_OVER.has(report.error.code)) return report;
       } catch (error) {
         if (!OaoError.isInstance(error) || !(error.code === 'OAO_ERR_LEASE_HELD' || error.code === 'OAO_ERR_RUN_FINISHED')) throw error;
@@ -496,9 +533,10 @@ class JobRunner {
         await new Promise((resolve) => setTimeout(resolve, Math.max(50, Math.floor(this.#settings.leaseTtlMs / 4))));
       }
     }
-    if (data.batch !== undefined) {
+    if (data.batch !== undefined || data.tenant !== undefined) {
       const report = await this.#settings.store.report(id);
-      if (report !== undefined) await this.#giveBackChunk(data.batch, id, report);
+      if (report !== undefined && data.batch !== undefined) await this.#giveBackChunk(data.batch, id, report);
+      if (report !== undefined && data.tenant !== undefined) await this.#giveBackTenant(data.tenant, id, report);
     }
     this.#client.publish(this.#keys.doneChannel, id).catch(() => {});
   }

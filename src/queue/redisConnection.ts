@@ -79,6 +79,15 @@ export function queueKeys(name: string) {
     agentSlots: (agent: string) => `${base}:agent-slots:${agent}`,
     /** A hash per queued batch: what is left of its shared budget, and the chunk each running run holds. */
     batchBudget: (batchId: string) => `${base}:batch-budget:${batchId}`,
+    /**
+     * A hash per tenant with a budget: its window and limits (written by the servers that admit its
+     * runs), what its running runs hold (`held:<field>`) and the chunk each holds (`run:<id>`).
+     */
+    tenantBudget: (tenant: string) => `${base}:tenant:${tenant}`,
+    /** A sorted set per tenant: the runs holding a chunk of its window, scored by when the hold expires. */
+    tenantHolds: (tenant: string) => `${base}:tenant-holds:${tenant}`,
+    /** A hash per tenant and window span (a UTC day or month, or a rolling bucket): what the tenant spent in it. */
+    tenantSpan: (tenant: string, span: string) => `${base}:tenant-span:${tenant}:${span}`,
   };
 }
 

@@ -9,7 +9,7 @@ import { typeOf } from '../options.js';
 import type { Clock } from './clock.js';
 import type { InstalledPlugins } from '../plugins/installPlugins.js';
 import type { RunSession } from './RunSession.js';
-import type { TenantBudgetSource } from '../tenants/TenantLevel.js';
+import type { TenantAccount, TenantBudgetSource } from '../tenants/TenantLevel.js';
 import type { RunHandle } from '../Orchestrator.js';
 import type { ResumeRequest, RunRequest } from './prepareRun.js';
 import type { SharedBudget } from './SharedBudget.js';
@@ -41,11 +41,12 @@ export interface OrchestratorInternals {
   readonly useTenantBudgets?: (source: TenantBudgetSource | undefined) => void;
   /**
    * `orch.start()` and `orch.startResumed()` for a run whose spend also counts against `shared`
-   * (a queued batch's chunk, see src/queue/batchBudget.ts). A continued run's spend before it was
-   * cut short is charged to `shared` first.
+   * (a queued batch's chunk, see src/queue/batchBudget.ts) and against `tenant` (its lease of its
+   * tenant's window, see src/queue/tenantWindow.ts) instead of the orchestrator's own tenant
+   * budgets. A continued run's spend before it was cut short is charged to both first.
    */
-  readonly startShared?: (request: RunRequest, shared: SharedBudget) => RunHandle;
-  readonly startResumedShared?: (executionId: string, request: ResumeRequest, shared: SharedBudget) => Promise<RunHandle>;
+  readonly startShared?: (request: RunRequest, shared: SharedBudget | undefined, tenant?: TenantAccount) => RunHandle;
+  readonly startResumedShared?: (executionId: string, request: ResumeRequest, shared: SharedBudget | undefined, tenant?: TenantAccount) => Promise<RunHandle>;
 }
 
 const registry = new WeakMap<object, OrchestratorInternals>();

@@ -177,6 +177,8 @@ export function prepareResume(
     syncOnly: false,
     record: env.record,
     shared: env.shared,
+    // Its tenant's budget covers a continued run as it covers a new one (what it spent before is charged to the account on start).
+    tenantBudget: checked.tenant === undefined || env.tenantBudgets === undefined ? undefined : env.tenantBudgets(checked.tenant),
     store: env.store,
     ownership: env.ownership,
     hasPlanner: checked.hasPlanner,

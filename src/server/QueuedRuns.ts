@@ -88,6 +88,8 @@ export class QueuedRuns {
         agent: run.agentName,
         task: run.task,
         ...(run.policyOptions === undefined ? {} : { policy: run.policyOptions }),
+        // The worker checks the run against its tenant's window in Redis (and records nothing from it: the log has the tenant).
+        ...(run.tenant === undefined ? {} : { tenant: run.tenant }),
         ...(run.batch === undefined ? {} : { batch: run.batch }),
       });
     } catch (error) {
@@ -112,9 +114,15 @@ export class QueuedRuns {
       throw new OaoError('OAO_ERR_LEASE_HELD', `Run "${run.executionId}" waits for a decision on a tool call`, { details: { executionId: run.executionId } });
     }
     // The worker continues the run from its log: the recorded task and policy are the ones it runs under.
-    // Its batch too: the worker takes the run's chunk of the batch's budget by it.
-    const batch = start.payload.batch;
-    await this.#queue.enqueue({ executionId: run.executionId, agent: run.agentName, task: start.payload.task ?? null, ...(batch === undefined ? {} : { batch }) });
+    // Its batch and its tenant too: the worker takes its chunks of their budgets by them.
+    const { batch, tenant } = start.payload;
+    await this.#queue.enqueue({
+      executionId: run.executionId,
+      agent: run.agentName,
+      task: start.payload.task ?? null,
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(batch === undefined ? {} : { batch }),
+    });
     return true;
   }
 

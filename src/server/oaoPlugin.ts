@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
+import { tenantWindowsOf } from '../queue/tenantWindow.js';
 import { TenantBudgets } from '../tenants/TenantBudgets.js';
 import { apiPlugin } from './apiPlugin.js';
 import { checkedSerializerCompiler } from './checkedSerializerCompiler.js';
@@ -112,6 +113,8 @@ async function mountApi(app: Parameters<FastifyPluginAsync>[0], resolved: Resolv
   if (tenants !== undefined) {
     app.addHook('onReady', () => tenants.load());
     service.useTenantBudgets(tenants.accountFor);
+    // Runs on a queue's workers: their tenants' windows are admitted and charged in its Redis.
+    if (resolved.queue !== undefined) tenants.useQueue(tenantWindowsOf(resolved.queue));
   }
 
   const secured = resolved.apiKeys.length > 0;

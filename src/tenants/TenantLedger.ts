@@ -158,19 +158,7 @@ export class TenantLedger {
     const spent = this.spent();
     const limits = this.limits;
     const over = (limit: TenantLimitKind, max: number | undefined, value: number, reached: boolean): TenantRefusal | undefined =>
-      max === undefined || !reached
-        ? undefined
-        : {
-            tenant: this.tenant,
-            limit,
-            max,
-            spent: value,
-            retryAfterMs: this.retryAfterMs(),
-            message:
-              limit === 'maxCostUsd'
-                ? `Tenant "${this.tenant}" has spent $${(value / 1_000_000).toFixed(6)} of its ${windowName(limits.window)} budget of $${(max / 1_000_000).toFixed(6)}`
-                : `Tenant "${this.tenant}" has reached its ${windowName(limits.window)} ${limit} (${max}): ${value} used`,
-          };
+      max === undefined || !reached ? undefined : this.refusalOf(limit, max, value);
     return (
       over('maxRuns', limits.maxRuns, spent.runs, spent.runs + runs > (limits.maxRuns ?? Infinity)) ??
       over('maxSteps', limits.maxSteps, spent.steps, spent.steps >= (limits.maxSteps ?? Infinity)) ??
@@ -178,6 +166,27 @@ export class TenantLedger {
       over('maxToolCalls', limits.maxToolCalls, spent.toolCalls, spent.toolCalls >= (limits.maxToolCalls ?? Infinity)) ??
       over('maxCostUsd', limits.maxCostMicros, spent.costMicros, spent.costMicros >= (limits.maxCostMicros ?? Infinity))
     );
+  }
+
+  /** The refusal of a run because `limit` (whose value is `max`) is reached with `spent` in the window. */
+  refusalOf(limit: TenantLimitKind, max: number, spent: number): TenantRefusal {
+    return {
+      tenant: this.tenant,
+      limit,
+      max,
+      spent,
+      retryAfterMs: this.retryAfterMs(),
+      message:
+        limit === 'maxCostUsd'
+          ? `Tenant "${this.tenant}" has spent $${(spent / 1_000_000).toFixed(6)} of its ${windowName(this.limits.window)} budget of $${(max / 1_000_000).toFixed(6)}`
+          : `Tenant "${this.tenant}" has reached its ${windowName(this.limits.window)} ${limit} (${max}): ${spent} used`,
+    };
+  }
+
+  /** What this process knows the window's `span` holds (the run store's counters as last read or written). */
+  spanSpent(span: WindowSpan): TenantSpend {
+    const totals = this.#spans.get(span.key)?.totals;
+    return totals === undefined ? { runs: 0, steps: 0, tokens: 0, toolCalls: 0, costMicros: 0 } : { ...totals };
   }
 
   /**

@@ -1,7 +1,23 @@
 import type { PolicyViolation } from '../errors.js';
 import { checkCostReservation, checkCostSpent } from '../policy/pricing.js';
+import type { TenantBudgetLimits } from './tenantBudget.js';
 import type { TenantLedger, TenantSpend } from './TenantLedger.js';
 import { windowName } from './windows.js';
+
+/**
+ * What a tenant level counts against: the tenant's limits and what its window holds. A server's
+ * `TenantLedger` (the run store's counters), or a worker's lease of a tenant's window in Redis.
+ */
+export interface TenantWindow {
+  readonly tenant: string;
+  readonly limits: TenantBudgetLimits;
+  /** What the window holds now (without the live runs of this level). */
+  spent(): TenantSpend;
+  /** Charges a finished run's spend to the window. */
+  charge(amounts: Partial<TenantSpend>): void;
+  /** A lease of the window (a worker's): what it counts as spent includes what the tenant's other runs hold. */
+  readonly leased?: boolean;
+}
 
 /** What one run spent, as its tenant's window is charged with it when it ends. */
 export type RunSpend = Omit<TenantSpend, 'runs'>;
@@ -14,7 +30,11 @@ const MAX_SETTLED_RUNS = 10_000;
 
 /** Does a tenant's budget limit anything a run spends (not only how many runs start)? */
 export function limitsRunSpend(ledger: TenantLedger): boolean {
-  const limits = ledger.limits;
+  return limitsSpend(ledger.limits);
+}
+
+/** Does a budget limit anything a run spends (steps, tokens, tool calls, cost)? */
+export function limitsSpend(limits: TenantBudgetLimits): boolean {
   return limits.maxSteps !== undefined || limits.maxTokens !== undefined || limits.maxToolCalls !== undefined || limits.maxCostMicros !== undefined;
 }
 
@@ -27,7 +47,12 @@ export function limitsRunSpend(ledger: TenantLedger): boolean {
  */
 export class TenantLevel {
   readonly tenant: string;
-  readonly #ledger: TenantLedger;
+  readonly #ledger: TenantWindow;
+  /**
+   * Set when the level refuses every run from its first step (a worker found nothing left of the
+   * tenant's window to lease): the violation that step gets.
+   */
+  readonly refusal: PolicyViolation | undefined;
   /** `maxCostUsd` of the tenant's budget in integer micro-dollars; undefined without one. */
   readonly maxCostMicros: number | undefined;
   /** Spent by the live runs of this process (not yet in the window's counters). */
@@ -41,13 +66,14 @@ export class TenantLevel {
   /** Runs whose account charged the window itself: their route does not charge them again. */
   readonly #settledRuns = new Set<string>();
 
-  constructor(ledger: TenantLedger) {
+  constructor(ledger: TenantWindow, refusal?: PolicyViolation) {
     this.tenant = ledger.tenant;
     this.#ledger = ledger;
+    this.refusal = refusal;
     this.maxCostMicros = ledger.limits.maxCostMicros;
   }
 
-  get ledger(): TenantLedger {
+  get ledger(): TenantWindow {
     return this.#ledger;
   }
 
@@ -114,6 +140,8 @@ export class TenantAccount {
   #reserved = 0;
   #reservedCostMicros = 0;
   #settled = false;
+  /** What a continued run had spent before (see `chargePrior`). */
+  #prior: RunSpend | undefined;
 
   constructor(level: TenantLevel) {
     this.#level = level;
@@ -128,16 +156,22 @@ export class TenantAccount {
     return this.#level.maxCostMicros;
   }
 
-  get #limits(): TenantLedger['limits'] {
+  /** How a check names what the window holds: a worker's lease counts what the tenant's other runs hold too. */
+  get #used(): string {
+    return this.#level.ledger.leased === true ? 'used or held by its other runs' : 'used';
+  }
+
+  get #limits(): TenantBudgetLimits {
     return this.#level.ledger.limits;
   }
 
   checkStep(): PolicyViolation | null {
+    if (this.#level.refusal !== undefined) return this.#level.refusal;
     const max = this.#limits.maxSteps;
     if (max === undefined) return null;
     const steps = this.#level.spentNow().steps;
     if (steps + 1 <= max) return null;
-    return this.#violation('max_steps', `Step would exceed the maxSteps (${max}) of tenant "${this.tenant}" in its ${this.#level.windowName} window: ${steps} used`, max, steps + 1);
+    return this.#violation('max_steps', `Step would exceed the maxSteps (${max}) of tenant "${this.tenant}" in its ${this.#level.windowName} window: ${steps} ${this.#used}`, max, steps + 1);
   }
 
   checkToolCall(tool: string): PolicyViolation | null {
@@ -145,7 +179,7 @@ export class TenantAccount {
     if (max === undefined) return null;
     const calls = this.#level.spentNow().toolCalls;
     if (calls + 1 <= max) return null;
-    return { ...this.#violation('max_tool_calls', `Tool call would exceed the maxToolCalls (${max}) of tenant "${this.tenant}" in its ${this.#level.windowName} window: ${calls} used`, max, calls + 1), tool };
+    return { ...this.#violation('max_tool_calls', `Tool call would exceed the maxToolCalls (${max}) of tenant "${this.tenant}" in its ${this.#level.windowName} window: ${calls} ${this.#used}`, max, calls + 1), tool };
   }
 
   /** Would `tokens` more take the tenant past its token budget? */
@@ -216,6 +250,28 @@ export class TenantAccount {
     this.#level.reservedCostMicros = Math.max(0, this.#level.reservedCostMicros - heldCost);
   }
 
+  /**
+   * A run continued from its log had spent `spent` before. On a worker's lease of the window that
+   * spend came out of the run's chunk (taken again under its id), so it counts in every check from
+   * the start. On a server's ledger it is in the window already when the run was unloaded to wait
+   * for a decision (it was charged as the run left its process), so it is not counted again. Either
+   * way `settle` charges only what the run spent since. What a run spent in a process that died is
+   * not in the ledger's window (no process saw it end); see docs/budgets.md.
+   */
+  chargePrior(spent: RunSpend): void {
+    if (this.#settled) return;
+    this.#prior = spent;
+    if (this.#level.ledger.leased !== true) return;
+    this.#steps += spent.steps;
+    this.#tokens += spent.tokens;
+    this.#toolCalls += spent.toolCalls;
+    this.#costMicros += spent.costMicros;
+    this.#level.steps += spent.steps;
+    this.#level.tokens += spent.tokens;
+    this.#level.toolCalls += spent.toolCalls;
+    this.#level.costMicros += spent.costMicros;
+  }
+
   chargeStep(): void {
     if (this.#settled) return;
     this.#steps += 1;
@@ -250,14 +306,24 @@ export class TenantAccount {
   }
 
   /**
-   * The run has ended: its actual spend (its report's) is charged to the tenant's window and what
-   * this account charged the level is taken off, in one synchronous step, so no check in between
+   * The run has ended: its actual spend (its report's; for a continued run, what it spent since it
+   * was continued) is charged to the tenant's window and what this account charged the level is taken off, in one synchronous step, so no check in between
    * counts it twice or not at all. Later charges are ignored.
    */
   settle(executionId: string, actual: RunSpend): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#level.settle(executionId, actual, {
+    const prior = this.#prior;
+    const charged =
+      prior === undefined
+        ? actual
+        : {
+            steps: Math.max(0, actual.steps - prior.steps),
+            tokens: Math.max(0, actual.tokens - prior.tokens),
+            toolCalls: Math.max(0, actual.toolCalls - prior.toolCalls),
+            costMicros: Math.max(0, actual.costMicros - prior.costMicros),
+          };
+    this.#level.settle(executionId, charged, {
       steps: this.#steps,
       tokens: this.#tokens,
       toolCalls: this.#toolCalls,

@@ -24,8 +24,8 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?
       },
     },
     async (request) => {
-      const ledger = admitTenant(tenants, request, 1);
-      const { finished } = await refundOnFailure(ledger, 1, service.start(request.body, requestTenant(tenants, request)));
+      const ledger = await admitTenant(tenants, request, 1);
+      const { finished } = await refundOnFailure(tenants, ledger, 1, service.start(request.body, requestTenant(tenants, request)));
       chargeTenant(tenants, ledger, finished);
       return finished;
     },
@@ -45,10 +45,10 @@ export const runRoutes: FastifyPluginCallbackZod<{ service: RunService; tenants?
         response: { 200: jsonResponse('One report per job', runMultiResponseSchema), ...errorResponses(400, 401, 404, 413, 415, 429, 503) },
       },
     },
-    (request) => {
+    async (request) => {
       const jobs = Array.isArray(request.body.agents) ? request.body.agents.length : Object.keys(request.body.agents).length;
-      const ledger = admitTenant(tenants, request, jobs);
-      const answer = refundOnFailure(ledger, jobs, service.runMulti(request.body, requestTenant(tenants, request)));
+      const ledger = await admitTenant(tenants, request, jobs);
+      const answer = refundOnFailure(tenants, ledger, jobs, service.runMulti(request.body, requestTenant(tenants, request)));
       chargeTenant(tenants, ledger, answer.then((batch) => Object.values(batch.reports)));
       return answer;
     },

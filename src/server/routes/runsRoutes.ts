@@ -35,8 +35,8 @@ export const runsRoutes: FastifyPluginCallbackZod<{ service: RunService; basePat
       },
     },
     async (request, reply) => {
-      const ledger = admitTenant(tenants, request, 1);
-      const { executionId, effectivePolicy, finished } = await refundOnFailure(ledger, 1, service.start(request.body, requestTenant(tenants, request)));
+      const ledger = await admitTenant(tenants, request, 1);
+      const { executionId, effectivePolicy, finished } = await refundOnFailure(tenants, ledger, 1, service.start(request.body, requestTenant(tenants, request)));
       chargeTenant(tenants, ledger, finished);
       const statusUrl = `${basePath}/runs/${encodeURIComponent(executionId)}`;
       return reply.code(202).header('location', statusUrl).send({

@@ -55,9 +55,9 @@ export function requestTenant(tenants: TenantBudgets | undefined, request: Fasti
  * Admits `runs` runs of the request's tenant (its API key's; a client cannot name another) before
  * they start, charging them: `OAO_ERR_TENANT_BUDGET` (429) when the tenant's window is spent.
  */
-export function admitTenant(tenants: TenantBudgets | undefined, request: FastifyRequest, runs: number): TenantLedger | undefined {
+export async function admitTenant(tenants: TenantBudgets | undefined, request: FastifyRequest, runs: number): Promise<TenantLedger | undefined> {
   const tenant = requestTenant(tenants, request);
-  return tenant === undefined || tenants === undefined ? undefined : tenants.admit(tenant, runs);
+  return tenant === undefined || tenants === undefined ? undefined : tenants.admitShared(tenant, runs);
 }
 
 /**
@@ -80,11 +80,11 @@ export function chargeTenant(tenants: TenantBudgets | undefined, ledger: TenantL
 }
 
 /** Gives back the runs a request was charged when it starts none (bad input, a full server). */
-export async function refundOnFailure<T>(ledger: TenantLedger | undefined, runs: number, started: Promise<T>): Promise<T> {
+export async function refundOnFailure<T>(tenants: TenantBudgets | undefined, ledger: TenantLedger | undefined, runs: number, started: Promise<T>): Promise<T> {
   try {
     return await started;
   } catch (error) {
-    ledger?.charge({ runs: -runs });
+    if (ledger !== undefined) tenants?.refund(ledger, runs);
     throw error;
   }
 }

@@ -89,6 +89,10 @@ export interface QueuedBatchRequest extends QueuedBatchOptions {
   readonly budget: QueuedBatchBudget;
 }
 
+/** How long a wait for a report first waits for the worker's notice before it reads the store again; it doubles up to MAX_POLL_MS. */
+const FIRST_POLL_MS = 1_000;
+const MAX_POLL_MS = 8_000;
+
 /** The producer side of the distributed runtime. */
 export interface RunQueue {
   readonly name: string;
@@ -293,9 +297,10 @@ class BullRunQueue implements RunQueue {
     }
     const signal = options.signal;
     signal?.throwIfAborted();
-    // A notice only spares the wait its one-second poll of the store. Redis stopped or paused must
-    // not fail a wait for a report the store will hold: the client completes the subscription once
-    // Redis answers again, and the poll goes on meanwhile.
+    // A notice (the worker's, once the report is stored) wakes the wait; a poll of the store covers
+    // notices that cannot arrive. Redis stopped or paused must not fail a wait for a report the
+    // store will hold: the client completes the subscription once Redis answers again, and the
+    // poll goes on meanwhile.
     await this.#subscribe().catch(() => undefined);
     let wake: () => void = () => {};
     const waiters = this.#waiters.get(executionId) ?? new Set<() => void>();
@@ -311,19 +316,23 @@ class BullRunQueue implements RunQueue {
     const onAbort = () => wake();
     signal?.addEventListener('abort', onAbort);
     try {
+      let pollMs = FIRST_POLL_MS;
       for (;;) {
         arm();
         const report = await store.report(executionId);
         if (report !== undefined) return report;
         signal?.throwIfAborted();
-        // A missed notice (a reconnect, a report stored before the subscription) costs at most a second.
+        // Notices are missed only while the subscriber reconnects (it wakes every wait once it is
+        // back) or when Redis drops them: the poll backs off from one second to eight, so a
+        // thousand waits on long runs do not read the store a thousand times a second.
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           woken,
           new Promise<void>((resolve) => {
-            timer = setTimeout(resolve, 1_000);
+            timer = setTimeout(resolve, pollMs);
           }),
         ]);
+        pollMs = Math.min(pollMs * 2, MAX_POLL_MS);
         clearTimeout(timer);
         signal?.throwIfAborted();
       }
@@ -368,7 +377,11 @@ class BullRunQueue implements RunQueue {
       const waiters = this.#waiters.get(executionId);
       if (waiters !== undefined) for (const wake of waiters) wake();
     });
-    // Re-subscribed by ioredis after a reconnect; in between the one-second poll covers.
+    // Re-subscribed by ioredis after a reconnect: notices published in between are lost, so every
+    // wait looks at the store again once the connection is back (and the poll covers the gap).
+    subscriber.on('ready', () => {
+      for (const waiters of this.#waiters.values()) for (const wake of waiters) wake();
+    });
     await this.withTimeout(subscriber.subscribe(this.#keys.doneChannel), 'could not subscribe to finished runs');
   }
 

@@ -1,9 +1,13 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { StringOutputParser } from '@langchain/core/output_parsers';
 import { ChatPromptTemplate } from '@langchain/core/prompts';
 import { FakeListChatModel } from '@langchain/core/utils/testing';
 import { Orchestrator, createMemoryStore } from 'open-agent-orchestrator';
 import { fromRunnable } from 'open-agent-orchestrator/langchain';
+import { createSqliteStore } from 'open-agent-orchestrator/sqlite';
 import { createActor, toPromise } from 'xstate';
 import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
 
@@ -11,7 +15,7 @@ import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
  * A steady loop of one bench case, for a CPU profile of it alone:
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
- *     bench/profile-governed.ts [--case governed|memory|quiet|sync|bare|langchain|langchain-direct|langchain-raw] [--seconds 10]
+ *     bench/profile-governed.ts [--case governed|memory|quiet|sqlite|sync|bare|langchain|langchain-direct|langchain-raw] [--seconds 10]
  *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
  *
  * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
@@ -30,6 +34,10 @@ orch.events$.subscribe(() => {});
 
 const stored = new Orchestrator({ store: createMemoryStore({ maxRuns: 1_000 }) });
 const quiet = new Orchestrator({ store: false });
+// The bench's durable.sqlite row: a SQLite file (WAL, synchronous NORMAL) in a temp directory.
+const sqliteDir = mkdtempSync(join(tmpdir(), 'oao-profile-'));
+process.on('exit', () => rmSync(sqliteDir, { recursive: true, force: true }));
+const sqlite = new Orchestrator({ store: createSqliteStore({ path: join(sqliteDir, 'runs.db') }) });
 
 // The bench's LangChain chain (bench/cases/langchain.ts): raw, governed, and passed straight to run().
 const rawChain = ChatPromptTemplate.fromTemplate('Explain {topic} in one line.')
@@ -45,6 +53,7 @@ const ops: Record<string, () => unknown> = {
   governed: () => orch.run({ agent, task: TASK }),
   memory: () => stored.run({ agent, task: TASK }),
   quiet: () => quiet.run({ agent, task: TASK }),
+  sqlite: () => sqlite.run({ agent, task: TASK }),
   sync: () => orch.runSync({ agent, task: TASK }),
   bare: () => toPromise(createActor(bareLifecycleMachine, { input: { agent, task: TASK } }).start()),
 };

@@ -1,14 +1,15 @@
 // A queued batch's shared budget on real processes: three worker processes on a private
 // redis-server, runs recorded in PostgreSQL, the budget charged in Redis chunk by chunk.
 import type { ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { OaoError, type AgentContext, type ExecutionReport, type OaoEvent, type RunStore, type StepResult } from '../../src/index.js';
-import { createPostgresStore } from '../../src/store/postgres/index.js';
+import type { PostgresRunStore } from '../../src/store/postgres/index.js';
 import { createQueue, createWorker, type RunQueue } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
-import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import type { TestDatabase } from '../store/pgTestDb.js';
+import type { TestRedis } from './redisServer.js';
+import { useQueueEnvironment, stopWorkers } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const WORKERS = 3;
@@ -21,39 +22,18 @@ const RUN_TOKENS = 60;
 
 let redis: TestRedis;
 let db: TestDatabase;
-let store: RunStore & { close(): Promise<void> | void };
-const children: ChildProcess[] = [];
+let store: PostgresRunStore;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  db = await createTestDatabase('queue_batch_budget');
-  store = await createPostgresStore({ connectionString: db.connectionString });
-}, 30_000);
-
-afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await store?.close();
-  await db?.drop();
-  await redis?.destroy();
-}, 30_000);
+const env = useQueueEnvironment('queue_batch_budget');
+beforeAll(() => {
+  ({ redis, db, store } = env);
+});
 
 /** Starts a worker process and resolves once it takes jobs. */
 async function startWorker(queueName: string): Promise<ChildProcess> {
-  return startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)], children);
+  return startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)], env.children);
 }
 
-async function stopWorkers(workers: readonly ChildProcess[]): Promise<void> {
-  await Promise.all(
-    workers.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once('exit', () => resolve());
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
-}
 
 /** Enqueues the batch on three worker processes and waits for every report. */
 async function runBatch(queueName: string, budget: { maxTokens: number; maxSteps?: number }): Promise<{ batchId: string; reports: ExecutionReport[] }> {

@@ -2,16 +2,15 @@
 // redis-server, runs recorded in PostgreSQL, one worker killed with SIGKILL while runs holding
 // chunks of the batch's budget are in flight.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExecutionReport, OaoEvent, RunStore } from '../../src/index.js';
-import { createPostgresStore } from '../../src/store/postgres/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionReport, OaoEvent } from '../../src/index.js';
+import type { PostgresRunStore } from '../../src/store/postgres/index.js';
 import { createQueue, type RunQueue } from '../../src/queue/index.js';
 import { bodyRuns } from '../fixtures/queueAgents.js';
-import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import type { TestDatabase } from '../store/pgTestDb.js';
+import type { TestRedis } from './redisServer.js';
+import { useQueueEnvironment, exitProcess, until } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const RUNS = 120;
@@ -36,44 +35,19 @@ const KILL_AT_TOOL_CALLS = 45;
 
 let redis: TestRedis;
 let db: TestDatabase;
-let store: RunStore & { close(): Promise<void> | void };
+let store: PostgresRunStore;
 let dir: string;
-const children: ChildProcess[] = [];
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  db = await createTestDatabase('queue_batch_budget_faults');
-  store = await createPostgresStore({ connectionString: db.connectionString });
-  dir = await mkdtemp(join(tmpdir(), 'oao-batch-budget-faults-'));
-}, 30_000);
-
-afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await store?.close();
-  await db?.drop();
-  await redis?.destroy();
-  await rm(dir, { recursive: true, force: true });
-}, 30_000);
+const env = useQueueEnvironment('queue_batch_budget_faults', { tempDir: true });
+beforeAll(() => {
+  ({ redis, db, store, dir } = env);
+});
 
 async function startWorker(queueName: string, countFile: string): Promise<ChildProcess> {
-  return startWorkerProcess('test/fixtures/queueWorkerChild.ts', [redis.url, db.connectionString, queueName, countFile, String(CONCURRENCY), String(STEP_MS), String(LOCK_MS)], children);
+  return startWorkerProcess('test/fixtures/queueWorkerChild.ts', [redis.url, db.connectionString, queueName, countFile, String(CONCURRENCY), String(STEP_MS), String(LOCK_MS)], env.children);
 }
 
-async function exit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill(signal);
-  await exited;
-}
 
-/** Polls `holds` until it is true; throws `message` once `timeoutMs` has passed without it. */
-async function until(holds: () => boolean | Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await holds())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${message}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** The chunks runs hold in a batch's record (`run:<id>` -> `tokens=45,toolCalls=3`), by run id. */
 function chunksHeld(record: Record<string, string>): Map<string, { tokens: number; toolCalls: number }> {
@@ -107,7 +81,7 @@ describe('a worker killed with SIGKILL in the middle of a queued batch with a sh
       // The victim has runs in flight holding chunks of the budget: kill it.
       await until(() => [...bodyRuns(countFile).values()].reduce((total, times) => total + times, 0) >= KILL_AT_TOOL_CALLS, 60_000, `${KILL_AT_TOOL_CALLS} tool calls to run`);
       const killedAt = Date.now();
-      await exit(victim, 'SIGKILL');
+      await exitProcess(victim, 'SIGKILL');
       // Its runs' chunks stay held in the record under their run ids, for whoever continues them.
       const heldAtKill = chunksHeld(await redis.client().hgetall(recordKey));
 
@@ -188,7 +162,7 @@ describe('a worker killed with SIGKILL in the middle of a queued batch with a sh
       );
       expect((await queue.bullQueue.getJobCounts('failed')).failed).toBe(0);
       // The survivors stop taking jobs and finish what they run (their give-backs included).
-      await Promise.all(survivors.map((child) => exit(child, 'SIGTERM')));
+      await Promise.all(survivors.map((child) => exitProcess(child, 'SIGTERM')));
 
       // Exactly the budget minus what the reports say was spent: no chunk of the killed worker's
       // runs was lost, taken twice, or given back twice; no run holds a chunk any more.

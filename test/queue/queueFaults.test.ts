@@ -1,17 +1,16 @@
 // Worker death on real processes: worker processes on a private redis-server, runs recorded in
 // PostgreSQL, one worker killed with SIGKILL in the middle of a batch.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OaoEvent, RunStore } from '../../src/index.js';
-import { createPostgresStore } from '../../src/store/postgres/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { OaoEvent } from '../../src/index.js';
+import type { PostgresRunStore } from '../../src/store/postgres/index.js';
 import { createQueue, type RunQueue } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
 import { bodyRuns } from '../fixtures/queueAgents.js';
-import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import type { TestDatabase } from '../store/pgTestDb.js';
+import type { TestRedis } from './redisServer.js';
+import { useQueueEnvironment } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 /** Runs in the batch. */
@@ -25,31 +24,20 @@ const LOCK_MS = 1_000;
 
 let redis: TestRedis;
 let db: TestDatabase;
-let store: RunStore & { close(): Promise<void> | void };
+let store: PostgresRunStore;
 let dir: string;
-const children: ChildProcess[] = [];
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  db = await createTestDatabase('queue_faults');
-  store = await createPostgresStore({ connectionString: db.connectionString });
-  dir = await mkdtemp(join(tmpdir(), 'oao-queue-faults-'));
-}, 30_000);
-
-afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await store?.close();
-  await db?.drop();
-  await redis?.destroy();
-  await rm(dir, { recursive: true, force: true });
-}, 30_000);
+const env = useQueueEnvironment('queue_faults', { tempDir: true });
+beforeAll(() => {
+  ({ redis, db, store, dir } = env);
+});
 
 /** Starts a worker process and resolves once it takes jobs. */
 async function startWorker(queueName: string, countFile: string, maxStalledCount?: number): Promise<ChildProcess> {
   return startWorkerProcess('test/fixtures/queueWorkerChild.ts', [
     ...[redis.url, db.connectionString, queueName, countFile, String(CONCURRENCY), String(STEP_MS), String(LOCK_MS)],
     ...(maxStalledCount === undefined ? [] : [String(maxStalledCount)]),
-  ], children);
+  ], env.children);
 }
 
 const count = (events: readonly OaoEvent[], type: OaoEvent['type']) => events.filter((event) => event.type === type).length;

@@ -4,15 +4,16 @@
 // it spent when it ends.
 import type { ChildProcess } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExecutionReport, RunStore } from '../../src/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionReport } from '../../src/index.js';
 import { createQueue, type RunQueue } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
-import { createPostgresStore } from '../../src/store/postgres/index.js';
+import type { PostgresRunStore } from '../../src/store/postgres/index.js';
 import type { TenantBudgetOptions } from '../../src/tenants/tenantBudget.js';
 import { spanAt } from '../../src/tenants/windows.js';
-import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import type { TestDatabase } from '../store/pgTestDb.js';
+import type { TestRedis } from './redisServer.js';
+import { useQueueEnvironment, stopWorkers } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const WORKERS = 3;
@@ -21,38 +22,17 @@ const RUN_TOKENS = 60;
 
 let redis: TestRedis;
 let db: TestDatabase;
-let store: RunStore & { close(): Promise<void> | void };
-const children: ChildProcess[] = [];
+let store: PostgresRunStore;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  db = await createTestDatabase('queue_tenant_budget');
-  store = await createPostgresStore({ connectionString: db.connectionString });
-}, 30_000);
-
-afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await store?.close();
-  await db?.drop();
-  await redis?.destroy();
-}, 30_000);
+const env = useQueueEnvironment('queue_tenant_budget');
+beforeAll(() => {
+  ({ redis, db, store } = env);
+});
 
 async function startWorkers(queueName: string): Promise<ChildProcess[]> {
-  return Promise.all(Array.from({ length: WORKERS }, () => startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, '4', '15'], children)));
+  return Promise.all(Array.from({ length: WORKERS }, () => startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, '4', '15'], env.children)));
 }
 
-async function stopWorkers(workers: readonly ChildProcess[]): Promise<void> {
-  await Promise.all(
-    workers.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once('exit', () => resolve());
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
-}
 
 /**
  * A server whose runs go to the queue's workers; the key `<tenant>-key` belongs to `tenant` with

@@ -5,14 +5,15 @@
 // keeps it under the run's id) and gives it back when the run ends.
 import type { ChildProcess } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExecutionReport, OaoEvent, RunStore } from '../../src/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionReport, OaoEvent } from '../../src/index.js';
 import { createQueue, type RunQueue } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
-import { createPostgresStore } from '../../src/store/postgres/index.js';
+import type { PostgresRunStore } from '../../src/store/postgres/index.js';
 import { spanAt } from '../../src/tenants/windows.js';
-import { createTestDatabase, type TestDatabase } from '../store/pgTestDb.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import type { TestDatabase } from '../store/pgTestDb.js';
+import type { TestRedis } from './redisServer.js';
+import { useQueueEnvironment, exitProcess, until } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const WORKERS = 3;
@@ -32,42 +33,19 @@ const TENANT = 'acme';
 
 let redis: TestRedis;
 let db: TestDatabase;
-let store: RunStore & { close(): Promise<void> | void };
-const children: ChildProcess[] = [];
+let store: PostgresRunStore;
 
-beforeAll(async () => {
-  redis = await startTestRedis();
-  db = await createTestDatabase('queue_tenant_faults');
-  store = await createPostgresStore({ connectionString: db.connectionString });
-}, 30_000);
-
-afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await store?.close();
-  await db?.drop();
-  await redis?.destroy();
-}, 30_000);
+const env = useQueueEnvironment('queue_tenant_faults');
+beforeAll(() => {
+  ({ redis, db, store } = env);
+});
 
 /** A worker process with the `spender` agent (lockDuration and stalledInterval 2 s: a dead worker's jobs are handed on within about 6 s). */
 async function startWorker(queueName: string): Promise<ChildProcess> {
-  return startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)], children);
+  return startWorkerProcess('test/fixtures/batchBudgetWorkerChild.ts', [redis.url, db.connectionString, queueName, String(CONCURRENCY), String(STEP_MS)], env.children);
 }
 
-async function exit(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill(signal);
-  await exited;
-}
 
-/** Polls `holds` until it is true; throws `message` once `timeoutMs` has passed without it. */
-async function until(holds: () => boolean | Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await holds())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${message}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The token chunks runs hold in a tenant's record (`run:<id>` -> `tokens=60`), by run id. */
 function chunksHeld(record: Record<string, string>): Map<string, number> {
@@ -137,7 +115,7 @@ describe("a worker killed with SIGKILL while it runs runs of a tenant whose wind
       };
       await until(inFlight, 30_000, 'the victim to run a run that holds a chunk and has made a model call');
       const killedAt = Date.now();
-      await exit(victim, 'SIGKILL');
+      await exitProcess(victim, 'SIGKILL');
       const victimJobs = (await queue.bullQueue.getActive()).filter((job) => job.processedBy?.includes(`:${String(victim.pid)}:`) === true).map((job) => String(job.id));
       // What the victim's runs hold in the tenant's record, under their run ids, for whoever continues them.
       const heldAtKill = chunksHeld(await redis.client().hgetall(recordKey));
@@ -167,7 +145,8 @@ describe("a worker killed with SIGKILL while it runs runs of a tenant whose wind
         if (cutShort.includes(id)) {
           const events = await store.events(id);
           const owners = resumedBy(events);
-          expect(owners.length, id).toBeGreaterThanOrEqual(2);
+          // A survivor continued it last (the victim may have died before its own EXECUTION_RESUMED was stored).
+          expect(owners.length, id).toBeGreaterThanOrEqual(1);
           expect(owners.at(-1), id).not.toContain(`:${String(victim.pid)}:`);
           const takenUp = events.filter((event) => event.type === 'EXECUTION_RESUMED').at(-1);
           if (takenUp !== undefined) firstTakenUpAt = Math.min(firstTakenUpAt, takenUp.timestamp);
@@ -235,7 +214,7 @@ describe("a worker killed with SIGKILL while it runs runs of a tenant whose wind
     } finally {
       await app?.close();
       await queue.close();
-      await Promise.all(survivors.map((child) => exit(child, 'SIGTERM')));
+      await Promise.all(survivors.map((child) => exitProcess(child, 'SIGTERM')));
     }
   });
 });

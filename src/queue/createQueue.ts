@@ -12,6 +12,7 @@ import { checkConnection, checkQueueName, closeRedis, loadQueuePackages, openRed
 import { randomRunId } from '../runtime/runId.js';
 import type { SharedBudgetLimits } from '../runtime/SharedBudget.js';
 import { budgetFields, createBatchBudget, DEFAULT_BATCH_TTL_MS } from './batchBudget.js';
+import { readDoneNotice } from './doneNotice.js';
 import { admitTenantRuns, refundTenantRuns, registerTenantWindows, tenantWindowKeys } from './tenantWindow.js';
 import { BATCH_ID } from './jobData.js';
 
@@ -186,7 +187,7 @@ class BullRunQueue implements RunQueue {
   readonly #keys: ReturnType<typeof queueKeys>;
   /** The subscriber for reports, opened by the first waitForReport. */
   #subscriber: Redis | undefined;
-  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #waiters = new Map<string, Set<(report?: ExecutionReport) => void>>();
   #closed = false;
 
   constructor(
@@ -303,7 +304,9 @@ class BullRunQueue implements RunQueue {
     // poll goes on meanwhile.
     await this.#subscribe().catch(() => undefined);
     let wake: () => void = () => {};
-    const waiters = this.#waiters.get(executionId) ?? new Set<() => void>();
+    // The report a notice carried (the worker's, stored before it published it): no store read then.
+    let noticed: ExecutionReport | undefined;
+    const waiters = this.#waiters.get(executionId) ?? new Set<(report?: ExecutionReport) => void>();
     this.#waiters.set(executionId, waiters);
     let woken = Promise.resolve();
     const arm = () => {
@@ -311,7 +314,10 @@ class BullRunQueue implements RunQueue {
         wake = resolve;
       });
     };
-    const onWake = () => wake();
+    const onWake = (report?: ExecutionReport) => {
+      if (report !== undefined) noticed = report;
+      wake();
+    };
     waiters.add(onWake);
     const onAbort = () => wake();
     signal?.addEventListener('abort', onAbort);
@@ -319,7 +325,7 @@ class BullRunQueue implements RunQueue {
       let pollMs = FIRST_POLL_MS;
       for (;;) {
         arm();
-        const report = await store.report(executionId);
+        const report = noticed ?? (await store.report(executionId));
         if (report !== undefined) return report;
         signal?.throwIfAborted();
         // Notices are missed only while the subscriber reconnects (it wakes every wait once it is
@@ -373,9 +379,13 @@ class BullRunQueue implements RunQueue {
     if (this.#subscriber !== undefined) return;
     const subscriber = openRedis(this.#Redis, this.#connection, { maxRetriesPerRequest: null });
     this.#subscriber = subscriber;
-    subscriber.on('message', (_channel: string, executionId: string) => {
-      const waiters = this.#waiters.get(executionId);
-      if (waiters !== undefined) for (const wake of waiters) wake();
+    subscriber.on('message', (_channel: string, message: string) => {
+      // Parsed only when someone waits for the run: a notice for a run nobody here waits for costs a lookup.
+      const executionId = message.startsWith('{') ? noticeId(message) : message;
+      const waiters = executionId === undefined ? undefined : this.#waiters.get(executionId);
+      if (waiters === undefined) return;
+      const { report } = readDoneNotice(message);
+      for (const wake of waiters) wake(report);
     });
     // Re-subscribed by ioredis after a reconnect: notices published in between are lost, so every
     // wait looks at the store again once the connection is back (and the poll covers the gap).
@@ -387,6 +397,17 @@ class BullRunQueue implements RunQueue {
 
   #open(): void {
     if (this.#closed) throw new OaoError('OAO_ERR_QUEUE_UNAVAILABLE', `The run queue "${this.name}" is closed`);
+  }
+}
+
+/** The execution id of a notice that carries a report, read without parsing the report (it starts `{"executionId":"…"`). */
+function noticeId(message: string): string | undefined {
+  const match = /^\{"executionId":("(?:[^"\\]|\\.)*")/.exec(message);
+  if (match === null) return undefined;
+  try {
+    return JSON.parse(match[1] as string) as string;
+  } catch {
+    return undefined;
   }
 }
 

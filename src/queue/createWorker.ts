@@ -18,6 +18,7 @@ import { internalsOf } from '../runtime/orchestratorInternals.js';
 import type { SharedBudget } from '../runtime/SharedBudget.js';
 import { chunkBudget, DEFAULT_BATCH_TTL_MS, giveBack as giveBackChunk, refusingBudget, takeChunk, wantedOf } from './batchBudget.js';
 import { runJobSchema, type RunJobData, type RunJobResult } from './jobData.js';
+import { doneNotice } from './doneNotice.js';
 import { giveBackTenantWindow, leaseTenantWindow, tenantWindowKeys, tenantWindowOf } from './tenantWindow.js';
 import type { TenantAccount } from '../tenants/TenantLevel.js';
 import type { BudgetWindow } from '../tenants/windows.js';
@@ -370,7 +371,8 @@ class JobRunner {
       // whose log failed keeps its chunks, and the attempt that continues it takes the same ones.
       if (data.batch !== undefined) await this.#giveBackChunk(data.batch, id, report);
       if (tenant !== undefined) await this.#giveBackTenant(tenant.tenant, id, report, tenant.window);
-      this.#client.publish(this.#keys.doneChannel, id).catch(() => {});
+      // The notice carries the stored report (when small): whoever waits for it need not read it back.
+      this.#client.publish(this.#keys.doneChannel, doneNotice(id, report)).catch(() => {});
       return result(report);
     } finally {
       this.#controllers.delete(id);

@@ -138,6 +138,8 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
       usage: tokenUsageSchema.nullable(),
       /** The response carried no usage: the call was charged its whole reservation instead. */
       unmetered: z.literal(true).optional(),
+      /** The call was still running when its step was aborted or its run ended: charged its whole reservation, its answer ignored. */
+      abandoned: z.literal(true).optional(),
       durationMs: z.number().nonnegative(),
     }),
   ),

@@ -45,7 +45,8 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
   const modelResults = new Map<string, RecordedModelResult>();
   for (const event of recorded) {
     if (event.type === 'TOOL_RESULT') toolResults.set(event.payload.callId, event.payload);
-    if (event.type === 'MODEL_RESULT') {
+    // An abandoned call had no answer: in the re-run it stays open too, until its step or run ends.
+    if (event.type === 'MODEL_RESULT' && event.payload.abandoned !== true) {
       const p = event.payload;
       modelResults.set(p.callId, { ok: p.ok, ...(p.ok ? { output: p.output } : { error: p.error }), usage: p.usage });
     }
@@ -106,6 +107,14 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
             // the re-run is not paused here: the next event it emits differs and is reported
           }
         });
+        return;
+      }
+      // A model call is open only once its MODEL_CALL is out: an ending recorded right after it came
+      // from outside the run, after the call was open (and is charged its reservation as it ends),
+      // so here it comes a microtask later too.
+      if (event.type === 'MODEL_CALL' && (next?.type === 'EXECUTION_CANCELLED' || next?.type === 'EXECUTION_TIMEOUT')) {
+        const ending = next;
+        queueMicrotask(() => (ending.type === 'EXECUTION_CANCELLED' ? session.cancel(ending.payload.reason) : session.timeOut(ending.payload.message)));
         return;
       }
       if (next?.type === 'EXECUTION_CANCELLED') session.cancel(next.payload.reason);

@@ -311,6 +311,8 @@ export class RunSession {
 
   /** Reservations of the model calls that are running, by call id (see #hold). */
   #holds: Map<string, { readonly scope: CallScope; readonly tokens: number; readonly costMicros: number }> | undefined;
+  /** Model calls whose request went out and that have not settled, by call id: how to abandon each (see `#openModelCall`). */
+  #openCalls: Map<string, () => void> | undefined;
   #reservedTotal = 0;
   /** Micro-dollars held by this run's running model calls. */
   #reservedCostMicros = 0;
@@ -776,9 +778,15 @@ export class RunSession {
 
   releaseScope(scope: CallScope): void {
     if (this.#activeScope === scope) this.#activeScope = undefined;
-    // A call that ended with its step (aborted, never settled) holds nothing any more.
     if (this.#holds !== undefined) {
-      for (const [callId, hold] of this.#holds) if (hold.scope === scope) this.#release(callId);
+      for (const [callId, hold] of this.#holds) {
+        if (hold.scope !== scope) continue;
+        // A call its aborted step left running may still be billed: it is charged its whole
+        // reservation now. One still open when its step simply ended holds nothing any more; its
+        // result, should it come, is charged as it reports.
+        if (scope.aborted) this.#openCalls?.get(callId)?.();
+        this.#release(callId);
+      }
     }
   }
 
@@ -1591,9 +1599,27 @@ export class RunSession {
     const step = scope.step;
     const startedAt = this.clock.now();
     let open = true;
+    if (reserved !== undefined) {
+      // Abandoned (its step aborted, or the run ended, while it ran): the request went out and may
+      // be billed, so the call is charged its whole reservation, recorded as its result; whatever it
+      // answers later is ignored. Budgets above the run can then never be spent twice over.
+      (this.#openCalls ??= new Map()).set(callId, () => {
+        if (!open) return;
+        open = false;
+        this.#openCalls?.delete(callId);
+        // No hold: the request was never sent (a paused call still waiting for its budget).
+        if (this.#holds?.has(callId) !== true) return;
+        this.#release(callId);
+        const usage = Object.freeze({ input: reserved.input, output: reserved.output, total: reserved.input + reserved.output });
+        const durationMs = Math.max(0, this.clock.now() - startedAt);
+        this.emit('MODEL_RESULT', { step, callId, model, ok: false, error: ABANDONED, usage, unmetered: true, abandoned: true, durationMs });
+        this.addUsage(usage, 'model', false, model);
+      });
+    }
     const settle = (ok: boolean, value: unknown, reported: TokenUsage | null): void => {
       if (!open) return;
       open = false;
+      this.#openCalls?.delete(callId);
       // Settled: the reservation gives way to what the call spent.
       this.#release(callId);
       if (this.finished) return;
@@ -1719,6 +1745,8 @@ export class RunSession {
       this.clock.clearTimeout(this.#deadline);
       this.#deadline = undefined;
     }
+    // Model calls still running are charged their whole reservation before the report is made.
+    if (this.#openCalls !== undefined) for (const abandon of [...this.#openCalls.values()]) abandon();
     const finishedAt = this.clock.now();
     const termination: Termination =
       status === 'SUCCESS' ? { reason: 'completed' } : (this.termination ?? { reason: 'error', message: 'The run failed' });
@@ -1824,6 +1852,13 @@ function frozenError(error: unknown): SerializedError {
   return deepFreeze(serializeError(error));
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** The recorded error of a model call abandoned by its step or run (see `#openModelCall`). */
+const ABANDONED: SerializedError = Object.freeze({
+  name: 'OaoError',
+  code: 'OAO_ERR_RUN_FINISHED',
+  message: 'The model call was still running when its step or its run ended: it was charged its whole reservation',
+});
 
 /** A report's `cost`: exact micro-dollars, and USD derived from them for display. */
 function costReport(micros: number): ExecutionReport['cost'] {

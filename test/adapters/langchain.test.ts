@@ -155,13 +155,19 @@ describe('fromRunnable: a chain as a governed agent', () => {
     // The slow model never answers: the run can only end because the fast one crossed the budget.
     const slow = new ScriptedChatModel([{ content: 'slow', usage: { input: 1, output: 1 }, hang: true }]);
     const both = RunnableParallel.from({ fast, slow });
-    const report = await new Orchestrator({ policy: { maxTokens: 50, reserveOutputTokens: 0 } }).run({
+    const handle = new Orchestrator({ policy: { maxTokens: 50, reserveOutputTokens: 0 } }).start({
       agent: fromRunnable(both, { output: () => 'never' }),
       task: 'race',
     });
+    const report = await handle.report;
     expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens' });
     expect(slow.aborted).toBe(1);
-    expect(report.tokenUsage.total).toBe(100);
+    // The fast call's 100, and the slow call's reservation: it was still running, so it was charged that.
+    const abandoned = handle.events().flatMap((event) => (event.type === 'MODEL_RESULT' && event.payload.abandoned === true ? [event.payload] : []));
+    expect(abandoned).toHaveLength(1);
+    const charged = abandoned[0]?.usage?.total ?? 0;
+    expect(charged).toBeGreaterThan(0);
+    expect(report.tokenUsage.total).toBe(100 + charged);
   });
 
   it('refuses a model call when the budget is already spent: the model never runs', async () => {

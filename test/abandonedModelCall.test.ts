@@ -1,0 +1,115 @@
+// A model call still running when its step is aborted or its run ends: its request went out and
+// may be billed, so it is charged its whole reservation (recorded as its result, flagged
+// `abandoned`) before the run's report is made; its late answer is ignored. Budgets above the run
+// (a batch's, a tenant's) can then never hand the same tokens to another run.
+import { describe, expect, it } from 'vitest';
+import { SimulatedClock } from 'xstate';
+import { canonicalJson, createMemoryStore, MultiAgentOrchestrator, Orchestrator, type AgentContext, type ModelCall } from '../src/index.js';
+import { useTenantBudgets } from '../src/runtime/orchestratorInternals.js';
+import { TenantBudgets } from '../src/tenants/TenantBudgets.js';
+import { checkTenantBudget } from '../src/tenants/tenantBudget.js';
+
+/** Starts a 100-token call and leaves it running, then asks for a second that cannot fit: the run ends. */
+function leavesOneRunning(left: ModelCall[]) {
+  return {
+    name: 'leaves-one-running',
+    async invoke(_task: unknown, ctx: AgentContext) {
+      const first = ctx.beginModelCall({ model: 'm', input: 'first', inputTokens: 50, maxOutputTokens: 50 });
+      await first.ready;
+      left.push(first);
+      const second = ctx.beginModelCall({ model: 'm', input: 'second', inputTokens: 30, maxOutputTokens: 30 });
+      await second.ready;
+      second.end('never', { input: 30, output: 30 });
+      return { output: 'never' };
+    },
+  };
+}
+
+/** One 100-token call that spends what it reserved. */
+const spender = {
+  name: 'spender',
+  async invoke(_task: unknown, ctx: AgentContext) {
+    const call = ctx.beginModelCall({ model: 'm', input: 'q', inputTokens: 50, maxOutputTokens: 50 });
+    await call.ready;
+    call.end('answer', { input: 50, output: 50 });
+    return { output: 'spent' };
+  },
+};
+
+describe('a model call its run left running', () => {
+  it("is charged its reservation before the report is made: the tenant's next run cannot spend the same tokens", { timeout: 5_000 }, async () => {
+    const clock = new SimulatedClock();
+    clock.set(Date.UTC(2026, 11, 2, 12));
+    const store = createMemoryStore();
+    const tenants = new TenantBudgets(new Map([['acme', checkTenantBudget({ window: 'day', maxTokens: 150 }, 'budget')]]), store, () => clock.now(), (error) => {
+      throw error;
+    });
+    const orch = new Orchestrator({ clock, store });
+    useTenantBudgets(orch, tenants.accountFor);
+    const left: ModelCall[] = [];
+    const first = orch.start({ agent: leavesOneRunning(left), task: 't', tenant: 'acme' });
+    const report = await first.report;
+    // The second call (60 more) did not fit in 150 with 100 held: the run ended with the first still running.
+    expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens', scope: 'tenant' });
+    expect(report.tokenUsage).toEqual({ input: 50, output: 50, total: 100 });
+    const abandoned = first.events().find((event) => event.type === 'MODEL_RESULT');
+    expect(abandoned?.payload).toMatchObject({ callId: 'm1', ok: false, abandoned: true, unmetered: true, usage: { input: 50, output: 50, total: 100 } });
+    expect(tenants.usage('acme').spent.tokens).toBe(100);
+    // Its late answer changes nothing.
+    left[0]?.end('late', { input: 50, output: 50 });
+    expect(tenants.usage('acme').spent.tokens).toBe(100);
+
+    // The tenant's next run finds 50 left: its 100-token call is refused, never sent.
+    const second = await orch.run({ agent: spender, task: 't', tenant: 'acme' });
+    expect(second.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens', scope: 'tenant' });
+    expect(tenants.usage('acme').spent.tokens).toBe(100);
+    // The log holds the charge: replay gives the same report.
+    expect(canonicalJson(await orch.replay(report.executionId))).toBe(canonicalJson(report));
+  });
+
+  it("is recorded in the run's log: a verifying re-run of the agent, its calls served from the log, ends the same way", { timeout: 5_000 }, async () => {
+    const orch = new Orchestrator({ store: createMemoryStore(), policy: { maxTokens: 150 } });
+    const left: ModelCall[] = [];
+    const report = await orch.run({ agent: leavesOneRunning(left), task: 't' });
+    expect(report).toMatchObject({ status: 'FAILED', tokenUsage: { total: 100 }, termination: { reason: 'policy_violation', rule: 'max_tokens' } });
+    const again: ModelCall[] = [];
+    expect(canonicalJson(await orch.replay(report.executionId, { verify: true, agent: leavesOneRunning(again) }))).toBe(canonicalJson(report));
+    expect(canonicalJson(await orch.replay(report.executionId))).toBe(canonicalJson(report));
+  });
+
+  it("counts against a batch's shared budget the same way", { timeout: 5_000 }, async () => {
+    const left: ModelCall[] = [];
+    const multi = new MultiAgentOrchestrator({ maxConcurrency: 1, budget: { maxTokens: 150 } });
+    const [first, second] = await multi.runAll([
+      { agent: leavesOneRunning(left), task: 't' },
+      { agent: spender, task: 't' },
+    ]);
+    // Without the charge the batch would pay 100 (abandoned, billed) + 100: 200 of its 150.
+    expect(first?.tokenUsage.total).toBe(100);
+    expect(second?.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens', scope: 'shared' });
+    expect((first?.tokenUsage.total ?? 0) + (second?.tokenUsage.total ?? 0)).toBeLessThanOrEqual(150);
+  });
+
+  it('is charged when a cancel aborts its step, and its late answer is ignored', { timeout: 5_000 }, async () => {
+    const orch = new Orchestrator({ store: false });
+    const left: ModelCall[] = [];
+    const handle = orch.start({
+      agent: {
+        async invoke(_task: unknown, ctx: AgentContext) {
+          const call = ctx.beginModelCall({ model: 'm', input: 'q', inputTokens: 20, maxOutputTokens: 80 });
+          await call.ready;
+          left.push(call);
+          return new Promise(() => {});
+        },
+      },
+      task: 't',
+    });
+    while (left.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    handle.cancel('stop');
+    const report = await handle.report;
+    expect(report.termination.reason).toBe('cancelled');
+    expect(report.tokenUsage.total).toBe(100);
+    left[0]?.end('late', { input: 20, output: 5 });
+    expect(report.tokenUsage.total).toBe(100);
+  });
+});

@@ -232,6 +232,8 @@ class BullRunQueue implements RunQueue {
     }
     const data: RunJobData = checkJob({
       executionId: request.executionId ?? this.#generateId(),
+      // An id generated here is new: the worker need not look for the run's log before its first start.
+      ...(request.executionId === undefined ? { fresh: true } : {}),
       agent: request.agent,
       task: request.task,
       ...(request.policy === undefined ? {} : { policy: request.policy }),

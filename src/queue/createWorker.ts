@@ -326,7 +326,8 @@ class JobRunner {
     const { store } = this.#settings;
     const id = data.executionId;
     // One read decides: no run yet (start it), a finished one (acknowledge it), or one to continue.
-    const stored = await store.get(id);
+    // A job whose id the queue generated has no run yet on its first start: nothing to read.
+    const stored = data.fresh === true && job.attemptsStarted <= 1 ? undefined : await store.get(id);
     if (stored !== undefined && (stored.status === 'SUCCESS' || stored.status === 'FAILED')) {
       const finished = await store.report(id);
       if (finished !== undefined) {

@@ -18,6 +18,12 @@ export const runJobSchema = z.strictObject({
   /** The run's tenant (see `RunRequest.tenant`). Workers older than this field refuse a job that has it. */
   tenant: z.string().regex(TENANT_ID, 'a tenant id: 1 to 100 letters, digits, ".", "_" or "-", starting with a letter or digit').optional(),
   /**
+   * Set by `enqueue()` when it generated the execution id itself: no log of the run can exist
+   * before the job first starts, so the worker skips looking for one then (a job started again
+   * looks). Workers older than this field refuse a job that has it.
+   */
+  fresh: z.literal(true).optional(),
+  /**
    * The queued batch the run belongs to (see `RunQueue.createBatch`): the worker takes the run's
    * chunk of the batch's shared budget from Redis before the run starts. Workers older than this
    * field refuse a job that has it.

@@ -68,6 +68,13 @@ export function expectValidEvents(events: readonly OaoEvent[]): OaoEvent[] {
   return events.map((event) => oaoEventSchema.parse(JSON.parse(JSON.stringify(event))));
 }
 
+/** A log's first event, which must be its EXECUTION_START. */
+export function startOf(events: readonly OaoEvent[]): Extract<OaoEvent, { type: 'EXECUTION_START' }> {
+  const first = events[0];
+  if (first?.type !== 'EXECUTION_START') throw new Error(`expected EXECUTION_START first, got ${first?.type ?? 'nothing'}`);
+  return first;
+}
+
 export function types(events: readonly OaoEvent[]): string[] {
   return events.map((e) => e.type);
 }

@@ -1,9 +1,10 @@
 // A run knows the queued batch it belongs to: the `batch` run option, recorded in EXECUTION_START
 // (so a job of the run enqueued again still spends the batch's budget), never part of executionHash.
 import { describe, expect, it } from 'vitest';
-import { OaoError, Orchestrator, createMemoryStore, oaoEventSchema, type AgentContext, type OaoEvent } from '../src/index.js';
+import { OaoError, Orchestrator, createMemoryStore, oaoEventSchema, type AgentContext } from '../src/index.js';
 import { foldRun } from '../src/log/foldRun.js';
 import { verifyReplay } from '../src/log/verifyReplay.js';
+import { startOf } from './helpers.js';
 
 /** Spends 8 tokens and one tool call in one step. */
 const spender = {
@@ -15,12 +16,6 @@ const spender = {
   },
 };
 const tools = { lookup: () => 'found' };
-
-function startOf(events: readonly OaoEvent[]): Extract<OaoEvent, { type: 'EXECUTION_START' }> {
-  const first = events[0];
-  if (first?.type !== 'EXECUTION_START') throw new Error(`expected EXECUTION_START first, got ${first?.type ?? 'nothing'}`);
-  return first;
-}
 
 describe('the batch run option', () => {
   it('is recorded in EXECUTION_START, kept by the event schema and the fold, and leaves executionHash alone', async () => {

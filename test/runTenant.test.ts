@@ -2,9 +2,10 @@
 // server's run view (from the request's API key, never the body) and used as a metrics label.
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OaoError, Orchestrator, createMemoryStore, type AgentContext, type OaoEvent } from '../src/index.js';
+import { OaoError, Orchestrator, createMemoryStore, type AgentContext } from '../src/index.js';
 import { foldRun } from '../src/log/foldRun.js';
 import { verifyReplay } from '../src/log/verifyReplay.js';
+import { startOf } from './helpers.js';
 import { createMetrics } from '../src/observability/metrics/index.js';
 import { createServer, type ServerOptions } from '../src/server/index.js';
 
@@ -42,12 +43,6 @@ function samples(text: string): Map<string, number> {
     if (match !== null && !line.startsWith('#')) result.set(match[1] as string, Number(match[2]));
   }
   return result;
-}
-
-function startOf(events: readonly OaoEvent[]): Extract<OaoEvent, { type: 'EXECUTION_START' }> {
-  const first = events[0];
-  if (first?.type !== 'EXECUTION_START') throw new Error(`expected EXECUTION_START first, got ${first?.type ?? 'nothing'}`);
-  return first;
 }
 
 describe('the tenant run option', () => {

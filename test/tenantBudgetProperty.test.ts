@@ -3,7 +3,7 @@
 // the window never ends above the tenant's limit, and every refusal names the budget that refused.
 import fc from 'fast-check';
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { Orchestrator, type AgentContext, type ExecutionReport, type OaoEvent } from '../src/index.js';
 import { queueKeys } from '../src/queue/redisConnection.js';
@@ -13,7 +13,7 @@ import { checkTenantBudget, type TenantBudgetOptions } from '../src/tenants/tena
 import { TenantBudgets } from '../src/tenants/TenantBudgets.js';
 import type { TenantAccount } from '../src/tenants/TenantLevel.js';
 import { spanAt } from '../src/tenants/windows.js';
-import { startTestRedis, type TestRedis } from './queue/redisServer.js';
+import { useTestRedis } from './queue/redisServer.js';
 
 /** 2026-12-01T12:00:00Z: every run of a property ends in the same daily window. */
 const NOON = Date.UTC(2026, 11, 1, 12);
@@ -195,14 +195,10 @@ describe("a tenant's concurrent runs in one process (property)", () => {
 describe("a tenant's runs on a queue's workers, against its window in Redis (property)", () => {
   // Redis expires a span's hash by its own clock: the window is today's.
   const NOW = Date.now();
-  let redis: TestRedis;
+  const redis = useTestRedis();
   let client: Redis;
-  beforeAll(async () => {
-    redis = await startTestRedis();
+  beforeAll(() => {
     client = redis.client();
-  }, 20_000);
-  afterAll(async () => {
-    await redis?.destroy();
   });
 
   /** A report as the give-back reads it: what the run spent. */

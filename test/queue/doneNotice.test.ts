@@ -1,20 +1,14 @@
 // The notice a worker publishes once a run's report is stored carries the report (when it is
 // small), so a caller waiting for it reads the store once (before the run ends), not again after.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ExecutionReport, RunStore } from '../../src/index.js';
 import { doneNotice, MAX_NOTICE_REPORT_CHARS, readDoneNotice } from '../../src/queue/doneNotice.js';
 import { createQueue, createWorker } from '../../src/queue/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
 import { Orchestrator } from '../../src/Orchestrator.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
-beforeAll(async () => {
-  redis = await startTestRedis();
-}, 20_000);
-afterAll(async () => {
-  await redis?.destroy();
-});
+const redis = useTestRedis();
 
 async function reportOf(output: unknown): Promise<ExecutionReport> {
   return new Orchestrator({ store: false }).run({ agent: () => output, task: 'x', executionId: 'noticed' });

@@ -1,19 +1,13 @@
 // A job whose execution id the queue generated has no log before its first start: the worker
 // starts it without looking in the store. A job with an id of the caller's is looked up first (its
 // run may exist: a second enqueue of a finished run is acknowledged with its stored report).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunStore } from '../../src/index.js';
 import { createQueue, createWorker } from '../../src/queue/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
-beforeAll(async () => {
-  redis = await startTestRedis();
-}, 20_000);
-afterAll(async () => {
-  await redis?.destroy();
-});
+const redis = useTestRedis();
 
 describe('a fresh job', () => {
   it('starts without a store lookup; one with a caller-given id is looked up first', { timeout: 20_000 }, async () => {

@@ -8,16 +8,14 @@ import { createMemoryStore } from '../../src/store/createMemoryStore.js';
 import { createQueue, createWorker, type RunWorker } from '../../src/queue/index.js';
 import { countedCalls, countTool, resumeAgent } from '../fixtures/resumeAgent.js';
 import { deferred } from '../helpers.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
+const redis = useTestRedis();
 let dir: string;
 beforeAll(async () => {
-  redis = await startTestRedis();
   dir = await mkdtemp(join(tmpdir(), 'oao-queue-'));
 }, 20_000);
 afterAll(async () => {
-  await redis?.destroy();
   await rm(dir, { recursive: true, force: true });
 });
 

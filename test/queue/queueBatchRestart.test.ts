@@ -11,16 +11,14 @@ import type { ExecutionReport } from '../../src/index.js';
 import { createQueue, createWorker, type RunQueue } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
 import { createSqliteStore } from '../../src/store/sqlite/index.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
+const redis = useTestRedis();
 let dir: string;
 beforeAll(async () => {
-  redis = await startTestRedis();
   dir = await mkdtemp(join(tmpdir(), 'oao-batch-restart-'));
 }, 20_000);
 afterAll(async () => {
-  await redis?.destroy();
   await rm(dir, { recursive: true, force: true });
 });
 

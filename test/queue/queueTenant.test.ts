@@ -1,20 +1,14 @@
 // A run's tenant through the queue: job data carries it to the worker, and the server's queued
 // runs record it in the EXECUTION_START the worker continues from.
 import type { FastifyInstance } from 'fastify';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { OaoError, type OaoEvent } from '../../src/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
 import { createQueue, createWorker } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
-beforeAll(async () => {
-  redis = await startTestRedis();
-}, 20_000);
-afterAll(async () => {
-  await redis?.destroy();
-});
+const redis = useTestRedis();
 
 const opened: { close(): Promise<unknown> }[] = [];
 afterEach(async () => {

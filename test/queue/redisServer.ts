@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 
 export interface TestRedis {
   readonly port: number;
@@ -107,5 +108,35 @@ export async function startTestRedis(): Promise<TestRedis> {
       await stop();
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     },
+  };
+}
+
+/**
+ * A private Redis for one test file: started before its tests, destroyed after them. The handle
+ * reads the server of the moment: use it inside tests and hooks only.
+ */
+export function useTestRedis(): TestRedis {
+  let redis: TestRedis | undefined;
+  beforeAll(async () => {
+    redis = await startTestRedis();
+  }, 20_000);
+  afterAll(async () => {
+    await redis?.destroy();
+  });
+  const current = (): TestRedis => {
+    if (redis === undefined) throw new Error('useTestRedis(): the server starts in beforeAll; read it inside a test or a hook');
+    return redis;
+  };
+  return {
+    get port() {
+      return current().port;
+    },
+    get url() {
+      return current().url;
+    },
+    client: () => current().client(),
+    stop: () => current().stop(),
+    start: () => current().start(),
+    destroy: () => current().destroy(),
   };
 }

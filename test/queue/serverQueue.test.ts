@@ -1,20 +1,14 @@
 // createServer({ queue }): the HTTP service enqueues runs for workers instead of running them itself.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { AgentContext } from '../../src/index.js';
 import { createMemoryStore } from '../../src/store/createMemoryStore.js';
 import { createQueue, createWorker, type RunWorker } from '../../src/queue/index.js';
 import { createServer } from '../../src/server/index.js';
 import { deferred } from '../helpers.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
-beforeAll(async () => {
-  redis = await startTestRedis();
-}, 20_000);
-afterAll(async () => {
-  await redis?.destroy();
-});
+const redis = useTestRedis();
 
 const opened: { close(): Promise<unknown> }[] = [];
 afterEach(async () => {

@@ -1,24 +1,20 @@
 // The scripts behind a tenant's window in Redis, on a private redis-server: admission, a run's
 // chunk (taken again by a run whose job was handed on), expired holds, and the give-back.
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionReport } from '../../src/index.js';
 import { queueKeys } from '../../src/queue/redisConnection.js';
 import { admitTenantRuns, giveBackTenantWindow, leaseTenantWindow, parseWindowName, tenantWindowKeys, type TenantWindowKeys } from '../../src/queue/tenantWindow.js';
 import { checkTenantBudget } from '../../src/tenants/tenantBudget.js';
 import type { TenantSpend } from '../../src/tenants/TenantLedger.js';
 import { spanAt } from '../../src/tenants/windows.js';
-import { startTestRedis, type TestRedis } from './redisServer.js';
+import { useTestRedis } from './redisServer.js';
 
-let redis: TestRedis;
+const redis = useTestRedis();
 let client: Redis;
 beforeAll(async () => {
-  redis = await startTestRedis();
   client = redis.client();
 }, 20_000);
-afterAll(async () => {
-  await redis?.destroy();
-});
 
 const NOW = Date.UTC(2026, 11, 2, 12);
 const ZERO: TenantSpend = { runs: 0, steps: 0, tokens: 0, toolCalls: 0, costMicros: 0 };

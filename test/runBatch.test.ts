@@ -1,21 +1,11 @@
 // A run knows the queued batch it belongs to: the `batch` run option, recorded in EXECUTION_START
 // (so a job of the run enqueued again still spends the batch's budget), never part of executionHash.
 import { describe, expect, it } from 'vitest';
-import { OaoError, Orchestrator, createMemoryStore, oaoEventSchema, type AgentContext } from '../src/index.js';
+import { OaoError, Orchestrator, createMemoryStore, oaoEventSchema } from '../src/index.js';
 import { foldRun } from '../src/log/foldRun.js';
 import { verifyReplay } from '../src/log/verifyReplay.js';
+import { spender, tools } from './fixtures/spender.js';
 import { startOf } from './helpers.js';
-
-/** Spends 8 tokens and one tool call in one step. */
-const spender = {
-  name: 'spender',
-  invoke: async (_task: unknown, ctx: AgentContext) => {
-    ctx.usage({ input: 5, output: 3 });
-    await ctx.callTool('lookup', {});
-    return { output: 'spent' };
-  },
-};
-const tools = { lookup: () => 'found' };
 
 describe('the batch run option', () => {
   it('is recorded in EXECUTION_START, kept by the event schema and the fold, and leaves executionHash alone', async () => {

@@ -2,23 +2,13 @@
 // server's run view (from the request's API key, never the body) and used as a metrics label.
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OaoError, Orchestrator, createMemoryStore, type AgentContext } from '../src/index.js';
+import { OaoError, Orchestrator, createMemoryStore } from '../src/index.js';
 import { foldRun } from '../src/log/foldRun.js';
 import { verifyReplay } from '../src/log/verifyReplay.js';
+import { spender, tools } from './fixtures/spender.js';
 import { startOf } from './helpers.js';
 import { createMetrics } from '../src/observability/metrics/index.js';
 import { createServer, type ServerOptions } from '../src/server/index.js';
-
-/** Spends 8 tokens and one tool call in one step. */
-const spender = {
-  name: 'spender',
-  invoke: async (_task: unknown, ctx: AgentContext) => {
-    ctx.usage({ input: 5, output: 3 });
-    await ctx.callTool('lookup', {});
-    return { output: 'spent' };
-  },
-};
-const tools = { lookup: () => 'found' };
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {

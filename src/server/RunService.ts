@@ -1208,10 +1208,12 @@ function isFinished(status: RunStatus): status is 'SUCCESS' | 'FAILED' {
   return status === 'SUCCESS' || status === 'FAILED';
 }
 
-function startOf(events: readonly OaoEvent[]): { readonly timestamp: string; readonly policy: PolicyLimits; readonly tenant: string | undefined } | undefined {
+function startOf(
+  events: readonly OaoEvent[],
+): { readonly timestamp: string; readonly policy: PolicyLimits; readonly tenant: string | undefined; readonly batch: string | undefined } | undefined {
   const first = events[0];
   if (first?.type !== 'EXECUTION_START') return undefined;
-  return { timestamp: new Date(first.timestamp).toISOString(), policy: first.payload.policy, tenant: first.payload.tenant };
+  return { timestamp: new Date(first.timestamp).toISOString(), policy: first.payload.policy, tenant: first.payload.tenant, batch: first.payload.batch };
 }
 
 /** A run view's `tenant`: present only for a run that has one. */
@@ -1262,7 +1264,8 @@ function project(run: Projection): RunState {
     status: report?.status ?? run.status,
     startedAt: run.startedAt,
     finishedAt: report?.finishedAt ?? null,
-    batchId: run.batchId ?? null,
+    // A queued batch's runs name it in their log, which outlives this process's memory.
+    batchId: run.batchId ?? startOf(events)?.batch ?? null,
     termination: report?.termination ?? null,
     ...tenantField(startOf(events)?.tenant ?? run.tenant),
   };

@@ -91,6 +91,8 @@ describe('a queued batch after a server restart', () => {
     const refused = reports.filter((report) => report.status === 'FAILED');
     expect(refused).toHaveLength(3);
     for (const report of refused) expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_steps', scope: 'shared' });
+    // The new server knows each run's batch from its log, not from the old server's memory.
+    for (const id of ids) expect((await after.app.inject({ method: 'GET', url: `/runs/${id}` })).json()).toMatchObject({ executionId: id, batchId: batch });
     await answered;
   });
 });

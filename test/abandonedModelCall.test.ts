@@ -63,8 +63,12 @@ describe('a model call its run left running', () => {
     const second = await orch.run({ agent: spender, task: 't', tenant: 'acme' });
     expect(second.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens', scope: 'tenant' });
     expect(tenants.usage('acme').spent.tokens).toBe(100);
-    // The log holds the charge: replay gives the same report.
+    // The log holds the charge: replay gives the same report, and so does a verifying re-run of the
+    // agent, the tenant's refusal of its second call served from the log.
     expect(canonicalJson(await orch.replay(report.executionId))).toBe(canonicalJson(report));
+    const again: ModelCall[] = [];
+    expect(canonicalJson(await orch.replay(report.executionId, { verify: true, agent: leavesOneRunning(again) }))).toBe(canonicalJson(report));
+    expect(canonicalJson(await orch.replay(second.executionId, { verify: true, agent: spender }))).toBe(canonicalJson(second));
   });
 
   it("is recorded in the run's log: a verifying re-run of the agent, its calls served from the log, ends the same way", { timeout: 5_000 }, async () => {
@@ -111,5 +115,21 @@ describe('a model call its run left running', () => {
     expect(report.tokenUsage.total).toBe(100);
     left[0]?.end('late', { input: 20, output: 5 });
     expect(report.tokenUsage.total).toBe(100);
+  });
+});
+
+describe('a verifying re-run under a budget above the run', () => {
+  it("lets a verifying re-run refuse a call where the batch's budget refused it, though the re-run has no batch", { timeout: 5_000 }, async () => {
+    const store = createMemoryStore();
+    const multi = new MultiAgentOrchestrator({ maxConcurrency: 1, budget: { maxTokens: 150 }, store });
+    const [first, second] = await multi.runAll([
+      { agent: spender, task: 't' },
+      { agent: spender, task: 't' },
+    ]);
+    expect(first?.status).toBe('SUCCESS');
+    const events = store.events(second?.executionId as string);
+    expect(events.find((event) => event.type === 'MODEL_CALL_DENIED')?.payload).toMatchObject({ scope: 'shared', rule: 'max_tokens', remaining: 50 });
+    const verified = await new Orchestrator({ store: false }).replay(events, { verify: true, agent: spender });
+    expect(canonicalJson(verified)).toBe(canonicalJson(second));
   });
 });

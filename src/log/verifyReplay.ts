@@ -8,7 +8,7 @@ import { canonicalJson } from '../report/canonicalJson.js';
 import type { ExecutionReport } from '../report/schema.js';
 import type { Clock } from '../runtime/clock.js';
 import { prepareRun } from '../runtime/prepareRun.js';
-import type { RecordedModelResult, ReplayObserver, RunSession } from '../runtime/RunSession.js';
+import type { RecordedModelRefusal, RecordedModelResult, ReplayObserver, RunSession } from '../runtime/RunSession.js';
 import { replayLog } from './replayLog.js';
 
 export interface VerifyOptions {
@@ -68,8 +68,15 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
   );
 
   let divergence: ReplayDivergence | undefined;
+  // A model call the recording shows refused by its batch's or tenant's budget, for the next call.
+  let refusal: RecordedModelRefusal | undefined;
   const observer: ReplayObserver = {
     recordedModelResult: (callId) => modelResults.get(callId),
+    recordedRefusal: () => {
+      const next = refusal;
+      refusal = undefined;
+      return next;
+    },
     observe(event: OaoEvent, session: RunSession) {
       if (divergence !== undefined) return;
       const expected = recorded[event.seq];
@@ -85,6 +92,23 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
       }
       // What ended the recorded run from outside the agent happens here at the same point.
       const next = recorded[event.seq + 1];
+      // Budgets above the run are not replayed: a model call they refused is refused as recorded.
+      if (next?.type === 'MODEL_CALL_DENIED' && (next.payload.scope === 'shared' || next.payload.scope === 'tenant')) {
+        const ended = recorded[event.seq + 2];
+        const p = ended?.type === 'POLICY_VIOLATION' ? ended.payload : undefined;
+        refusal = {
+          denied: next.payload,
+          violation: {
+            rule: p?.rule ?? next.payload.rule,
+            message: p?.message ?? next.payload.message,
+            limit: p?.limit ?? 0,
+            attempted: p?.attempted ?? 0,
+            scope: next.payload.scope,
+            ...(p?.tool === undefined ? {} : { tool: p.tool }),
+          },
+        };
+        return;
+      }
       // A person's decision on a waiting call is served from the log, as it was given.
       if (next?.type === 'APPROVAL_GRANTED' || next?.type === 'APPROVAL_DENIED') {
         const p = next.payload;

@@ -8,7 +8,7 @@ import {
   type PolicyViolation,
   type SerializedError,
 } from '../errors.js';
-import type { EventCounters, ModelReservation, OaoEvent, OaoEventPayload, OaoEventType } from '../events/schema.js';
+import type { EventCounters, ModelReservation, OaoEvent, OaoEventOf, OaoEventPayload, OaoEventType } from '../events/schema.js';
 import { checkModelCall, checkReservation, checkStepStart, checkTokens, checkToolCall, deadlinePassed, DEFAULT_RESERVE_OUTPUT_TOKENS, fitOutputTokens, retryDelay } from '../policy/checks.js';
 import { deepFreeze, ownRecord } from '../policy/schema.js';
 import type { ApprovalPredicate, PolicyLimits } from '../policy/schema.js';
@@ -135,6 +135,18 @@ export interface ReplayObserver {
   observe(event: OaoEvent, session: RunSession): void;
   /** The recorded outcome of a model call, served instead of calling the model. */
   recordedModelResult(callId: string): RecordedModelResult | undefined;
+  /**
+   * The refusal of the model call beginning now, when the recording shows it refused by a budget
+   * above the run (its batch's or its tenant's, which a re-run does not have): it is refused as
+   * recorded. Asked once per call.
+   */
+  recordedRefusal?(): RecordedModelRefusal | undefined;
+}
+
+/** A model call refused by a budget above the run, as the log recorded it. */
+export interface RecordedModelRefusal {
+  readonly denied: OaoEventOf<'MODEL_CALL_DENIED'>['payload'];
+  readonly violation: PolicyViolation;
 }
 
 /** A model call's outcome as the log recorded it. */
@@ -1466,6 +1478,13 @@ export class RunSession {
     // The worst case in money: the prompt at the input price, plus the most output at the output price.
     const cost = price === undefined ? 0 : costOf(price, tokenReservation.input, tokenReservation.output);
     const reserved: ModelReservation = price === undefined || !this.costed ? tokenReservation : Object.freeze({ ...tokenReservation, costMicros: cost });
+    const above = this.#replay?.recordedRefusal?.();
+    if (above !== undefined) {
+      // A verifying re-run: refused where the recording was, by the budget above the run it names.
+      this.emit('MODEL_CALL_DENIED', { ...above.denied, step: scope.step });
+      this.violate(above.violation);
+      throw new PolicyViolationError(above.violation);
+    }
     const spent = checkModelCall(this.limits, this.tokensTotal) ?? this.shared?.checkModelCall() ?? this.tenantBudget?.checkModelCall() ?? null;
     const maxCost = this.#maxCostMicros;
     const costViolation =

@@ -132,4 +132,22 @@ describe('a verifying re-run under a budget above the run', () => {
     const verified = await new Orchestrator({ store: false }).replay(events, { verify: true, agent: spender });
     expect(canonicalJson(verified)).toBe(canonicalJson(second));
   });
+
+  it('verifies a run its batch refused before it began, with nothing to re-run', { timeout: 5_000 }, async () => {
+    const store = createMemoryStore();
+    const multi = new MultiAgentOrchestrator({ maxConcurrency: 1, budget: { maxTokens: 150 }, store });
+    const left: ModelCall[] = [];
+    const [, second] = await multi.runAll([
+      { agent: leavesOneRunning(left), task: 't' },
+      { agent: spender, task: 't' },
+    ]);
+    // The first run's refused call stopped the batch: the second never entered its lifecycle.
+    const events = store.events(second?.executionId as string);
+    expect(events.map((event) => event.type)).toEqual(['EXECUTION_START', 'POLICY_VIOLATION', 'EXECUTION_COMPLETE']);
+    let invoked = 0;
+    const counted = { ...spender, invoke: (task: unknown, ctx: AgentContext) => ((invoked += 1), spender.invoke(task, ctx)) };
+    const verified = await new Orchestrator({ store: false }).replay(events, { verify: true, agent: counted });
+    expect(canonicalJson(verified)).toBe(canonicalJson(second));
+    expect(invoked).toBe(0);
+  });
 });

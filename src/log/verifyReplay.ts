@@ -40,6 +40,9 @@ export interface ReplayDivergence {
  */
 export async function verifyReplay(recorded: readonly OaoEvent[], options: VerifyOptions): Promise<ExecutionReport> {
   const report = replayLog(recorded);
+  // A run that never began its lifecycle (its batch had stopped before it started): none of the
+  // agent's code ran, so there is nothing to re-run, and nothing that could differ.
+  if (!recorded.some((event) => event.type === 'STATE_ENTER')) return report;
   const start = recorded[0] as OaoEventOf<'EXECUTION_START'>;
   const toolResults = new Map<string, OaoEventOf<'TOOL_RESULT'>['payload']>();
   const modelResults = new Map<string, RecordedModelResult>();

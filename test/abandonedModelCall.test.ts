@@ -150,4 +150,32 @@ describe('a verifying re-run under a budget above the run', () => {
     expect(canonicalJson(verified)).toBe(canonicalJson(second));
     expect(invoked).toBe(0);
   });
+
+  it("lowers a fitOutput call as far as the recording's tenant lowered it", { timeout: 5_000 }, async () => {
+    const clock = new SimulatedClock();
+    clock.set(Date.UTC(2026, 11, 2, 12));
+    const store = createMemoryStore();
+    const tenants = new TenantBudgets(new Map([['acme', checkTenantBudget({ window: 'day', maxTokens: 150 }, 'budget')]]), store, () => clock.now(), (error) => {
+      throw error;
+    });
+    const orch = new Orchestrator({ clock, store });
+    useTenantBudgets(orch, tenants.accountFor);
+    /** Asks for up to 100 tokens of output, fitted to what is left, and spends what it was given. */
+    const fitter = {
+      name: 'fitter',
+      async invoke(_task: unknown, ctx: AgentContext) {
+        const call = ctx.beginModelCall({ model: 'm', input: 'q', inputTokens: 20, maxOutputTokens: 100, fitOutput: true });
+        await call.ready;
+        const output = call.loweredMaxOutputTokens ?? 100;
+        call.end('fitted', { input: 20, output });
+        return { output };
+      },
+    };
+    await orch.run({ agent: spender, task: 't', tenant: 'acme' });
+    // 50 left: the call is sent with 30 output tokens.
+    const fitted = await orch.run({ agent: fitter, task: 't', tenant: 'acme' });
+    expect(fitted).toMatchObject({ status: 'SUCCESS', finalOutput: 30, tokenUsage: { total: 50 } });
+    const verified = await new Orchestrator({ store: false }).replay(store.events(fitted.executionId), { verify: true, agent: fitter });
+    expect(canonicalJson(verified)).toBe(canonicalJson(fitted));
+  });
 });

@@ -1,7 +1,7 @@
 import { createActor } from 'xstate';
 import type { AgentLike, ToolSet } from '../agent.js';
 import { OaoError } from '../errors.js';
-import type { OaoEvent, OaoEventOf } from '../events/schema.js';
+import type { ModelReservation, OaoEvent, OaoEventOf } from '../events/schema.js';
 import { agentLifecycleMachine } from '../machines/agentLifecycleMachine.js';
 import { StrictPolicy } from '../policy/StrictPolicy.js';
 import { canonicalJson } from '../report/canonicalJson.js';
@@ -73,11 +73,18 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
   let divergence: ReplayDivergence | undefined;
   // A model call the recording shows refused by its batch's or tenant's budget, for the next call.
   let refusal: RecordedModelRefusal | undefined;
+  // The reservation of the recording's next model call (a fitOutput call may have been lowered by such a budget).
+  let reservation: ModelReservation | undefined;
   const observer: ReplayObserver = {
     recordedModelResult: (callId) => modelResults.get(callId),
     recordedRefusal: () => {
       const next = refusal;
       refusal = undefined;
+      return next;
+    },
+    recordedReservation: () => {
+      const next = reservation;
+      reservation = undefined;
       return next;
     },
     observe(event: OaoEvent, session: RunSession) {
@@ -95,6 +102,7 @@ export async function verifyReplay(recorded: readonly OaoEvent[], options: Verif
       }
       // What ended the recorded run from outside the agent happens here at the same point.
       const next = recorded[event.seq + 1];
+      reservation = next?.type === 'MODEL_CALL' ? (next.payload.reserved ?? undefined) : undefined;
       // Budgets above the run are not replayed: a model call they refused is refused as recorded.
       if (next?.type === 'MODEL_CALL_DENIED' && (next.payload.scope === 'shared' || next.payload.scope === 'tenant')) {
         const ended = recorded[event.seq + 2];

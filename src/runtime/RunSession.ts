@@ -141,6 +141,12 @@ export interface ReplayObserver {
    * recorded. Asked once per call.
    */
   recordedRefusal?(): RecordedModelRefusal | undefined;
+  /**
+   * The reservation the recording's model call beginning now made: a `fitOutput` call is lowered
+   * to it at most, as budgets above the run (which a re-run does not have) may have lowered it.
+   * Asked once per call.
+   */
+  recordedReservation?(): ModelReservation | undefined;
 }
 
 /** A model call refused by a budget above the run, as the log recorded it. */
@@ -1469,7 +1475,9 @@ export class RunSession {
     // One serialization of the input serves both its record and the estimate of its tokens.
     const { value: recordedInput, text: inputText } = toRecordableText(input);
     const asked = reservationFor(inputText, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
-    const fitted = sizes?.fitOutput === true ? fitOutputTokens(asked.input, asked.output, this.#tokensLeft()) : asked.output;
+    const recordedRoom = this.#replay?.recordedReservation?.();
+    const room = recordedRoom === undefined ? this.#tokensLeft() : Math.min(this.#tokensLeft(), recordedRoom.input + recordedRoom.output);
+    const fitted = sizes?.fitOutput === true ? fitOutputTokens(asked.input, asked.output, room) : asked.output;
     const lowered = fitted < asked.output ? fitted : undefined;
     const tokenReservation = lowered === undefined ? asked : Object.freeze({ ...asked, output: lowered });
     const tokens = tokenReservation.input + tokenReservation.output;

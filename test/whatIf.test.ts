@@ -211,6 +211,32 @@ describe('whatIf on runs that a limit stopped', () => {
     }
   });
 
+  it('a run that timed out with a model call still running: its own policy ends it the same way, the call charged as recorded', async () => {
+    const clock = simulatedClock();
+    const orch = new Orchestrator({ clock, policy: { timeoutMs: 50, maxTokens: 5_000 } });
+    let opened = false;
+    const handle = orch.start({
+      agent: {
+        async invoke(_task: unknown, ctx: AgentContext) {
+          const call = ctx.beginModelCall({ model: 'm', input: 'q', inputTokens: 10, maxOutputTokens: 90 });
+          await call.ready;
+          opened = true;
+          return new Promise(() => {});
+        },
+      },
+      task: 't',
+    });
+    while (!opened) await new Promise((resolve) => setImmediate(resolve));
+    clock.increment(100);
+    const report = await handle.report;
+    expect(report.termination.reason).toBe('timeout');
+    // The call was charged its reservation after the timeout, as the run ended.
+    expect(report.tokenUsage.total).toBe(100);
+    const events = handle.events();
+    const run = await one(events, recordedPolicy(events));
+    expect(run).toMatchObject({ same: true, saved: ZERO, wouldStop: { rule: 'timeout', seq: seqOf(events, (e) => e.type === 'EXECUTION_TIMEOUT') } });
+  });
+
   it('a step that blocked the event loop past the deadline: its late events stand under the recorded deadline', async () => {
     // A clock whose timers cannot fire while the agent's code runs, as when a step blocks the loop.
     let now = EPOCH;
@@ -649,7 +675,9 @@ describe('whatIf on random runs (property)', () => {
   /** The counters once the log is folded up to (and, for a usage report, including) the stop. */
   function countsAtStop(events: readonly OaoEvent[], seq: number) {
     const includes = events[seq]?.type === 'TOKEN_USAGE';
-    const state = foldRun(events.slice(0, includes ? seq + 1 : seq));
+    // A stop where the recording ended counts what the ending charged after it (calls it left running).
+    const ending = ['POLICY_VIOLATION', 'EXECUTION_TIMEOUT', 'EXECUTION_CANCELLED', 'EXECUTION_FAILED'].includes(events[seq]?.type ?? '');
+    const state = foldRun(ending ? events : events.slice(0, includes ? seq + 1 : seq));
     return { steps: state?.steps ?? 0, tokens: state?.tokens.total ?? 0, toolCalls: state?.toolCalls ?? 0 };
   }
 

@@ -222,7 +222,7 @@ export function whatIfRun(events: readonly OaoEvent[], limits: PolicyLimits, fil
 }
 
 type Outcome =
-  | { readonly kind: 'stop'; readonly stop: WhatIfStop; readonly at: WhatIfCounts }
+  | { readonly kind: 'stop'; readonly stop: WhatIfStop; readonly at: WhatIfCounts; readonly atEnding: boolean }
   | { readonly kind: 'unknown'; readonly reason: string }
   | { readonly kind: 'ended' };
 
@@ -322,7 +322,9 @@ class Walk {
   }
 
   #stop(event: OaoEvent, rule: WhatIfRule, message: string, at: RunFold): void {
-    this.#outcome = { kind: 'stop', stop: { seq: event.seq, rule, message }, at: countsOf(at) };
+    // Stopped where the recording ended: what the log charges after that point is the ending's own
+    // (model calls it left running, charged their reservations), and a stop there charges it too.
+    this.#outcome = { kind: 'stop', stop: { seq: event.seq, rule, message }, at: countsOf(at), atEnding: ends(event) };
   }
 
   #unknown(reason: string): void {
@@ -429,11 +431,12 @@ class Walk {
       return { ...base, same: null, wouldStop: null, saved: none, reason: outcome.reason };
     }
     if (outcome?.kind === 'stop') {
+      const at = outcome.atEnding ? totals : outcome.at;
       const saved = {
-        steps: Math.max(0, totals.steps - outcome.at.steps),
-        tokens: Math.max(0, totals.tokens - outcome.at.tokens),
-        toolCalls: Math.max(0, totals.toolCalls - outcome.at.toolCalls),
-        ...(totals.costMicros === undefined ? {} : { costMicros: Math.max(0, totals.costMicros - (outcome.at.costMicros ?? 0)) }),
+        steps: Math.max(0, totals.steps - at.steps),
+        tokens: Math.max(0, totals.tokens - at.tokens),
+        toolCalls: Math.max(0, totals.toolCalls - at.toolCalls),
+        ...(totals.costMicros === undefined ? {} : { costMicros: Math.max(0, totals.costMicros - (at.costMicros ?? 0)) }),
       };
       if (!finished) {
         return { ...base, same: null, wouldStop: outcome.stop, saved, reason: unfinished(final) };

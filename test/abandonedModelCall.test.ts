@@ -36,16 +36,22 @@ const spender = {
   },
 };
 
+/** An orchestrator whose runs of tenant `acme` share a daily window of 150 tokens, kept in a memory store. */
+function tenantOrchestrator() {
+  const clock = new SimulatedClock();
+  clock.set(Date.UTC(2026, 11, 2, 12));
+  const store = createMemoryStore();
+  const tenants = new TenantBudgets(new Map([['acme', checkTenantBudget({ window: 'day', maxTokens: 150 }, 'budget')]]), store, () => clock.now(), (error) => {
+    throw error;
+  });
+  const orch = new Orchestrator({ clock, store });
+  useTenantBudgets(orch, tenants.accountFor);
+  return { store, tenants, orch };
+}
+
 describe('a model call its run left running', () => {
   it("is charged its reservation before the report is made: the tenant's next run cannot spend the same tokens", { timeout: 5_000 }, async () => {
-    const clock = new SimulatedClock();
-    clock.set(Date.UTC(2026, 11, 2, 12));
-    const store = createMemoryStore();
-    const tenants = new TenantBudgets(new Map([['acme', checkTenantBudget({ window: 'day', maxTokens: 150 }, 'budget')]]), store, () => clock.now(), (error) => {
-      throw error;
-    });
-    const orch = new Orchestrator({ clock, store });
-    useTenantBudgets(orch, tenants.accountFor);
+    const { tenants, orch } = tenantOrchestrator();
     const left: ModelCall[] = [];
     const first = orch.start({ agent: leavesOneRunning(left), task: 't', tenant: 'acme' });
     const report = await first.report;
@@ -152,14 +158,7 @@ describe('a verifying re-run under a budget above the run', () => {
   });
 
   it("lowers a fitOutput call as far as the recording's tenant lowered it", { timeout: 5_000 }, async () => {
-    const clock = new SimulatedClock();
-    clock.set(Date.UTC(2026, 11, 2, 12));
-    const store = createMemoryStore();
-    const tenants = new TenantBudgets(new Map([['acme', checkTenantBudget({ window: 'day', maxTokens: 150 }, 'budget')]]), store, () => clock.now(), (error) => {
-      throw error;
-    });
-    const orch = new Orchestrator({ clock, store });
-    useTenantBudgets(orch, tenants.accountFor);
+    const { store, orch } = tenantOrchestrator();
     /** Asks for up to 100 tokens of output, fitted to what is left, and spends what it was given. */
     const fitter = {
       name: 'fitter',

@@ -14,7 +14,7 @@ import type { SharedBudgetLimits } from '../runtime/SharedBudget.js';
 import { budgetFields, createBatchBudget, DEFAULT_BATCH_TTL_MS } from './batchBudget.js';
 import { readDoneNotice } from './doneNotice.js';
 import { admitTenantRuns, refundTenantRuns, registerTenantWindows, tenantWindowKeys } from './tenantWindow.js';
-import { BATCH_ID } from './jobData.js';
+import { checkBatchId } from '../runtime/batchId.js';
 
 /** Options of {@link createQueue}. */
 export interface QueueOptions {
@@ -251,10 +251,7 @@ class BullRunQueue implements RunQueue {
     this.#open();
     const fields = budgetFields(budget);
     if (typeof options !== 'object' || options === null) throw invalidOption('options', `Expected createBatch options to be an object, got ${typeOf(options)}`);
-    const batchId = options.batchId ?? this.#generateId();
-    if (typeof batchId !== 'string' || !BATCH_ID.test(batchId)) {
-      throw invalidOption('batchId', `Expected "batchId" to be 1 to 128 letters, digits, ".", "_" or "-", got ${typeof batchId === 'string' ? `"${batchId.slice(0, 140)}"` : typeOf(batchId)}`);
-    }
+    const batchId = checkBatchId(options.batchId ?? this.#generateId(), 'batchId');
     const ttlMs = positiveIntegerOption(options.ttlMs ?? DEFAULT_BATCH_TTL_MS, 'ttlMs');
     const key = this.#keys.batchBudget(batchId);
     // Without an offline queue a command fails until the connection is up: BullMQ waits for it.

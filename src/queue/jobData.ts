@@ -3,8 +3,6 @@ import { policyOptionsSchema } from '../policy/schema.js';
 import { BATCH_ID } from '../runtime/batchId.js';
 import { TENANT_ID } from '../tenants/tenantKeys.js';
 
-export { BATCH_ID };
-
 /**
  * What a queued job carries: a run request by name, never code. The worker looks the agent up in
  * its own module; the run's log, once started, lives in the store under `executionId`, which is

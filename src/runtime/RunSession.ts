@@ -1475,9 +1475,12 @@ export class RunSession {
     // One serialization of the input serves both its record and the estimate of its tokens.
     const { value: recordedInput, text: inputText } = toRecordableText(input);
     const asked = reservationFor(inputText, sizes, this.limits.reserveOutputTokens ?? DEFAULT_RESERVE_OUTPUT_TOKENS);
+    // A verifying re-run lowers a fitOutput call at most as far as the recorded one was (asked for every call, so it stays in step).
     const recordedRoom = this.#replay?.recordedReservation?.();
-    const room = recordedRoom === undefined ? this.#tokensLeft() : Math.min(this.#tokensLeft(), recordedRoom.input + recordedRoom.output);
-    const fitted = sizes?.fitOutput === true ? fitOutputTokens(asked.input, asked.output, room) : asked.output;
+    const fitted =
+      sizes?.fitOutput === true
+        ? fitOutputTokens(asked.input, asked.output, recordedRoom === undefined ? this.#tokensLeft() : Math.min(this.#tokensLeft(), recordedRoom.input + recordedRoom.output))
+        : asked.output;
     const lowered = fitted < asked.output ? fitted : undefined;
     const tokenReservation = lowered === undefined ? asked : Object.freeze({ ...asked, output: lowered });
     const tokens = tokenReservation.input + tokenReservation.output;

@@ -1258,6 +1258,7 @@ function liveCost(events: readonly OaoEvent[]): { micros: number; usd: number } 
 function project(run: Projection): RunState {
   const { report, events } = run;
   const last = events.at(-1);
+  const start = startOf(events);
   const summary = {
     executionId: run.executionId,
     agent: run.agent,
@@ -1265,9 +1266,9 @@ function project(run: Projection): RunState {
     startedAt: run.startedAt,
     finishedAt: report?.finishedAt ?? null,
     // A queued batch's runs name it in their log, which outlives this process's memory.
-    batchId: run.batchId ?? startOf(events)?.batch ?? null,
+    batchId: run.batchId ?? start?.batch ?? null,
     termination: report?.termination ?? null,
-    ...tenantField(startOf(events)?.tenant ?? run.tenant),
+    ...tenantField(start?.tenant ?? run.tenant),
   };
   return {
     ...summary,
@@ -1279,7 +1280,7 @@ function project(run: Projection): RunState {
     cost: report !== undefined ? (report.cost ?? null) : liveCost(events),
     events: events.length,
     report: report ?? null,
-    effectivePolicy: startOf(events)?.policy ?? run.policy ?? null,
+    effectivePolicy: start?.policy ?? run.policy ?? null,
   };
 }
 

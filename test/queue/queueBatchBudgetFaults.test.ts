@@ -10,7 +10,7 @@ import { createQueue, type RunQueue } from '../../src/queue/index.js';
 import { bodyRuns } from '../fixtures/queueAgents.js';
 import type { TestDatabase } from '../store/pgTestDb.js';
 import type { TestRedis } from './redisServer.js';
-import { useQueueEnvironment, exitProcess, until } from './queueEnvironment.js';
+import { useQueueEnvironment, exitProcess, until, untilDrained } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const RUNS = 120;
@@ -152,15 +152,7 @@ describe('a worker killed with SIGKILL in the middle of a queued batch with a sh
       // Every job is acknowledged, its chunk's rest given back before that: a run whose report
       // was stored by the victim just before the kill is acknowledged by the worker its job is
       // handed to, which gives back the chunk then.
-      await until(
-        async () => {
-          const counts = await queue.bullQueue.getJobCounts('active', 'waiting', 'delayed', 'prioritized');
-          return Object.values(counts).every((n) => n === 0);
-        },
-        30_000,
-        'every job of the batch to be acknowledged',
-      );
-      expect((await queue.bullQueue.getJobCounts('failed')).failed).toBe(0);
+      await untilDrained(queue, 30_000, 'every job of the batch to be acknowledged');
       // The survivors stop taking jobs and finish what they run (their give-backs included).
       await Promise.all(survivors.map((child) => exitProcess(child, 'SIGTERM')));
 

@@ -67,3 +67,20 @@ export async function until(holds: () => boolean | Promise<boolean>, timeoutMs: 
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+/**
+ * Polls until the queue holds no job that is active, waiting, delayed or prioritized (every job
+ * acknowledged), then expects none to have failed. Throws `message` after `timeoutMs`.
+ */
+export async function untilDrained(queue: { readonly bullQueue: { getJobCounts(...types: string[]): Promise<Record<string, number>> } }, timeoutMs: number, message: string): Promise<void> {
+  await until(
+    async () => {
+      const counts = await queue.bullQueue.getJobCounts('active', 'waiting', 'delayed', 'prioritized');
+      return Object.values(counts).every((n) => n === 0);
+    },
+    timeoutMs,
+    message,
+  );
+  const { failed } = await queue.bullQueue.getJobCounts('failed');
+  if (failed !== 0) throw new Error(`${failed} job(s) failed while waiting for ${message}`);
+}

@@ -13,7 +13,7 @@ import type { PostgresRunStore } from '../../src/store/postgres/index.js';
 import { spanAt } from '../../src/tenants/windows.js';
 import type { TestDatabase } from '../store/pgTestDb.js';
 import type { TestRedis } from './redisServer.js';
-import { useQueueEnvironment, exitProcess, until } from './queueEnvironment.js';
+import { useQueueEnvironment, exitProcess, until, untilDrained } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const WORKERS = 3;
@@ -184,15 +184,7 @@ describe("a worker killed with SIGKILL while it runs runs of a tenant whose wind
       // Every job is acknowledged, and every run's chunk given back before that: a run whose report
       // the victim stored just before the kill is acknowledged by the worker its job is handed to,
       // which charges its spend and releases its chunk then.
-      await until(
-        async () => {
-          const counts = await queue.bullQueue.getJobCounts('active', 'waiting', 'delayed', 'prioritized');
-          return Object.values(counts).every((n) => n === 0);
-        },
-        30_000,
-        'every job of the tenant to be acknowledged',
-      );
-      expect((await queue.bullQueue.getJobCounts('failed')).failed).toBe(0);
+      await untilDrained(queue, 30_000, 'every job of the tenant to be acknowledged');
 
       // No run holds a chunk any more, nothing is held, no hold is left to expire, and the span of
       // today holds exactly what the reports spent: the victim's chunks were neither lost (they

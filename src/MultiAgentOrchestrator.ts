@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { filter, Observable, takeWhile } from 'rxjs';
 import { createActor, type Actor } from 'xstate';
 import type { AgentLike, ToolSet } from './agent.js';
@@ -18,6 +17,7 @@ import type { PolicyOptions } from './policy/schema.js';
 import type { ExecutionReport } from './report/schema.js';
 import { Batch } from './runtime/Batch.js';
 import { systemClock, type Clock } from './runtime/clock.js';
+import { randomRunId } from './runtime/runId.js';
 import { positiveIntegerOption, typeOf } from './options.js';
 import { abortReason, prepareRun, type RunRequest } from './runtime/prepareRun.js';
 import { tenantBudgetsOf } from './runtime/orchestratorInternals.js';
@@ -59,7 +59,7 @@ export interface MultiAgentOrchestratorOptions {
   readonly clock?: Clock;
   /** @default logs with console.error */
   readonly onHookError?: (error: unknown, event: BatchEvent) => void;
-  /** Makes execution and batch ids. @default crypto.randomUUID */
+  /** Makes execution and batch ids. @default time-ordered random UUIDs (version 7) */
   readonly generateId?: () => string;
   /** Where every child run's event log is written (see docs/durability.md). @default none */
   readonly store?: RunStore;
@@ -139,7 +139,7 @@ export class MultiAgentOrchestrator {
     this.#inspect = options.inspect;
     this.#clock = options.clock ?? systemClock;
     this.#customClock = options.clock !== undefined;
-    this.#generateId = options.generateId ?? randomUUID;
+    this.#generateId = options.generateId ?? randomRunId;
     this.#store = checkStore(options.store);
     this.#ownership = resolveOwnership(this.#store, options.owner, options.leaseTtlMs);
     this.#hub = new EventHub<BatchEvent>(options.onHookError ?? defaultHookError);

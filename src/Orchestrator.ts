@@ -117,7 +117,7 @@ export interface OrchestratorOptions {
   readonly clock?: Clock;
   /** Called when a hook registered with `on()` throws or rejects. @default logs with console.error */
   readonly onHookError?: (error: unknown, event: OaoEvent) => void;
-  /** Makes execution ids. @default crypto.randomUUID */
+  /** Makes execution ids. @default time-ordered random UUIDs (version 7) */
   readonly generateId?: () => string;
   /**
    * Where every run's event log is written (see docs/durability.md). A run's promise settles once

@@ -26,7 +26,8 @@ import { barePopulation, measureHeapPopulations, type Population } from './heap.
  * run with no store, measured in the same process.
  *
  * - Time rows (interleaved with every other time case): `await orch.run()` with no store, with a
- *   memory store, with SQLite at `synchronous` NORMAL and FULL (a temp file); the floor of a
+ *   memory store, with SQLite at `synchronous` NORMAL and FULL (a temp file), at NORMAL with random
+ *   (version 4) run ids instead of the default time-ordered ones; the floor of a
  *   bare better-sqlite3 transaction of the same 13 events; and replay, from a store by id and
  *   from events in hand.
  * - PostgreSQL: runs/s, p50 and p99 of durable runs, sequential and 50 concurrent, on a database
@@ -109,7 +110,7 @@ async function recordRuns(orch: Orchestrator, count: number): Promise<string[]> 
 }
 
 /** A durable run case: `await orch.run()` with the store `makeStore` gives. */
-function runCase(id: string, label: string, description: string, makeStore: () => RunStore): BenchCase {
+function runCase(id: string, label: string, description: string, makeStore: () => RunStore, generateId?: () => string): BenchCase {
   return {
     kind: 'time',
     id,
@@ -119,7 +120,7 @@ function runCase(id: string, label: string, description: string, makeStore: () =
     mode: 'async',
     setup: async () => {
       const store = makeStore();
-      const orch = new Orchestrator({ store });
+      const orch = new Orchestrator({ store, ...(generateId === undefined ? {} : { generateId }) });
       await expectRecorded(orch, store);
       return () => orch.run({ agent, task: TASK });
     },
@@ -172,6 +173,13 @@ export const durableCases: readonly BenchCase[] = [
     'SQLite NORMAL: await orch.run()',
     'new Orchestrator({ store: createSqliteStore({ path }) }) on a temp file, WAL, synchronous NORMAL (the default).',
     () => sqliteStore('normal', 'NORMAL'),
+  ),
+  runCase(
+    'durable.sqliteRandomIds',
+    'SQLite NORMAL, random ids: await orch.run()',
+    'The same with random version 4 UUIDs as execution ids (generateId: crypto.randomUUID): each run lands on a random page of the index of run ids and of the leases, where the default, time-ordered ids take the right end.',
+    () => sqliteStore('random-ids', 'NORMAL'),
+    randomUUID,
   ),
   runCase(
     'durable.sqliteFull',
@@ -445,6 +453,7 @@ export const durableHeapCase: CustomCase = {
 
 export const durableRatios: readonly BenchRatio[] = [
   { id: 'durable sqlite/plain', label: 'SQLite NORMAL run / in-memory run', numerator: 'durable.sqlite', denominator: 'durable.plain', target: 3 },
+  { id: 'durable sqlite/randomIds', label: 'SQLite NORMAL run, time-ordered ids / random ids', numerator: 'durable.sqlite', denominator: 'durable.sqliteRandomIds' },
   { id: 'durable sqliteFull/plain', label: 'SQLite FULL run / in-memory run', numerator: 'durable.sqliteFull', denominator: 'durable.plain' },
   { id: 'durable memory/plain', label: 'memory-store run / in-memory run', numerator: 'durable.memory', denominator: 'durable.plain' },
   { id: 'durable replay/plain', label: 'replay(id) from SQLite / in-memory run', numerator: 'durable.replay.sqlite', denominator: 'durable.plain' },

@@ -38,7 +38,7 @@ export interface QueueOptions {
    * (Redis stopped, unreachable, or paused with `CLIENT PAUSE`). @default 2000
    */
   readonly enqueueTimeoutMs?: number;
-  /** Makes execution ids. @default crypto.randomUUID */
+  /** Makes execution ids. @default time-ordered random UUIDs (version 7) */
   readonly generateId?: () => string;
 }
 

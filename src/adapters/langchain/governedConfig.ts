@@ -3,6 +3,7 @@ import type { Callbacks } from '@langchain/core/callbacks/manager';
 import type { RunnableConfig } from '@langchain/core/runnables';
 import type { AgentContext } from '../../agent.js';
 import { OaoError } from '../../errors.js';
+import { randomRunId } from '../../runtime/runId.js';
 import { toolTimer, type ToolTimeoutOptions, type ToolTimer } from '../shared/toolTimeouts.js';
 import { OaoCallbackHandler } from './OaoCallbackHandler.js';
 import { NO_TOOL_TIMEOUTS, RUN_BRIDGE_KEY, StepBridge, type RunBridge, type UngovernedToolPolicy } from './runBridge.js';
@@ -79,21 +80,14 @@ export function bridgedConfig(
 /**
  * `config` with a `runId` for the Runnable's top-level run, unless it has one: for a config that is
  * passed to exactly one `invoke` (a reused config must not carry one, as run ids are unique).
- * LangChain otherwise draws the id itself from `crypto.getRandomValues`, which costs a system
- * call per id; this one takes its random part from `crypto.randomUUID`'s buffered entropy.
+ * LangChain otherwise draws the id (a UUID version 7) itself from `crypto.getRandomValues`, which
+ * costs a system call per id; OAO's run ids are the same kind of UUID, made from
+ * `crypto.randomUUID`'s buffered entropy.
  */
 export function withRunId(config: RunnableConfig): RunnableConfig {
   if (config.runId !== undefined) return config;
-  config.runId = runIdV7();
+  config.runId = randomRunId();
   return config;
-}
-
-/** A UUID version 7 (RFC 9562): the Unix time in milliseconds, then random bits from a version 4 UUID. */
-function runIdV7(): string {
-  const random = crypto.randomUUID();
-  const time = Date.now().toString(16).padStart(12, '0');
-  // random is xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx: keep its variant and random bits, set version 7.
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
 }
 
 function withHandler(callbacks: Callbacks | undefined, handler: BaseCallbackHandler): Callbacks {

@@ -80,6 +80,28 @@ export interface BenchRatio {
 }
 
 /**
+ * The difference of two time rows (`minuend - subtrahend`), for what an aim states as time added:
+ * "at most 100 µs over a governed trivial run". With a limit, the runner prints whether it is met.
+ */
+export interface BenchDifference {
+  readonly id: string;
+  readonly label: string;
+  readonly minuend: string;
+  readonly subtrahend: string;
+  /** The difference must be at most this many nanoseconds. */
+  readonly atMostNs?: number;
+}
+
+export interface DifferenceResult extends BenchDifference {
+  /** Median of the minuend minus median of the subtrahend, in nanoseconds. */
+  readonly value: number;
+  /** The per-repetition differences (sample i minus sample i), when both rows have as many samples. */
+  readonly paired: Summary | undefined;
+  /** Undefined when the difference has no limit. */
+  readonly met: boolean | undefined;
+}
+
+/**
  * A rate one row must reach on its own, for the figures the requirements state in operations per
  * second. Unlike a ratio it depends on the machine: read it with the load average printed above it.
  */
@@ -272,6 +294,30 @@ export function computeRatios(ratios: readonly BenchRatio[], rows: readonly Benc
         ? numerator.samples.map((sample, i) => sample / (denominator.samples[i] as number))
         : [];
     results.push({ ...ratio, value, paired: paired.length > 0 ? summarize(paired) : undefined, met: ratio.target === undefined ? undefined : value <= ratio.target });
+  }
+  return results;
+}
+
+/**
+ * Computes differences of time rows' medians; a difference naming a row that did not run, was
+ * skipped or is not a time row is left out (time rows are the only ones measured per operation).
+ */
+export function computeDifferences(differences: readonly BenchDifference[], rows: readonly BenchRow[]): DifferenceResult[] {
+  const byId = new Map(rows.filter((row) => row.skipped === undefined && row.kind === 'time').map((row) => [row.id, row]));
+  const results: DifferenceResult[] = [];
+  for (const difference of differences) {
+    const minuend = byId.get(difference.minuend);
+    const subtrahend = byId.get(difference.subtrahend);
+    if (minuend === undefined || subtrahend === undefined) continue;
+    const value = minuend.median - subtrahend.median;
+    const paired =
+      minuend.samples.length === subtrahend.samples.length ? minuend.samples.map((sample, i) => sample - (subtrahend.samples[i] as number)) : [];
+    results.push({
+      ...difference,
+      value,
+      paired: paired.length > 0 ? summarize(paired) : undefined,
+      met: difference.atMostNs === undefined ? undefined : value <= difference.atMostNs,
+    });
   }
   return results;
 }

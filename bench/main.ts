@@ -4,14 +4,16 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { RUNTIME_VERSION } from 'open-agent-orchestrator';
-import { benchCases, benchRatios, benchTargets } from './cases/index.js';
+import { benchCases, benchDifferences, benchRatios, benchTargets } from './cases/index.js';
 import {
+  computeDifferences,
   computeRatios,
   computeTargets,
   exposeGc,
   measureInterleaved,
   type BenchEnv,
   type BenchRow,
+  type DifferenceResult,
   type RatioResult,
   type TargetResult,
   type TimeCase,
@@ -61,6 +63,7 @@ for (const custom of cases) {
   if (custom.kind === 'custom') rows.push(...(await custom.run(env)));
 }
 const ratios = computeRatios(benchRatios, rows);
+const differences = computeDifferences(benchDifferences, rows);
 const targets = computeTargets(benchTargets, rows);
 const wallSeconds = (performance.now() - wallStart) / 1000;
 
@@ -102,6 +105,11 @@ function formatNs(ns: number): string {
   if (ns < 1_000) return `${ns.toFixed(1)} ns`;
   if (ns < 1_000_000) return `${(ns / 1_000).toFixed(2)} µs`;
   return `${(ns / 1_000_000).toFixed(2)} ms`;
+}
+
+/** A time difference, with its sign. */
+function formatDelta(ns: number): string {
+  return `${ns < 0 ? '-' : '+'}${formatNs(Math.abs(ns))}`;
 }
 
 function formatCount(n: number): string {
@@ -197,6 +205,22 @@ out.push(
     [false, true, true, true, false],
   ),
 );
+if (differences.length > 0) {
+  out.push('');
+  out.push(
+    table(
+      ['difference', 'of medians', 'paired: median (min .. max)', 'aim', 'status'],
+      differences.map((d: DifferenceResult) => [
+        d.label,
+        formatDelta(d.value),
+        d.paired === undefined ? '' : `${formatDelta(d.paired.median)} (${formatDelta(d.paired.min)} .. ${formatDelta(d.paired.max)})`,
+        d.atMostNs === undefined ? '' : `<= ${formatDelta(d.atMostNs)}`,
+        d.met === undefined ? '' : d.met ? 'met' : 'MISSED',
+      ]),
+      [false, true, true, true, false],
+    ),
+  );
+}
 if (targets.length > 0) {
   out.push('');
   out.push(
@@ -208,11 +232,13 @@ if (targets.length > 0) {
   );
 }
 const targeted = ratios.filter((r) => r.met !== undefined);
+const limitedDifferences = differences.filter((d) => d.met !== undefined);
 const missed = [
   ...targeted.filter((r) => r.met === false).map((r) => `${r.label} ${r.value.toFixed(2)}x > ${r.target}x`),
+  ...limitedDifferences.filter((d) => d.met === false).map((d) => `${d.label} ${formatDelta(d.value)} > ${formatDelta(d.atMostNs as number)}`),
   ...targets.filter((t) => !t.met).map((t) => `${t.label} ${formatRate(t.perSecond)} < ${formatRate(t.atLeastPerSecond)}`),
 ];
-const targetCount = targeted.length + targets.length;
+const targetCount = targeted.length + limitedDifferences.length + targets.length;
 out.push('');
 out.push(
   missed.length === 0
@@ -234,6 +260,7 @@ const results = {
   wallSeconds: Number(wallSeconds.toFixed(1)),
   rows,
   ratios,
+  differences,
   targets,
 };
 writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { postgresCase } from '../bench/cases/durable.js';
-import { computeRatios, computeTargets, summarize, type BenchEnv, type BenchRow } from '../bench/harness.js';
+import { computeDifferences, computeRatios, computeTargets, summarize, type BenchEnv, type BenchRow } from '../bench/harness.js';
 import { freePort } from './store/pgTestDb.js';
 
 /**
@@ -46,6 +46,40 @@ describe('bench rate targets', () => {
       ),
     ).toEqual([]);
     expect(computeRatios([{ id: 'r', label: 'r', numerator: 'down', denominator: 'base', target: 2 }], rows)).toEqual([]);
+  });
+});
+
+describe('bench differences', () => {
+  it('subtracts medians, pairs the repetitions, and checks the limit', () => {
+    const rows = [row('governed', 'time', [700_000, 500_000, 600_000]), row('trivial', 'time', [150_000, 100_000, 140_000])];
+    const [limited, open] = computeDifferences(
+      [
+        { id: 'a', label: 'governed - trivial', minuend: 'governed', subtrahend: 'trivial', atMostNs: 100_000 },
+        { id: 'b', label: 'trivial - governed', minuend: 'trivial', subtrahend: 'governed' },
+      ],
+      rows,
+    );
+    expect(limited?.value).toBe(600_000 - 140_000);
+    // Per repetition: 550k, 400k, 460k.
+    expect(limited?.paired).toMatchObject({ median: 460_000, min: 400_000, max: 550_000 });
+    expect(limited?.met).toBe(false);
+    expect(open?.value).toBe(-460_000);
+    expect(open?.met).toBeUndefined();
+    expect(computeDifferences([{ id: 'c', label: 'c', minuend: 'trivial', subtrahend: 'governed', atMostNs: 0 }], rows)[0]?.met).toBe(true);
+  });
+
+  it('leaves out differences naming a skipped, missing or heap row', () => {
+    const rows = [row('down', 'time', [], 'not reachable'), row('heap', 'heap', [10_000]), row('base', 'time', [100])];
+    expect(
+      computeDifferences(
+        [
+          { id: 'a', label: 'a', minuend: 'down', subtrahend: 'base' },
+          { id: 'b', label: 'b', minuend: 'heap', subtrahend: 'base' },
+          { id: 'c', label: 'c', minuend: 'base', subtrahend: 'gone' },
+        ],
+        rows,
+      ),
+    ).toEqual([]);
   });
 });
 

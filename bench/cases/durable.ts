@@ -41,6 +41,12 @@ const agent = new DummyAgent();
 /** Runs recorded before the replay rows are measured; replay cycles through them. */
 const RECORDED_RUNS = 1_000;
 
+/**
+ * A SQLite store's row keys: run_key * 2^32 + seq (its schema, src/store/sqlite/migrations.ts). The
+ * read floor row uses them and checks that it finds as many events as the store.
+ */
+const SEQ_SPAN = 4_294_967_296;
+
 /** Concurrent callers of the concurrent PostgreSQL row. */
 const PG_CONCURRENCY = 50;
 
@@ -225,6 +231,32 @@ export const durableCases: readonly BenchCase[] = [
     `The same from a SQLite file: each replay reads and decodes the run's rows (one query), then folds and checks them.`,
     () => sqliteStore('replay', 'NORMAL'),
   ),
+  {
+    kind: 'time',
+    id: 'durable.replay.sqliteFloor',
+    group: 'durable',
+    label: 'floor: better-sqlite3, read a run and JSON.parse its rows',
+    description:
+      `What replay(id) from SQLite reads, with better-sqlite3 alone on a file a SQLite store wrote (${RECORDED_RUNS} runs): the run's ` +
+      "key by its id, its 13 event rows in one statement, JSON.parse of each body. No check, no validation, no fold: " +
+      'replay(id) from SQLite cannot be faster than this row plus "replay(events) in hand".',
+    mode: 'sync',
+    setup: async (env: BenchEnv) => {
+      const store = sqliteStore('replay-floor', 'NORMAL');
+      const ids = await recordRuns(new Orchestrator({ store }), env.quick ? RECORDED_RUNS / 5 : RECORDED_RUNS);
+      const db = new Database(store.path, { readonly: true });
+      openStores.push(db);
+      const read = db.prepare(
+        `SELECT e.body FROM runs r JOIN events e ON e.event_key BETWEEN r.run_key * ${SEQ_SPAN} AND r.run_key * ${SEQ_SPAN} + ${SEQ_SPAN - 1}
+         WHERE r.execution_id = ? ORDER BY e.event_key`,
+      ).pluck();
+      const readRun = (id: string): unknown[] => (read.all(id) as string[]).map((body) => JSON.parse(body) as unknown);
+      const first = readRun(ids[0] as string);
+      if (first.length !== store.events(ids[0] as string).length) throw new Error('bench: the floor read did not find the run\'s events');
+      let next = 0;
+      return () => readRun(ids[next++ % ids.length] as string);
+    },
+  },
   {
     kind: 'time',
     id: 'durable.replay.events',
@@ -456,6 +488,7 @@ export const durableRatios: readonly BenchRatio[] = [
   { id: 'durable sqlite/randomIds', label: 'SQLite NORMAL run, time-ordered ids / random ids', numerator: 'durable.sqlite', denominator: 'durable.sqliteRandomIds' },
   { id: 'durable sqliteFull/plain', label: 'SQLite FULL run / in-memory run', numerator: 'durable.sqliteFull', denominator: 'durable.plain' },
   { id: 'durable memory/plain', label: 'memory-store run / in-memory run', numerator: 'durable.memory', denominator: 'durable.plain' },
+  { id: 'durable replay/floor', label: 'replay(id) from SQLite / its read floor', numerator: 'durable.replay.sqlite', denominator: 'durable.replay.sqliteFloor' },
   { id: 'durable replay/plain', label: 'replay(id) from SQLite / in-memory run', numerator: 'durable.replay.sqlite', denominator: 'durable.plain' },
   {
     id: 'durable heap sqlite/bare',

@@ -56,39 +56,48 @@ export function decodeRows(executionId: string, rows: readonly LogRow[], fromSeq
   const events: OaoEvent[] = [];
   let expected = fromSeq;
   for (const row of rows) {
-    if (row.version > STORE_SCHEMA_VERSION) {
-      throw new OaoError(
-        'OAO_ERR_LOG_VERSION',
-        `Event ${row.seq} of run "${executionId}" was written by log format ${row.version}; this runtime reads up to ${STORE_SCHEMA_VERSION}`,
-        { details: { executionId, seq: row.seq, version: row.version } },
-      );
-    }
-    if (row.seq !== expected) {
-      throw corrupt(executionId, expected, `the log has no event ${expected} (the next stored one is ${row.seq})`);
-    }
-    let value: unknown;
-    try {
-      value = typeof row.body === 'string' ? JSON.parse(row.body) : row.body;
-    } catch (error) {
-      throw corrupt(executionId, row.seq, `its row is not JSON (${(error as Error).message})`);
-    }
-    const type = (value as { type?: unknown } | null)?.type;
-    if (typeof type !== 'string' || !knownTypes.has(type)) {
-      throw corrupt(executionId, row.seq, `its type ${JSON.stringify(type) ?? 'undefined'} is not an event type this runtime knows`);
-    }
-    const parsed = oaoEventSchema.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw corrupt(executionId, row.seq, `it does not match the ${type} schema (${issue?.path.join('.') || 'event'}: ${issue?.message ?? 'invalid'})`);
-    }
-    const event = parsed.data;
-    if (event.executionId !== executionId || event.seq !== row.seq) {
-      throw corrupt(executionId, row.seq, `it belongs to run "${event.executionId}" at seq ${event.seq}`);
-    }
-    events.push(event);
+    events.push(decodeRow(executionId, expected, row.seq, row.version, row.body));
     expected += 1;
   }
   return events;
+}
+
+/**
+ * One stored row as a checked event: the row at `seq`, written with row format `version`, whose
+ * body is the event's JSON (text or parsed), where the log's next event is `expected`. Throws
+ * `OAO_ERR_LOG_VERSION` or `OAO_ERR_LOG_CORRUPT` naming the run and the `seq`, as {@link decodeRows}.
+ */
+export function decodeRow(executionId: string, expected: number, seq: number, version: number, body: unknown): OaoEvent {
+  if (version > STORE_SCHEMA_VERSION) {
+    throw new OaoError(
+      'OAO_ERR_LOG_VERSION',
+      `Event ${seq} of run "${executionId}" was written by log format ${version}; this runtime reads up to ${STORE_SCHEMA_VERSION}`,
+      { details: { executionId, seq, version } },
+    );
+  }
+  if (seq !== expected) {
+    throw corrupt(executionId, expected, `the log has no event ${expected} (the next stored one is ${seq})`);
+  }
+  let value: unknown;
+  try {
+    value = typeof body === 'string' ? JSON.parse(body) : body;
+  } catch (error) {
+    throw corrupt(executionId, seq, `its row is not JSON (${(error as Error).message})`);
+  }
+  const type = (value as { type?: unknown } | null)?.type;
+  if (typeof type !== 'string' || !knownTypes.has(type)) {
+    throw corrupt(executionId, seq, `its type ${JSON.stringify(type) ?? 'undefined'} is not an event type this runtime knows`);
+  }
+  const parsed = oaoEventSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw corrupt(executionId, seq, `it does not match the ${type} schema (${issue?.path.join('.') || 'event'}: ${issue?.message ?? 'invalid'})`);
+  }
+  const event = parsed.data;
+  if (event.executionId !== executionId || event.seq !== seq) {
+    throw corrupt(executionId, seq, `it belongs to run "${event.executionId}" at seq ${event.seq}`);
+  }
+  return event;
 }
 
 function corrupt(executionId: string, seq: number, why: string): OaoError {

@@ -371,6 +371,21 @@ describe('createSqliteStore: damaged logs', () => {
     expect(thrown(() => sqlite.report('run-2')).code).toBe('OAO_ERR_LOG_CORRUPT');
   });
 
+  it('a log that lost every row is OAO_ERR_LOG_CORRUPT at its first missing seq, not an empty log', () => {
+    const { sqlite, raw } = stored();
+    raw.prepare("DELETE FROM events WHERE execution_id = 'run-1'").run();
+    raw.prepare("DELETE FROM events WHERE execution_id = 'run-2' AND seq >= 11").run();
+    raw.close();
+    expect(thrown(() => sqlite.events('run-1')).details).toEqual({ executionId: 'run-1', seq: 0 });
+    // Read from past the rows that are left: the log's index still counts 13 events.
+    expect(thrown(() => sqlite.events('run-2', { fromSeq: 11 })).details).toEqual({ executionId: 'run-2', seq: 11 });
+    expect(thrown(() => sqlite.events('run-2', { fromSeq: 12 })).details).toEqual({ executionId: 'run-2', seq: 12 });
+    // At or past the count the log is read as ending there; an unknown run is an empty log.
+    expect(sqlite.events('run-2', { fromSeq: 13 })).toEqual([]);
+    expect(sqlite.events('run-2', { fromSeq: 400 })).toEqual([]);
+    expect(sqlite.events('run-3')).toEqual([]);
+  });
+
   it('a damaged report row makes report() OAO_ERR_LOG_CORRUPT', () => {
     const { sqlite, raw } = stored();
     raw.prepare("UPDATE events SET body = 'null' WHERE execution_id = 'run-1' AND seq = 12").run();

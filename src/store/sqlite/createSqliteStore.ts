@@ -13,7 +13,7 @@ import {
   type SynchronousRunStore,
 } from '../RunStore.js';
 import { leaseChange, leaseHeld, type LeaseChange } from '../leaseChange.js';
-import { decodeCursor, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
+import { decodeCursor, decodeRow, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
 import {
   appendArguments,
   chargeArguments,
@@ -87,6 +87,9 @@ interface RunKeyRow {
   readonly execution_id: string;
   readonly event_count: number;
 }
+
+/** A row of a run's log as `eventsOf` reads it: the run's event count, then its event's seq, version and body (null when none). */
+type LogTuple = readonly [eventCount: number, seq: number | null, version: number | null, body: string | null];
 
 interface LeaseRow {
   readonly owner: string | null;
@@ -262,22 +265,35 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     return taken;
   });
 
-  const readLog = db.transaction((executionId: string, fromSeq: number): OaoEvent[] => {
-    const run = sql.runLog.get(executionId) as RunKeyRow | undefined;
+  /**
+   * A run's log from `fromSeq`, in one statement (so one consistent read, without a transaction
+   * around two): each row is [the run's event count, seq, version, body]; a run with no event at or
+   * past `fromSeq` gives one row with a null seq, an unknown run none.
+   */
+  function readLog(executionId: string, fromSeq: number): OaoEvent[] {
     // A log never holds a seq past MAX_SEQ (appends refuse it), and no row key reaches beyond it.
-    if (run === undefined || fromSeq > MAX_SEQ) return [];
-    const rows = sql.eventsFrom.all(run.run_key, fromSeq, run.run_key) as LogRow[];
-    const events = decodeRows(executionId, rows, fromSeq);
-    const end = fromSeq + events.length;
-    if (end < run.event_count) {
+    if (fromSeq > MAX_SEQ) return [];
+    const rows = sql.eventsOf.all(fromSeq, executionId) as LogTuple[];
+    const first = rows[0];
+    if (first === undefined) return [];
+    const count = first[0];
+    const events: OaoEvent[] = [];
+    let expected = fromSeq;
+    if (first[1] !== null) {
+      for (const [, seq, version, body] of rows) {
+        events.push(decodeRow(executionId, expected, seq as number, version as number, body));
+        expected += 1;
+      }
+    }
+    if (expected < count) {
       throw new OaoError(
         'OAO_ERR_LOG_CORRUPT',
-        `Event ${end} of run "${executionId}" is damaged: the log ends before it, but the run's index counts ${run.event_count} events`,
-        { details: { executionId, seq: end } },
+        `Event ${expected} of run "${executionId}" is damaged: the log ends before it, but the run's index counts ${count} events`,
+        { details: { executionId, seq: expected } },
       );
     }
     return events;
-  });
+  }
 
   const appendWorkflowBatch = db.transaction((workflowRunId: string, events: readonly StoredWorkflowEvent[]): void => {
     const stored = (sql.workflowCount.get(workflowRunId) as number | null | undefined) ?? 0;
@@ -367,7 +383,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     events(executionId, readOptions) {
       runId(executionId);
       const fromSeq = fromSeqOption(readOptions);
-      return guarded('events', executionId, () => readLog.deferred(executionId, fromSeq));
+      return guarded('events', executionId, () => readLog(executionId, fromSeq));
     },
 
     appendWorkflow(workflowRunId, events) {
@@ -507,10 +523,13 @@ function prepareStatements(db: Database) {
     getRun: db.prepare(`SELECT ${runColumns} FROM runs r LEFT JOIN leases l ON l.execution_id = r.execution_id WHERE r.execution_id = ?`),
     eventBody: db.prepare(`SELECT body FROM events WHERE event_key = ${eventKey('?', '?')}`).pluck(),
     eventAt: db.prepare(`SELECT seq, version, body FROM events WHERE event_key = ${eventKey('?', '?')}`),
-    eventsFrom: db.prepare(
-      `SELECT seq, version, body FROM events
-       WHERE event_key BETWEEN ${eventKey('?', '?')} AND ${eventKey('?', String(MAX_SEQ))} ORDER BY event_key`,
-    ),
+    eventsOf: db
+      .prepare(
+        `SELECT r.event_count, e.seq, e.version, e.body FROM runs r
+         LEFT JOIN events e ON e.event_key BETWEEN ${eventKey('r.run_key', '?')} AND ${eventKey('r.run_key', String(MAX_SEQ))}
+         WHERE r.execution_id = ? ORDER BY e.event_key`,
+      )
+      .raw(),
     insertRun: db.prepare(
       `INSERT INTO runs (execution_id, agent_name, started_at, event_count, outcome, finished_at, finished_ms, report_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { postgresCase } from '../bench/cases/durable.js';
+import { a2aAgentUrl, httpAgentUrl } from '../bench/cases/remote.js';
 import { computeDifferences, computeRatios, computeTargets, summarize, type BenchEnv, type BenchRow } from '../bench/harness.js';
 import { freePort } from './store/pgTestDb.js';
 
@@ -80,6 +81,21 @@ describe('bench differences', () => {
         rows,
       ),
     ).toEqual([]);
+  });
+});
+
+describe('bench loopback agents', () => {
+  // A server that announces a keep-alive timeout closes an idle connection when it runs out, which
+  // can cross the client reusing it between two batches of a case (ECONNRESET ended a bench run).
+  it('keep idle connections open: no keep-alive timeout is announced', { timeout: 15_000 }, async () => {
+    const http = await fetch(await httpAgentUrl(), { method: 'POST', body: '{}' });
+    await http.json();
+    expect(http.headers.get('connection')).toBe('keep-alive');
+    expect(http.headers.get('keep-alive')).toBeNull();
+    const a2a = await fetch(`${await a2aAgentUrl()}/.well-known/agent-card.json`);
+    await a2a.json();
+    expect(a2a.headers.get('connection')).toBe('keep-alive');
+    expect(a2a.headers.get('keep-alive')).toBeNull();
   });
 });
 

@@ -26,9 +26,14 @@ function subscribedOrchestrator(): Orchestrator {
   return orch;
 }
 
-/** A loopback JSON agent that answers every turn at once; it does not keep the process alive. */
+/**
+ * A loopback JSON agent that answers every turn at once; it does not keep the process alive. It
+ * keeps idle connections open: the bench runs other cases for seconds between two batches of this
+ * one, and a server that closes an idle connection (Node's default: after 5 s) can do so just as
+ * fetch reuses it, which fails that turn with ECONNRESET and the bench with it.
+ */
 let httpAgent: Promise<string> | undefined;
-function httpAgentUrl(): Promise<string> {
+export function httpAgentUrl(): Promise<string> {
   httpAgent ??= (async () => {
     const body = JSON.stringify({ output: 'Governed.', usage: USAGE });
     const server: Server = createServer((req, res) => {
@@ -38,6 +43,7 @@ function httpAgentUrl(): Promise<string> {
         res.end(body);
       });
     });
+    server.keepAliveTimeout = 0;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     server.unref();
     server.on('connection', (socket) => socket.unref());
@@ -47,7 +53,7 @@ function httpAgentUrl(): Promise<string> {
 }
 
 let a2aAgent: Promise<string> | undefined;
-function a2aAgentUrl(): Promise<string> {
+export function a2aAgentUrl(): Promise<string> {
   a2aAgent ??= (async () => {
     const server = await startA2AAgentServer({ name: 'bench', answer: () => ({ text: 'Governed.', usage: USAGE }) });
     server.unref();

@@ -53,7 +53,11 @@ export interface A2AAgentServer {
   /** The task's last saved state ('input-required', 'canceled', ...); undefined for an unknown task. */
   taskState(taskId: string): string | undefined;
   close(): Promise<void>;
-  /** Lets the process exit while the server still listens (for a benchmark that never closes it). */
+  /**
+   * Lets the process exit while the server still listens, and keeps idle connections open instead
+   * of closing them after 5 s (for a benchmark that never closes it and pauses between batches: a
+   * server that closes an idle connection as the client reuses it fails that request with ECONNRESET).
+   */
   unref(): void;
 }
 
@@ -288,6 +292,7 @@ export async function startA2AAgentServer(options: A2AAgentServerOptions): Promi
     unref() {
       server.unref();
       server.on('connection', (socket) => socket.unref());
+      server.keepAliveTimeout = 0;
     },
   };
 }

@@ -127,12 +127,16 @@ describe('defineWorkflow validation', () => {
 describe('running a workflow', () => {
   it('runs the article workflow: results feed tasks, fan-out keeps input order, when gates notify', async () => {
     const claimsChecked: unknown[] = [];
+    // Later items finish first: c1 answers only once c2 and c3 have (the three run at once under
+    // maxConcurrency 4), and the node's reports must still be in input order.
+    let othersChecked!: () => void;
+    const others = new Promise<void>((resolve) => (othersChecked = resolve));
     const checker = {
       name: 'checker',
-      // Later items finish first: the node's reports must still be in input order.
       invoke: async (claim: string) => {
-        await new Promise((resolve) => setTimeout(resolve, claim === 'c1' ? 15 : 1));
+        if (claim === 'c1') await others;
         claimsChecked.push(claim);
+        if (claimsChecked.length === 2 && !claimsChecked.includes('c1')) othersChecked();
         return { output: `checked ${claim}`, usage: { input: 10, output: 5 } };
       },
     };
@@ -152,7 +156,8 @@ describe('running a workflow', () => {
     expect(result.workflow).toBe('article');
     expect(result.nodes.research?.report?.finalOutput).toBe('notes on AI governance');
     expect(result.nodes.critique?.report?.finalOutput).toBe('critique of notes on AI governance');
-    expect(claimsChecked[0]).not.toBe('c1');
+    expect(claimsChecked.at(-1)).toBe('c1');
+    expect([...claimsChecked].sort()).toEqual(['c1', 'c2', 'c3']);
     expect(result.nodes.facts?.reports?.map((r) => r.finalOutput)).toEqual(['checked c1', 'checked c2', 'checked c3']);
     expect(result.nodes.write?.report?.finalOutput).toBe('checked c1, checked c2, checked c3');
     // A node without a task that needs others gets their results.

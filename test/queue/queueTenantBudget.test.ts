@@ -13,7 +13,7 @@ import type { TenantBudgetOptions } from '../../src/tenants/tenantBudget.js';
 import { spanAt } from '../../src/tenants/windows.js';
 import type { TestDatabase } from '../store/pgTestDb.js';
 import type { TestRedis } from './redisServer.js';
-import { useQueueEnvironment, stopWorkers } from './queueEnvironment.js';
+import { useQueueEnvironment, stopWorkers, untilDrained } from './queueEnvironment.js';
 import { startWorkerProcess } from './workerProcess.js';
 
 const WORKERS = 3;
@@ -80,6 +80,9 @@ describe("a tenant's window on a queue", () => {
       expect(refused.length).toBeGreaterThan(0);
       for (const report of refused) expect(report.termination).toMatchObject({ reason: 'policy_violation', rule: 'max_tokens', scope: 'tenant' });
 
+      // A report can be read as soon as its log is stored; the worker gives the run's chunk back
+      // after that, then acknowledges the job: wait for every job before reading the window.
+      await untilDrained(queue, 20_000, 'every run acknowledged, its chunk given back');
       // Every run gave its chunk back, and the window's span holds exactly what the runs spent.
       const record = await redis.client().hgetall(`oao:${queueName}:tenant:acme`);
       expect(Object.keys(record).filter((field) => field.startsWith('run:'))).toEqual([]);
@@ -140,6 +143,8 @@ describe("a tenant's window on a queue", () => {
       }
       const reports = await Promise.all(ids.map((id) => queue.waitForReport(id)));
       expect(reports.map((report) => report.status)).toEqual(['SUCCESS', 'SUCCESS']);
+      // Both chunks given back (after the reports were stored) before Redis loses everything.
+      await untilDrained(queue, 20_000, 'both runs acknowledged, their chunks given back');
       // The server charged the store's counters from the reports once they reached it.
       await expect.poll(async () => (await app.inject({ method: 'GET', url: '/tenants/gamma/usage', headers: KEY })).json().spent.tokens, { timeout: 10_000 }).toBe(2 * RUN_TOKENS);
       await app.close();

@@ -7,7 +7,7 @@ import type { StoredWorkflowEvent } from '../../events/workflowSchema.js';
 import { invalidOption, positiveIntegerOption, typeOf } from '../../options.js';
 import type { ExecutionReport } from '../../report/schema.js';
 import { leaseChange, leaseHeld, type LeaseChange } from '../leaseChange.js';
-import { decodeCursor, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
+import { decodeCursor, decodeRow, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
 import {
   STORE_SCHEMA_VERSION,
   type AppendOptions,
@@ -496,8 +496,8 @@ class PostgresStore implements PostgresRunStore {
     const damaged = (why: string): OaoError =>
       new OaoError('OAO_ERR_LOG_CORRUPT', `Event ${row.report_seq} of run "${executionId}" is damaged: ${why}`, { details: { executionId, seq: row.report_seq } });
     if (row.seq === null) throw damaged("the log has lost the run's EXECUTION_COMPLETE");
-    const [event] = decodeRows(executionId, [{ seq: row.seq, version: row.version, body: row.body }], row.report_seq);
-    if (event?.type !== 'EXECUTION_COMPLETE') throw damaged(`the index points to a ${event?.type ?? 'missing'} event, not EXECUTION_COMPLETE`);
+    const event = decodeRow(executionId, row.report_seq, row.seq, row.version, row.body);
+    if (event.type !== 'EXECUTION_COMPLETE') throw damaged(`the index points to a ${event.type} event, not EXECUTION_COMPLETE`);
     return event.payload.report;
   }
 

@@ -13,7 +13,7 @@ import {
   type SynchronousRunStore,
 } from '../RunStore.js';
 import { leaseChange, leaseHeld, type LeaseChange } from '../leaseChange.js';
-import { decodeCursor, decodeRow, decodeRows, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
+import { decodeCursor, decodeRow, encodeCursor, encodeEvent, indexUpdate, newEvents, pageLimit, runStatus, type LogRow } from '../logRows.js';
 import {
   appendArguments,
   chargeArguments,
@@ -411,9 +411,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
             details: { executionId, seq },
           });
         }
-        const [event] = decodeRows(executionId, [row], seq);
-        if (event?.type !== 'EXECUTION_COMPLETE') {
-          throw new OaoError('OAO_ERR_LOG_CORRUPT', `Event ${seq} of run "${executionId}" is damaged: the index names it as the run's EXECUTION_COMPLETE, but it is ${event?.type ?? 'missing'}`, {
+        const event = decodeRow(executionId, seq, row.seq, row.version, row.body);
+        if (event.type !== 'EXECUTION_COMPLETE') {
+          throw new OaoError('OAO_ERR_LOG_CORRUPT', `Event ${seq} of run "${executionId}" is damaged: the index names it as the run's EXECUTION_COMPLETE, but it is ${event.type}`, {
             details: { executionId, seq },
           });
         }

@@ -10,6 +10,9 @@
  *   set (`ulimit -f`), and prints what the failed append threw and what the store holds after.
  * - `hold <path> <ms>`: takes the file's write lock with a raw connection (`BEGIN IMMEDIATE`),
  *   prints `{"locked":true}`, writes a counter row and commits after `ms`.
+ * - `churn <path> <prefix> <count>`: opens the store with `maxRuns: 1`, prints `{"ready":true}`,
+ *   waits for a line on stdin, then `count` times appends a whole run (`<prefix>-<i>`, one append)
+ *   and prunes, so each run is deleted just after the next one is stored; prints `{"done":count}`.
  */
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
@@ -19,7 +22,7 @@ import { createSqliteStore } from '../../src/store/sqlite/index.js';
 import { FAKE_EPOCH, batches, fakeRun } from './fakeLog.js';
 
 const [command, path, ...rest] = process.argv.slice(2);
-if (path === undefined) throw new Error('usage: sqliteChild.ts <write|fill> <path> ...');
+if (path === undefined) throw new Error('usage: sqliteChild.ts <write|churn|fill|hold> <path> ...');
 
 function say(message: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(message)}\n`);
@@ -38,6 +41,21 @@ if (command === 'write') {
     for (const batch of batches(fakeRun(id, { startedAt: FAKE_EPOCH + i * 1_000, steps: 2, agentName: prefix }), 1, 8)) {
       store.append(id, batch);
     }
+  }
+  store.close();
+  say({ done: count });
+} else if (command === 'churn') {
+  const [prefix = 'churn', countText = '1'] = rest;
+  const store = createSqliteStore({ path, maxRuns: 1 });
+  say({ ready: true });
+  const lines = createInterface({ input: process.stdin });
+  await new Promise<void>((resolve) => lines.once('line', () => resolve()));
+  lines.close();
+  const count = Number(countText);
+  for (let i = 0; i < count; i += 1) {
+    const id = `${prefix}-${i}`;
+    store.append(id, fakeRun(id, { startedAt: FAKE_EPOCH + i, agentName: prefix }));
+    store.prune();
   }
   store.close();
   say({ done: count });

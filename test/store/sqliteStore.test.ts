@@ -394,6 +394,26 @@ describe('createSqliteStore: damaged logs', () => {
     expect([error.code, error.details]).toEqual(['OAO_ERR_LOG_CORRUPT', { executionId: 'run-1', seq: 12 }]);
   });
 
+  it("a run index whose report seq names no EXECUTION_COMPLETE makes report() OAO_ERR_LOG_CORRUPT, never another run's report", () => {
+    const { sqlite, raw } = stored();
+    const setReportSeq = raw.prepare("UPDATE runs SET report_seq = ? WHERE execution_id = 'run-1'");
+    // Past the log's end; an event that is not the report; and 2^32 + 12, which as a row key
+    // would be run-2's EXECUTION_COMPLETE.
+    const cases: Array<[number, RegExp]> = [
+      [40, /the log has no such row/],
+      [3, /but it is STATE_ENTER/],
+      [2 ** 32 + 12, /the log has no such row/],
+    ];
+    for (const [seq, message] of cases) {
+      setReportSeq.run(seq);
+      const error = thrown(() => sqlite.report('run-1'));
+      expect([error.code, error.details], String(seq)).toEqual(['OAO_ERR_LOG_CORRUPT', { executionId: 'run-1', seq }]);
+      expect(error.message).toMatch(message);
+    }
+    raw.close();
+    expect(sqlite.report('run-2')?.executionId).toBe('run-2');
+  });
+
   it('a row written by a newer row format is OAO_ERR_LOG_VERSION', () => {
     const { sqlite, raw } = stored();
     raw.prepare("UPDATE events SET version = ? WHERE execution_id = 'run-1' AND seq = 3").run(STORE_SCHEMA_VERSION + 1);
@@ -537,6 +557,39 @@ describe('createSqliteStore: two processes on one file', () => {
       }
     }
   }, 30_000);
+
+  it("report() of a run another process is deleting is the report or undefined, never a damaged log", async () => {
+    // The run's index row and its EXECUTION_COMPLETE row must be read in one snapshot: read one
+    // after the other, a prune committed in between leaves an index that names a row gone.
+    const path = join(dir, 'runs.db');
+    const reader = store({ path });
+    const count = 3_000;
+    const churn = child(['churn', path, 'churn', String(count)]);
+    await churn.next('ready');
+    let done = false;
+    void churn.next('done').then(() => (done = true), () => (done = true));
+    churn.send('go');
+    let found = 0;
+    let gone = 0;
+    let next = 0;
+    while (!done) {
+      // The newest run in the file is deleted as soon as the child has stored the one after it.
+      const newest = reader.list({ agentName: 'churn' }, { limit: 1 }).runs[0];
+      if (newest !== undefined) next = Number(newest.executionId.slice('churn-'.length));
+      for (let round = 0; round < 50; round += 1) {
+        const report = reader.report(`churn-${next}`);
+        if (report === undefined) gone += 1;
+        else {
+          expect(report.executionId).toBe(`churn-${next}`);
+          found += 1;
+        }
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await churn.next('done');
+    expect(found).toBeGreaterThan(0);
+    expect(gone).toBeGreaterThan(0);
+  }, 60_000);
 
   it("an append waits for another process's write (busyTimeoutMs) instead of failing", async () => {
     const path = join(dir, 'runs.db');

@@ -91,6 +91,9 @@ interface RunKeyRow {
 /** A row of a run's log as `eventsOf` reads it: the run's event count, then its event's seq, version and body (null when none). */
 type LogTuple = readonly [eventCount: number, seq: number | null, version: number | null, body: string | null];
 
+/** What `reportOf` reads: the run's report seq (null while unfinished), then that event's seq, version and body (null when the row is gone). */
+type ReportTuple = readonly [reportSeq: number | null, seq: number | null, version: number | null, body: string | null];
+
 interface LeaseRow {
   readonly owner: string | null;
   readonly token: number;
@@ -402,16 +405,18 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     report(executionId) {
       runId(executionId);
       return guarded('report', executionId, () => {
-        const run = sql.reportSeq.get(executionId) as { run_key: number; report_seq: number | null } | undefined;
-        const seq = run?.report_seq;
-        if (run === undefined || seq === undefined || seq === null) return undefined;
-        const row = seq > MAX_SEQ ? undefined : (sql.eventAt.get(run.run_key, seq) as LogRow | undefined);
-        if (row === undefined) {
+        // One statement, so one snapshot: a run another process prunes meanwhile is either
+        // still whole or gone, never an index entry that names a deleted row.
+        const row = sql.reportOf.get(executionId) as ReportTuple | undefined;
+        if (row === undefined) return undefined;
+        const [seq, eventSeq, version, body] = row;
+        if (seq === null) return undefined;
+        if (eventSeq === null) {
           throw new OaoError('OAO_ERR_LOG_CORRUPT', `Event ${seq} of run "${executionId}" is damaged: the index names it as the run's EXECUTION_COMPLETE, but the log has no such row`, {
             details: { executionId, seq },
           });
         }
-        const event = decodeRow(executionId, seq, row.seq, row.version, row.body);
+        const event = decodeRow(executionId, seq, eventSeq, version as number, body);
         if (event.type !== 'EXECUTION_COMPLETE') {
           throw new OaoError('OAO_ERR_LOG_CORRUPT', `Event ${seq} of run "${executionId}" is damaged: the index names it as the run's EXECUTION_COMPLETE, but it is ${event.type}`, {
             details: { executionId, seq },
@@ -519,10 +524,16 @@ function prepareStatements(db: Database) {
   const eventKey = (runKey: string, seq: string): string => `${runKey} * ${SEQ_SPAN} + ${seq}`;
   return {
     runLog: db.prepare('SELECT run_key, execution_id, event_count FROM runs WHERE execution_id = ?'),
-    reportSeq: db.prepare('SELECT run_key, report_seq FROM runs WHERE execution_id = ?'),
+    // A report_seq past MAX_SEQ (a damaged index) joins no row rather than another run's event.
+    reportOf: db
+      .prepare(
+        `SELECT r.report_seq, e.seq, e.version, e.body FROM runs r
+         LEFT JOIN events e ON r.report_seq BETWEEN 0 AND ${MAX_SEQ} AND e.event_key = ${eventKey('r.run_key', 'r.report_seq')}
+         WHERE r.execution_id = ?`,
+      )
+      .raw(),
     getRun: db.prepare(`SELECT ${runColumns} FROM runs r LEFT JOIN leases l ON l.execution_id = r.execution_id WHERE r.execution_id = ?`),
     eventBody: db.prepare(`SELECT body FROM events WHERE event_key = ${eventKey('?', '?')}`).pluck(),
-    eventAt: db.prepare(`SELECT seq, version, body FROM events WHERE event_key = ${eventKey('?', '?')}`),
     eventsOf: db
       .prepare(
         `SELECT r.event_count, e.seq, e.version, e.body FROM runs r

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import LibsqlDatabase from 'libsql';
 import { Orchestrator, createMemoryStore, type ExecutionReport, type OaoEvent, type RunStore } from 'open-agent-orchestrator';
 import { createPostgresStore, type PostgresRunStore } from 'open-agent-orchestrator/postgres';
 import { createSqliteStore, type SqliteRunStore } from 'open-agent-orchestrator/sqlite';
@@ -115,6 +116,78 @@ async function recordRuns(orch: Orchestrator, count: number): Promise<string[]> 
   return ids;
 }
 
+/**
+ * The SQLite drivers the floor rows compare: better-sqlite3, which the SQLite store uses, and
+ * libsql, which ships its binary through npm instead of building it. libsql's API is
+ * better-sqlite3's (its typings are a copy of them), so both go through the same code.
+ */
+type SqliteDriver = typeof Database;
+const Libsql = LibsqlDatabase as unknown as SqliteDriver;
+
+/** The write floor: a trivial run's 13 events in one transaction, with `driver` alone. */
+function writeFloorCase(id: string, name: string, driver: SqliteDriver): BenchCase {
+  return {
+    kind: 'time',
+    id,
+    group: 'durable',
+    label: `floor: ${name}, one 13-row transaction`,
+    description:
+      "A trivial run's 13 events as JSON, inserted with one prepared statement in one transaction into a table keyed by " +
+      `(execution_id, seq) (WAL, synchronous NORMAL, a temp file), with ${name} alone: what storing the log costs ` +
+      "in the simplest layout, without the run's index entry and lease.",
+    mode: 'sync',
+    setup: async () => {
+      const store = createMemoryStore();
+      const report = await new Orchestrator({ store }).run({ agent, task: TASK });
+      const bodies = store.events(report.executionId).map((event) => JSON.stringify(event));
+      const db = new driver(tempDbPath(`floor-${name}`));
+      openStores.push(db);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec('CREATE TABLE events (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, seq))');
+      const insert = db.prepare('INSERT INTO events (execution_id, seq, body) VALUES (?, ?, ?)');
+      const appendRun = db.transaction((executionId: string) => {
+        for (let seq = 0; seq < bodies.length; seq++) insert.run(executionId, seq, bodies[seq]);
+      });
+      const count = db.prepare('SELECT COUNT(*) AS n FROM events WHERE execution_id = ?');
+      const first = randomUUID();
+      appendRun(first);
+      if ((count.get(first) as { n: number } | undefined)?.n !== bodies.length) throw new Error(`bench: the ${name} floor did not store a run's events`);
+      return () => appendRun(randomUUID());
+    },
+  };
+}
+
+/** The read floor of replay(id) from SQLite, with `driver` alone on a file a SQLite store wrote. */
+function readFloorCase(id: string, name: string, driver: SqliteDriver): BenchCase {
+  return {
+    kind: 'time',
+    id,
+    group: 'durable',
+    label: `floor: ${name}, read a run and JSON.parse its rows`,
+    description:
+      `What replay(id) from SQLite reads, with ${name} alone on a file a SQLite store wrote (${RECORDED_RUNS} runs): the run's ` +
+      "key by its id, its 13 event rows in one statement, JSON.parse of each body. No check, no validation, no fold: " +
+      'replay(id) from SQLite cannot be faster than this row plus "replay(events) in hand".',
+    mode: 'sync',
+    setup: async (env: BenchEnv) => {
+      const store = sqliteStore(`replay-floor-${name}`, 'NORMAL');
+      const ids = await recordRuns(new Orchestrator({ store }), env.quick ? RECORDED_RUNS / 5 : RECORDED_RUNS);
+      const db = new driver(store.path, { readonly: true });
+      openStores.push(db);
+      const read = db.prepare(
+        `SELECT e.body FROM runs r JOIN events e ON e.event_key BETWEEN r.run_key * ${SEQ_SPAN} AND r.run_key * ${SEQ_SPAN} + ${SEQ_SPAN - 1}
+         WHERE r.execution_id = ? ORDER BY e.event_key`,
+      ).pluck();
+      const readRun = (runId: string): unknown[] => (read.all(runId) as string[]).map((body) => JSON.parse(body) as unknown);
+      const first = readRun(ids[0] as string);
+      if (first.length !== store.events(ids[0] as string).length) throw new Error(`bench: the ${name} read floor did not find the run's events`);
+      let next = 0;
+      return () => readRun(ids[next++ % ids.length] as string);
+    },
+  };
+}
+
 /** A durable run case: `await orch.run()` with the store `makeStore` gives. */
 function runCase(id: string, label: string, description: string, makeStore: () => RunStore, generateId?: () => string): BenchCase {
   return {
@@ -193,32 +266,8 @@ export const durableCases: readonly BenchCase[] = [
     "The same with synchronous: 'FULL': every append synced to disk before it returns.",
     () => sqliteStore('full', 'FULL'),
   ),
-  {
-    kind: 'time',
-    id: 'durable.sqliteFloor',
-    group: 'durable',
-    label: 'floor: better-sqlite3, one 13-row transaction',
-    description:
-      "A trivial run's 13 events as JSON, inserted with one prepared statement in one transaction into a table keyed by " +
-      '(execution_id, seq) (WAL, synchronous NORMAL, a temp file), with better-sqlite3 alone: what storing the log costs ' +
-      "in the simplest layout, without the run's index entry and lease.",
-    mode: 'sync',
-    setup: async () => {
-      const store = createMemoryStore();
-      const report = await new Orchestrator({ store }).run({ agent, task: TASK });
-      const bodies = store.events(report.executionId).map((event) => JSON.stringify(event));
-      const db = new Database(tempDbPath('floor'));
-      openStores.push(db);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.exec('CREATE TABLE events (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (execution_id, seq))');
-      const insert = db.prepare('INSERT INTO events (execution_id, seq, body) VALUES (?, ?, ?)');
-      const appendRun = db.transaction((executionId: string) => {
-        for (let seq = 0; seq < bodies.length; seq++) insert.run(executionId, seq, bodies[seq]);
-      });
-      return () => appendRun(randomUUID());
-    },
-  },
+  writeFloorCase('durable.sqliteFloor', 'better-sqlite3', Database),
+  writeFloorCase('durable.libsqlFloor', 'libsql', Libsql),
   replayCase(
     'durable.replay.memory',
     'replay: orch.replay(id), memory store',
@@ -231,32 +280,8 @@ export const durableCases: readonly BenchCase[] = [
     `The same from a SQLite file: each replay reads and decodes the run's rows (one query), then folds and checks them.`,
     () => sqliteStore('replay', 'NORMAL'),
   ),
-  {
-    kind: 'time',
-    id: 'durable.replay.sqliteFloor',
-    group: 'durable',
-    label: 'floor: better-sqlite3, read a run and JSON.parse its rows',
-    description:
-      `What replay(id) from SQLite reads, with better-sqlite3 alone on a file a SQLite store wrote (${RECORDED_RUNS} runs): the run's ` +
-      "key by its id, its 13 event rows in one statement, JSON.parse of each body. No check, no validation, no fold: " +
-      'replay(id) from SQLite cannot be faster than this row plus "replay(events) in hand".',
-    mode: 'sync',
-    setup: async (env: BenchEnv) => {
-      const store = sqliteStore('replay-floor', 'NORMAL');
-      const ids = await recordRuns(new Orchestrator({ store }), env.quick ? RECORDED_RUNS / 5 : RECORDED_RUNS);
-      const db = new Database(store.path, { readonly: true });
-      openStores.push(db);
-      const read = db.prepare(
-        `SELECT e.body FROM runs r JOIN events e ON e.event_key BETWEEN r.run_key * ${SEQ_SPAN} AND r.run_key * ${SEQ_SPAN} + ${SEQ_SPAN - 1}
-         WHERE r.execution_id = ? ORDER BY e.event_key`,
-      ).pluck();
-      const readRun = (id: string): unknown[] => (read.all(id) as string[]).map((body) => JSON.parse(body) as unknown);
-      const first = readRun(ids[0] as string);
-      if (first.length !== store.events(ids[0] as string).length) throw new Error('bench: the floor read did not find the run\'s events');
-      let next = 0;
-      return () => readRun(ids[next++ % ids.length] as string);
-    },
-  },
+  readFloorCase('durable.replay.sqliteFloor', 'better-sqlite3', Database),
+  readFloorCase('durable.replay.libsqlFloor', 'libsql', Libsql),
   {
     kind: 'time',
     id: 'durable.replay.events',
@@ -489,6 +514,13 @@ export const durableRatios: readonly BenchRatio[] = [
   { id: 'durable sqliteFull/plain', label: 'SQLite FULL run / in-memory run', numerator: 'durable.sqliteFull', denominator: 'durable.plain' },
   { id: 'durable memory/plain', label: 'memory-store run / in-memory run', numerator: 'durable.memory', denominator: 'durable.plain' },
   { id: 'durable replay/floor', label: 'replay(id) from SQLite / its read floor', numerator: 'durable.replay.sqlite', denominator: 'durable.replay.sqliteFloor' },
+  { id: 'durable libsql/better-sqlite3 write', label: 'libsql / better-sqlite3: one 13-row transaction', numerator: 'durable.libsqlFloor', denominator: 'durable.sqliteFloor' },
+  {
+    id: 'durable libsql/better-sqlite3 read',
+    label: 'libsql / better-sqlite3: read a run and JSON.parse its rows',
+    numerator: 'durable.replay.libsqlFloor',
+    denominator: 'durable.replay.sqliteFloor',
+  },
   { id: 'durable replay/plain', label: 'replay(id) from SQLite / in-memory run', numerator: 'durable.replay.sqlite', denominator: 'durable.plain' },
   {
     id: 'durable heap sqlite/bare',

@@ -2,7 +2,7 @@ import type { BenchCase, BenchDifference, BenchRatio, BenchTarget } from '../har
 import { adapterCases, adapterRatios } from './adapters.js';
 import { coreCases, coreRatios } from './core.js';
 import { costCases, costRatios } from './cost.js';
-import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, durableTargets } from './durable.js';
+import { durableCases, durableHeapCase, durablePostgresCase, durableRatios, durableSustainedCase, durableTargets } from './durable.js';
 import { eventsCase, eventsRatios } from './events.js';
 import { heapCase, heapRatios } from './heap.js';
 import { llamaIndexCases, llamaIndexRatios } from './llamaindex.js';
@@ -37,6 +37,7 @@ export const benchCases: readonly BenchCase[] = [
   workflowCase,
   workflowDurableCase,
   httpCase,
+  durableSustainedCase,
   durablePostgresCase,
   durableHeapCase,
   resumeCase,

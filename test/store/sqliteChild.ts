@@ -13,6 +13,11 @@
  * - `churn <path> <prefix> <count>`: opens the store with `maxRuns: 1`, prints `{"ready":true}`,
  *   waits for a line on stdin, then `count` times appends a whole run (`<prefix>-<i>`, one append)
  *   and prunes, so each run is deleted just after the next one is stored; prints `{"done":count}`.
+ * - `stream <path> <everyAppends>`: appends whole runs (`stream-<i>`) without end, with background
+ *   checkpoints every `everyAppends` appends; after every 100 it prints
+ *   `{"appended":n,"mode":...,"completed":...}` (what `checkpoints()` says). Killed by the parent.
+ * - `leave <path> <everyAppends>`: appends runs until the checkpoint thread is up, prints
+ *   `{"background":true}` and returns without closing the store: the process must end by itself.
  */
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
@@ -22,7 +27,7 @@ import { createSqliteStore } from '../../src/store/sqlite/index.js';
 import { FAKE_EPOCH, batches, fakeRun } from './fakeLog.js';
 
 const [command, path, ...rest] = process.argv.slice(2);
-if (path === undefined) throw new Error('usage: sqliteChild.ts <write|churn|fill|hold> <path> ...');
+if (path === undefined) throw new Error('usage: sqliteChild.ts <write|churn|stream|leave|fill|hold> <path> ...');
 
 function say(message: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(message)}\n`);
@@ -59,6 +64,25 @@ if (command === 'write') {
   }
   store.close();
   say({ done: count });
+} else if (command === 'stream') {
+  const everyAppends = Number(rest[0] ?? 20);
+  const store = createSqliteStore({ path, backgroundCheckpoint: { everyAppends } });
+  for (let i = 0; ; i += 1) {
+    const id = `stream-${i}`;
+    store.append(id, fakeRun(id, { startedAt: FAKE_EPOCH + i, agentName: 'stream' }));
+    if ((i + 1) % 100 === 0) say({ appended: i + 1, ...store.checkpoints() });
+    // A moment for the parent's kill to land anywhere: in an append, in a checkpoint, between.
+    if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+} else if (command === 'leave') {
+  const everyAppends = Number(rest[0] ?? 10);
+  const store = createSqliteStore({ path, backgroundCheckpoint: { everyAppends } });
+  for (let i = 0; store.checkpoints().mode !== 'background'; i += 1) {
+    const id = `leave-${i}`;
+    store.append(id, fakeRun(id, { startedAt: FAKE_EPOCH + i }));
+    if (i >= everyAppends) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  say({ background: true });
 } else if (command === 'fill') {
   const store = createSqliteStore({ path });
   store.append('small-1', fakeRun('small-1'));

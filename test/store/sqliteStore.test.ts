@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -56,7 +56,12 @@ function thrown(fn: () => unknown): OaoError {
 interface Child {
   /** Resolves with the first message (a JSON line on stdout) that has `key`; rejects if the child exits first. */
   next(key: string): Promise<Record<string, unknown>>;
+  /** Resolves with the first message `accept` takes; rejects if the child exits first. */
+  until(accept: (message: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   send(line: string): void;
+  kill(signal: NodeJS.Signals): void;
+  /** Settles when the process has ended, with its exit code or signal. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /** Runs test/store/sqliteChild.ts in a second Node process; `fileSizeBlocks` sets `ulimit -f` on it. */
@@ -80,27 +85,34 @@ function child(args: readonly string[], fileSizeBlocks?: number): Child {
     }
     for (const wake of waiters) wake();
   });
-  proc.on('exit', (code, signal) => {
-    exit = `the child exited (${code ?? signal}) ${stderr}`;
-    for (const wake of waiters) wake();
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => {
+      exit = `the child exited (${code ?? signal}) ${stderr}`;
+      for (const wake of waiters) wake();
+      resolve({ code, signal });
+    });
   });
+  const until = (accept: (message: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = messages.find(accept);
+        if (found !== undefined) {
+          waiters.delete(check);
+          resolve(found);
+        } else if (exit !== undefined) {
+          waiters.delete(check);
+          reject(new Error(exit));
+        }
+      };
+      waiters.add(check);
+      check();
+    });
   return {
-    next: (key) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const found = messages.find((message) => key in message);
-          if (found !== undefined) {
-            waiters.delete(check);
-            resolve(found);
-          } else if (exit !== undefined) {
-            waiters.delete(check);
-            reject(new Error(exit));
-          }
-        };
-        waiters.add(check);
-        check();
-      }),
+    next: (key) => until((message) => key in message),
+    until,
     send: (line) => proc.stdin.write(`${line}\n`),
+    kill: (signal) => proc.kill(signal),
+    exited,
   };
 }
 
@@ -616,6 +628,125 @@ describe('createSqliteStore: two processes on one file', () => {
     sqlite.append('run-1', fakeRun('run-1'));
     expect(sqlite.events('run-1')).toHaveLength(13);
   }, 20_000);
+});
+
+/** The checkpoint sequence number in a WAL file's header: SQLite raises it each time the log starts over. */
+function walRestarts(path: string): number {
+  const fd = openSync(`${path}-wal`, 'r');
+  try {
+    const header = Buffer.alloc(16);
+    readSync(fd, header, 0, 16, 0);
+    return header.readUInt32BE(12);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Runs the file holds, and how many of them are finished, read with a connection of its own. */
+function runCounts(path: string): { runs: number; finished: number } {
+  const raw = new Database(path, { readonly: true });
+  try {
+    return raw.prepare('SELECT COUNT(*) AS runs, COUNT(outcome) AS finished FROM runs').get() as { runs: number; finished: number };
+  } finally {
+    raw.close();
+  }
+}
+
+/** Resolves once `accept()` holds, looking again every few milliseconds (the per-test timeout bounds it). */
+async function eventually(accept: () => boolean): Promise<void> {
+  while (!accept()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+describe('createSqliteStore: checkpoints on a thread of their own', () => {
+  it('start after everyAppends appends, and the log starts over while appends go on', async () => {
+    const path = join(dir, 'runs.db');
+    const sqlite = store({ path, backgroundCheckpoint: { everyAppends: 25 } });
+    let next = 0;
+    const appendRun = (): void => {
+      const id = `run-${next}`;
+      sqlite.append(id, fakeRun(id, { startedAt: FAKE_EPOCH + next }));
+      next += 1;
+    };
+    for (let i = 0; i < 24; i += 1) appendRun();
+    expect(sqlite.checkpoints()).toEqual({ mode: 'inline', completed: 0 });
+    appendRun();
+    await eventually(() => sqlite.checkpoints().mode === 'background');
+
+    // Appends back to back, never returning to the event loop: a checkpoint another thread runs
+    // cannot catch up with them, so the log starts over only because the store copies the rest.
+    const restartsBefore = walRestarts(path);
+    while (sqlite.checkpoints().completed < 4 && next < 100_000) appendRun();
+    expect(sqlite.checkpoints()).toEqual({ mode: 'background', completed: 4 });
+    expect(walRestarts(path) - restartsBefore).toBeGreaterThanOrEqual(3);
+
+    for (const i of [0, 24, 25, Math.floor(next / 2), next - 1]) {
+      expect(texts(sqlite.events(`run-${i}`)), `run-${i}`).toEqual(texts(fakeRun(`run-${i}`, { startedAt: FAKE_EPOCH + i })));
+    }
+    expect(sqlite.list({}, { limit: 1 }).runs[0]?.executionId).toBe(`run-${next - 1}`);
+    // The thread lets go of the file first, so this connection is the last: the log is copied in and removed.
+    open.pop()?.close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    expect(runCounts(path)).toEqual({ runs: next, finished: next });
+  }, 60_000);
+
+  it('a thread that cannot open the file leaves the checkpoints to SQLite, and nothing is lost', async () => {
+    const path = join(dir, 'runs.db');
+    const sqlite = store({ path, backgroundCheckpoint: { everyAppends: 5 } });
+    for (let i = 0; i < 4; i += 1) sqlite.append(`run-${i}`, fakeRun(`run-${i}`, { startedAt: FAKE_EPOCH + i }));
+    // The thread opens the file by its name, which is gone when it starts; this connection keeps its own.
+    renameSync(path, `${path}.away`);
+    sqlite.append('run-4', fakeRun('run-4', { startedAt: FAKE_EPOCH + 4 }));
+    await eventually(() => sqlite.checkpoints().failure !== undefined);
+    expect(sqlite.checkpoints()).toEqual({ mode: 'inline', completed: 0, failure: 'the checkpoint thread could not open the file' });
+    renameSync(`${path}.away`, path);
+    for (let i = 5; i < 40; i += 1) sqlite.append(`run-${i}`, fakeRun(`run-${i}`, { startedAt: FAKE_EPOCH + i }));
+    expect(sqlite.checkpoints().mode).toBe('inline');
+    expect(sqlite.list({}, { limit: 100 }).runs).toHaveLength(40);
+    expect(sqlite.report('run-39')?.executionId).toBe('run-39');
+  }, 20_000);
+
+  it('is never started for a read-only or in-memory store, nor with backgroundCheckpoint: false', async () => {
+    const path = join(dir, 'runs.db');
+    const off = store({ path, backgroundCheckpoint: false });
+    for (let i = 0; i < 1_200; i += 1) off.append(`run-${i}`, fakeRun(`run-${i}`, { startedAt: FAKE_EPOCH + i }));
+    const memory = store({ path: ':memory:', backgroundCheckpoint: { everyAppends: 1 } });
+    for (let i = 0; i < 5; i += 1) memory.append(`run-${i}`, fakeRun(`run-${i}`));
+    const reader = store({ path, readonly: true, backgroundCheckpoint: { everyAppends: 1 } });
+    expect(reader.list({}, { limit: 1 }).runs).toHaveLength(1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const each of [off, memory, reader]) expect(each.checkpoints()).toEqual({ mode: 'inline', completed: 0 });
+  });
+
+  it('refuses a backgroundCheckpoint that is not false or { everyAppends } with a positive integer', () => {
+    for (const value of [true, 'yes', null, [], { everyAppends: 0 }, { everyAppends: 1.5 }, { everyAppends: '10' }]) {
+      const error = thrown(() => createSqliteStore({ path: join(dir, 'runs.db'), backgroundCheckpoint: value as never }));
+      expect(error.code, JSON.stringify(value)).toBe('OAO_ERR_INVALID_ARGUMENT');
+      expect(error.message).toMatch(/backgroundCheckpoint/);
+    }
+  });
+
+  it('never keeps a process alive: a process that leaves its store open ends by itself', async () => {
+    const leaver = child(['leave', join(dir, 'runs.db'), '10']);
+    await leaver.next('background');
+    expect(await leaver.exited).toEqual({ code: 0, signal: null });
+  }, 30_000);
+
+  it('a process killed with SIGKILL while its thread checkpoints loses no run it had stored', async () => {
+    const path = join(dir, 'runs.db');
+    const writer = child(['stream', path, '20']);
+    const last = await writer.until((message) => typeof message.appended === 'number' && message.appended >= 2_000 && typeof message.completed === 'number' && message.completed >= 3);
+    writer.kill('SIGKILL');
+    expect((await writer.exited).signal).toBe('SIGKILL');
+    expect(last.mode).toBe('background');
+    const reader = store({ path });
+    const counts = runCounts(path);
+    expect(counts.runs).toBeGreaterThanOrEqual(last.appended as number);
+    expect(counts.finished).toBe(counts.runs);
+    for (const i of [0, 1_000, (last.appended as number) - 1]) {
+      const id = `stream-${i}`;
+      expect(texts(reader.events(id)), id).toEqual(texts(fakeRun(id, { startedAt: FAKE_EPOCH + i, agentName: 'stream' })));
+    }
+  }, 60_000);
 });
 
 describe('createSqliteStore: the better-sqlite3 package', () => {

@@ -30,7 +30,8 @@ import {
 } from '../storeArguments.js';
 import type { StoredWorkflowEvent } from '../../events/workflowSchema.js';
 import { decodeWorkflowRows, encodeWorkflowEvent, newWorkflowEvents, workflowAppendArguments, workflowRunIdArgument } from '../workflowLogRows.js';
-import { loadBetterSqlite } from './loadBetterSqlite.js';
+import { BackgroundCheckpointer, type CheckpointStats } from './backgroundCheckpoint.js';
+import { loadBetterSqlite, resolveBetterSqlite } from './loadBetterSqlite.js';
 import { MAX_SEQ, SEQ_SPAN, migrate } from './migrations.js';
 import { sqliteFailure } from './sqliteFailure.js';
 
@@ -59,6 +60,15 @@ export interface SqliteStoreOptions extends RunStoreOptions {
    * @default false
    */
   readonly readonly?: boolean;
+  /**
+   * Where WAL checkpoints run. By default, once the store has taken `everyAppends` appends, a
+   * worker thread with its own connection does most of each checkpoint (copying the log into the
+   * file and syncing it to disk) while appends go on, and the appending thread only copies what
+   * came in meanwhile. `false` leaves checkpoints to SQLite, inside the append that crosses its
+   * threshold. Never for `readonly` or `':memory:'` stores.
+   * @default { everyAppends: 1000 }
+   */
+  readonly backgroundCheckpoint?: false | { readonly everyAppends?: number };
 }
 
 /**
@@ -68,6 +78,8 @@ export interface SqliteStoreOptions extends RunStoreOptions {
 export interface SqliteRunStore extends SynchronousRunStore {
   /** The file it was opened on. */
   readonly path: string;
+  /** Where its WAL checkpoints run now, and how many the background thread has done. */
+  checkpoints(): CheckpointStats;
 }
 
 interface RunRow {
@@ -110,6 +122,12 @@ interface LeaseRow {
  * power loss may lose more of the last appends; a process crash still loses none.
  */
 const CHECKPOINT_PAGES = 10_000;
+
+/**
+ * SQLite's own checkpoint threshold while a background thread checkpoints: only reached if the
+ * thread falls far behind (about 160 MB of log).
+ */
+const BACKSTOP_CHECKPOINT_PAGES = 40_000;
 
 const runColumns = `r.execution_id, r.agent_name, r.started_at, r.outcome, r.finished_at, r.report_seq, r.event_count,
   l.expires_at AS lease_expires_at`;
@@ -155,6 +173,18 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     db.close();
     throw sqliteFailure(error, { path, operation: 'open' });
   }
+
+  const checkpointer =
+    config.backgroundCheckpoint === false || config.readonly || path === ':memory:'
+      ? undefined
+      : new BackgroundCheckpointer(db, {
+          path,
+          driverPath: resolveBetterSqlite(),
+          busyTimeoutMs: config.busyTimeoutMs,
+          everyAppends: config.backgroundCheckpoint.everyAppends,
+          backstopPages: BACKSTOP_CHECKPOINT_PAGES,
+          inlinePages: CHECKPOINT_PAGES,
+        });
 
   let closed = false;
   const listStatements = new Map<string, Statement>();
@@ -379,6 +409,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
       const lease = appendArguments(executionId, events, appendOptions);
       const change = leaseChange(appendOptions, lease);
       const taken = guarded('append', executionId, () => appendBatch.immediate(executionId, events, lease, change));
+      checkpointer?.appended();
       // Committed: the lease taken is the writer's.
       if (taken !== undefined) change.acquire?.onAcquired?.(taken);
     },
@@ -488,9 +519,16 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
       return guarded('counters', undefined, () => readCounters(scope, window));
     },
 
+    checkpoints() {
+      return checkpointer?.stats() ?? { mode: 'inline', completed: 0 };
+    },
+
     close() {
       if (closed) return;
       closed = true;
+      // The thread's connection goes first, so that this one is the last: SQLite then copies the
+      // log into the file and removes it.
+      checkpointer?.close();
       try {
         db.close();
       } catch (error) {
@@ -582,10 +620,14 @@ interface CheckedOptions {
   readonly synchronous: 'NORMAL' | 'FULL';
   readonly busyTimeoutMs: number;
   readonly readonly: boolean;
+  readonly backgroundCheckpoint: false | { readonly everyAppends: number };
   readonly maxRuns: number | undefined;
   readonly maxAgeMs: number | undefined;
   readonly now: () => number;
 }
+
+/** Appends between background checkpoints (and before the thread starts). */
+const DEFAULT_CHECKPOINT_EVERY_APPENDS = 1_000;
 
 function checkOptions(options: SqliteStoreOptions): CheckedOptions {
   if (typeof options !== 'object' || options === null) {
@@ -604,5 +646,21 @@ function checkOptions(options: SqliteStoreOptions): CheckedOptions {
   }
   if (typeof readonly !== 'boolean') throw invalidOption('readonly', `Expected readonly to be a boolean, got ${typeOf(readonly)}`);
   if (readonly && path === ':memory:') throw invalidOption('readonly', 'An in-memory SQLite store cannot be opened read-only');
-  return { path, synchronous, busyTimeoutMs, readonly, maxRuns, maxAgeMs, now };
+  return { path, synchronous, busyTimeoutMs, readonly, backgroundCheckpoint: checkpointOption(options.backgroundCheckpoint), maxRuns, maxAgeMs, now };
+}
+
+function checkpointOption(value: SqliteStoreOptions['backgroundCheckpoint']): CheckedOptions['backgroundCheckpoint'] {
+  if (value === false) return false;
+  if (value === undefined) return { everyAppends: DEFAULT_CHECKPOINT_EVERY_APPENDS };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalidOption('backgroundCheckpoint', `Expected backgroundCheckpoint to be false or { everyAppends }, got ${typeOf(value)}`);
+  }
+  const { everyAppends = DEFAULT_CHECKPOINT_EVERY_APPENDS } = value;
+  if (typeof everyAppends !== 'number' || !Number.isInteger(everyAppends) || everyAppends < 1 || everyAppends > 1_000_000) {
+    throw invalidOption(
+      'backgroundCheckpoint.everyAppends',
+      `Expected backgroundCheckpoint.everyAppends to be an integer from 1 to 1000000, got ${typeof everyAppends === 'number' ? everyAppends : typeOf(everyAppends)}`,
+    );
+  }
+  return { everyAppends };
 }

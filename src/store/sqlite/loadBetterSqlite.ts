@@ -35,3 +35,8 @@ export function loadBetterSqlite(from: string | URL = import.meta.url): BetterSq
   if (cache) loaded = driver;
   return driver;
 }
+
+/** The file better-sqlite3 loads from, for a worker thread to load the same one. */
+export function resolveBetterSqlite(from: string | URL = import.meta.url): string {
+  return createRequire(from).resolve('better-sqlite3');
+}

@@ -5,6 +5,9 @@ import type { Database } from 'better-sqlite3';
 const STATE = 0;
 const ROUNDS = 1;
 const CLOSED = 2;
+/** Passes of one round at most, and the pass small enough to end a round after it. */
+const MAX_PASSES = 4;
+const SMALL_PASS_FRAMES = 256;
 /** Values of the STATE slot (0 while the thread is starting). */
 const READY = 1;
 const FAILED = 2;
@@ -36,7 +39,15 @@ parentPort.on('message', (message) => {
   }
   if (db === undefined) return;
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    // Again while the last pass found much that was appended during the one before, so that
+    // what the appending thread is left to copy is small.
+    let copied = 0;
+    for (let pass = 0; pass < ${MAX_PASSES}; pass += 1) {
+      const [result] = db.pragma('wal_checkpoint(PASSIVE)');
+      const fresh = result.checkpointed - copied;
+      copied = result.checkpointed;
+      if (result.busy !== 0 || result.checkpointed < 0 || fresh <= ${SMALL_PASS_FRAMES}) break;
+    }
   } catch {}
   Atomics.add(shared, ${ROUNDS}, 1);
 });

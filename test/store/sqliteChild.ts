@@ -16,9 +16,13 @@
  * - `stream <path> <everyAppends>`: appends whole runs (`stream-<i>`) without end, with background
  *   checkpoints every `everyAppends` appends; after every 100 it prints
  *   `{"appended":n,"mode":...,"completed":...}` (what `checkpoints()` says). Killed by the parent.
+ * - `relative <dir>`: in `dir`, opens a store at the relative path `runs.db` with background
+ *   checkpoints every 10 appends, moves to the system's temp directory, appends until the
+ *   checkpoint thread has done a round or given up, and prints what `checkpoints()` says.
  * - `leave <path> <everyAppends>`: appends runs until the checkpoint thread is up, prints
  *   `{"background":true}` and returns without closing the store: the process must end by itself.
  */
+import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { OaoError } from '../../src/errors.js';
@@ -74,6 +78,17 @@ if (command === 'write') {
     // A moment for the parent's kill to land anywhere: in an append, in a checkpoint, between.
     if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
+} else if (command === 'relative') {
+  process.chdir(path);
+  const store = createSqliteStore({ path: 'runs.db', backgroundCheckpoint: { everyAppends: 10 } });
+  process.chdir(tmpdir());
+  for (let i = 0; store.checkpoints().completed === 0 && store.checkpoints().failure === undefined; i += 1) {
+    const id = `relative-${i}`;
+    store.append(id, fakeRun(id, { startedAt: FAKE_EPOCH + i }));
+    if (i >= 10) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  say({ checkpoints: store.checkpoints() });
+  store.close();
 } else if (command === 'leave') {
   const everyAppends = Number(rest[0] ?? 10);
   const store = createSqliteStore({ path, backgroundCheckpoint: { everyAppends } });

@@ -725,6 +725,13 @@ describe('createSqliteStore: checkpoints on a thread of their own', () => {
     }
   });
 
+  it('opens the file the store opened, even after the process changed its directory', async () => {
+    const mover = child(['relative', dir]);
+    const { checkpoints } = await mover.next('checkpoints');
+    expect(checkpoints).toEqual({ mode: 'background', completed: 1 });
+    expect(await mover.exited).toEqual({ code: 0, signal: null });
+  }, 30_000);
+
   it('never keeps a process alive: a process that leaves its store open ends by itself', async () => {
     const leaver = child(['leave', join(dir, 'runs.db'), '10']);
     await leaver.next('background');

@@ -178,7 +178,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteRunStore {
     config.backgroundCheckpoint === false || config.readonly || path === ':memory:'
       ? undefined
       : new BackgroundCheckpointer(db, {
-          path,
+          // The thread opens the file later, by name: a relative path must not follow a chdir().
+          path: resolve(path),
           driverPath: resolveBetterSqlite(),
           busyTimeoutMs: config.busyTimeoutMs,
           everyAppends: config.backgroundCheckpoint.everyAppends,

@@ -13,9 +13,10 @@ const READY = 1;
 const FAILED = 2;
 
 /**
- * What the checkpoint thread runs: its own connection to the file, a PASSIVE checkpoint per
- * request, and a synchronous goodbye (the flag) so that `close()` on the main thread can wait for
- * its connection to be closed before closing the last one.
+ * What the checkpoint thread runs: its own connection to the file, a round of PASSIVE checkpoints
+ * per request, and a goodbye `close()` can wait for synchronously, so that the store's connection
+ * is the last one closed. It answers through shared memory, not messages: a program that awaits
+ * runs back to back may never return to the event loop, where messages are delivered.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -82,9 +83,8 @@ const CLOSE_WAIT_MS = 2_000;
 /**
  * Moves most of the cost of WAL checkpoints off the thread that appends. A checkpoint copies the
  * write-ahead log into the database file and, with `synchronous` NORMAL or FULL, syncs both files
- * to disk: tens of milliseconds that SQLite otherwise spends inside whichever append crosses
- * `wal_autocheckpoint`, about a third of a SQLite-durable run's time when runs are written back to
- * back.
+ * to disk: tens of milliseconds, mostly waiting for the disk, that SQLite otherwise spends inside
+ * whichever append crosses `wal_autocheckpoint`.
  *
  * After `everyAppends` appends a worker thread is started with its own connection. Every
  * `everyAppends` appends after that it runs a PASSIVE checkpoint (copying and syncing what the log

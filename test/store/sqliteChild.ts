@@ -37,13 +37,18 @@ function say(message: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 }
 
-if (command === 'write') {
-  const [prefix = 'child', countText = '1'] = rest;
-  const store = createSqliteStore({ path });
+/** Says it is ready, then waits for the parent's line on stdin. */
+async function readyThenGo(): Promise<void> {
   say({ ready: true });
   const lines = createInterface({ input: process.stdin });
   await new Promise<void>((resolve) => lines.once('line', () => resolve()));
   lines.close();
+}
+
+if (command === 'write') {
+  const [prefix = 'child', countText = '1'] = rest;
+  const store = createSqliteStore({ path });
+  await readyThenGo();
   const count = Number(countText);
   for (let i = 0; i < count; i += 1) {
     const id = `${prefix}-${i}`;
@@ -56,10 +61,7 @@ if (command === 'write') {
 } else if (command === 'churn') {
   const [prefix = 'churn', countText = '1'] = rest;
   const store = createSqliteStore({ path, maxRuns: 1 });
-  say({ ready: true });
-  const lines = createInterface({ input: process.stdin });
-  await new Promise<void>((resolve) => lines.once('line', () => resolve()));
-  lines.close();
+  await readyThenGo();
   const count = Number(countText);
   for (let i = 0; i < count; i += 1) {
     const id = `${prefix}-${i}`;

@@ -116,6 +116,18 @@ function child(args: readonly string[], fileSizeBlocks?: number): Child {
   };
 }
 
+/** Waits for the child to be ready and tells it to go; the function returned says whether it has printed `done`. */
+async function go(worker: Child): Promise<() => boolean> {
+  await worker.next('ready');
+  let done = false;
+  void worker.next('done').then(
+    () => (done = true),
+    () => (done = true),
+  );
+  worker.send('go');
+  return () => done;
+}
+
 describeRunStoreConformance('sqlite', (() => {
   let suiteDir: string | undefined;
   let lastPath: string | undefined;
@@ -521,12 +533,9 @@ describe('createSqliteStore: two processes on one file', () => {
     const reader = store({ path });
     const count = 150;
     const writer = child(['write', path, 'child', String(count)]);
-    await writer.next('ready');
-    let done = false;
-    void writer.next('done').then(() => (done = true), () => (done = true));
-    writer.send('go');
+    const done = await go(writer);
     let reads = 0;
-    while (!done) {
+    while (!done()) {
       const runs = reader.list({ agentName: 'child' }, { limit: 1_000 }).runs;
       for (const run of runs) {
         // Every run the list shows reads back whole, up to at least the count it listed.
@@ -577,14 +586,11 @@ describe('createSqliteStore: two processes on one file', () => {
     const reader = store({ path });
     const count = 3_000;
     const churn = child(['churn', path, 'churn', String(count)]);
-    await churn.next('ready');
-    let done = false;
-    void churn.next('done').then(() => (done = true), () => (done = true));
-    churn.send('go');
+    const done = await go(churn);
     let found = 0;
     let gone = 0;
     let next = 0;
-    while (!done) {
+    while (!done()) {
       // The newest run in the file is deleted as soon as the child has stored the one after it.
       const newest = reader.list({ agentName: 'churn' }, { limit: 1 }).runs[0];
       if (newest !== undefined) next = Number(newest.executionId.slice('churn-'.length));

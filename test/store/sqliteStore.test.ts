@@ -681,9 +681,17 @@ describe('createSqliteStore: checkpoints on a thread of their own', () => {
     // Appends back to back, never returning to the event loop: a checkpoint another thread runs
     // cannot catch up with them, so the log starts over only because the store copies the rest.
     const restartsBefore = walRestarts(path);
-    while (sqlite.checkpoints().completed < 4 && next < 100_000) appendRun();
+    /** How many runs were stored when each round was seen done. */
+    const rounds: number[] = [];
+    while (rounds.length < 4 && next < 100_000) {
+      appendRun();
+      if (sqlite.checkpoints().completed > rounds.length) rounds.push(next);
+    }
     expect(sqlite.checkpoints()).toEqual({ mode: 'background', completed: 4 });
     expect(walRestarts(path) - restartsBefore).toBeGreaterThanOrEqual(3);
+    // Each round is asked for everyAppends appends after the last one ended, not at once: the append
+    // right after a round starts the log over, which it cannot do while the thread is reading it.
+    for (let i = 1; i < rounds.length; i += 1) expect((rounds[i] as number) - (rounds[i - 1] as number)).toBeGreaterThanOrEqual(24);
 
     for (const i of [0, 24, 25, Math.floor(next / 2), next - 1]) {
       expect(texts(sqlite.events(`run-${i}`)), `run-${i}`).toEqual(texts(fakeRun(`run-${i}`, { startedAt: FAKE_EPOCH + i })));

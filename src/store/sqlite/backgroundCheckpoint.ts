@@ -169,6 +169,9 @@ export class BackgroundCheckpointer {
     if (this.#state !== 'running' || requestedAt === undefined || Atomics.load(shared, ROUNDS) === requestedAt) return;
     this.#requestedAt = undefined;
     this.#completed += 1;
+    // The next round comes `everyAppends` appends from now, not at the next append: the append
+    // right after this one starts the log over, which it cannot do while the thread is reading it.
+    this.#appends = 0;
     // The frames appended while the thread worked: copied here, where no append can come between,
     // so the log is complete and the next append starts it over. A failure (another process
     // checkpointing, a busy reader) only leaves this for the next round.

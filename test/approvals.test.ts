@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { canonicalJson, Orchestrator, StrictPolicy, type AgentContext, type OaoEvent } from '../src/index.js';
 import { createMemoryStore } from '../src/store/createMemoryStore.js';
+import { waitFor } from './helpers.js';
 
 /** Sends one email (a tool that needs approval), then searches (one that does not). */
 function mailer() {
@@ -26,9 +27,6 @@ function tools(calls: unknown[]) {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-async function waitFor(predicate: () => boolean): Promise<void> {
-  while (!predicate()) await tick();
-}
 
 const types = (events: readonly OaoEvent[]) => events.map((e) => e.type).filter((t) => t.startsWith('APPROVAL') || t.startsWith('TOOL'));
 

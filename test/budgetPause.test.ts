@@ -3,11 +3,9 @@ import { SimulatedClock } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, Orchestrator, StrictPolicy, type AgentContext, type StepResult } from '../src/index.js';
 import { createMemoryStore } from '../src/store/createMemoryStore.js';
+import { waitFor } from './helpers.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
-async function waitFor(predicate: () => boolean): Promise<void> {
-  while (!predicate()) await tick();
-}
 
 /** Runs until its review sees step 4; each step calls one tool. */
 function fourSteps() {

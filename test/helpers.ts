@@ -39,6 +39,15 @@ export function createGates() {
   };
 }
 
+/**
+ * Resolves once `check()` holds, looking again on every turn of the event loop, or every `everyMs`
+ * milliseconds where the wait is for another thread or process (spinning would take the CPU it
+ * needs). Never gives up by itself: the per-test timeout bounds it.
+ */
+export async function waitFor(check: () => boolean, everyMs = 0): Promise<void> {
+  while (!check()) await new Promise((resolve) => (everyMs === 0 ? setImmediate(resolve) : setTimeout(resolve, everyMs)));
+}
+
 /** Lets every queued microtask and promise callback run. */
 export async function flush(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));

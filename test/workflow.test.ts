@@ -129,14 +129,13 @@ describe('running a workflow', () => {
     const claimsChecked: unknown[] = [];
     // Later items finish first: c1 answers only once c2 and c3 have (the three run at once under
     // maxConcurrency 4), and the node's reports must still be in input order.
-    let othersChecked!: () => void;
-    const others = new Promise<void>((resolve) => (othersChecked = resolve));
+    const others = deferred();
     const checker = {
       name: 'checker',
       invoke: async (claim: string) => {
-        if (claim === 'c1') await others;
+        if (claim === 'c1') await others.promise;
         claimsChecked.push(claim);
-        if (claimsChecked.length === 2 && !claimsChecked.includes('c1')) othersChecked();
+        if (claimsChecked.length === 2 && !claimsChecked.includes('c1')) others.resolve();
         return { output: `checked ${claim}`, usage: { input: 10, output: 5 } };
       },
     };

@@ -11,7 +11,7 @@ import { STORE_SCHEMA_VERSION } from '../../src/store/RunStore.js';
 import { encodeEvent } from '../../src/store/logRows.js';
 import { loadBetterSqlite } from '../../src/store/sqlite/loadBetterSqlite.js';
 import { SQLITE_SCHEMA_VERSION, createSqliteStore, sqliteMigrations, type SqliteRunStore } from '../../src/store/sqlite/index.js';
-import { DummyAgent } from '../helpers.js';
+import { DummyAgent, waitFor } from '../helpers.js';
 import { FAKE_EPOCH, batches, fakeRun, reportOf, texts } from './fakeLog.js';
 import { describeRunStoreConformance } from './runStoreConformance.js';
 
@@ -658,10 +658,6 @@ function runCounts(path: string): { runs: number; finished: number } {
   }
 }
 
-/** Resolves once `accept()` holds, looking again every few milliseconds (the per-test timeout bounds it). */
-async function eventually(accept: () => boolean): Promise<void> {
-  while (!accept()) await new Promise((resolve) => setTimeout(resolve, 5));
-}
 
 describe('createSqliteStore: checkpoints on a thread of their own', () => {
   it('start after everyAppends appends, and the log starts over while appends go on', async () => {
@@ -676,7 +672,7 @@ describe('createSqliteStore: checkpoints on a thread of their own', () => {
     for (let i = 0; i < 24; i += 1) appendRun();
     expect(sqlite.checkpoints()).toEqual({ mode: 'inline', completed: 0 });
     appendRun();
-    await eventually(() => sqlite.checkpoints().mode === 'background');
+    await waitFor(() => sqlite.checkpoints().mode === 'background', 5);
 
     // Appends back to back, never returning to the event loop: a checkpoint another thread runs
     // cannot catch up with them, so the log starts over only because the store copies the rest.
@@ -710,7 +706,7 @@ describe('createSqliteStore: checkpoints on a thread of their own', () => {
     // The thread opens the file by its name, which is gone when it starts; this connection keeps its own.
     renameSync(path, `${path}.away`);
     sqlite.append('run-4', fakeRun('run-4', { startedAt: FAKE_EPOCH + 4 }));
-    await eventually(() => sqlite.checkpoints().failure !== undefined);
+    await waitFor(() => sqlite.checkpoints().failure !== undefined, 5);
     expect(sqlite.checkpoints()).toEqual({ mode: 'inline', completed: 0, failure: 'the checkpoint thread could not open the file' });
     renameSync(`${path}.away`, path);
     for (let i = 5; i < 40; i += 1) sqlite.append(`run-${i}`, fakeRun(`run-${i}`, { startedAt: FAKE_EPOCH + i }));

@@ -310,6 +310,33 @@ export const durableCases: readonly BenchCase[] = [
   },
 ];
 
+// ---- runs looped for a fixed time (the sustained and PostgreSQL rows) -----------------------
+
+interface LoopSample {
+  readonly perSecond: number;
+  /** Nanoseconds. */
+  readonly p50: number;
+  readonly p99: number;
+}
+
+/** Runs `callers` loops of awaited durable runs of `orch` for `seconds`; every run's latency is kept. */
+async function loopSample(orch: Orchestrator, callers: number, seconds: number): Promise<LoopSample> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const deadline = started + seconds * 1_000;
+  const caller = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      const report = await orch.run({ agent, task: TASK });
+      latencies.push((performance.now() - t0) * 1e6);
+      expectSuccess(report);
+    }
+  };
+  await Promise.all(Array.from({ length: callers }, caller));
+  const elapsed = (performance.now() - started) / 1_000;
+  return { perSecond: latencies.length / elapsed, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
+}
+
 // ---- sustained SQLite runs -------------------------------------------------------------------
 
 /**
@@ -324,18 +351,6 @@ const SUSTAINED_ROWS = [
   ['durable.sustained.sqliteInline', 'sustained: SQLite NORMAL, checkpoints inline', 'the same with backgroundCheckpoint: false: SQLite checkpoints inside the append that crosses its threshold'],
 ] as const;
 
-/** Mean nanoseconds per awaited run of `orch` over `seconds`. */
-async function sustainedSample(orch: Orchestrator, seconds: number): Promise<number> {
-  const started = performance.now();
-  const deadline = started + seconds * 1_000;
-  let runs = 0;
-  while (performance.now() < deadline) {
-    expectSuccess(await orch.run({ agent, task: TASK }));
-    runs += 1;
-  }
-  return ((performance.now() - started) * 1e6) / runs;
-}
-
 export const durableSustainedCase: CustomCase = {
   kind: 'custom',
   id: 'durable.sustained',
@@ -348,13 +363,13 @@ export const durableSustainedCase: CustomCase = {
     const repetitions = env.quick ? 2 : 5;
     env.log('warming up durable.sustained');
     // Past the checkpoint thread's start (1,000 appends) and into steady state.
-    for (const orch of orchestrators) await sustainedSample(orch, env.quick ? 0.5 : 1.5);
+    for (const orch of orchestrators) await loopSample(orch, 1, env.quick ? 0.5 : 1.5);
     const samples: number[][] = orchestrators.map(() => []);
     for (let rep = 0; rep < repetitions; rep++) {
       env.log(`durable.sustained repetition ${rep + 1}/${repetitions}`);
       // Each repetition in another order, so none always runs in another's wake.
       const order = orchestrators.map((_, i) => (i + rep) % orchestrators.length);
-      for (const i of order) (samples[i] as number[]).push(await sustainedSample(orchestrators[i] as Orchestrator, seconds));
+      for (const i of order) (samples[i] as number[]).push(1e9 / (await loopSample(orchestrators[i] as Orchestrator, 1, seconds)).perSecond);
     }
     const background = stores[1]?.checkpoints();
     if (background?.mode !== 'background') throw new Error(`bench: the SQLite store did not checkpoint on its thread (${JSON.stringify(background)})`);
@@ -373,31 +388,6 @@ export const durableSustainedCase: CustomCase = {
 };
 
 // ---- PostgreSQL ------------------------------------------------------------------------------
-
-interface PgSample {
-  readonly perSecond: number;
-  /** Nanoseconds. */
-  readonly p50: number;
-  readonly p99: number;
-}
-
-/** Runs `callers` loops of awaited durable runs for `seconds`; every run's latency is kept. */
-async function pgSample(orch: Orchestrator, callers: number, seconds: number): Promise<PgSample> {
-  const latencies: number[] = [];
-  const started = performance.now();
-  const deadline = started + seconds * 1_000;
-  const caller = async (): Promise<void> => {
-    while (performance.now() < deadline) {
-      const t0 = performance.now();
-      const report = await orch.run({ agent, task: TASK });
-      latencies.push((performance.now() - t0) * 1e6);
-      expectSuccess(report);
-    }
-  };
-  await Promise.all(Array.from({ length: callers }, caller));
-  const elapsed = (performance.now() - started) / 1_000;
-  return { perSecond: latencies.length / elapsed, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
-}
 
 /**
  * A database of the bench's own on the server `adminUrl` points at (its maintenance database):
@@ -440,7 +430,7 @@ const PG_DESCRIPTION =
   `one caller, or ${PG_CONCURRENCY} callers at once, looping for a fixed time; p50/p99 over every run of a repetition. ` +
   'The synchronous_commit off rows: one caller on a second store of the same database opened with synchronousCommit: "off".';
 
-function pgRows(sequential: readonly PgSample[], concurrent: readonly PgSample[], asynchronous: readonly PgSample[], skipped?: string): BenchRow[] {
+function pgRows(sequential: readonly LoopSample[], concurrent: readonly LoopSample[], asynchronous: readonly LoopSample[], skipped?: string): BenchRow[] {
   const values = [
     sequential.map((s) => s.perSecond),
     sequential.map((s) => s.p50),
@@ -499,24 +489,24 @@ export function postgresCase(adminUrl: string): CustomCase {
         const repetitions = env.quick ? 2 : 5;
         env.log('warming up durable.pg');
         await expectRecorded(orch, store);
-        await pgSample(orch, 1, 1);
-        await pgSample(orch, PG_CONCURRENCY, 1);
+        await loopSample(orch, 1, 1);
+        await loopSample(orch, PG_CONCURRENCY, 1);
         await expectRecorded(offOrch, offStore);
-        await pgSample(offOrch, 1, 1);
-        const sequential: PgSample[] = [];
-        const concurrent: PgSample[] = [];
-        const asynchronous: PgSample[] = [];
+        await loopSample(offOrch, 1, 1);
+        const sequential: LoopSample[] = [];
+        const concurrent: LoopSample[] = [];
+        const asynchronous: LoopSample[] = [];
         for (let rep = 0; rep < repetitions; rep++) {
           env.log(`durable.pg repetition ${rep + 1}/${repetitions}`);
           // Alternate which goes first, so neither always runs in the other's wake (autovacuum, GC).
           if (rep % 2 === 0) {
-            sequential.push(await pgSample(orch, 1, seconds));
-            concurrent.push(await pgSample(orch, PG_CONCURRENCY, seconds));
+            sequential.push(await loopSample(orch, 1, seconds));
+            concurrent.push(await loopSample(orch, PG_CONCURRENCY, seconds));
           } else {
-            concurrent.push(await pgSample(orch, PG_CONCURRENCY, seconds));
-            sequential.push(await pgSample(orch, 1, seconds));
+            concurrent.push(await loopSample(orch, PG_CONCURRENCY, seconds));
+            sequential.push(await loopSample(orch, 1, seconds));
           }
-          asynchronous.push(await pgSample(offOrch, 1, seconds));
+          asynchronous.push(await loopSample(offOrch, 1, seconds));
         }
         return pgRows(sequential, concurrent, asynchronous);
       } finally {

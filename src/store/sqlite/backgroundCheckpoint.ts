@@ -69,7 +69,7 @@ export interface BackgroundCheckpointOptions {
   /** The resolved file of the driver, for the thread to load the same one. */
   readonly driverPath: string;
   readonly busyTimeoutMs: number;
-  /** Appends between two checkpoints, and before the thread is started at all. */
+  /** Appends before the thread is started, and from the end of one round to the next request. */
   readonly everyAppends: number;
   /** SQLite's own checkpoint threshold while the thread works: a backstop if it falls behind. */
   readonly backstopPages: number;
@@ -86,9 +86,9 @@ const CLOSE_WAIT_MS = 2_000;
  * to disk: tens of milliseconds, mostly waiting for the disk, that SQLite otherwise spends inside
  * whichever append crosses `wal_autocheckpoint`.
  *
- * After `everyAppends` appends a worker thread is started with its own connection. Every
- * `everyAppends` appends after that it runs a PASSIVE checkpoint (copying and syncing what the log
- * holds, while appends go on); when it reports back, the writing connection checkpoints the few
+ * After `everyAppends` appends a worker thread is started with its own connection. Once it is up,
+ * and then `everyAppends` appends after each round it finished, it runs a round of PASSIVE
+ * checkpoints (copying and syncing what the log holds, while appends go on); when it reports back, the writing connection checkpoints the few
  * frames appended meanwhile, so the log is wholly copied and the next append starts it over from
  * the beginning. A checkpoint another thread runs never completes a log that keeps growing, so
  * without that second, short step the file would grow for as long as appends come.

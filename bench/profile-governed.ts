@@ -15,7 +15,7 @@ import { bareLifecycleMachine, DummyAgent, TASK } from './baselines.js';
  * A steady loop of one bench case, for a CPU profile of it alone:
  *
  *   node --cpu-prof --cpu-prof-dir=/tmp/oao-prof --import tsx --conditions=oao-source \
- *     bench/profile-governed.ts [--case governed|memory|quiet|sqlite|sync|bare|langchain|langchain-direct|langchain-raw] [--seconds 10]
+ *     bench/profile-governed.ts [--case governed|memory|quiet|sqlite|replay-sqlite|sync|bare|langchain|langchain-direct|langchain-raw] [--seconds 10]
  *   npx tsx bench/cpuprofile-summary.ts /tmp/oao-prof/<file>.cpuprofile
  *
  * It warms up for a second (so the profile is of optimized code), then runs the case back to back.
@@ -46,6 +46,13 @@ const rawChain = ChatPromptTemplate.fromTemplate('Explain {topic} in one line.')
 const chain = fromRunnable(rawChain);
 const TOPIC = { topic: 'agent governance' };
 
+// The bench's replay row: orch.replay(id) cycling over runs recorded in the SQLite file.
+const recorded: string[] = [];
+let nextReplay = 0;
+async function record(): Promise<void> {
+  for (let i = 0; i < 1_000; i++) recorded.push((await sqlite.run({ agent, task: TASK })).executionId);
+}
+
 const ops: Record<string, () => unknown> = {
   langchain: () => orch.run({ agent: chain, task: TOPIC }),
   'langchain-direct': () => orch.run({ agent: rawChain, task: TOPIC }),
@@ -54,6 +61,7 @@ const ops: Record<string, () => unknown> = {
   memory: () => stored.run({ agent, task: TASK }),
   quiet: () => quiet.run({ agent, task: TASK }),
   sqlite: () => sqlite.run({ agent, task: TASK }),
+  'replay-sqlite': () => sqlite.replay(recorded[nextReplay++ % recorded.length] as string),
   sync: () => orch.runSync({ agent, task: TASK }),
   bare: () => toPromise(createActor(bareLifecycleMachine, { input: { agent, task: TASK } }).start()),
 };
@@ -73,6 +81,7 @@ async function loopFor(ms: number): Promise<number> {
   return runs;
 }
 
+if (values.case === 'replay-sqlite') await record();
 await loopFor(1_000);
 const started = performance.now();
 const runs = await loopFor(seconds * 1_000);

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { canonicalJson, MultiAgentOrchestrator, Orchestrator, type AgentContext, type OaoEvent } from '../src/index.js';
-import { applyEvent, foldRun } from '../src/log/foldRun.js';
+import { applyEvent, foldRun, type RunFold } from '../src/log/foldRun.js';
+import { createMemoryStore } from '../src/store/createMemoryStore.js';
+import { waitFor } from './helpers.js';
 
 /**
  * The report is a pure fold over the run's events: for any run, folding its log gives exactly
@@ -232,5 +234,90 @@ describe('the report is a fold over the log', () => {
     const events = new Orchestrator().start({ agent: () => 'x', task: 'x' }).events();
     expect(() => foldRun([events[0]!, events[2]!])).toThrow(/Expected event 1/);
     expect(() => foldRun(events.slice(1))).toThrow(/starts with EXECUTION_START/);
+  });
+});
+
+/** Folds `events` one applyEvent at a time, checking that each call leaves the fold it was given as it was. */
+function foldStepByStep(events: readonly OaoEvent[]): RunFold | undefined {
+  let state: RunFold | undefined;
+  for (const event of events) {
+    const before = structuredClone(state);
+    const next = applyEvent(state, event);
+    expect(state).toEqual(before);
+    state = next;
+  }
+  return state;
+}
+
+describe('foldRun and applyEvent are one fold', () => {
+  it('folding a whole log gives what folding it event by event gives, for 200 random runs', { timeout: 60_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(script, async (s) => {
+        const { events } = await runScript(s);
+        const whole = foldRun(events);
+        expect(whole).toEqual(foldStepByStep(events));
+        // Every prefix too (a log cut short, as resume and what-if read it).
+        const cut = Math.floor(events.length / 2);
+        expect(foldRun(events.slice(0, cut))).toEqual(foldStepByStep(events.slice(0, cut)));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('agrees on every prefix of logs with approvals, an unload and resume, a denial and a budget raise', async () => {
+    const store = createMemoryStore();
+    const sent: unknown[] = [];
+    const mailTools = { sendEmail: (args: unknown) => (sent.push(args), 'sent'), search: () => 'found' };
+    const orch = new Orchestrator({
+      store,
+      owner: 'host',
+      policy: { maxSteps: 10, tools: { approve: ['sendEmail'] }, onLimit: { maxSteps: 'pause' } },
+    });
+    const mailer = () => ({
+      name: 'mailer',
+      async invoke(_task: unknown, ctx: AgentContext) {
+        await ctx.callTool('search', { q: 'x' });
+        await ctx.callTool('sendEmail', { to: 'a@example.com' });
+        await ctx.callTool('sendEmail', { to: 'b@example.com' });
+        return 'done';
+      },
+    });
+
+    // The first call waits while the run leaves the process and comes back (still waiting), then
+    // one decision is recorded while nobody holds the run, and the last call is denied live.
+    const handle = orch.start({ agent: mailer(), task: 't', tools: mailTools, executionId: 'mail' });
+    await waitFor(() => handle.pendingApprovals().length === 1);
+    await handle.unload();
+    await handle.report.catch(() => undefined);
+    const back = await orch.startResumed('mail', { agent: mailer(), tools: mailTools });
+    await waitFor(() => back.pendingApprovals().length === 1);
+    back.approve('t2', { by: 'erin', args: { to: 'c@example.com' } });
+    await waitFor(() => back.pendingApprovals().length === 1 && back.pendingApprovals()[0]!.callId !== 't2');
+    await back.unload();
+    await back.report.catch(() => undefined);
+    await orch.deny('mail', 't3', { by: 'bob', reason: 'no' });
+    expect((await orch.resume('mail', { agent: mailer(), tools: mailTools })).termination).toMatchObject({ rule: 'approval_denied' });
+
+    // A step budget that pauses, raised once.
+    const paused = orch.start({
+      agent: { invoke: (task: string) => task, review: (r: { step: number }) => ({ done: r.step >= 3 }) },
+      task: 'p',
+      policy: { maxSteps: 2 },
+      executionId: 'paused',
+    });
+    await waitFor(() => paused.actor.getSnapshot().matches({ REVIEW: 'AWAITING_BUDGET' }));
+    paused.raise({ maxSteps: 3 }, { by: 'ops' });
+    expect((await paused.report).status).toBe('SUCCESS');
+
+    for (const id of ['mail', 'paused']) {
+      const events = store.events(id);
+      const types = new Set(events.map((e) => e.type));
+      for (const type of id === 'mail' ? ['APPROVAL_GRANTED', 'APPROVAL_DENIED', 'EXECUTION_RESUMED'] : ['BUDGET_EXHAUSTED', 'BUDGET_RAISED']) {
+        expect(types.has(type as OaoEvent['type'])).toBe(true);
+      }
+      for (let length = 1; length <= events.length; length++) {
+        expect(foldRun(events.slice(0, length))).toEqual(foldStepByStep(events.slice(0, length)));
+      }
+    }
   });
 });

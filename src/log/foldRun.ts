@@ -74,64 +74,112 @@ export function idleUntil(state: RunFold, now: number): number {
   return state.idleMs + (state.waitingSince === undefined ? 0 : Math.max(0, now - state.waitingSince));
 }
 
-/** Folds one event into the state before it. Throws a plain Error for a log that is out of order. */
+/** Folds one event into the state before it, which stays as it was. Throws a plain Error for a log that is out of order. */
 export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold {
-  if (state === undefined) {
-    if (event.type !== 'EXECUTION_START' || event.seq !== 0) {
-      throw new Error(`A run's log starts with EXECUTION_START at seq 0, not ${event.type} at seq ${event.seq}`);
+  if (state === undefined) return firstFold(event);
+  checkNext(state, event);
+  // A copy whose collections are still the state's: `advance` copies each one it changes.
+  const next: WorkingFold = { ...(state as WorkingFold) };
+  advance(next, event, false);
+  return next;
+}
+
+/**
+ * Folds a whole log (or its prefix). The same steps as {@link applyEvent}, taken on one working
+ * fold that owns its collections, so a log of n events costs n updates rather than n copies.
+ */
+export function foldRun(events: Iterable<OaoEvent>): RunFold | undefined {
+  let fold: WorkingFold | undefined;
+  for (const event of events) {
+    if (fold === undefined) {
+      fold = firstFold(event);
+      continue;
     }
-    const p = event.payload;
-    return {
-      executionId: event.executionId,
-      agentName: p.agentName,
-      executionHash: p.executionHash,
-      task: p.task,
-      policy: p.policy,
-      tools: p.tools,
-      ...(p.tenant === undefined ? {} : { tenant: p.tenant }),
-      ...(p.batch === undefined ? {} : { batch: p.batch }),
-      startedAt: event.timestamp,
-      seq: 1,
-      state: undefined,
-      stateHistory: [],
-      steps: 0,
-      attempt: 0,
-      tokens: { input: 0, output: 0, total: 0 },
-      costMicros: 0,
-      toolCalls: 0,
-      toolCallsByName: new Map(),
-      lastOutput: null,
-      termination: undefined,
-      error: undefined,
-      report: undefined,
-      lastTimestamp: event.timestamp,
-      idleMs: 0,
-      pendingApprovals: NO_PENDING,
-      waitingSince: undefined,
-      approvals: [],
-      budgetWaiting: false,
-    };
+    checkNext(fold, event);
+    advance(fold, event, true);
   }
+  return fold;
+}
+
+/** A fold being built: every field writable, every collection one `advance` may change. */
+type WorkingFold = {
+  -readonly [K in keyof RunFold]: RunFold[K];
+} & {
+  stateHistory: { readonly state: LifecycleState; readonly enteredAt: number; readonly durationMs: number }[];
+  toolCallsByName: Map<string, number>;
+  pendingApprovals: Map<string, PendingApproval>;
+  approvals: ApprovalRecord[];
+};
+
+function firstFold(event: OaoEvent): WorkingFold {
+  if (event.type !== 'EXECUTION_START' || event.seq !== 0) {
+    throw new Error(`A run's log starts with EXECUTION_START at seq 0, not ${event.type} at seq ${event.seq}`);
+  }
+  const p = event.payload;
+  return {
+    executionId: event.executionId,
+    agentName: p.agentName,
+    executionHash: p.executionHash,
+    task: p.task,
+    policy: p.policy,
+    tools: p.tools,
+    ...(p.tenant === undefined ? {} : { tenant: p.tenant }),
+    ...(p.batch === undefined ? {} : { batch: p.batch }),
+    startedAt: event.timestamp,
+    seq: 1,
+    state: undefined,
+    stateHistory: [],
+    steps: 0,
+    attempt: 0,
+    tokens: { input: 0, output: 0, total: 0 },
+    costMicros: 0,
+    toolCalls: 0,
+    toolCallsByName: new Map(),
+    lastOutput: null,
+    termination: undefined,
+    error: undefined,
+    report: undefined,
+    lastTimestamp: event.timestamp,
+    idleMs: 0,
+    pendingApprovals: new Map(),
+    waitingSince: undefined,
+    approvals: [],
+    budgetWaiting: false,
+  };
+}
+
+function checkNext(state: RunFold, event: OaoEvent): void {
   if (event.seq !== state.seq || event.executionId !== state.executionId) {
     throw new Error(`Expected event ${state.seq} of run "${state.executionId}", got event ${event.seq} of run "${event.executionId}"`);
   }
-  const next: Mutable<RunFold> = { ...state, seq: state.seq + 1, lastTimestamp: event.timestamp };
+}
+
+/**
+ * What `event` changes: the one definition of the fold, applied to `next`, the fold before it.
+ * With `owned`, `next`'s collections are its own and change in place; without, they are shared
+ * with an earlier fold, and each one that changes is copied first. Objects held in the
+ * collections (history entries, approvals) are replaced, never changed.
+ */
+function advance(next: WorkingFold, event: OaoEvent, owned: boolean): void {
   switch (event.type) {
     case 'EXECUTION_START':
-      throw new Error(`Run "${state.executionId}" has a second EXECUTION_START at seq ${event.seq}`);
+      throw new Error(`Run "${next.executionId}" has a second EXECUTION_START at seq ${event.seq}`);
     case 'STATE_EXIT': {
-      const history = state.stateHistory.slice();
+      const history = owned ? next.stateHistory : next.stateHistory.slice();
       const last = history[history.length - 1];
       if (last !== undefined) history[history.length - 1] = { ...last, durationMs: event.payload.durationMs };
       next.stateHistory = history;
       break;
     }
-    case 'STATE_ENTER':
+    case 'STATE_ENTER': {
+      const history = owned ? next.stateHistory : next.stateHistory.slice();
+      history.push({ state: event.payload.state, enteredAt: event.timestamp, durationMs: 0 });
       next.state = event.payload.state;
-      next.stateHistory = [...state.stateHistory, { state: event.payload.state, enteredAt: event.timestamp, durationMs: 0 }];
+      next.stateHistory = history;
       break;
+    }
     case 'STEP_START':
-      if (event.payload.attempt === 1) next.steps = state.steps + 1;
+      if (event.payload.attempt === 1) next.steps += 1;
       next.attempt = event.payload.attempt;
       break;
     case 'STEP_COMPLETE':
@@ -139,19 +187,19 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       break;
     case 'TOKEN_USAGE': {
       const p = event.payload;
-      next.tokens = { input: state.tokens.input + p.input, output: state.tokens.output + p.output, total: state.tokens.total + p.total };
-      if (p.costMicros !== undefined) next.costMicros = Math.min(Number.MAX_SAFE_INTEGER, state.costMicros + p.costMicros);
+      next.tokens = { input: next.tokens.input + p.input, output: next.tokens.output + p.output, total: next.tokens.total + p.total };
+      if (p.costMicros !== undefined) next.costMicros = Math.min(Number.MAX_SAFE_INTEGER, next.costMicros + p.costMicros);
       break;
     }
     case 'TOOL_CALL': {
-      const byName = new Map(state.toolCallsByName);
+      const byName = owned ? next.toolCallsByName : new Map(next.toolCallsByName);
       byName.set(event.payload.tool, (byName.get(event.payload.tool) ?? 0) + 1);
-      next.toolCalls = state.toolCalls + 1;
+      next.toolCalls += 1;
       next.toolCallsByName = byName;
       break;
     }
     case 'POLICY_VIOLATION': {
-      if (state.termination !== undefined) break;
+      if (next.termination !== undefined) break;
       const p = event.payload;
       next.termination =
         p.scope === 'shared' || p.scope === 'tenant'
@@ -172,12 +220,12 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
       break;
     }
     case 'EXECUTION_CANCELLED':
-      if (state.termination !== undefined) break;
+      if (next.termination !== undefined) break;
       next.termination = { reason: 'cancelled', message: event.payload.reason };
       next.error = { name: 'RunAbortedError', code: 'OAO_ERR_CANCELLED', message: `The run was cancelled: ${event.payload.reason}` };
       break;
     case 'EXECUTION_TIMEOUT': {
-      if (state.termination !== undefined) break;
+      if (next.termination !== undefined) break;
       const message = event.payload.message ?? `The run exceeded its time limit of ${event.payload.timeoutMs} ms`;
       next.termination = { reason: 'timeout', message };
       next.error = { name: 'RunAbortedError', code: 'OAO_ERR_TIMEOUT', message };
@@ -185,93 +233,82 @@ export function applyEvent(state: RunFold | undefined, event: OaoEvent): RunFold
     }
     case 'ERROR':
       if (event.payload.willRetry) {
-        next.attempt = state.attempt + 1;
+        next.attempt += 1;
         break;
       }
-      if (state.termination !== undefined) break;
+      if (next.termination !== undefined) break;
       next.termination = { reason: 'error', message: event.payload.error.message };
       next.error = event.payload.error;
       break;
     case 'EXECUTION_FAILED':
-      if (state.termination !== undefined) break;
+      if (next.termination !== undefined) break;
       next.termination = { reason: 'error', message: event.payload.error.message };
       next.error = event.payload.error;
       break;
     case 'EXECUTION_RESUMED':
-      if (state.waitingSince !== undefined) {
+      if (next.waitingSince !== undefined) {
         // The wait before the gap ends at the log's last event; the gap itself is the resume's idle time.
-        next.idleMs = state.idleMs + Math.max(0, state.lastTimestamp - state.waitingSince) + event.payload.idleMs;
+        next.idleMs = next.idleMs + Math.max(0, next.lastTimestamp - next.waitingSince) + event.payload.idleMs;
         next.waitingSince = event.timestamp;
       } else {
-        next.idleMs = state.idleMs + event.payload.idleMs;
+        next.idleMs += event.payload.idleMs;
       }
       break;
     case 'BUDGET_EXHAUSTED':
       next.budgetWaiting = true;
-      if (state.waitingSince === undefined) next.waitingSince = event.timestamp;
+      if (next.waitingSince === undefined) next.waitingSince = event.timestamp;
       break;
     case 'BUDGET_RAISED': {
       next.budgetWaiting = false;
       // The raised limits are the run's limits from here on.
-      next.policy = { ...state.policy, ...event.payload.limits };
-      if (state.pendingApprovals.size === 0 && state.waitingSince !== undefined) {
-        next.idleMs = state.idleMs + Math.max(0, event.timestamp - state.waitingSince);
+      next.policy = { ...next.policy, ...event.payload.limits };
+      if (next.pendingApprovals.size === 0 && next.waitingSince !== undefined) {
+        next.idleMs += Math.max(0, event.timestamp - next.waitingSince);
         next.waitingSince = undefined;
       }
       break;
     }
     case 'APPROVAL_REQUESTED': {
       const p = event.payload;
-      const pending = new Map(state.pendingApprovals);
+      const pending = owned ? next.pendingApprovals : new Map(next.pendingApprovals);
       pending.set(p.callId, { callId: p.callId, tool: p.tool, args: p.args, step: p.step, requestedAt: event.timestamp });
       next.pendingApprovals = pending;
-      if (state.waitingSince === undefined) next.waitingSince = event.timestamp;
+      if (next.waitingSince === undefined) next.waitingSince = event.timestamp;
       break;
     }
     case 'APPROVAL_GRANTED':
     case 'APPROVAL_DENIED': {
       const p = event.payload;
-      const pending = new Map(state.pendingApprovals);
+      const pending = owned ? next.pendingApprovals : new Map(next.pendingApprovals);
       pending.delete(p.callId);
       next.pendingApprovals = pending;
-      if (pending.size === 0 && !state.budgetWaiting && state.waitingSince !== undefined) {
-        next.idleMs = state.idleMs + Math.max(0, event.timestamp - state.waitingSince);
+      if (pending.size === 0 && !next.budgetWaiting && next.waitingSince !== undefined) {
+        next.idleMs += Math.max(0, event.timestamp - next.waitingSince);
         next.waitingSince = undefined;
       }
-      next.approvals = [
-        ...state.approvals,
-        {
-          callId: p.callId,
-          tool: p.tool,
-          decision: event.type === 'APPROVAL_GRANTED' ? 'approved' : event.payload.timedOut ? 'timeout' : 'denied',
-          by: p.by,
-          reason: p.reason,
-          ...(event.type === 'APPROVAL_GRANTED' && event.payload.args !== undefined ? { args: event.payload.args } : {}),
-          decidedAt: new Date(event.timestamp).toISOString(),
-        },
-      ];
+      const approvals = owned ? next.approvals : next.approvals.slice();
+      approvals.push({
+        callId: p.callId,
+        tool: p.tool,
+        decision: event.type === 'APPROVAL_GRANTED' ? 'approved' : event.payload.timedOut ? 'timeout' : 'denied',
+        by: p.by,
+        reason: p.reason,
+        ...(event.type === 'APPROVAL_GRANTED' && event.payload.args !== undefined ? { args: event.payload.args } : {}),
+        decidedAt: new Date(event.timestamp).toISOString(),
+      });
+      next.approvals = approvals;
       break;
     }
     case 'EXECUTION_COMPLETE':
-      next.report = buildReport(state, event.timestamp);
+      next.report = buildReport(next, event.timestamp);
       break;
     default:
       // PLAN_COMPLETE, REVIEW_DECISION, MODEL_CALL, MODEL_RESULT, TOOL_RESULT, TOOL_DENIED: facts
       // for replay and audit that change no counter (their spend arrives as its own event).
       break;
   }
-  return next;
-}
-
-const NO_PENDING: ReadonlyMap<string, PendingApproval> = new Map();
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
-/** Folds a whole log (or its prefix). */
-export function foldRun(events: Iterable<OaoEvent>): RunFold | undefined {
-  let state: RunFold | undefined;
-  for (const event of events) state = applyEvent(state, event);
-  return state;
+  next.seq += 1;
+  next.lastTimestamp = event.timestamp;
 }
 
 /**

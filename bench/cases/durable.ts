@@ -228,6 +228,37 @@ function replayCase(id: string, label: string, description: string, makeStore: (
   };
 }
 
+/** A structured output of 200 small objects (about 14 KB of JSON), as an agent returning data might. */
+const LARGE_OUTPUT = Array.from({ length: 200 }, (_, i) => ({ id: i, name: `item ${i}`, tags: ['a', 'b'], score: i / 3, ok: true, none: null }));
+
+/** replay(id) from SQLite of runs whose report carries LARGE_OUTPUT: what checking an output on read costs. */
+const largeOutputReplayCase: BenchCase = {
+  kind: 'time',
+  id: 'durable.replay.sqliteLargeOutput',
+  group: 'durable',
+  label: 'replay: orch.replay(id), SQLite, 14 KB output',
+  description:
+    'orch.replay(executionId) from a SQLite file, cycling over 200 runs whose agent returned 200 small objects (about 14 KB of JSON): ' +
+    "the same read and fold as the trivial row, plus the check of the report's output as it is read back.",
+  mode: 'async',
+  setup: async (env: BenchEnv) => {
+    const orch = new Orchestrator({ store: sqliteStore('replay-large', 'NORMAL') });
+    const structured = { name: 'structured', invoke: () => ({ output: LARGE_OUTPUT }) };
+    const ids: string[] = [];
+    for (let i = 0; i < (env.quick ? 40 : 200); i++) {
+      const report = await orch.run({ agent: structured, task: TASK });
+      if (report.status !== 'SUCCESS' || (report.finalOutput as unknown[]).length !== LARGE_OUTPUT.length) {
+        throw new Error(`bench: a run with a large output did not succeed: ${JSON.stringify(report.termination)}`);
+      }
+      ids.push(report.executionId);
+    }
+    const replayed = await orch.replay(ids[0] as string);
+    if ((replayed.finalOutput as unknown[]).length !== LARGE_OUTPUT.length) throw new Error('bench: replay lost the large output');
+    let next = 0;
+    return () => orch.replay(ids[next++ % ids.length] as string);
+  },
+};
+
 export const durableCases: readonly BenchCase[] = [
   {
     kind: 'time',
@@ -287,6 +318,7 @@ export const durableCases: readonly BenchCase[] = [
     `The same from a SQLite file: each replay reads and decodes the run's rows (one query), then folds and checks them.`,
     () => sqliteStore('replay', 'NORMAL'),
   ),
+  largeOutputReplayCase,
   readFloorCase('durable.replay.sqliteFloor', 'better-sqlite3', Database),
   readFloorCase('durable.replay.libsqlFloor', 'libsql', Libsql),
   {
@@ -602,6 +634,12 @@ export const durableRatios: readonly BenchRatio[] = [
     denominator: 'durable.replay.sqliteFloor',
   },
   { id: 'durable replay/plain', label: 'replay(id) from SQLite / in-memory run', numerator: 'durable.replay.sqlite', denominator: 'durable.plain' },
+  {
+    id: 'durable replay large/trivial',
+    label: 'replay(id) from SQLite: 14 KB output / trivial output',
+    numerator: 'durable.replay.sqliteLargeOutput',
+    denominator: 'durable.replay.sqlite',
+  },
   {
     id: 'durable heap sqlite/bare',
     label: 'heap: live SQLite-durable run / live bare actor',

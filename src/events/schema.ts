@@ -2,10 +2,12 @@ import { z } from 'zod';
 import { policyLimitsSchema } from '../policy/schema.js';
 import {
   executionReportSchema,
+  isJsonValue,
   lifecycleStateSchema,
   policyRuleSchema,
   serializedErrorSchema,
   tokenUsageSchema,
+  type JsonValue,
 } from '../report/schema.js';
 
 /** Spend so far, at the moment the event was emitted. */
@@ -255,6 +257,21 @@ export const oaoEventSchema = z.discriminatedUnion('type', [
   ),
   event('EXECUTION_COMPLETE', z.object({ report: executionReportSchema })),
 ]);
+
+/**
+ * EXECUTION_COMPLETE as a store checks it when it reads a log back: the same schema, except that
+ * the report's `finalOutput` is checked with {@link isJsonValue} rather than `jsonValueSchema`,
+ * whose union tries each kind of value in turn at every level and copies the whole value: for a
+ * 14 KB output that alone took about 0.6 ms of every read of the run.
+ */
+export const storedCompleteEventSchema = event(
+  'EXECUTION_COMPLETE',
+  z.object({
+    report: executionReportSchema.extend({
+      finalOutput: z.custom<JsonValue>(isJsonValue, { message: 'Invalid input: expected a JSON value (finite numbers, plain objects and arrays)' }),
+    }),
+  }),
+);
 
 export type OaoEvent = z.infer<typeof oaoEventSchema>;
 export type OaoEventType = OaoEvent['type'];

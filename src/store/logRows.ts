@@ -1,5 +1,5 @@
 import { OaoError } from '../errors.js';
-import { oaoEventSchema, oaoEventTypes, type OaoEvent } from '../events/schema.js';
+import { oaoEventSchema, oaoEventTypes, storedCompleteEventSchema, type OaoEvent } from '../events/schema.js';
 import { canonicalJson } from '../report/canonicalJson.js';
 import type { ExecutionReport } from '../report/schema.js';
 import { STORE_SCHEMA_VERSION, type StoredRun, type StoredRunStatus } from './RunStore.js';
@@ -88,7 +88,8 @@ export function decodeRow(executionId: string, expected: number, seq: number, ve
   if (typeof type !== 'string' || !knownTypes.has(type)) {
     throw corrupt(executionId, seq, `its type ${JSON.stringify(type) ?? 'undefined'} is not an event type this runtime knows`);
   }
-  const parsed = oaoEventSchema.safeParse(value);
+  // A report's output is checked as the value JSON.parse just made it (see storedCompleteEventSchema).
+  const parsed = (type === 'EXECUTION_COMPLETE' ? storedCompleteEventSchema : oaoEventSchema).safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw corrupt(executionId, seq, `it does not match the ${type} schema (${issue?.path.join('.') || 'event'}: ${issue?.message ?? 'invalid'})`);

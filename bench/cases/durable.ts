@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import LibsqlDatabase from 'libsql';
-import { Orchestrator, createMemoryStore, type ExecutionReport, type OaoEvent, type RunStore } from 'open-agent-orchestrator';
+import { Orchestrator, createMemoryStore, type AgentLike, type ExecutionReport, type OaoEvent, type RunStore } from 'open-agent-orchestrator';
 import { createPostgresStore, type PostgresRunStore } from 'open-agent-orchestrator/postgres';
 import { createSqliteStore, type SqliteRunStore } from 'open-agent-orchestrator/sqlite';
 import pg from 'pg';
@@ -106,12 +106,20 @@ async function expectRecorded(orch: Orchestrator, store: RunStore): Promise<void
   if (replayed.executionHash !== report.executionHash) throw new Error('bench: replay did not rebuild the recorded report');
 }
 
-/** Records `count` runs through `orch` (and so in its store) and returns their ids. */
-async function recordRuns(orch: Orchestrator, count: number): Promise<string[]> {
+/**
+ * Records `count` runs of `runAgent` (the trivial agent unless given) through `orch`, and so in its
+ * store, each checked by `check`; returns their ids.
+ */
+async function recordRuns(
+  orch: Orchestrator,
+  count: number,
+  runAgent: AgentLike = agent,
+  check: (report: ExecutionReport) => void = expectSuccess,
+): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    const report = await orch.run({ agent, task: TASK });
-    expectSuccess(report);
+    const report = await orch.run({ agent: runAgent, task: TASK });
+    check(report);
     ids.push(report.executionId);
   }
   return ids;
@@ -244,14 +252,11 @@ const largeOutputReplayCase: BenchCase = {
   setup: async (env: BenchEnv) => {
     const orch = new Orchestrator({ store: sqliteStore('replay-large', 'NORMAL') });
     const structured = { name: 'structured', invoke: () => ({ output: LARGE_OUTPUT }) };
-    const ids: string[] = [];
-    for (let i = 0; i < (env.quick ? 40 : 200); i++) {
-      const report = await orch.run({ agent: structured, task: TASK });
+    const ids = await recordRuns(orch, env.quick ? 40 : 200, structured, (report) => {
       if (report.status !== 'SUCCESS' || (report.finalOutput as unknown[]).length !== LARGE_OUTPUT.length) {
         throw new Error(`bench: a run with a large output did not succeed: ${JSON.stringify(report.termination)}`);
       }
-      ids.push(report.executionId);
-    }
+    });
     const replayed = await orch.replay(ids[0] as string);
     if ((replayed.finalOutput as unknown[]).length !== LARGE_OUTPUT.length) throw new Error('bench: replay lost the large output');
     let next = 0;

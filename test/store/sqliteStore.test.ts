@@ -658,7 +658,6 @@ function runCounts(path: string): { runs: number; finished: number } {
   }
 }
 
-
 describe('createSqliteStore: checkpoints on a thread of their own', () => {
   it('start after everyAppends appends, and the log starts over while appends go on', async () => {
     const path = join(dir, 'runs.db');

@@ -11,6 +11,7 @@ import { createMemoryStore as createSyncMemoryStore } from '../src/store/createM
 import type { RunStore } from '../src/store/RunStore.js';
 import { fromChatModel } from '../src/adapters/langchain/index.js';
 import { ScriptedChatModel } from './adapters/scriptedChatModel.js';
+import { deferred } from './helpers.js';
 
 /** A memory store seen through the general interface (whose methods may answer with promises). */
 const createMemoryStore = (): RunStore => createSyncMemoryStore();
@@ -152,6 +153,30 @@ describe('runs recorded in a store', () => {
     // Batched per macrostep: far fewer appends than events.
     expect(store.appends).toBeLessThan(stored.length);
   });
+
+  it('writes a run whose agent answers without I/O in one append: one commit, not one per macrostep', async () => {
+    const inner = createMemoryStore();
+    const store = asyncStore(inner);
+    const orch = new Orchestrator({ store });
+    const agents = [(task: string) => `sync: ${task}`, async (task: string) => `async: ${task}`];
+    for (const [index, agent] of agents.entries()) {
+      const before = store.appends;
+      const report = await orch.run({ agent, task: 'x', executionId: `one-append-${index}` });
+      expect(report.status).toBe('SUCCESS');
+      expect(store.appends - before).toBe(1);
+      expect((await inner.events(`one-append-${index}`)).at(-1)?.type).toBe('EXECUTION_COMPLETE');
+    }
+    // A step that waits for I/O is preceded by an append of its own: the log shows the run live meanwhile.
+    const gate = deferred<string>();
+    const handle = orch.start({ agent: () => gate.promise, task: 'x', executionId: 'waits' });
+    const lastStored = async () => (await inner.events('waits')).at(-1)?.type;
+    for (let turn = 0; turn < 1_000 && (await lastStored()) !== 'STEP_START'; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(await lastStored()).toBe('STEP_START');
+    expect((await inner.get('waits'))?.status).toBe('running');
+    gate.resolve('done');
+    expect((await handle.report).status).toBe('SUCCESS');
+    expect((await inner.events('waits')).at(-1)?.type).toBe('EXECUTION_COMPLETE');
+  }, 10_000);
 
   it('ends a run FAILED with the store error before any further side effect when an append fails', async () => {
     let bodies = 0;

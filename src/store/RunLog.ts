@@ -18,6 +18,16 @@ export interface RunLogOptions {
   readonly lease?: Lease;
 }
 
+/**
+ * A flush that nothing forces (no write-ahead, no end of run) waits until the run has emitted
+ * nothing for this many microtasks: a run whose step answered without I/O (a cached or rule-based
+ * agent) goes on within microtasks, and its next events then ride in the same append instead of
+ * costing a write (on PostgreSQL, a commit and its flush to disk) of their own.
+ */
+const QUIET_MICROTASKS = 8;
+/** However busy the run keeps its microtasks, its events are written within this many of the first. */
+const MAX_MICROTASKS = 64;
+
 /** Renewal period base of a given lease when the log has no ownership to take it from. */
 const DEFAULT_LEASE_TTL_MS = 10_000;
 
@@ -37,9 +47,10 @@ function renewalPeriod(ttlMs: number): number {
 }
 
 /**
- * Writes one run's events to a store. Events are batched per macrostep (everything emitted before
- * the next microtask goes in one append), except that `writeAhead()` flushes at once: the event
- * that authorizes a side effect (a tool call, a model call) is durable before the effect starts.
+ * Writes one run's events to a store. Events are batched until the run waits (everything emitted
+ * until it has gone a few microtasks without emitting goes in one append), except that
+ * `writeAhead()` flushes at once: the event that authorizes a side effect (a tool call, a model
+ * call) is durable before the effect starts, and the end of a run flushes what is left.
  * With an asynchronous store, at most one append is in flight: what the run emits meanwhile is
  * written by one append when it returns (a write-ahead waits for that one).
  * Appends are strictly ordered; the first failure disables the log and is reported once through
@@ -68,6 +79,11 @@ export class RunLog {
   #ended = false;
   #buffer: OaoEvent[] = [];
   #scheduled = false;
+  /** Microtasks of the scheduled flush since the buffer last grew, and since it was scheduled. */
+  #quiet = 0;
+  #waited = 0;
+  /** The buffer's length when the scheduled flush last looked. */
+  #seen = 0;
   /** The chain of pending asynchronous appends; undefined while none is pending. */
   #tail: Promise<void> | undefined;
   /** The append queued behind the pending one, which takes whatever is buffered when it goes. */
@@ -120,18 +136,38 @@ export class RunLog {
     this.#buffer.push(event);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      queueMicrotask(() => {
-        this.#scheduled = false;
-        // A failure is reported through onFailure; nobody awaits this flush.
-        try {
-          const pending = this.flush();
-          if (pending !== undefined) pending.catch(() => {});
-        } catch {
-          // reported
-        }
-      });
+      this.#quiet = 0;
+      this.#waited = 0;
+      this.#seen = this.#buffer.length;
+      queueMicrotask(this.#tick);
     }
   }
+
+  /**
+   * One microtask of a scheduled flush: the buffer is written once the run has gone
+   * {@link QUIET_MICROTASKS} microtasks without adding an event (it waits for I/O, a timer or
+   * another run), or {@link MAX_MICROTASKS} after the flush was scheduled, whichever comes first.
+   */
+  readonly #tick = (): void => {
+    const length = this.#buffer.length;
+    if (length !== this.#seen) {
+      this.#seen = length;
+      this.#quiet = 0;
+    }
+    this.#waited += 1;
+    if (length > 0 && ++this.#quiet < QUIET_MICROTASKS && this.#waited < MAX_MICROTASKS) {
+      queueMicrotask(this.#tick);
+      return;
+    }
+    this.#scheduled = false;
+    // A failure is reported through onFailure; nobody awaits this flush.
+    try {
+      const pending = this.flush();
+      if (pending !== undefined) pending.catch(() => {});
+    } catch {
+      // reported
+    }
+  };
 
   /**
    * Makes every buffered event durable. Synchronous with a synchronous store (a failure is thrown

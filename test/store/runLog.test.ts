@@ -258,6 +258,60 @@ describe('RunLog and the lease of its run', () => {
   });
 });
 
+/** Resolves after `count` turns of the microtask queue. */
+async function microtasks(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await Promise.resolve();
+}
+
+describe('RunLog batching while a run goes on within microtasks', () => {
+  it.each([false, true])('writes a run whose steps answer without I/O in one append, lease taken and released (asynchronous %s)', async (asynchronous) => {
+    const inner = createMemoryStore();
+    const { store, calls, appendOptions } = recorded(inner, asynchronous);
+    const log = new RunLog(store, 'run-a', () => {}, ownership);
+    const events = fakeRun('run-a', { steps: 3 });
+    // As a trivial run emits: a few events per macrostep, a few microtasks apart, then its end.
+    for (const [index, event] of events.entries()) {
+      if (index % 3 === 0) await microtasks(3);
+      log.add(event);
+    }
+    await log.flush();
+    log.end();
+    expect(calls).toEqual(['append']);
+    expect(appendOptions[0]).toMatchObject({ acquire: { owner: 'worker-1' }, release: true });
+    expect(inner.events('run-a')).toEqual(events);
+    expect(inner.get('run-a')?.status).toBe('SUCCESS');
+  });
+
+  it('writes what a run emitted once it waits, without being asked', async () => {
+    const inner = createMemoryStore();
+    const log = new RunLog(inner, 'run-a', () => {}, ownership);
+    const events = fakeRun('run-a');
+    for (const event of events.slice(0, 7)) log.add(event);
+    // The run now waits for I/O (its step calls a model, say): a macrotask later, the log holds it.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(inner.events('run-a')).toEqual(events.slice(0, 7));
+    expect(inner.get('run-a')?.status).toBe('running');
+  });
+
+  it('writes a run that keeps emitting every microtask within a bounded number of them', async () => {
+    const inner = createMemoryStore();
+    const log = new RunLog(inner, 'run-a', () => {});
+    const events = fakeRun('run-a', { steps: 40 });
+    let written = -1;
+    for (const [index, event] of events.entries()) {
+      log.add(event);
+      await Promise.resolve();
+      if (written < 0 && inner.events('run-a').length > 0) written = index;
+    }
+    // Never quiet for long, yet not held back to the end: the first append came within 64 microtasks.
+    expect(events.length).toBeGreaterThan(150);
+    expect(written).toBeGreaterThan(0);
+    expect(written).toBeLessThanOrEqual(64);
+    await log.flush();
+    expect(inner.events('run-a')).toEqual(events);
+  });
+});
+
 describe('RunLog on an asynchronous store', () => {
   it('coalesces what a run emits while an append is in flight into one append, in order', async () => {
     const inner = createMemoryStore();
@@ -265,8 +319,11 @@ describe('RunLog on an asynchronous store', () => {
     const { seen, onFailure } = failures();
     const log = new RunLog(store, 'run-a', onFailure);
     const events = fakeRun('run-a', { steps: 3 });
-    // One event per macrostep, as a run emits them while the first append is still in flight.
+    // The run waits (a macrotask): its first event goes out, and the store answers a macrotask later.
     log.add(events[0] as OaoEvent);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls).toEqual(['append']);
+    // One event per macrostep, as a run emits them while the first append is still in flight.
     for (const event of events.slice(1)) {
       await Promise.resolve();
       log.add(event);

@@ -90,8 +90,9 @@ const CLOSE_WAIT_MS = 2_000;
  * and then `everyAppends` appends after each round it finished, it runs a round of PASSIVE
  * checkpoints (copying and syncing what the log holds, while appends go on); when it reports back,
  * the writing connection checkpoints the few frames appended meanwhile, so the log is wholly copied
- * and the next append starts it over from the beginning. A checkpoint another thread runs never completes a log that keeps growing, so
- * without that second, short step the file would grow for as long as appends come.
+ * and the next append starts it over from the beginning. A checkpoint another thread runs never
+ * completes a log that keeps growing, so without that second, short step the file would grow for as
+ * long as appends come.
  *
  * The thread never keeps the process alive and costs nothing until a store has taken
  * `everyAppends` appends. If it cannot start or fails, SQLite's own checkpoints take over again.

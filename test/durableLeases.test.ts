@@ -67,10 +67,11 @@ describe('leases of recorded runs', () => {
     }
   });
 
-  it('a run whose process was killed lists as interrupted once its lease expires', { timeout: 30_000 }, async () => {
+  /** Starts the child on a new file, waits for its line, kills it with SIGKILL, and opens the file as a later process would. */
+  async function killedWhileLive(executionId: string, mode: 'tool' | 'step'): Promise<ReturnType<typeof createSqliteStore>> {
     dir = await mkdtemp(join(tmpdir(), 'oao-lease-'));
     const path = join(dir, 'runs.db');
-    const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/durableRunChild.ts', path, 'doomed', '500'], {
+    const child = spawn(process.execPath, ['--conditions=oao-source', '--import', 'tsx', 'test/fixtures/durableRunChild.ts', path, executionId, '500', mode], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const lines = createInterface({ input: child.stdout });
@@ -78,19 +79,29 @@ describe('leases of recorded runs', () => {
       lines.on('line', (line) => resolve(line));
       child.on('exit', (code) => reject(new Error(`child exited early (${code})`)));
     });
-    expect(JSON.parse(live)).toEqual({ live: 'doomed' });
+    expect(JSON.parse(live)).toEqual({ live: executionId });
     const exited = new Promise((resolve) => child.on('exit', resolve));
     child.kill('SIGKILL');
     await exited;
+    // Its clock is past the lease's expiry.
+    return createSqliteStore({ path, now: () => Date.now() + 60_000 });
+  }
 
-    // Read the file as a later process would; its clock is past the lease's expiry.
-    const later = createSqliteStore({ path, now: () => Date.now() + 60_000 });
+  it('a run whose process was killed lists as interrupted once its lease expires', { timeout: 30_000 }, async () => {
+    const later = await killedWhileLive('doomed', 'tool');
     expect(later.get('doomed')?.status).toBe('interrupted');
     const events = later.events('doomed');
     expect(events.at(-1)?.type).toBe('TOOL_CALL');
     expect(later.list({ status: 'interrupted' }).runs.map((r) => r.executionId)).toEqual(['doomed']);
     // The dead owner's lease has expired: a new owner can take the run over, with a newer token.
     expect(later.acquireLease('doomed', 'heir', 1_000)?.token).toBeGreaterThan(1);
+    later.close();
+  });
+
+  it('a run killed while its agent waits, with no tool call to force a write, is stored up to its step and lists as interrupted', { timeout: 30_000 }, async () => {
+    const later = await killedWhileLive('waiting', 'step');
+    expect(later.events('waiting').at(-1)?.type).toBe('STEP_START');
+    expect(later.get('waiting')?.status).toBe('interrupted');
     later.close();
   });
 });
